@@ -1,0 +1,148 @@
+//! Metadata: brokers, topics and partition leadership from the ZooKeeper-fed view, with
+//! topic auto-creation (`auto.create.topics.enable`).
+
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use tributary_common::ids::TopicId;
+use tributary_common::topic::{validate_topic_name, CONSUMER_OFFSETS};
+use tributary_common::znode::NO_LEADER;
+
+use super::{admin, s, BrokerContext};
+use crate::metadata::{ClusterMetadata, TopicMetadata};
+
+/// How long an auto-creating Metadata request waits for the new topic's leaders before
+/// answering LEADER_NOT_AVAILABLE (the client then retries, as it would with Kafka).
+const AUTO_CREATE_WAIT: Duration = Duration::from_millis(1500);
+
+pub(super) async fn handle(ctx: &BrokerContext, version: i16, request: MetadataRequest) -> MetadataResponse {
+    let all_topics = match &request.topics {
+        None => true,
+        Some(t) => t.is_empty() && version == 0,
+    };
+    let requested: Vec<(Option<String>, uuid::Uuid)> = request
+        .topics
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| (t.name.map(|n| n.0.as_str().to_string()), t.topic_id))
+        .collect();
+    let may_create = ctx.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
+
+    // Auto-create first, then answer from one consistent view.
+    let mut created = Vec::new();
+    if !all_topics && may_create {
+        let cluster = ctx.cluster();
+        for (name, _) in &requested {
+            let Some(name) = name else { continue };
+            if cluster.topics.contains_key(name) || validate_topic_name(name).is_err() || created.contains(name) {
+                continue;
+            }
+            let d = &ctx.config;
+            match admin::create_topic(
+                ctx,
+                name,
+                d.num_partitions,
+                d.default_replication_factor,
+                Default::default(),
+                None,
+            )
+            .await
+            {
+                Ok(_) => {
+                    tracing::info!(topic = %name, partitions = d.num_partitions, replication_factor = d.default_replication_factor, "auto-created topic on a Metadata request");
+                    created.push(name.clone());
+                }
+                Err(e) => tracing::warn!(topic = %name, error = %e.message, "auto-creating topic failed"),
+            }
+        }
+        if !created.is_empty() {
+            ctx.wait_for_metadata(AUTO_CREATE_WAIT, |m| {
+                created.iter().all(|n| m.topics.get(n).is_some_and(TopicMetadata::fully_led))
+            })
+            .await;
+        }
+    }
+
+    let cluster = ctx.cluster();
+    let mut response = MetadataResponse::default();
+    response.brokers = cluster
+        .brokers
+        .iter()
+        .map(|(id, b)| {
+            let mut broker = MetadataResponseBroker::default();
+            broker.node_id = BrokerId(*id);
+            broker.host = s(b.endpoint.host.clone());
+            broker.port = i32::from(b.endpoint.port);
+            broker.rack = b.rack.clone().map(s);
+            broker
+        })
+        .collect();
+    response.cluster_id = Some(s(cluster.cluster_id.clone()));
+    response.controller_id = BrokerId(cluster.controller_id());
+    response.cluster_authorized_operations = i32::MIN;
+
+    if all_topics {
+        response.topics = cluster.topics.iter().map(|(name, t)| topic_entry(&cluster, name, t)).collect();
+        return response;
+    }
+    for (name, topic_id) in requested {
+        let entry = match name {
+            None if !topic_id.is_nil() => match cluster.topic_by_id(&TopicId(topic_id)) {
+                Some((name, t)) => topic_entry(&cluster, name, t),
+                None => error_entry(None, topic_id, ResponseError::UnknownTopicId.code()),
+            },
+            None => error_entry(None, topic_id, ResponseError::InvalidTopicException.code()),
+            Some(name) => match cluster.topics.get(&name) {
+                Some(t) => topic_entry(&cluster, &name, t),
+                None if validate_topic_name(&name).is_err() => {
+                    error_entry(Some(name), topic_id, ResponseError::InvalidTopicException.code())
+                }
+                None if created.contains(&name) => {
+                    error_entry(Some(name), topic_id, ResponseError::LeaderNotAvailable.code())
+                }
+                None => error_entry(Some(name), topic_id, ResponseError::UnknownTopicOrPartition.code()),
+            },
+        };
+        response.topics.push(entry);
+    }
+    response
+}
+
+fn error_entry(name: Option<String>, topic_id: uuid::Uuid, code: i16) -> MetadataResponseTopic {
+    let mut t = MetadataResponseTopic::default();
+    t.error_code = code;
+    t.name = name.map(|n| TopicName(s(n)));
+    t.topic_id = topic_id;
+    t.topic_authorized_operations = i32::MIN;
+    t
+}
+
+fn topic_entry(cluster: &ClusterMetadata, name: &str, topic: &TopicMetadata) -> MetadataResponseTopic {
+    let mut t = MetadataResponseTopic::default();
+    t.name = Some(TopicName(s(name)));
+    t.topic_id = topic.id.map(|id| id.0).unwrap_or_default();
+    t.is_internal = name == CONSUMER_OFFSETS;
+    t.topic_authorized_operations = i32::MIN;
+    t.partitions = topic
+        .partitions
+        .iter()
+        .map(|(index, pm)| {
+            let mut p = MetadataResponsePartition::default();
+            p.partition_index = *index;
+            let leader_live = pm.leader != NO_LEADER && cluster.brokers.contains_key(&pm.leader);
+            p.error_code = if leader_live { 0 } else { ResponseError::LeaderNotAvailable.code() };
+            p.leader_id = BrokerId(if leader_live { pm.leader } else { NO_LEADER });
+            p.leader_epoch = pm.leader_epoch;
+            p.replica_nodes = pm.replicas.iter().map(|r| BrokerId(*r)).collect();
+            p.isr_nodes = pm.isr.iter().map(|r| BrokerId(*r)).collect();
+            p.offline_replicas =
+                pm.replicas.iter().filter(|r| !cluster.brokers.contains_key(r)).map(|r| BrokerId(*r)).collect();
+            p
+        })
+        .collect();
+    t
+}

@@ -1,0 +1,199 @@
+//! Tributary broker: the Kafka wire protocol over partition logs stored in sled,
+//! registered and coordinated through ZooKeeper.
+//!
+//! Data flow: [`server`] accepts connections; [`net`] frames and decodes requests with
+//! `kafka-protocol`; [`api`] handles them against the [`replica`] manager (which owns the
+//! [`log`]s) and the [`metadata`] snapshot that [`zk`] keeps current from ZooKeeper
+//! watches. Admin requests (CreateTopics, ...) are written to ZooKeeper, where the
+//! coordinator picks them up and elects leaders; the broker then sees the result through
+//! its watches.
+//!
+//! Start-up follows Kafka's order: data directory, ZooKeeper session and registration,
+//! metadata, then the listener. Shutdown reverses it: stop accepting, drain connections
+//! within the grace period, flush the log store, and close the ZooKeeper session last so
+//! `/brokers/ids/<id>` disappears at once.
+
+pub mod api;
+pub mod config;
+pub mod log;
+pub mod metadata;
+pub mod net;
+pub mod replica;
+pub mod server;
+pub mod topic_config;
+pub mod zk;
+
+// jemalloc maps very large allocations lazily (MAP_NORESERVE under overcommit), so a hostile
+// frame whose array length claims billions of entries costs address space, not an abort,
+// before the decoder notices the frame is short (kafka-protocol pre-allocates from the
+// claimed length). The glibc allocator refuses such a request and the process aborts.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::api::{BrokerContext, ProducerIds};
+use crate::config::BrokerConfig;
+use crate::log::{FlushPolicy, LogStore};
+use crate::replica::ReplicaManager;
+use crate::zk::session::{establish, run_session, SessionConfig};
+use crate::zk::ZkHandle;
+
+/// `meta.properties` in the data directory, as Kafka keeps it: it ties the directory to
+/// one broker id and one cluster, so a broker pointed at the wrong ZooKeeper (or chroot)
+/// refuses to start instead of deleting "unknown" partitions.
+fn check_meta_properties(dir: &Path, broker_id: i32, cluster_id: Option<&str>) -> anyhow::Result<()> {
+    let path = dir.join("meta.properties");
+    let existing = std::fs::read_to_string(&path).ok();
+    if let Some(text) = &existing {
+        let props = tributary_common::config::Properties::parse(&path.display().to_string(), text);
+        let mut props = props;
+        if let Some(id) = props.take("broker.id") {
+            anyhow::ensure!(
+                id.trim() == broker_id.to_string(),
+                "data directory {} belongs to broker {}, not broker {broker_id}; use that broker.id or another log.dirs",
+                dir.display(),
+                id.trim()
+            );
+        }
+        if let (Some(stored), Some(current)) = (props.take("cluster.id"), cluster_id) {
+            anyhow::ensure!(
+                stored.trim() == current,
+                "data directory {} belongs to cluster {}, but ZooKeeper holds cluster {current}; check zookeeper.connect (and its chroot) or use a fresh log.dirs",
+                dir.display(),
+                stored.trim()
+            );
+        }
+    }
+    if let Some(cluster_id) = cluster_id {
+        let text = format!("#Tributary broker metadata\nversion=0\nbroker.id={broker_id}\ncluster.id={cluster_id}\n");
+        if existing.as_deref() != Some(text.as_str()) {
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs a broker on already-bound listeners until `shutdown` is cancelled.
+///
+/// # Errors
+/// Start-up failures, each explained for the operator: data directory unusable, ZooKeeper
+/// unreachable, broker id already registered, data directory from another cluster.
+pub async fn run(config: BrokerConfig, listeners: Vec<TcpListener>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let dir = config.data_dir.clone();
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    check_meta_properties(&dir, config.broker_id, None)?;
+    let store = LogStore::open(
+        &dir,
+        FlushPolicy {
+            interval_ms: Some(config.log_flush_interval_ms),
+            interval_messages: config.log_flush_interval_messages,
+        },
+    )
+    .with_context(|| format!("cannot open the log store in {}", dir.display()))?;
+
+    let session_config = SessionConfig {
+        connect: config.zookeeper_connect.clone(),
+        session_timeout: config.zookeeper_session_timeout,
+        connection_timeout: config.zookeeper_connection_timeout,
+        broker_id: config.broker_id,
+        endpoints: config.advertised_listeners.clone(),
+        rack: config.rack.clone(),
+    };
+    let registered = establish(&session_config).await?;
+    check_meta_properties(&dir, config.broker_id, Some(&registered.cluster_id))?;
+
+    let zk = ZkHandle::new(config.broker_id);
+    let (metadata_tx, metadata_rx) = watch::channel(None);
+    let ctx = Arc::new(BrokerContext {
+        replicas: ReplicaManager::new(config.broker_id, store.clone()),
+        metadata: metadata_rx,
+        zk: zk.clone(),
+        producer_ids: ProducerIds::default(),
+        config,
+    });
+    let background = TaskTracker::new();
+    let zk_shutdown = CancellationToken::new();
+    let session = tokio::spawn(run_session(zk, session_config, registered, metadata_tx, zk_shutdown.clone()));
+
+    // Keep local replicas in step with the metadata.
+    let mut changes = ctx.metadata.clone();
+    let reconciler = ctx.clone();
+    let stop = shutdown.clone();
+    background.spawn(async move {
+        loop {
+            let snapshot = changes.borrow_and_update().clone();
+            if let Some(m) = snapshot {
+                reconciler.replicas.reconcile(&m);
+            }
+            tokio::select! {
+                r = changes.changed() => if r.is_err() { return },
+                _ = stop.cancelled() => return,
+            }
+        }
+    });
+    // Retention and recovery-point checkpoints.
+    let housekeeper = ctx.clone();
+    let stop = shutdown.clone();
+    background.spawn(async move {
+        let mut retention = tokio::time::interval(log::retention_interval(housekeeper.config.log_retention_check_interval_ms));
+        let mut checkpoint = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            tokio::select! {
+                _ = retention.tick() => {
+                    let c = &housekeeper.config;
+                    housekeeper.replicas.apply_retention(api::now_ms(), c.log_retention_ms, c.log_retention_bytes, &housekeeper.cluster());
+                },
+                _ = checkpoint.tick() => {
+                    let offsets = housekeeper.replicas.end_offsets();
+                    if housekeeper.replicas.store().flush().await.is_ok() {
+                        housekeeper.replicas.checkpoint(&offsets);
+                    }
+                },
+                _ = stop.cancelled() => return,
+            }
+        }
+    });
+
+    // Serve only once the first metadata snapshot is in, so clients never see an empty cluster.
+    let mut first = ctx.metadata.clone();
+    if tokio::time::timeout(Duration::from_secs(10), first.wait_for(Option::is_some)).await.is_err() {
+        tracing::warn!("no metadata from ZooKeeper after 10 s; serving anyway, clients will retry");
+    }
+    let connections = TaskTracker::new();
+    let mut acceptors = Vec::new();
+    for listener in listeners {
+        let addr = listener.local_addr().ok();
+        tracing::info!(broker_id = ctx.config.broker_id, listener = ?addr, advertised = ?ctx.config.advertised_listeners.iter().map(ToString::to_string).collect::<Vec<_>>(), "accepting Kafka clients");
+        acceptors.push(tokio::spawn(server::accept_loop(listener, ctx.clone(), shutdown.clone(), connections.clone())));
+    }
+
+    shutdown.cancelled().await;
+    tracing::info!(broker_id = ctx.config.broker_id, "shutting down: no new connections; draining open ones");
+    for a in acceptors {
+        let _ = a.await;
+    }
+    connections.close();
+    if tokio::time::timeout(ctx.config.shutdown_grace, connections.wait()).await.is_err() {
+        tracing::warn!(
+            grace_ms = ctx.config.shutdown_grace.as_millis(),
+            "connections still busy after the grace period; closing them"
+        );
+    }
+    background.close();
+    background.wait().await;
+    store.flush().await.context("final flush of the log store failed")?;
+    store.close().await;
+    zk_shutdown.cancel();
+    let _ = session.await;
+    tracing::info!(broker_id = ctx.config.broker_id, "shut down cleanly");
+    Ok(())
+}

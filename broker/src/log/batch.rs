@@ -1,0 +1,373 @@
+//! Kafka record batches (magic 2) as stored bytes: the 61-byte header is parsed and checked
+//! here; records stay opaque except for an uncompressed batch's record framing, which is
+//! walked so that a batch whose count or lengths lie is refused rather than stored.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+/// Size of the fixed batch header.
+pub const HEADER_LEN: usize = 61;
+/// Bytes before `batchLength` is counted (baseOffset + batchLength).
+pub const LOG_OVERHEAD: usize = 12;
+const CRC_START: usize = 21;
+const ATTR_TIMESTAMP_TYPE: i16 = 0x08;
+const ATTR_TRANSACTIONAL: i16 = 0x10;
+const ATTR_CONTROL: i16 = 0x20;
+
+/// The fixed header of a v2 record batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchHeader {
+    /// First offset in the batch.
+    pub base_offset: i64,
+    /// Bytes after the `batchLength` field.
+    pub batch_length: i32,
+    /// Epoch of the leader that appended it.
+    pub partition_leader_epoch: i32,
+    /// Format version; only 2 is accepted.
+    pub magic: i8,
+    /// CRC-32C of everything from `attributes` on.
+    pub crc: u32,
+    /// Codec, timestamp type, transactional and control bits.
+    pub attributes: i16,
+    /// Offset of the last record relative to `base_offset`.
+    pub last_offset_delta: i32,
+    /// Timestamp of the first record.
+    pub base_timestamp: i64,
+    /// Largest timestamp in the batch.
+    pub max_timestamp: i64,
+    /// Idempotent producer id, or -1.
+    pub producer_id: i64,
+    /// Producer epoch, or -1.
+    pub producer_epoch: i16,
+    /// Sequence of the first record, or -1.
+    pub base_sequence: i32,
+    /// Number of records.
+    pub record_count: i32,
+}
+
+impl BatchHeader {
+    /// Parses the header at the start of `b` (which must hold at least [`HEADER_LEN`] bytes).
+    pub fn parse(mut b: &[u8]) -> Option<BatchHeader> {
+        if b.len() < HEADER_LEN {
+            return None;
+        }
+        Some(BatchHeader {
+            base_offset: b.get_i64(),
+            batch_length: b.get_i32(),
+            partition_leader_epoch: b.get_i32(),
+            magic: b.get_i8(),
+            crc: b.get_u32(),
+            attributes: b.get_i16(),
+            last_offset_delta: b.get_i32(),
+            base_timestamp: b.get_i64(),
+            max_timestamp: b.get_i64(),
+            producer_id: b.get_i64(),
+            producer_epoch: b.get_i16(),
+            base_sequence: b.get_i32(),
+            record_count: b.get_i32(),
+        })
+    }
+
+    /// Total size of the batch in bytes.
+    pub fn total_len(&self) -> usize {
+        LOG_OVERHEAD + self.batch_length as usize
+    }
+    /// Offset of the last record.
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset + i64::from(self.last_offset_delta)
+    }
+    /// Compression codec bits (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd).
+    pub fn compression(&self) -> i16 {
+        self.attributes & 0x07
+    }
+    /// Whether the batch belongs to a transaction.
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & ATTR_TRANSACTIONAL != 0
+    }
+    /// Whether it is a control batch (transaction marker).
+    pub fn is_control(&self) -> bool {
+        self.attributes & ATTR_CONTROL != 0
+    }
+}
+
+/// Why a batch was refused; each maps to one Kafka error code.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum BatchError {
+    /// Lengths or CRC do not add up: CORRUPT_MESSAGE.
+    #[error("corrupt record batch: {0}")]
+    Corrupt(String),
+    /// Well-formed bytes that Kafka refuses: INVALID_RECORD.
+    #[error("invalid record batch: {0}")]
+    Invalid(String),
+    /// A batch larger than `message.max.bytes`: MESSAGE_TOO_LARGE.
+    #[error("record batch of {size} bytes exceeds message.max.bytes={max}")]
+    TooLarge {
+        /// Batch size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// Splits `records` into validated batches.
+///
+/// # Errors
+/// [`BatchError`] for the first batch that is truncated, fails its CRC, is not magic 2,
+/// has an inconsistent count, or exceeds `max_batch_bytes`.
+pub fn validate(records: &Bytes, max_batch_bytes: usize) -> Result<Vec<(BatchHeader, Bytes)>, BatchError> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    if records.is_empty() {
+        return Err(BatchError::Invalid("the produce request holds no record batch".into()));
+    }
+    while pos < records.len() {
+        let rest = &records[pos..];
+        if rest.len() < LOG_OVERHEAD + 5 {
+            return Err(BatchError::Corrupt(format!("{} trailing bytes are too few for a batch header", rest.len())));
+        }
+        let magic = rest[16] as i8;
+        if magic != 2 {
+            return Err(BatchError::Invalid(format!(
+                "record batch has magic {magic}; produce v3+ needs magic 2 (upgrade the client)"
+            )));
+        }
+        let header = BatchHeader::parse(rest)
+            .ok_or_else(|| BatchError::Corrupt("batch shorter than its 61-byte header".into()))?;
+        if header.batch_length < (HEADER_LEN - LOG_OVERHEAD) as i32 {
+            return Err(BatchError::Corrupt(format!("batchLength {} is below the header size", header.batch_length)));
+        }
+        let total = header.total_len();
+        if total > max_batch_bytes {
+            return Err(BatchError::TooLarge { size: total, max: max_batch_bytes });
+        }
+        if total > rest.len() {
+            return Err(BatchError::Corrupt(format!("batchLength says {total} bytes but only {} arrived", rest.len())));
+        }
+        let computed = crc32c::crc32c(&rest[CRC_START..total]);
+        if computed != header.crc {
+            return Err(BatchError::Corrupt(format!(
+                "CRC-32C mismatch: batch says {:#010x}, bytes give {computed:#010x}",
+                header.crc
+            )));
+        }
+        if header.record_count <= 0 || header.last_offset_delta != header.record_count - 1 {
+            return Err(BatchError::Invalid(format!(
+                "record count {} does not match lastOffsetDelta {}",
+                header.record_count, header.last_offset_delta
+            )));
+        }
+        if header.compression() > 4 {
+            return Err(BatchError::Invalid(format!("unknown compression codec {}", header.compression())));
+        }
+        if header.compression() == 0 {
+            check_uncompressed_records(&rest[HEADER_LEN..total], header.record_count)?;
+        }
+        out.push((header, records.slice(pos..pos + total)));
+        pos += total;
+    }
+    Ok(out)
+}
+
+fn read_varint(b: &mut &[u8]) -> Option<i64> {
+    let mut value: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let byte = *b.first()?;
+        *b = &b[1..];
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(((value >> 1) as i64) ^ -((value & 1) as i64));
+        }
+    }
+    None
+}
+
+/// Walks the records of an uncompressed batch: every length must fit, relative offsets must
+/// be 0, 1, 2, ... and the count must match.
+fn check_uncompressed_records(mut body: &[u8], count: i32) -> Result<(), BatchError> {
+    let bad = |what: &str| BatchError::Corrupt(format!("record framing is broken: {what}"));
+    for expected_delta in 0..count {
+        let len = read_varint(&mut body).ok_or_else(|| bad("record length"))?;
+        if len < 0 || len as usize > body.len() {
+            return Err(bad("record length runs past the batch"));
+        }
+        let (mut record, rest) = body.split_at(len as usize);
+        body = rest;
+        if record.is_empty() {
+            return Err(bad("empty record"));
+        }
+        record = &record[1..]; // attributes
+        read_varint(&mut record).ok_or_else(|| bad("timestamp delta"))?;
+        let delta = read_varint(&mut record).ok_or_else(|| bad("offset delta"))?;
+        if delta != i64::from(expected_delta) {
+            return Err(BatchError::Invalid(format!("record {expected_delta} has offset delta {delta}")));
+        }
+    }
+    if !body.is_empty() {
+        return Err(bad("bytes left after the last record"));
+    }
+    Ok(())
+}
+
+/// Rewrites the fields the leader owns: base offset and leader epoch (outside the CRC) and,
+/// for `LogAppendTime` topics, the timestamp type and max timestamp (CRC recomputed).
+pub fn stamp(batch: &Bytes, base_offset: i64, leader_epoch: i32, log_append_time: Option<i64>) -> Bytes {
+    let mut out = BytesMut::with_capacity(batch.len());
+    out.put_slice(batch);
+    out[0..8].copy_from_slice(&base_offset.to_be_bytes());
+    out[12..16].copy_from_slice(&leader_epoch.to_be_bytes());
+    if let Some(now) = log_append_time {
+        let attributes = i16::from_be_bytes([out[21], out[22]]) | ATTR_TIMESTAMP_TYPE;
+        out[21..23].copy_from_slice(&attributes.to_be_bytes());
+        out[35..43].copy_from_slice(&now.to_be_bytes());
+        let crc = crc32c::crc32c(&out[CRC_START..]);
+        out[17..21].copy_from_slice(&crc.to_be_bytes());
+    }
+    out.freeze()
+}
+
+/// A record's optional key and value.
+pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
+/// Builds an uncompressed batch (for tests and tools): `records` are (key, value) pairs.
+pub fn build(base_offset: i64, timestamp: i64, records: &[KeyValue<'_>]) -> Bytes {
+    fn put_varint(buf: &mut BytesMut, v: i64) {
+        let mut z = ((v << 1) ^ (v >> 63)) as u64;
+        while z >= 0x80 {
+            buf.put_u8((z as u8) | 0x80);
+            z >>= 7;
+        }
+        buf.put_u8(z as u8);
+    }
+    let mut body = BytesMut::new();
+    for (i, (key, value)) in records.iter().enumerate() {
+        let mut rec = BytesMut::new();
+        rec.put_i8(0);
+        put_varint(&mut rec, 0);
+        put_varint(&mut rec, i as i64);
+        for field in [key, value] {
+            match field {
+                Some(b) => {
+                    put_varint(&mut rec, b.len() as i64);
+                    rec.put_slice(b);
+                }
+                None => put_varint(&mut rec, -1),
+            }
+        }
+        put_varint(&mut rec, 0);
+        put_varint(&mut body, rec.len() as i64);
+        body.put_slice(&rec);
+    }
+    let mut b = BytesMut::new();
+    b.put_i64(base_offset);
+    b.put_i32((HEADER_LEN - LOG_OVERHEAD + body.len()) as i32);
+    b.put_i32(-1);
+    b.put_i8(2);
+    b.put_u32(0);
+    b.put_i16(0);
+    b.put_i32(records.len() as i32 - 1);
+    b.put_i64(timestamp);
+    b.put_i64(timestamp);
+    b.put_i64(-1);
+    b.put_i16(-1);
+    b.put_i32(-1);
+    b.put_i32(records.len() as i32);
+    b.put_slice(&body);
+    let crc = crc32c::crc32c(&b[CRC_START..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn two_records() -> Bytes {
+        build(0, 1000, &[(Some(b"k1"), Some(b"v1")), (None, Some(b"v2"))])
+    }
+
+    #[test]
+    fn a_well_formed_batch_is_accepted() {
+        let b = two_records();
+        let batches = validate(&b, 1 << 20).unwrap();
+        assert_eq!(batches.len(), 1);
+        assert_eq!(batches[0].0.record_count, 2);
+        assert_eq!(batches[0].1.len(), b.len());
+    }
+
+    #[test]
+    fn kafka_protocol_encoder_output_is_accepted() {
+        use kafka_protocol::records::*;
+        let records: Vec<Record> = (0..3)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i,
+                sequence: -1,
+                timestamp: 5,
+                key: None,
+                value: Some(Bytes::from_static(b"hello")),
+                headers: Default::default(),
+                delete_horizon: false,
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions { version: 2, compression: Compression::None },
+        )
+        .unwrap();
+        let batches = validate(&buf.freeze(), 1 << 20).unwrap();
+        assert_eq!(batches.iter().map(|(h, _)| h.record_count).sum::<i32>(), 3);
+    }
+
+    #[test]
+    fn a_flipped_byte_fails_the_crc() {
+        let mut b = BytesMut::from(&two_records()[..]);
+        let last = b.len() - 1;
+        b[last] ^= 1;
+        assert!(matches!(validate(&b.freeze(), 1 << 20), Err(BatchError::Corrupt(m)) if m.contains("CRC")));
+    }
+
+    #[test]
+    fn truncated_and_oversized_batches_are_refused() {
+        let b = two_records();
+        assert!(matches!(validate(&b.slice(..b.len() - 3), 1 << 20), Err(BatchError::Corrupt(_))));
+        assert!(matches!(validate(&b.slice(..20), 1 << 20), Err(BatchError::Corrupt(_))));
+        assert_eq!(validate(&b, 10), Err(BatchError::TooLarge { size: b.len(), max: 10 }));
+        assert!(matches!(validate(&Bytes::new(), 10), Err(BatchError::Invalid(_))));
+    }
+
+    #[test]
+    fn old_magic_is_refused_as_invalid_record() {
+        let mut b = BytesMut::from(&two_records()[..]);
+        b[16] = 1;
+        assert!(matches!(validate(&b.freeze(), 1 << 20), Err(BatchError::Invalid(m)) if m.contains("magic")));
+    }
+
+    #[test]
+    fn a_lying_record_count_is_refused() {
+        let mut b = BytesMut::from(&two_records()[..]);
+        b[57..61].copy_from_slice(&3i32.to_be_bytes());
+        b[23..27].copy_from_slice(&2i32.to_be_bytes());
+        let crc = crc32c::crc32c(&b[CRC_START..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert!(validate(&b.freeze(), 1 << 20).is_err());
+    }
+
+    #[test]
+    fn stamping_keeps_the_crc_valid() {
+        let stamped = stamp(&two_records(), 42, 7, None);
+        let h = BatchHeader::parse(&stamped).unwrap();
+        assert_eq!((h.base_offset, h.partition_leader_epoch), (42, 7));
+        assert!(validate(&stamped, 1 << 20).is_ok());
+        let appended = stamp(&two_records(), 42, 7, Some(99_999));
+        let h = BatchHeader::parse(&appended).unwrap();
+        assert_eq!(h.max_timestamp, 99_999);
+        assert_ne!(h.attributes & ATTR_TIMESTAMP_TYPE, 0);
+        assert!(validate(&appended, 1 << 20).is_ok());
+    }
+}

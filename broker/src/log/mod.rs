@@ -1,0 +1,513 @@
+//! Partition logs stored in sled.
+//!
+//! One sled database per broker (`log.dirs`), one tree per partition. A tree maps the
+//! big-endian base offset of each record batch to the batch bytes exactly as they are
+//! served, so a fetch from offset `o` is one reverse seek (the batch holding `o`) plus a
+//! forward range read. Whole batches are the unit of storage because sled is fast with
+//! values of tens of KiB and slow with per-record keys (see MEASUREMENTS.md).
+//!
+//! Per-partition metadata (topic id, log start offset, recovery point, leader-epoch cache)
+//! lives in the `partition-meta` tree. On open, batches after the recovery point are
+//! re-validated (CRC, contiguous offsets) and anything torn or out of place is cut off.
+//!
+//! Durability: appends land in sled's in-memory log; [`LogStore::flush`] makes everything
+//! appended so far durable (write + fsync), shared by every caller waiting at that moment
+//! (group commit). Produce with acks=all waits for it.
+
+pub mod batch;
+mod flush;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tributary_common::ids::{TopicId, TopicPartition};
+
+use self::batch::BatchHeader;
+pub use self::flush::FlushPolicy;
+
+/// Storage errors.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// sled failed; the disk may be full or the data directory damaged.
+    #[error("storage failure in {what}: {reason}")]
+    Storage {
+        /// What was being done.
+        what: String,
+        /// sled's error.
+        reason: String,
+    },
+    /// The offset lies outside `[log_start_offset, log_end_offset]`.
+    #[error("offset {offset} is out of range [{log_start_offset}, {log_end_offset}] for {tp}")]
+    OffsetOutOfRange {
+        /// Partition.
+        tp: TopicPartition,
+        /// Asked offset.
+        offset: i64,
+        /// First retained offset.
+        log_start_offset: i64,
+        /// Next offset to be written.
+        log_end_offset: i64,
+    },
+}
+
+fn storage(what: impl Into<String>) -> impl FnOnce(sled::Error) -> Error {
+    let what = what.into();
+    move |e| Error::Storage { what, reason: e.to_string() }
+}
+
+/// Everything about one partition that is not batch data.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct PartitionMeta {
+    topic_id: Option<String>,
+    log_start_offset: i64,
+    recovery_point: i64,
+    /// (leader epoch, first offset written in it), ascending.
+    epochs: Vec<(i32, i64)>,
+}
+
+/// The sled database holding every partition of this broker.
+#[derive(Clone)]
+pub struct LogStore {
+    db: sled::Db,
+    meta: sled::Tree,
+    flusher: flush::Flusher,
+}
+
+impl LogStore {
+    /// Opens (or creates) the store under `dir`.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when sled cannot open the directory.
+    pub fn open(dir: &Path, policy: FlushPolicy) -> Result<LogStore, Error> {
+        let db = sled::Config::new()
+            .path(dir.join("sled"))
+            .flush_every_ms(policy.interval_ms)
+            .cache_capacity(256 * 1024 * 1024)
+            .open()
+            .map_err(storage(format!("opening {}", dir.display())))?;
+        let meta = db.open_tree("partition-meta").map_err(storage("opening partition-meta"))?;
+        let flusher = flush::Flusher::start(db.clone(), policy);
+        Ok(LogStore { db, meta, flusher })
+    }
+
+    fn tree_name(tp: &TopicPartition) -> String {
+        format!("log/{}/{}", tp.topic, tp.partition)
+    }
+
+    /// Partitions with data here, with the topic id each was created for.
+    pub fn local_partitions(&self) -> Vec<(TopicPartition, Option<TopicId>)> {
+        let mut out = Vec::new();
+        for entry in self.meta.iter().flatten() {
+            let name = String::from_utf8_lossy(&entry.0).to_string();
+            let Some(rest) = name.strip_prefix("log/") else { continue };
+            let Some((topic, partition)) = rest.rsplit_once('/') else { continue };
+            let Ok(partition) = partition.parse() else { continue };
+            let meta: PartitionMeta = serde_json::from_slice(&entry.1).unwrap_or_default();
+            out.push((TopicPartition::new(topic, partition), meta.topic_id.as_deref().and_then(TopicId::parse)));
+        }
+        out
+    }
+
+    /// Opens a partition's log, creating it for `topic_id` if absent, and recovers its tail.
+    /// A log left from an older topic of the same name (another topic id) is deleted first.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when sled fails.
+    pub fn open_partition(&self, tp: &TopicPartition, topic_id: Option<TopicId>) -> Result<Arc<PartitionLog>, Error> {
+        let name = Self::tree_name(tp);
+        let mut meta: PartitionMeta = match self.meta.get(&name).map_err(storage("reading partition meta"))? {
+            Some(raw) => serde_json::from_slice(&raw).unwrap_or_default(),
+            None => PartitionMeta::default(),
+        };
+        let wanted = topic_id.map(|id| id.to_string());
+        if meta.topic_id.is_some() && wanted.is_some() && meta.topic_id != wanted {
+            tracing::warn!(%tp, old = ?meta.topic_id, new = ?wanted, "local log belongs to an older topic of the same name; deleting it");
+            self.delete_partition(tp)?;
+            meta = PartitionMeta::default();
+        }
+        if wanted.is_some() {
+            meta.topic_id = wanted;
+        }
+        let tree = self.db.open_tree(&name).map_err(storage(format!("opening log of {tp}")))?;
+        let log = PartitionLog::recover(tp.clone(), tree, self.meta.clone(), name, meta)?;
+        Ok(Arc::new(log))
+    }
+
+    /// Deletes a partition's data and metadata.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when sled fails.
+    pub fn delete_partition(&self, tp: &TopicPartition) -> Result<(), Error> {
+        let name = Self::tree_name(tp);
+        self.db.drop_tree(&name).map_err(storage(format!("deleting log of {tp}")))?;
+        self.meta.remove(&name).map_err(storage(format!("deleting meta of {tp}")))?;
+        Ok(())
+    }
+
+    /// Makes every append made before this call durable; concurrent callers share one flush.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the flush fails.
+    pub async fn flush(&self) -> Result<(), Error> {
+        self.flusher.flush().await
+    }
+
+    /// Counts appended records for `log.flush.interval.messages`.
+    pub fn note_appended(&self, records: u64) {
+        self.flusher.note_appended(records);
+    }
+
+    /// Flushes everything and stops the flush task (shutdown). sled's files are released
+    /// when the last handle to the store is dropped.
+    pub async fn close(&self) {
+        self.flusher.stop().await;
+    }
+
+    /// Bytes on disk, as sled reports them.
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+/// Mutable offsets of a partition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Offsets {
+    /// First retained offset.
+    pub log_start_offset: i64,
+    /// Next offset to be written.
+    pub log_end_offset: i64,
+    /// Bytes of batch data held.
+    pub size_bytes: u64,
+}
+
+struct LogState {
+    offsets: Offsets,
+    meta: PartitionMeta,
+}
+
+/// What an append assigned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset of the first record.
+    pub base_offset: i64,
+    /// Offset of the last record.
+    pub last_offset: i64,
+    /// The broker time stamped into the batch, for LogAppendTime topics.
+    pub log_append_time: Option<i64>,
+}
+
+/// One partition's log.
+pub struct PartitionLog {
+    tp: TopicPartition,
+    tree: sled::Tree,
+    meta_tree: sled::Tree,
+    meta_key: String,
+    state: Mutex<LogState>,
+    end_offset: watch::Sender<i64>,
+}
+
+fn key(offset: i64) -> [u8; 8] {
+    (offset as u64).to_be_bytes()
+}
+
+fn key_offset(k: &[u8]) -> i64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&k[..8]);
+    u64::from_be_bytes(a) as i64
+}
+
+impl PartitionLog {
+    fn recover(
+        tp: TopicPartition,
+        tree: sled::Tree,
+        meta_tree: sled::Tree,
+        meta_key: String,
+        mut meta: PartitionMeta,
+    ) -> Result<PartitionLog, Error> {
+        // Everything before the recovery point was flushed and checked before; the tail is
+        // walked batch by batch and cut at the first batch that is torn, fails its CRC or
+        // does not follow on from its predecessor.
+        let mut size_bytes = 0u64;
+        let mut expected: Option<i64> = None;
+        let mut cut_from: Option<i64> = None;
+        for item in tree.iter() {
+            let (k, v) = item.map_err(storage(format!("scanning log of {tp}")))?;
+            let offset = key_offset(&k);
+            let valid = match BatchHeader::parse(&v) {
+                Some(h) if h.total_len() == v.len() && h.base_offset == offset => {
+                    let follows = expected.is_none_or(|e| e == offset);
+                    let checked = offset < meta.recovery_point
+                        || batch::validate(&Bytes::copy_from_slice(&v), usize::MAX).is_ok();
+                    if follows && checked {
+                        expected = Some(h.last_offset() + 1);
+                        true
+                    } else {
+                        false
+                    }
+                }
+                _ => false,
+            };
+            if !valid {
+                cut_from = Some(offset);
+                break;
+            }
+            size_bytes += v.len() as u64;
+        }
+        if let Some(from) = cut_from {
+            let mut removed = 0;
+            for k in tree.range(key(from)..).keys() {
+                let k = k.map_err(storage(format!("truncating log of {tp}")))?;
+                tree.remove(k).map_err(storage(format!("truncating log of {tp}")))?;
+                removed += 1;
+            }
+            tracing::warn!(%tp, from_offset = from, batches = removed, "cut off a torn or invalid tail found during recovery");
+        }
+        let first = tree.first().map_err(storage("reading first batch"))?.map(|(k, _)| key_offset(&k));
+        // An empty tree (new, or emptied by retention) ends where it starts.
+        let log_end_offset = expected.unwrap_or(meta.log_start_offset);
+        if let Some(first) = first {
+            meta.log_start_offset = meta.log_start_offset.max(first).min(log_end_offset);
+        }
+        meta.recovery_point = log_end_offset;
+        meta.epochs.retain(|(_, start)| *start <= log_end_offset);
+        let (end_offset, _) = watch::channel(log_end_offset);
+        let log = PartitionLog {
+            tp,
+            tree,
+            meta_tree,
+            meta_key,
+            state: Mutex::new(LogState {
+                offsets: Offsets { log_start_offset: meta.log_start_offset, log_end_offset, size_bytes },
+                meta,
+            }),
+            end_offset,
+        };
+        log.persist_meta(&log.state.lock().expect("log state lock").meta)?;
+        Ok(log)
+    }
+
+    fn persist_meta(&self, meta: &PartitionMeta) -> Result<(), Error> {
+        let raw = serde_json::to_vec(meta).expect("partition meta is plain JSON");
+        self.meta_tree
+            .insert(self.meta_key.as_bytes(), raw)
+            .map_err(storage(format!("writing meta of {}", self.tp)))?;
+        Ok(())
+    }
+
+    /// The partition.
+    pub fn topic_partition(&self) -> &TopicPartition {
+        &self.tp
+    }
+
+    /// Current offsets.
+    pub fn offsets(&self) -> Offsets {
+        self.state.lock().expect("log state lock").offsets.clone()
+    }
+
+    /// A receiver that changes whenever the log end offset moves (for long-polling fetches).
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.end_offset.subscribe()
+    }
+
+    /// Appends validated batches, assigning offsets and stamping the leader epoch.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when sled fails; nothing is acknowledged then.
+    pub fn append(
+        &self,
+        batches: &[(BatchHeader, Bytes)],
+        leader_epoch: i32,
+        log_append_time: Option<i64>,
+    ) -> Result<AppendInfo, Error> {
+        let mut state = self.state.lock().expect("log state lock");
+        let base_offset = state.offsets.log_end_offset;
+        let mut next = base_offset;
+        let mut staged = Vec::with_capacity(batches.len());
+        for (header, bytes) in batches {
+            staged.push((next, batch::stamp(bytes, next, leader_epoch, log_append_time)));
+            next += i64::from(header.last_offset_delta) + 1;
+        }
+        let mut write = sled::Batch::default();
+        let mut added = 0u64;
+        for (offset, bytes) in &staged {
+            added += bytes.len() as u64;
+            write.insert(&key(*offset), bytes.as_ref());
+        }
+        self.tree.apply_batch(write).map_err(storage(format!("appending to {}", self.tp)))?;
+        if state.meta.epochs.last().is_none_or(|(e, _)| *e < leader_epoch) {
+            state.meta.epochs.push((leader_epoch, base_offset));
+            self.persist_meta(&state.meta)?;
+        }
+        state.offsets.log_end_offset = next;
+        state.offsets.size_bytes += added;
+        drop(state);
+        self.end_offset.send_replace(next);
+        Ok(AppendInfo { base_offset, last_offset: next - 1, log_append_time })
+    }
+
+    /// Records that a new leader epoch starts at the current log end (called when this
+    /// broker becomes leader, as Kafka's `makeLeader` does), so OffsetForLeaderEpoch can
+    /// answer for it before anything is written.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when sled fails.
+    pub fn assign_epoch(&self, leader_epoch: i32) -> Result<(), Error> {
+        let mut state = self.state.lock().expect("log state lock");
+        if state.meta.epochs.last().is_none_or(|(e, _)| *e < leader_epoch) {
+            let start = state.offsets.log_end_offset;
+            state.meta.epochs.push((leader_epoch, start));
+            self.persist_meta(&state.meta)?;
+        }
+        Ok(())
+    }
+
+    /// Records that everything below `offset` is durable, so recovery need not re-check it.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when sled fails.
+    pub fn set_recovery_point(&self, offset: i64) -> Result<(), Error> {
+        let mut state = self.state.lock().expect("log state lock");
+        if offset > state.meta.recovery_point {
+            state.meta.recovery_point = offset;
+            self.persist_meta(&state.meta)?;
+        }
+        Ok(())
+    }
+
+    /// Reads whole batches from `offset` up to (not including) `upper`, at most `max_bytes`
+    /// except that the first batch is always returned whole (KIP-74).
+    ///
+    /// # Errors
+    /// [`Error::OffsetOutOfRange`] outside `[log_start_offset, log_end_offset]`;
+    /// [`Error::Storage`] when sled fails.
+    pub fn read(&self, offset: i64, max_bytes: usize, upper: i64) -> Result<Bytes, Error> {
+        let offsets = self.offsets();
+        if offset < offsets.log_start_offset || offset > offsets.log_end_offset {
+            return Err(Error::OffsetOutOfRange {
+                tp: self.tp.clone(),
+                offset,
+                log_start_offset: offsets.log_start_offset,
+                log_end_offset: offsets.log_end_offset,
+            });
+        }
+        let mut out = BytesMut::new();
+        if offset >= upper {
+            return Ok(out.freeze());
+        }
+        // The batch holding `offset` starts at or before it.
+        let start = match self.tree.range(..=key(offset)).next_back() {
+            Some(Ok((k, v))) => match BatchHeader::parse(&v) {
+                Some(h) if h.last_offset() >= offset => key_offset(&k),
+                _ => offset,
+            },
+            Some(Err(e)) => return Err(storage(format!("reading {}", self.tp))(e)),
+            None => offset,
+        };
+        for item in self.tree.range(key(start)..key(upper)) {
+            let (_, v) = item.map_err(storage(format!("reading {}", self.tp)))?;
+            if !out.is_empty() && out.len() + v.len() > max_bytes {
+                break;
+            }
+            out.extend_from_slice(&v);
+            if out.len() >= max_bytes {
+                break;
+            }
+        }
+        Ok(out.freeze())
+    }
+
+    /// The first offset whose batch has a timestamp at or after `timestamp`, with that
+    /// timestamp; `None` when every batch is older.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when sled fails.
+    pub fn offset_for_timestamp(&self, timestamp: i64, upper: i64) -> Result<Option<(i64, i64)>, Error> {
+        for item in self.tree.range(..key(upper)) {
+            let (_, v) = item.map_err(storage(format!("searching {}", self.tp)))?;
+            let Some(h) = BatchHeader::parse(&v) else { continue };
+            if h.max_timestamp >= timestamp {
+                return Ok(Some((h.base_offset.max(self.offsets().log_start_offset), h.max_timestamp)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The batch with the largest timestamp below `upper`: (its last offset, timestamp).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when sled fails.
+    pub fn max_timestamp(&self, upper: i64) -> Result<Option<(i64, i64)>, Error> {
+        let mut best: Option<(i64, i64)> = None;
+        for item in self.tree.range(..key(upper)) {
+            let (_, v) = item.map_err(storage(format!("searching {}", self.tp)))?;
+            let Some(h) = BatchHeader::parse(&v) else { continue };
+            if best.is_none_or(|(_, ts)| h.max_timestamp > ts) {
+                best = Some((h.last_offset(), h.max_timestamp));
+            }
+        }
+        Ok(best)
+    }
+
+    /// OffsetForLeaderEpoch: the largest epoch ≤ `epoch` and the offset where it ended (the
+    /// start of the next epoch, or the log end for the latest). `None` when `epoch` predates
+    /// everything known.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        let state = self.state.lock().expect("log state lock");
+        let epochs = &state.meta.epochs;
+        let idx = epochs.iter().rposition(|(e, _)| *e <= epoch)?;
+        let end = epochs.get(idx + 1).map(|(_, start)| *start).unwrap_or(state.offsets.log_end_offset);
+        Some((epochs[idx].0, end))
+    }
+
+    /// The latest leader epoch that wrote here, if any.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.state.lock().expect("log state lock").meta.epochs.last().map(|(e, _)| *e)
+    }
+
+    /// Deletes whole batches from the front while they are older than `retention_ms` or the
+    /// log is larger than `retention_bytes` (negative disables a limit). The newest batch is
+    /// never deleted by time, so the log end stays readable. Returns how many were deleted.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when sled fails.
+    pub fn apply_retention(
+        &self,
+        now_ms: i64,
+        retention_ms: i64,
+        retention_bytes: i64,
+        upper: i64,
+    ) -> Result<usize, Error> {
+        let mut deleted = 0;
+        loop {
+            let Some((k, v)) = self.tree.first().map_err(storage(format!("retention on {}", self.tp)))? else { break };
+            let Some(h) = BatchHeader::parse(&v) else { break };
+            let next = h.last_offset() + 1;
+            let mut state = self.state.lock().expect("log state lock");
+            let too_old =
+                retention_ms >= 0 && now_ms - h.max_timestamp > retention_ms && next < state.offsets.log_end_offset;
+            let too_big = retention_bytes >= 0 && state.offsets.size_bytes > retention_bytes as u64;
+            if !(too_old || too_big) || next > upper {
+                break;
+            }
+            self.tree.remove(&k).map_err(storage(format!("retention on {}", self.tp)))?;
+            state.offsets.size_bytes -= v.len() as u64;
+            state.offsets.log_start_offset = next;
+            state.meta.log_start_offset = next;
+            self.persist_meta(&state.meta)?;
+            deleted += 1;
+        }
+        Ok(deleted)
+    }
+}
+
+/// How often the retention task runs (`log.retention.check.interval.ms`).
+pub fn retention_interval(ms: u64) -> Duration {
+    Duration::from_millis(ms.max(100))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,184 @@
+use super::*;
+
+fn tp() -> TopicPartition {
+    TopicPartition::new("t", 0)
+}
+
+fn policy() -> FlushPolicy {
+    FlushPolicy { interval_ms: Some(1000), interval_messages: u64::MAX }
+}
+
+fn records(n: usize, ts: i64) -> (BatchHeader, Bytes) {
+    let values: Vec<Vec<u8>> = (0..n).map(|i| format!("v{i}").into_bytes()).collect();
+    let recs: Vec<batch::KeyValue<'_>> = values.iter().map(|v| (None, Some(v.as_slice()))).collect();
+    let b = batch::build(0, ts, &recs);
+    batch::validate(&b, usize::MAX).unwrap().remove(0)
+}
+
+#[tokio::test]
+async fn appends_assign_contiguous_offsets_and_reads_return_whole_batches() {
+    let dir = tempdir();
+    let store = LogStore::open(dir.path(), policy()).unwrap();
+    let log = store.open_partition(&tp(), None).unwrap();
+    let a = log.append(&[records(3, 10)], 0, None).unwrap();
+    let b = log.append(&[records(2, 20)], 0, None).unwrap();
+    assert_eq!((a.base_offset, a.last_offset), (0, 2));
+    assert_eq!((b.base_offset, b.last_offset), (3, 4));
+    assert_eq!(log.offsets().log_end_offset, 5);
+    // Offset 1 lives in the first batch, which is returned whole, followed by the second.
+    let read = log.read(1, 1 << 20, 5).unwrap();
+    let first = BatchHeader::parse(&read).unwrap();
+    assert_eq!(first.base_offset, 0);
+    let second = BatchHeader::parse(&read[first.total_len()..]).unwrap();
+    assert_eq!(second.base_offset, 3);
+    // The upper bound (high watermark) hides the second batch.
+    assert_eq!(log.read(0, 1 << 20, 3).unwrap().len(), first.total_len());
+    // At the log end there is nothing to read; past it is out of range.
+    assert!(log.read(5, 1 << 20, 5).unwrap().is_empty());
+    assert!(matches!(log.read(6, 1 << 20, 5), Err(Error::OffsetOutOfRange { .. })));
+}
+
+#[tokio::test]
+async fn the_first_batch_is_returned_even_when_larger_than_max_bytes() {
+    let dir = tempdir();
+    let store = LogStore::open(dir.path(), policy()).unwrap();
+    let log = store.open_partition(&tp(), None).unwrap();
+    log.append(&[records(10, 1)], 0, None).unwrap();
+    log.append(&[records(10, 1)], 0, None).unwrap();
+    let read = log.read(0, 1, 20).unwrap();
+    assert_eq!(read.len(), BatchHeader::parse(&read).unwrap().total_len());
+}
+
+#[tokio::test]
+async fn stored_batches_carry_the_leader_epoch_and_a_valid_crc() {
+    let dir = tempdir();
+    let store = LogStore::open(dir.path(), policy()).unwrap();
+    let log = store.open_partition(&tp(), None).unwrap();
+    log.append(&[records(1, 1)], 4, Some(777)).unwrap();
+    let read = log.read(0, 1 << 20, 1).unwrap();
+    let h = BatchHeader::parse(&read).unwrap();
+    assert_eq!((h.partition_leader_epoch, h.max_timestamp), (4, 777));
+    assert!(batch::validate(&read, usize::MAX).is_ok());
+}
+
+#[tokio::test]
+async fn data_survives_reopening_after_a_flush() {
+    let dir = tempdir();
+    {
+        let store = LogStore::open(dir.path(), policy()).unwrap();
+        let log = store.open_partition(&tp(), None).unwrap();
+        log.append(&[records(3, 1)], 0, None).unwrap();
+        store.flush().await.unwrap();
+        store.close().await;
+    }
+    let store = LogStore::open(dir.path(), policy()).unwrap();
+    let log = store.open_partition(&tp(), None).unwrap();
+    assert_eq!(log.offsets().log_end_offset, 3);
+    assert_eq!(store.local_partitions(), vec![(tp(), None)]);
+}
+
+#[tokio::test]
+async fn recovery_cuts_a_corrupt_tail_and_keeps_what_precedes_it() {
+    let dir = tempdir();
+    {
+        let store = LogStore::open(dir.path(), policy()).unwrap();
+        let log = store.open_partition(&tp(), None).unwrap();
+        log.append(&[records(2, 1)], 0, None).unwrap();
+        log.append(&[records(2, 1)], 0, None).unwrap();
+        log.append(&[records(2, 1)], 0, None).unwrap();
+        // Damage the middle batch as a torn write would: its bytes no longer match the CRC.
+        let mut damaged = log.tree.get(key(2)).unwrap().unwrap().to_vec();
+        let last = damaged.len() - 1;
+        damaged[last] ^= 0xff;
+        log.tree.insert(key(2), damaged).unwrap();
+        store.flush().await.unwrap();
+        store.close().await;
+    }
+    let store = LogStore::open(dir.path(), policy()).unwrap();
+    let log = store.open_partition(&tp(), None).unwrap();
+    assert_eq!(log.offsets().log_end_offset, 2, "the damaged batch and everything after it are cut");
+    assert!(log.tree.get(key(4)).unwrap().is_none());
+    // New appends continue from the cut.
+    assert_eq!(log.append(&[records(1, 1)], 0, None).unwrap().base_offset, 2);
+}
+
+#[tokio::test]
+async fn a_new_topic_id_replaces_an_old_log_of_the_same_name() {
+    let dir = tempdir();
+    let store = LogStore::open(dir.path(), policy()).unwrap();
+    let old = TopicId::random();
+    let log = store.open_partition(&tp(), Some(old)).unwrap();
+    log.append(&[records(2, 1)], 0, None).unwrap();
+    drop(log);
+    let log = store.open_partition(&tp(), Some(old)).unwrap();
+    assert_eq!(log.offsets().log_end_offset, 2);
+    drop(log);
+    let log = store.open_partition(&tp(), Some(TopicId::random())).unwrap();
+    assert_eq!(log.offsets().log_end_offset, 0);
+}
+
+#[tokio::test]
+async fn retention_deletes_old_batches_from_the_front() {
+    let dir = tempdir();
+    let store = LogStore::open(dir.path(), policy()).unwrap();
+    let log = store.open_partition(&tp(), None).unwrap();
+    log.append(&[records(2, 1_000)], 0, None).unwrap();
+    log.append(&[records(2, 2_000)], 0, None).unwrap();
+    log.append(&[records(2, 9_000)], 0, None).unwrap();
+    // Older than 5 s at t=10 s: the first two batches.
+    assert_eq!(log.apply_retention(10_000, 5_000, -1, 6).unwrap(), 2);
+    assert_eq!(log.offsets().log_start_offset, 4);
+    assert!(matches!(log.read(0, 100, 6), Err(Error::OffsetOutOfRange { .. })));
+    // By size: anything above 0 bytes goes.
+    assert_eq!(log.apply_retention(10_000, -1, 0, 6).unwrap(), 1);
+    assert_eq!(log.offsets(), Offsets { log_start_offset: 6, log_end_offset: 6, size_bytes: 0 });
+    drop(log);
+    let log = store.open_partition(&tp(), None).unwrap();
+    assert_eq!(log.offsets().log_end_offset, 6, "an emptied log keeps its end offset across reopen");
+}
+
+#[tokio::test]
+async fn epochs_map_to_end_offsets() {
+    let dir = tempdir();
+    let store = LogStore::open(dir.path(), policy()).unwrap();
+    let log = store.open_partition(&tp(), None).unwrap();
+    log.append(&[records(2, 1)], 0, None).unwrap();
+    log.append(&[records(3, 1)], 2, None).unwrap();
+    assert_eq!(log.end_offset_for_epoch(0), Some((0, 2)));
+    assert_eq!(log.end_offset_for_epoch(1), Some((0, 2)));
+    assert_eq!(log.end_offset_for_epoch(2), Some((2, 5)));
+    assert_eq!(log.end_offset_for_epoch(9), Some((2, 5)));
+    assert_eq!(log.end_offset_for_epoch(-1), None);
+}
+
+#[tokio::test]
+async fn timestamps_find_offsets() {
+    let dir = tempdir();
+    let store = LogStore::open(dir.path(), policy()).unwrap();
+    let log = store.open_partition(&tp(), None).unwrap();
+    log.append(&[records(2, 100)], 0, None).unwrap();
+    log.append(&[records(2, 300)], 0, None).unwrap();
+    assert_eq!(log.offset_for_timestamp(50, 4).unwrap(), Some((0, 100)));
+    assert_eq!(log.offset_for_timestamp(200, 4).unwrap(), Some((2, 300)));
+    assert_eq!(log.offset_for_timestamp(400, 4).unwrap(), None);
+    assert_eq!(log.max_timestamp(4).unwrap(), Some((3, 300)));
+}
+
+struct TempDir(std::path::PathBuf);
+impl TempDir {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+fn tempdir() -> TempDir {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let p = std::env::temp_dir().join(format!("tributary-log-test-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    TempDir(p)
+}

@@ -1,0 +1,57 @@
+//! `broker`: parses configuration, sets up logging and signals, and runs the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tributary_broker::config::{Args, BrokerConfig};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    tributary_common::telemetry::init(&args.log_level, args.log_format);
+    let config = match BrokerConfig::from_args(args) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("invalid configuration: {e}");
+            eprintln!("broker: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing::info!(?config, "effective configuration");
+    if !config.inert_keys.is_empty() {
+        tracing::info!(keys = ?config.inert_keys, "these Kafka settings have no effect in Tributary and are ignored");
+    }
+    let mut listeners = Vec::new();
+    for l in &config.listeners {
+        let host = if l.host.is_empty() { "0.0.0.0" } else { l.host.as_str() };
+        match TcpListener::bind((host, l.port)).await {
+            Ok(listener) => listeners.push(listener),
+            Err(e) => {
+                eprintln!("broker: cannot listen on {l}: {e}; is another broker or Kafka using that port?");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+        tracing::info!("signal received; shutting down");
+        signal.cancel();
+    });
+    match tributary_broker::run(config, listeners, shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("broker stopped: {e:#}");
+            eprintln!("broker: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

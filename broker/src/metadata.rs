@@ -1,0 +1,119 @@
+//! The broker's view of the cluster, rebuilt from ZooKeeper (ZooKeeper is the source of
+//! truth; this is a read-only snapshot that Metadata, Produce and Fetch consult).
+
+use std::collections::{BTreeMap, HashMap};
+
+use tributary_common::ids::{BrokerId, TopicId};
+use tributary_common::znode::{Endpoint, NO_LEADER};
+
+/// A live broker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokerInfo {
+    /// Its PLAINTEXT endpoint (what clients dial).
+    pub endpoint: Endpoint,
+    /// `broker.rack`, if set.
+    pub rack: Option<String>,
+    /// Broker epoch: czxid of its registration.
+    pub epoch: i64,
+}
+
+/// A partition's assignment and leadership.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionMetadata {
+    /// Assigned replicas; the first is the preferred leader.
+    pub replicas: Vec<BrokerId>,
+    /// Current leader, or -1.
+    pub leader: BrokerId,
+    /// Leader epoch (-1 before the controller wrote a state).
+    pub leader_epoch: i32,
+    /// In-sync replicas.
+    pub isr: Vec<BrokerId>,
+}
+
+/// A topic.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct TopicMetadata {
+    /// KIP-516 id.
+    pub id: Option<TopicId>,
+    /// Partitions by index.
+    pub partitions: BTreeMap<i32, PartitionMetadata>,
+    /// Overrides from `/config/topics/<t>`.
+    pub config: BTreeMap<String, String>,
+    /// zkVersion of `/brokers/topics/<t>`, for conditional updates.
+    pub assignment_version: i32,
+    /// Marked for deletion in `/admin/delete_topics`.
+    pub deleting: bool,
+}
+
+impl TopicMetadata {
+    /// Whether every partition has a leader.
+    pub fn fully_led(&self) -> bool {
+        !self.partitions.is_empty() && self.partitions.values().all(|p| p.leader != NO_LEADER)
+    }
+}
+
+/// The whole cluster as last read from ZooKeeper.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClusterMetadata {
+    /// `/cluster/id`.
+    pub cluster_id: String,
+    /// Live brokers by id.
+    pub brokers: BTreeMap<BrokerId, BrokerInfo>,
+    /// Topics by name.
+    pub topics: BTreeMap<String, TopicMetadata>,
+    /// Topic id → name.
+    pub topic_names: HashMap<TopicId, String>,
+}
+
+impl ClusterMetadata {
+    /// The broker reported as `controller_id`: the lowest live broker id. Tributary's
+    /// controller is the coordinator, which does not speak Kafka; admin clients send
+    /// CreateTopics and friends to this id, and any broker applies them through ZooKeeper.
+    pub fn controller_id(&self) -> BrokerId {
+        self.brokers.keys().next().copied().unwrap_or(-1)
+    }
+
+    /// Ids of the live brokers.
+    pub fn live_brokers(&self) -> Vec<BrokerId> {
+        self.brokers.keys().copied().collect()
+    }
+
+    /// Looks up a topic by id.
+    pub fn topic_by_id(&self, id: &TopicId) -> Option<(&String, &TopicMetadata)> {
+        let name = self.topic_names.get(id)?;
+        Some((name, self.topics.get(name)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lowest_live_broker_stands_in_as_controller() {
+        let mut m = ClusterMetadata::default();
+        assert_eq!(m.controller_id(), -1);
+        for id in [3, 1, 2] {
+            m.brokers.insert(
+                id,
+                BrokerInfo {
+                    endpoint: Endpoint { listener: "PLAINTEXT".into(), host: "h".into(), port: 1 },
+                    rack: None,
+                    epoch: 0,
+                },
+            );
+        }
+        assert_eq!(m.controller_id(), 1);
+    }
+
+    #[test]
+    fn a_topic_is_fully_led_only_when_every_partition_has_a_leader() {
+        let p = |leader| PartitionMetadata { replicas: vec![1], leader, leader_epoch: 0, isr: vec![1] };
+        let mut t = TopicMetadata::default();
+        assert!(!t.fully_led());
+        t.partitions.insert(0, p(1));
+        assert!(t.fully_led());
+        t.partitions.insert(1, p(NO_LEADER));
+        assert!(!t.fully_led());
+    }
+}

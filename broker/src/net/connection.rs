@@ -1,0 +1,135 @@
+//! Framing and the per-connection loop. Requests on one connection are handled strictly in
+//! order, one at a time, as Kafka's SocketServer does (clients rely on it).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::codec::{self, Decoded};
+use crate::api::{self, BrokerContext};
+
+/// Why a frame could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The size prefix exceeds `socket.request.max.bytes`.
+    #[error("request of {size} bytes exceeds socket.request.max.bytes={max}")]
+    TooLarge {
+        /// Announced size.
+        size: i64,
+        /// The limit.
+        max: usize,
+    },
+    /// A negative size prefix.
+    #[error("negative request size {0}")]
+    Negative(i32),
+    /// The socket failed or closed mid-frame.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Reads one size-prefixed frame; `Ok(None)` on a clean end of stream.
+///
+/// # Errors
+/// [`FrameError`] for oversized or negative sizes and I/O failures.
+///
+/// # Cancel safety
+/// Not cancel safe once the size prefix has been read.
+pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, max: usize) -> Result<Option<BytesMut>, FrameError> {
+    let mut size = [0u8; 4];
+    match reader.read_exact(&mut size).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let size = i32::from_be_bytes(size);
+    if size < 0 {
+        return Err(FrameError::Negative(size));
+    }
+    if size as usize > max {
+        return Err(FrameError::TooLarge { size: i64::from(size), max });
+    }
+    let mut frame = BytesMut::zeroed(size as usize);
+    reader.read_exact(&mut frame).await?;
+    Ok(Some(frame))
+}
+
+/// Serves one client connection until it closes, misbehaves, or `shutdown` fires.
+pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<BrokerContext>, shutdown: CancellationToken) {
+    let _ = stream.set_nodelay(true);
+    let (reader, writer) = stream.into_split();
+    let mut reader = BufReader::with_capacity(64 * 1024, reader);
+    let mut writer = BufWriter::with_capacity(64 * 1024, writer);
+    let max = ctx.config.socket_request_max_bytes as usize;
+    let mut client_id = String::new();
+    loop {
+        let frame = tokio::select! {
+            f = read_frame(&mut reader, max) => f,
+            _ = shutdown.cancelled() => break,
+        };
+        let frame = match frame {
+            Ok(Some(f)) => f.freeze(),
+            Ok(None) => break,
+            Err(e @ (FrameError::TooLarge { .. } | FrameError::Negative(_))) => {
+                tracing::warn!(%peer, client_id, error = %e, "closing connection: the request frame is invalid; raise socket.request.max.bytes if the client is legitimate");
+                break;
+            }
+            Err(FrameError::Io(e)) => {
+                tracing::debug!(%peer, error = %e, "connection closed while reading");
+                break;
+            }
+        };
+        let reply = match codec::decode(frame) {
+            Decoded::Request(header, request) => {
+                if let Some(id) = &header.client_id {
+                    if client_id != id.as_str() {
+                        client_id = id.as_str().to_string();
+                    }
+                }
+                let span = tracing::debug_span!("request", %peer, client_id, api_key = header.request_api_key, api_version = header.request_api_version, correlation_id = header.correlation_id);
+                let response = api::handle(&ctx, &header, *request).instrument(span).await;
+                match response.map(|r| codec::encode_response(&header, &r)) {
+                    None => continue,
+                    Some(Ok(bytes)) => bytes,
+                    Some(Err(e)) => {
+                        tracing::error!(%peer, client_id, api_key = header.request_api_key, api_version = header.request_api_version, error = %e, "could not encode a response; closing the connection");
+                        break;
+                    }
+                }
+            }
+            Decoded::ApiVersionsTooNew { correlation_id, version } => {
+                tracing::debug!(%peer, version, "ApiVersions version too new; answering v0 UNSUPPORTED_VERSION so the client retries lower");
+                codec::encode_api_versions_fallback(correlation_id)
+            }
+            Decoded::Reject(reason) => {
+                tracing::warn!(%peer, client_id, reason, "closing connection: unreadable request");
+                break;
+            }
+        };
+        if writer.write_all(&reply).await.is_err() || writer.flush().await.is_err() {
+            break;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn frames_are_read_whole_and_limits_enforced() {
+        let mut ok: &[u8] = &[0, 0, 0, 3, 1, 2, 3];
+        assert_eq!(&read_frame(&mut ok, 10).await.unwrap().unwrap()[..], &[1, 2, 3]);
+        assert!(read_frame(&mut ok, 10).await.unwrap().is_none());
+        let mut big: &[u8] = &[0, 0, 1, 0];
+        assert!(matches!(read_frame(&mut big, 10).await, Err(FrameError::TooLarge { size: 256, max: 10 })));
+        let mut negative: &[u8] = &[0xff, 0xff, 0xff, 0xff];
+        assert!(matches!(read_frame(&mut negative, 10).await, Err(FrameError::Negative(-1))));
+        let mut short: &[u8] = &[0, 0, 0, 5, 1];
+        assert!(matches!(read_frame(&mut short, 10).await, Err(FrameError::Io(_))));
+    }
+}

@@ -1,0 +1,248 @@
+//! Everything the broker does in ZooKeeper: its session, its ephemeral registration, the
+//! metadata it watches, and the admin writes (topics, partitions, producer-id blocks) that
+//! Kafka's brokers also make themselves. Paths and payloads come from `common::znode`.
+
+pub mod session;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use tributary_common::ids::{BrokerId, TopicId};
+use tributary_common::zk::{ephemeral, persistent, TopicWriteError};
+use tributary_common::znode::{self, BrokerRegistration, ClusterIdZNode, ProducerIdBlock, TopicAssignment};
+use zookeeper_client::Client;
+
+use crate::metadata::{BrokerInfo, ClusterMetadata, PartitionMetadata, TopicMetadata};
+
+/// ZooKeeper failures, as the broker reports them.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// No session right now (starting, or re-connecting after expiry).
+    #[error("not connected to ZooKeeper")]
+    NotConnected,
+    /// Another live session holds `/brokers/ids/<id>`.
+    #[error("broker id {broker_id} is already registered in ZooKeeper by another live broker (session {owner:#x}); give this broker a different broker.id, or stop the other one")]
+    DuplicateBrokerId {
+        /// The contested id.
+        broker_id: BrokerId,
+        /// Session owning the ephemeral.
+        owner: i64,
+    },
+    /// The node already exists (topic already created, ...).
+    #[error("znode {0} already exists")]
+    NodeExists(String),
+    /// A conditional write lost a race.
+    #[error("znode {0} changed concurrently")]
+    BadVersion(String),
+    /// A payload could not be read.
+    #[error(transparent)]
+    Decode(#[from] znode::DecodeError),
+    /// Any other client error.
+    #[error("ZooKeeper operation on {path} failed: {source}")]
+    Client {
+        /// The path involved.
+        path: String,
+        /// The client's error.
+        source: zookeeper_client::Error,
+    },
+}
+
+fn client_err(path: impl Into<String>) -> impl FnOnce(zookeeper_client::Error) -> Error {
+    let path = path.into();
+    move |source| match source {
+        zookeeper_client::Error::NodeExists => Error::NodeExists(path),
+        zookeeper_client::Error::BadVersion => Error::BadVersion(path),
+        source => Error::Client { path, source },
+    }
+}
+
+/// A cloneable handle on the broker's current ZooKeeper session.
+#[derive(Clone)]
+pub struct ZkHandle {
+    broker_id: BrokerId,
+    current: Arc<RwLock<Option<Client>>>,
+}
+
+impl ZkHandle {
+    /// A handle with no session yet.
+    pub fn new(broker_id: BrokerId) -> Self {
+        Self { broker_id, current: Arc::new(RwLock::new(None)) }
+    }
+
+    fn set(&self, client: Option<Client>) {
+        *self.current.write().expect("zk handle lock") = client;
+    }
+
+    /// The live session.
+    ///
+    /// # Errors
+    /// [`Error::NotConnected`] while there is none.
+    pub fn client(&self) -> Result<Client, Error> {
+        self.current.read().expect("zk handle lock").clone().ok_or(Error::NotConnected)
+    }
+
+    /// Writes a new topic (config + assignment); the controller then elects leaders.
+    ///
+    /// # Errors
+    /// [`Error::NodeExists`] if the topic exists; other ZooKeeper errors.
+    pub async fn create_topic(
+        &self,
+        topic: &str,
+        topic_id: TopicId,
+        replicas: &BTreeMap<i32, Vec<BrokerId>>,
+        config: BTreeMap<String, String>,
+    ) -> Result<(), Error> {
+        let client = self.client()?;
+        tributary_common::zk::create_topic(&client, topic, topic_id, replicas, config).await.map_err(|e| match e {
+            TopicWriteError::Exists(t) => Error::NodeExists(znode::topic_path(&t)),
+            TopicWriteError::Zk { topic, source } => client_err(znode::topic_path(&topic))(source),
+        })
+    }
+
+    /// Replaces a topic's assignment (CreatePartitions), conditional on its zkVersion.
+    ///
+    /// # Errors
+    /// [`Error::BadVersion`] if it changed meanwhile; other ZooKeeper errors.
+    pub async fn set_assignment(
+        &self,
+        topic: &str,
+        topic_id: Option<TopicId>,
+        replicas: &BTreeMap<i32, Vec<BrokerId>>,
+        expected_version: i32,
+    ) -> Result<(), Error> {
+        let client = self.client()?;
+        let path = znode::topic_path(topic);
+        let mut assignment = TopicAssignment::new(topic_id.unwrap_or_else(TopicId::random), replicas);
+        if topic_id.is_none() {
+            assignment.topic_id = None;
+        }
+        client.set_data(&path, &assignment.encode(), Some(expected_version)).await.map_err(client_err(&path))?;
+        Ok(())
+    }
+
+    /// Marks a topic for deletion (`/admin/delete_topics/<t>`); the controller does the rest.
+    ///
+    /// # Errors
+    /// ZooKeeper errors; an existing mark is not an error.
+    pub async fn mark_topic_for_deletion(&self, topic: &str) -> Result<(), Error> {
+        let client = self.client()?;
+        tributary_common::zk::mark_topic_for_deletion(&client, topic)
+            .await
+            .map_err(client_err(znode::delete_topic_path(topic)))
+    }
+
+    /// Takes the next block of 1000 producer ids through `/latest_producer_id_block`,
+    /// with a conditional write so two brokers never get the same block.
+    ///
+    /// # Errors
+    /// ZooKeeper errors after repeated races.
+    pub async fn next_producer_id_block(&self) -> Result<(i64, i64), Error> {
+        let client = self.client()?;
+        let path = znode::LATEST_PRODUCER_ID_BLOCK;
+        for _ in 0..20 {
+            let (data, stat) = match client.get_data(path).await {
+                Ok(found) => found,
+                Err(zookeeper_client::Error::NoNode) => {
+                    let _ = client.create(path, &[], &persistent()).await;
+                    continue;
+                }
+                Err(e) => return Err(client_err(path)(e)),
+            };
+            let previous = if data.is_empty() { None } else { Some(ProducerIdBlock::decode(&data)?) };
+            let next = ProducerIdBlock::next(previous.as_ref(), self.broker_id);
+            match client.set_data(path, &next.encode(), Some(stat.version)).await {
+                Ok(_) => return Ok(next.range().expect("a block we built has numeric bounds")),
+                Err(zookeeper_client::Error::BadVersion) => continue,
+                Err(e) => return Err(client_err(path)(e)),
+            }
+        }
+        Err(Error::BadVersion(path.to_string()))
+    }
+}
+
+/// Reads or creates `/cluster/id`.
+///
+/// # Errors
+/// ZooKeeper or payload errors.
+pub(crate) async fn get_or_create_cluster_id(client: &Client) -> Result<String, Error> {
+    loop {
+        match client.get_data(znode::CLUSTER_ID).await {
+            Ok((data, _)) => return Ok(ClusterIdZNode::decode(&data)?.id),
+            Err(zookeeper_client::Error::NoNode) => {
+                let id = TopicId::random().to_string();
+                let _ = client.mkdir("/cluster", &persistent()).await;
+                match client.create(znode::CLUSTER_ID, &ClusterIdZNode::new(id).encode(), &persistent()).await {
+                    Ok(_) | Err(zookeeper_client::Error::NodeExists) => continue,
+                    Err(e) => return Err(client_err(znode::CLUSTER_ID)(e)),
+                }
+            }
+            Err(e) => return Err(client_err(znode::CLUSTER_ID)(e)),
+        }
+    }
+}
+
+/// Creates the ephemeral `/brokers/ids/<id>`; returns the broker epoch (czxid).
+/// A node owned by this same session counts as success (KAFKA-7165).
+///
+/// # Errors
+/// [`Error::DuplicateBrokerId`] when another live session holds the id.
+pub(crate) async fn register_broker(
+    client: &Client,
+    id: BrokerId,
+    registration: &BrokerRegistration,
+) -> Result<i64, Error> {
+    let path = znode::broker_path(id);
+    match client.create(&path, &registration.encode(), &ephemeral()).await {
+        Ok((stat, _)) => Ok(stat.czxid),
+        Err(zookeeper_client::Error::NodeExists) => {
+            let (_, stat) = client.get_data(&path).await.map_err(client_err(&path))?;
+            if stat.ephemeral_owner == client.session_id().0 {
+                Ok(stat.czxid)
+            } else {
+                Err(Error::DuplicateBrokerId { broker_id: id, owner: stat.ephemeral_owner })
+            }
+        }
+        Err(e) => Err(client_err(path)(e)),
+    }
+}
+
+/// Reads the cluster from ZooKeeper into the broker's view.
+///
+/// # Errors
+/// ZooKeeper errors other than a node vanishing mid-read.
+pub(crate) async fn load_metadata(client: &Client, cluster_id: &str) -> Result<ClusterMetadata, Error> {
+    let snapshot =
+        tributary_common::snapshot::load(client).await.map_err(|e| Error::Client { path: e.path, source: e.source })?;
+    let mut meta = ClusterMetadata { cluster_id: cluster_id.to_string(), ..Default::default() };
+    for (id, b) in snapshot.brokers {
+        let Some(endpoint) = b.registration.parsed_endpoints().into_iter().find(|e| e.listener == "PLAINTEXT") else {
+            continue;
+        };
+        meta.brokers.insert(id, BrokerInfo { endpoint, rack: b.registration.rack, epoch: b.epoch });
+    }
+    for (name, t) in snapshot.topics {
+        let partitions = t
+            .partitions
+            .into_iter()
+            .map(|(p, ps)| {
+                let (leader, leader_epoch, isr) = match ps.state {
+                    Some((s, _)) => (s.leader, s.leader_epoch, s.isr),
+                    None => (znode::NO_LEADER, -1, Vec::new()),
+                };
+                (p, PartitionMetadata { replicas: ps.replicas, leader, leader_epoch, isr })
+            })
+            .collect();
+        let topic = TopicMetadata {
+            id: t.assignment.topic_id,
+            partitions,
+            config: t.config,
+            assignment_version: t.assignment_version,
+            deleting: snapshot.pending_deletions.contains(&name),
+        };
+        if let Some(id) = topic.id {
+            meta.topic_names.insert(id, name.clone());
+        }
+        meta.topics.insert(name, topic);
+    }
+    Ok(meta)
+}

@@ -1,0 +1,210 @@
+//! The broker's ZooKeeper session: connect and register at start-up (fatal errors are
+//! returned to the caller), then keep the metadata snapshot current through persistent
+//! recursive watches, and re-register with a fresh session after expiry.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tributary_common::ids::BrokerId;
+use tributary_common::zk::{connect, ensure_persistent_paths};
+use tributary_common::znode::{self, BrokerRegistration, Endpoint};
+use zookeeper_client::{AddWatchMode, Client, EventType, SessionState};
+
+use super::{get_or_create_cluster_id, load_metadata, register_broker, Error, ZkHandle};
+use crate::metadata::ClusterMetadata;
+
+/// What the session needs to (re-)register.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// zookeeper.connect
+    pub connect: String,
+    /// zookeeper.session.timeout.ms
+    pub session_timeout: Duration,
+    /// zookeeper.connection.timeout.ms
+    pub connection_timeout: Duration,
+    /// broker.id
+    pub broker_id: BrokerId,
+    /// advertised.listeners
+    pub endpoints: Vec<Endpoint>,
+    /// broker.rack
+    pub rack: Option<String>,
+}
+
+/// A registered session.
+pub struct Registered {
+    /// The session.
+    pub client: Client,
+    /// `/cluster/id`.
+    pub cluster_id: String,
+    /// czxid of `/brokers/ids/<id>`.
+    pub broker_epoch: i64,
+}
+
+/// Connects, creates Kafka's persistent paths and `/cluster/id`, and registers the broker.
+///
+/// # Errors
+/// A sentence for the operator: ZooKeeper unreachable, or the broker id taken.
+pub async fn establish(cfg: &SessionConfig) -> anyhow::Result<Registered> {
+    let client = connect(&cfg.connect, cfg.session_timeout, cfg.connection_timeout).await?;
+    ensure_persistent_paths(&client).await.map_err(|e| anyhow::anyhow!("creating Kafka's znodes failed: {e}"))?;
+    let cluster_id = get_or_create_cluster_id(&client).await?;
+    let registration = BrokerRegistration::new(&cfg.endpoints, cfg.rack.clone(), now_ms());
+    let broker_epoch = register_broker(&client, cfg.broker_id, &registration).await?;
+    tracing::info!(broker_id = cfg.broker_id, broker_epoch, cluster_id, endpoints = ?registration.endpoints, "registered in ZooKeeper at {}", znode::broker_path(cfg.broker_id));
+    Ok(Registered { client, cluster_id, broker_epoch })
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+enum Outcome {
+    Expired,
+    Shutdown,
+}
+
+/// Runs until `shutdown`: publishes metadata snapshots to `metadata`, re-registers after
+/// session expiry, and on shutdown closes the session so `/brokers/ids/<id>` vanishes now.
+pub async fn run_session(
+    handle: ZkHandle,
+    cfg: SessionConfig,
+    first: Registered,
+    metadata: watch::Sender<Option<Arc<ClusterMetadata>>>,
+    shutdown: CancellationToken,
+) {
+    let mut registered = first;
+    loop {
+        handle.set(Some(registered.client.clone()));
+        let outcome = watch_metadata(&registered.client, &registered.cluster_id, &metadata, &shutdown).await;
+        handle.set(None);
+        match outcome {
+            Outcome::Shutdown => {
+                close(registered.client).await;
+                return;
+            }
+            Outcome::Expired => {
+                tracing::warn!(
+                    broker_id = cfg.broker_id,
+                    "ZooKeeper session expired; /brokers/ids/{} is gone until this broker re-registers",
+                    cfg.broker_id
+                );
+            }
+        }
+        registered = loop {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            match establish(&cfg).await {
+                Ok(r) => break r,
+                Err(e) => {
+                    tracing::error!(broker_id = cfg.broker_id, error = %e, "re-registering in ZooKeeper failed; retrying in 1 s");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {},
+                        _ = shutdown.cancelled() => return,
+                    }
+                }
+            }
+        };
+        tracing::info!(
+            broker_id = cfg.broker_id,
+            broker_epoch = registered.broker_epoch,
+            "re-registered after session expiry"
+        );
+    }
+}
+
+async fn close(client: Client) {
+    let mut state = client.state_watcher();
+    drop(client);
+    let _ =
+        tokio::time::timeout(Duration::from_secs(3), async { while !state.changed().await.is_terminated() {} }).await;
+}
+
+async fn reload(client: &Client, cluster_id: &str, metadata: &watch::Sender<Option<Arc<ClusterMetadata>>>) {
+    match load_metadata(client, cluster_id).await {
+        Ok(m) => {
+            metadata.send_if_modified(|current| {
+                if current.as_deref() == Some(&m) {
+                    false
+                } else {
+                    *current = Some(Arc::new(m));
+                    true
+                }
+            });
+        }
+        Err(Error::Client { source: zookeeper_client::Error::ConnectionLoss, .. }) => {
+            tracing::debug!("metadata reload interrupted by a lost connection; it runs again on reconnect");
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "reading cluster metadata from ZooKeeper failed; keeping the previous view")
+        }
+    }
+}
+
+async fn watch_metadata(
+    client: &Client,
+    cluster_id: &str,
+    metadata: &watch::Sender<Option<Arc<ClusterMetadata>>>,
+    shutdown: &CancellationToken,
+) -> Outcome {
+    let watches = async {
+        Ok::<_, zookeeper_client::Error>((
+            client.watch("/brokers", AddWatchMode::PersistentRecursive).await?,
+            client.watch(znode::CONFIG_TOPICS, AddWatchMode::PersistentRecursive).await?,
+            client.watch(znode::DELETE_TOPICS, AddWatchMode::PersistentRecursive).await?,
+        ))
+    };
+    let (mut brokers, mut configs, mut deletions) = match watches.await {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not set ZooKeeper watches; treating the session as lost");
+            return Outcome::Expired;
+        }
+    };
+    let mut state = client.state_watcher();
+    reload(client, cluster_id, metadata).await;
+    // Several znodes change per topic creation; coalesce bursts into one reload.
+    let debounce = Duration::from_millis(15);
+    loop {
+        let event = tokio::select! {
+            e = brokers.changed() => e,
+            e = configs.changed() => e,
+            e = deletions.changed() => e,
+            s = state.changed() => {
+                match s {
+                    SessionState::SyncConnected | SessionState::ConnectedReadOnly => {
+                        // Events may be lost across a reconnect (ZOOKEEPER-4698): re-read.
+                        reload(client, cluster_id, metadata).await;
+                        continue;
+                    },
+                    s if s.is_terminated() => return Outcome::Expired,
+                    _ => continue,
+                }
+            },
+            _ = shutdown.cancelled() => return Outcome::Shutdown,
+        };
+        if event.event_type == EventType::Session {
+            if event.session_state.is_terminated() {
+                return Outcome::Expired;
+            }
+            continue;
+        }
+        tokio::time::sleep(debounce).await;
+        // Drain whatever else arrived meanwhile; one reload covers it all.
+        loop {
+            let more = tokio::select! {
+                biased;
+                e = brokers.changed() => e,
+                e = configs.changed() => e,
+                e = deletions.changed() => e,
+                _ = std::future::ready(()) => break,
+            };
+            if more.event_type == EventType::Session && more.session_state.is_terminated() {
+                return Outcome::Expired;
+            }
+        }
+        reload(client, cluster_id, metadata).await;
+    }
+}

@@ -1,0 +1,185 @@
+//! Opening a ZooKeeper session the way Kafka does: a connect string with an optional chroot
+//! (`host:2181,host2:2181/kafka`), created if missing, and a bounded wait for the ensemble
+//! (`zookeeper.connection.timeout.ms`) with a log line per failed attempt.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+use zookeeper_client::{Acls, Client, CreateMode};
+
+use crate::znode::PERSISTENT_PATHS;
+
+/// Why no session could be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// Nothing answered in time.
+    #[error("could not open a ZooKeeper session with {hosts} within {waited_ms} ms (last error: {last}); check that ZooKeeper is running and that zookeeper.connect is right")]
+    Unreachable {
+        /// The hosts part of the connect string.
+        hosts: String,
+        /// How long we tried.
+        waited_ms: u128,
+        /// The last client error.
+        last: zookeeper_client::Error,
+    },
+    /// The chroot could not be created or entered.
+    #[error("could not use chroot {chroot} on ZooKeeper {hosts}: {reason}")]
+    Chroot {
+        /// Hosts.
+        hosts: String,
+        /// The chroot path.
+        chroot: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// Splits `hosts[/chroot]`.
+pub fn split_connect_string(connect: &str) -> (&str, Option<&str>) {
+    match connect.find('/') {
+        Some(i) if i + 1 < connect.len() => (&connect[..i], Some(&connect[i..])),
+        Some(i) => (&connect[..i], None),
+        None => (connect, None),
+    }
+}
+
+/// Opens a session, retrying until `connection_timeout` has passed.
+///
+/// # Errors
+/// [`ConnectError`] when no server answered in time or the chroot is unusable.
+pub async fn connect(
+    connect: &str,
+    session_timeout: Duration,
+    connection_timeout: Duration,
+) -> Result<Client, ConnectError> {
+    let (hosts, chroot) = split_connect_string(connect);
+    let started = Instant::now();
+    let client = loop {
+        let attempt = Client::connector()
+            .with_session_timeout(session_timeout)
+            .with_connection_timeout(Duration::from_secs(2).min(connection_timeout))
+            .connect(hosts)
+            .await;
+        match attempt {
+            Ok(client) => break client,
+            Err(err) if started.elapsed() < connection_timeout => {
+                tracing::warn!(zookeeper = hosts, error = %err, "ZooKeeper not reachable yet; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(last) => {
+                return Err(ConnectError::Unreachable {
+                    hosts: hosts.to_string(),
+                    waited_ms: started.elapsed().as_millis(),
+                    last,
+                })
+            }
+        }
+    };
+    let Some(chroot) = chroot else { return Ok(client) };
+    let chroot_err = |reason: String| ConnectError::Chroot { hosts: hosts.into(), chroot: chroot.into(), reason };
+    client
+        .mkdir(chroot, &CreateMode::Persistent.with_acls(Acls::anyone_all()))
+        .await
+        .map_err(|e| chroot_err(e.to_string()))?;
+    client.chroot(chroot.to_string()).map_err(|_| chroot_err("not a valid path".into()))
+}
+
+/// Creates the persistent paths Kafka brokers create at start-up (`/brokers/ids`, ...).
+///
+/// # Errors
+/// The ZooKeeper error of the first path that could not be created.
+pub async fn ensure_persistent_paths(client: &Client) -> Result<(), zookeeper_client::Error> {
+    let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
+    for path in PERSISTENT_PATHS {
+        client.mkdir(path, &options).await?;
+    }
+    Ok(())
+}
+
+/// Options for persistent znodes with open ACLs (Kafka's default, `zookeeper.set.acl=false`).
+pub fn persistent() -> zookeeper_client::CreateOptions<'static> {
+    CreateMode::Persistent.with_acls(Acls::anyone_all())
+}
+
+/// Options for ephemeral znodes with open ACLs.
+pub fn ephemeral() -> zookeeper_client::CreateOptions<'static> {
+    CreateMode::Ephemeral.with_acls(Acls::anyone_all())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_strings_split_at_the_chroot() {
+        assert_eq!(split_connect_string("a:1,b:2/kafka"), ("a:1,b:2", Some("/kafka")));
+        assert_eq!(split_connect_string("a:1"), ("a:1", None));
+        assert_eq!(split_connect_string("a:1/"), ("a:1", None));
+    }
+}
+
+/// Why a topic write failed.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum TopicWriteError {
+    /// The topic exists already.
+    #[error("topic {0:?} already exists")]
+    Exists(String),
+    /// ZooKeeper failed.
+    #[error("writing topic {topic:?} to ZooKeeper failed: {source}")]
+    Zk {
+        /// The topic.
+        topic: String,
+        /// The client error.
+        source: zookeeper_client::Error,
+    },
+}
+
+/// Writes a new topic as Kafka's AdminZkClient does: its config and its assignment, in one
+/// multi. The controller then creates the partition states and elects leaders.
+///
+/// # Errors
+/// [`TopicWriteError::Exists`] if `/brokers/topics/<t>` exists; ZooKeeper errors.
+pub async fn create_topic(
+    client: &Client,
+    topic: &str,
+    topic_id: crate::ids::TopicId,
+    replicas: &std::collections::BTreeMap<i32, Vec<crate::ids::BrokerId>>,
+    config: std::collections::BTreeMap<String, String>,
+) -> Result<(), TopicWriteError> {
+    use crate::znode::{topic_config_path, topic_path, EntityConfig, TopicAssignment};
+    let zk = |source| TopicWriteError::Zk { topic: topic.to_string(), source };
+    let topic_node = topic_path(topic);
+    if client.check_stat(&topic_node).await.map_err(zk)?.is_some() {
+        return Err(TopicWriteError::Exists(topic.to_string()));
+    }
+    let config_node = topic_config_path(topic);
+    let config_data = EntityConfig::new(config).encode();
+    let assignment = TopicAssignment::new(topic_id, replicas).encode();
+    let options = persistent();
+    let mut multi = client.new_multi_writer();
+    // A config left by an earlier, half-finished creation is overwritten.
+    match client.check_stat(&config_node).await.map_err(zk)? {
+        Some(stat) => multi.add_set_data(&config_node, &config_data, Some(stat.version)),
+        None => multi.add_create(&config_node, &config_data, &options),
+    }
+    .map_err(zk)?;
+    multi.add_create(&topic_node, &assignment, &options).map_err(zk)?;
+    match multi.commit().await {
+        Ok(_) => Ok(()),
+        Err(e) => match zookeeper_client::Error::from(e) {
+            zookeeper_client::Error::NodeExists => Err(TopicWriteError::Exists(topic.to_string())),
+            other => Err(zk(other)),
+        },
+    }
+}
+
+/// Marks a topic for deletion (`/admin/delete_topics/<t>`); an existing mark is fine.
+///
+/// # Errors
+/// ZooKeeper errors.
+pub async fn mark_topic_for_deletion(client: &Client, topic: &str) -> Result<(), zookeeper_client::Error> {
+    match client.create(&crate::znode::delete_topic_path(topic), &[], &persistent()).await {
+        Ok(_) | Err(zookeeper_client::Error::NodeExists) => Ok(()),
+        Err(e) => Err(e),
+    }
+}

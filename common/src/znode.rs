@@ -1,0 +1,513 @@
+//! ZooKeeper paths and payloads in Apache Kafka's layout (the model is Kafka's `ZkData.scala`).
+//!
+//! Operators inspect these with `zkCli.sh`, so every path and JSON field matches what a
+//! ZooKeeper-mode Kafka cluster writes. Readers are lenient (unknown fields are ignored);
+//! writers emit exactly Kafka's current version of each payload.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{BrokerId, TopicId};
+
+/// `/cluster/id`: the cluster id, created by the first broker.
+pub const CLUSTER_ID: &str = "/cluster/id";
+/// `/controller`: ephemeral, held by the active controller.
+pub const CONTROLLER: &str = "/controller";
+/// `/controller_epoch`: decimal text; its zkVersion is the controller fencing token.
+pub const CONTROLLER_EPOCH: &str = "/controller_epoch";
+/// `/brokers/ids`: one ephemeral child per live broker.
+pub const BROKER_IDS: &str = "/brokers/ids";
+/// `/brokers/topics`: one child per topic, holding its replica assignment.
+pub const BROKER_TOPICS: &str = "/brokers/topics";
+/// `/brokers/seqid`: used by Kafka for generated broker ids.
+pub const BROKER_SEQID: &str = "/brokers/seqid";
+/// `/config/topics`: per-topic configuration overrides.
+pub const CONFIG_TOPICS: &str = "/config/topics";
+/// `/config/changes`: sequential change notifications for configuration.
+pub const CONFIG_CHANGES: &str = "/config/changes";
+/// `/admin/delete_topics`: a child per topic waiting to be deleted by the controller.
+pub const DELETE_TOPICS: &str = "/admin/delete_topics";
+/// `/latest_producer_id_block`: the last producer-id block handed out.
+pub const LATEST_PRODUCER_ID_BLOCK: &str = "/latest_producer_id_block";
+
+/// Persistent paths that Kafka brokers create at start-up when they are missing.
+pub const PERSISTENT_PATHS: &[&str] = &[
+    "/consumers",
+    BROKER_IDS,
+    BROKER_TOPICS,
+    BROKER_SEQID,
+    CONFIG_CHANGES,
+    CONFIG_TOPICS,
+    "/config/clients",
+    "/config/users",
+    "/config/brokers",
+    "/config/ips",
+    DELETE_TOPICS,
+    "/isr_change_notification",
+    LATEST_PRODUCER_ID_BLOCK,
+    "/log_dir_event_notification",
+];
+
+/// `/brokers/ids/<id>`.
+pub fn broker_path(id: BrokerId) -> String {
+    format!("{BROKER_IDS}/{id}")
+}
+
+/// `/brokers/topics/<topic>`.
+pub fn topic_path(topic: &str) -> String {
+    format!("{BROKER_TOPICS}/{topic}")
+}
+
+/// `/brokers/topics/<topic>/partitions`.
+pub fn topic_partitions_path(topic: &str) -> String {
+    format!("{BROKER_TOPICS}/{topic}/partitions")
+}
+
+/// `/brokers/topics/<topic>/partitions/<partition>`.
+pub fn partition_path(topic: &str, partition: i32) -> String {
+    format!("{BROKER_TOPICS}/{topic}/partitions/{partition}")
+}
+
+/// `/brokers/topics/<topic>/partitions/<partition>/state`.
+pub fn partition_state_path(topic: &str, partition: i32) -> String {
+    format!("{BROKER_TOPICS}/{topic}/partitions/{partition}/state")
+}
+
+/// `/config/topics/<topic>`.
+pub fn topic_config_path(topic: &str) -> String {
+    format!("{CONFIG_TOPICS}/{topic}")
+}
+
+/// `/admin/delete_topics/<topic>`.
+pub fn delete_topic_path(topic: &str) -> String {
+    format!("{DELETE_TOPICS}/{topic}")
+}
+
+/// Errors reading a znode payload.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The payload is not the JSON (or text) Kafka writes there.
+    #[error("znode {path} holds an unreadable payload: {reason}")]
+    Malformed {
+        /// The znode.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn decode_json<T: for<'de> Deserialize<'de>>(path: &str, data: &[u8]) -> Result<T, DecodeError> {
+    serde_json::from_slice(data).map_err(|e| DecodeError::Malformed { path: path.to_string(), reason: e.to_string() })
+}
+
+fn encode_json<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("znode payloads are plain JSON values")
+}
+
+/// `/cluster/id`: `{"version":"1","id":"..."}` (the version is a JSON string, as Kafka writes it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterIdZNode {
+    /// Always "1".
+    pub version: String,
+    /// 22-character base64url id.
+    pub id: String,
+}
+
+impl ClusterIdZNode {
+    /// A payload for `id`.
+    pub fn new(id: String) -> Self {
+        Self { version: "1".into(), id }
+    }
+    /// JSON bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        encode_json(self)
+    }
+    /// Parses the payload.
+    ///
+    /// # Errors
+    /// [`DecodeError::Malformed`] when it is not Kafka's JSON.
+    pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
+        decode_json(CLUSTER_ID, data)
+    }
+}
+
+/// `/controller`: `{"version":1,"brokerid":N,"timestamp":"<ms>"}`.
+///
+/// Tributary's controller is the coordinator process, which is not a broker; it writes
+/// its own `--controller-id` (by default 3000 + a small number, well away from broker ids)
+/// so that operators can tell which coordinator is active.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControllerZNode {
+    /// Payload version (1).
+    pub version: i32,
+    /// Id of the active controller.
+    pub brokerid: i32,
+    /// Election time in ms since the epoch, as a string.
+    pub timestamp: String,
+}
+
+impl ControllerZNode {
+    /// A payload for controller `id` elected at `now_ms`.
+    pub fn new(id: i32, now_ms: i64) -> Self {
+        Self { version: 1, brokerid: id, timestamp: now_ms.to_string() }
+    }
+    /// JSON bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        encode_json(self)
+    }
+    /// Parses the payload.
+    ///
+    /// # Errors
+    /// [`DecodeError::Malformed`] when it is not Kafka's JSON.
+    pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
+        decode_json(CONTROLLER, data)
+    }
+}
+
+/// Parses `/controller_epoch`, which is plain decimal text.
+///
+/// # Errors
+/// [`DecodeError::Malformed`] when the text is not a number.
+pub fn decode_controller_epoch(data: &[u8]) -> Result<i32, DecodeError> {
+    std::str::from_utf8(data)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or_else(|| DecodeError::Malformed { path: CONTROLLER_EPOCH.into(), reason: "not a decimal number".into() })
+}
+
+/// One advertised endpoint of a broker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// Listener name, e.g. `PLAINTEXT`.
+    pub listener: String,
+    /// Host clients connect to.
+    pub host: String,
+    /// Port clients connect to.
+    pub port: u16,
+}
+
+impl Endpoint {
+    /// Parses `LISTENER://host:port` (an IPv6 host is written in brackets).
+    pub fn parse(text: &str) -> Option<Endpoint> {
+        let (listener, rest) = text.split_once("://")?;
+        let (host, port) = rest.rsplit_once(':')?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        Some(Endpoint { listener: listener.to_string(), host: host.to_string(), port: port.parse().ok()? })
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "{}://[{}]:{}", self.listener, self.host, self.port)
+        } else {
+            write!(f, "{}://{}:{}", self.listener, self.host, self.port)
+        }
+    }
+}
+
+/// `/brokers/ids/<id>`: broker registration, version 5.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerRegistration {
+    /// Payload version (5).
+    pub version: i32,
+    /// First PLAINTEXT host, for old readers.
+    pub host: Option<String>,
+    /// First PLAINTEXT port, or -1.
+    pub port: i32,
+    /// Always -1 (no JMX).
+    pub jmx_port: i32,
+    /// Registration time in ms, as a string.
+    pub timestamp: String,
+    /// `LISTENER://host:port` per advertised listener.
+    pub endpoints: Vec<String>,
+    /// Listener name → security protocol.
+    #[serde(default)]
+    pub listener_security_protocol_map: BTreeMap<String, String>,
+    /// Rack, only when configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rack: Option<String>,
+    /// Supported features; Tributary advertises none.
+    #[serde(default)]
+    pub features: BTreeMap<String, serde_json::Value>,
+}
+
+impl BrokerRegistration {
+    /// The v5 payload for a broker advertising `endpoints`.
+    pub fn new(endpoints: &[Endpoint], rack: Option<String>, now_ms: i64) -> Self {
+        let plaintext = endpoints.iter().find(|e| e.listener == "PLAINTEXT");
+        Self {
+            version: 5,
+            host: plaintext.map(|e| e.host.clone()),
+            port: plaintext.map(|e| i32::from(e.port)).unwrap_or(-1),
+            jmx_port: -1,
+            timestamp: now_ms.to_string(),
+            endpoints: endpoints.iter().map(Endpoint::to_string).collect(),
+            listener_security_protocol_map: endpoints
+                .iter()
+                .map(|e| (e.listener.clone(), "PLAINTEXT".to_string()))
+                .collect(),
+            rack,
+            features: BTreeMap::new(),
+        }
+    }
+    /// The endpoints, parsed; unparseable entries are skipped.
+    pub fn parsed_endpoints(&self) -> Vec<Endpoint> {
+        let mut parsed: Vec<Endpoint> = self.endpoints.iter().filter_map(|e| Endpoint::parse(e)).collect();
+        if parsed.is_empty() {
+            if let (Some(host), Ok(port)) = (&self.host, u16::try_from(self.port)) {
+                parsed.push(Endpoint { listener: "PLAINTEXT".into(), host: host.clone(), port });
+            }
+        }
+        parsed
+    }
+    /// JSON bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        encode_json(self)
+    }
+    /// Parses the payload of broker `id`.
+    ///
+    /// # Errors
+    /// [`DecodeError::Malformed`] when it is not Kafka's JSON.
+    pub fn decode(id: BrokerId, data: &[u8]) -> Result<Self, DecodeError> {
+        decode_json(&broker_path(id), data)
+    }
+}
+
+/// `/brokers/topics/<topic>`: replica assignment, version 3.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicAssignment {
+    /// Payload version (3).
+    pub version: i32,
+    /// Topic id (absent in payloads written by Kafka before 2.8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_id: Option<TopicId>,
+    /// Partition (as a decimal string) → replicas; the first replica is the preferred leader.
+    pub partitions: BTreeMap<String, Vec<BrokerId>>,
+    /// Replicas being added by a reassignment.
+    #[serde(default)]
+    pub adding_replicas: BTreeMap<String, Vec<BrokerId>>,
+    /// Replicas being removed by a reassignment.
+    #[serde(default)]
+    pub removing_replicas: BTreeMap<String, Vec<BrokerId>>,
+}
+
+impl TopicAssignment {
+    /// A v3 payload from partition → replicas.
+    pub fn new(topic_id: TopicId, replicas: &BTreeMap<i32, Vec<BrokerId>>) -> Self {
+        Self {
+            version: 3,
+            topic_id: Some(topic_id),
+            partitions: replicas.iter().map(|(p, r)| (p.to_string(), r.clone())).collect(),
+            adding_replicas: BTreeMap::new(),
+            removing_replicas: BTreeMap::new(),
+        }
+    }
+    /// Partition → replicas with numeric keys; keys that are not numbers are skipped.
+    pub fn replicas(&self) -> BTreeMap<i32, Vec<BrokerId>> {
+        self.partitions.iter().filter_map(|(p, r)| Some((p.parse().ok()?, r.clone()))).collect()
+    }
+    /// JSON bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        encode_json(self)
+    }
+    /// Parses the payload of `topic`.
+    ///
+    /// # Errors
+    /// [`DecodeError::Malformed`] when it is not Kafka's JSON.
+    pub fn decode(topic: &str, data: &[u8]) -> Result<Self, DecodeError> {
+        decode_json(&topic_path(topic), data)
+    }
+}
+
+/// Leader value while a partition has no leader.
+pub const NO_LEADER: BrokerId = -1;
+
+/// `/brokers/topics/<t>/partitions/<p>/state`: leader and ISR, version 1.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionState {
+    /// Payload version (1).
+    pub version: i32,
+    /// Leader broker, or -1 when there is none.
+    pub leader: BrokerId,
+    /// Incremented on every leader change.
+    pub leader_epoch: i32,
+    /// Epoch of the controller that made the decision.
+    pub controller_epoch: i32,
+    /// In-sync replicas.
+    pub isr: Vec<BrokerId>,
+}
+
+impl PartitionState {
+    /// A v1 payload.
+    pub fn new(leader: BrokerId, leader_epoch: i32, controller_epoch: i32, isr: Vec<BrokerId>) -> Self {
+        Self { version: 1, leader, leader_epoch, controller_epoch, isr }
+    }
+    /// JSON bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        encode_json(self)
+    }
+    /// Parses the state of `topic`/`partition`.
+    ///
+    /// # Errors
+    /// [`DecodeError::Malformed`] when it is not Kafka's JSON.
+    pub fn decode(topic: &str, partition: i32, data: &[u8]) -> Result<Self, DecodeError> {
+        decode_json(&partition_state_path(topic, partition), data)
+    }
+}
+
+/// `/config/<type>/<name>`: `{"version":1,"config":{...}}`, every value a string.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntityConfig {
+    /// Payload version (1).
+    pub version: i32,
+    /// Overrides.
+    pub config: BTreeMap<String, String>,
+}
+
+impl EntityConfig {
+    /// A v1 payload.
+    pub fn new(config: BTreeMap<String, String>) -> Self {
+        Self { version: 1, config }
+    }
+    /// JSON bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        encode_json(self)
+    }
+    /// Parses the payload at `path`.
+    ///
+    /// # Errors
+    /// [`DecodeError::Malformed`] when it is not Kafka's JSON.
+    pub fn decode(path: &str, data: &[u8]) -> Result<Self, DecodeError> {
+        decode_json(path, data)
+    }
+}
+
+/// `/config/changes/config_change_<seq>`: `{"version":2,"entity_path":"topics/<t>"}`.
+pub fn config_change_notification(entity_path: &str) -> Vec<u8> {
+    encode_json(&serde_json::json!({"version": 2, "entity_path": entity_path}))
+}
+
+/// `/latest_producer_id_block`: numbers are strings, as Kafka writes them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerIdBlock {
+    /// Payload version (1).
+    pub version: i32,
+    /// Broker that took the block.
+    pub broker: BrokerId,
+    /// First id of the block.
+    pub block_start: String,
+    /// Last id of the block (inclusive).
+    pub block_end: String,
+}
+
+impl ProducerIdBlock {
+    /// Size of a block, as in Kafka.
+    pub const SIZE: i64 = 1000;
+
+    /// The block after `previous` (or the first block), taken by `broker`.
+    pub fn next(previous: Option<&ProducerIdBlock>, broker: BrokerId) -> Self {
+        let start = previous.and_then(|p| p.block_end.parse::<i64>().ok()).map(|end| end + 1).unwrap_or(0);
+        Self { version: 1, broker, block_start: start.to_string(), block_end: (start + Self::SIZE - 1).to_string() }
+    }
+    /// First and last id.
+    pub fn range(&self) -> Option<(i64, i64)> {
+        Some((self.block_start.parse().ok()?, self.block_end.parse().ok()?))
+    }
+    /// JSON bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        encode_json(self)
+    }
+    /// Parses the payload.
+    ///
+    /// # Errors
+    /// [`DecodeError::Malformed`] when it is not Kafka's JSON.
+    pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
+        decode_json(LATEST_PRODUCER_ID_BLOCK, data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_registration_reads_kafkas_own_v5_json() {
+        let kafka = br#"{"features":{},"listener_security_protocol_map":{"PLAINTEXT":"PLAINTEXT"},"endpoints":["PLAINTEXT://h1:9092"],"jmx_port":-1,"port":9092,"host":"h1","version":5,"timestamp":"1700000000000"}"#;
+        let reg = BrokerRegistration::decode(1, kafka).unwrap();
+        assert_eq!(
+            reg.parsed_endpoints(),
+            vec![Endpoint { listener: "PLAINTEXT".into(), host: "h1".into(), port: 9092 }]
+        );
+    }
+
+    #[test]
+    fn broker_registration_writes_the_fields_kafka_tools_read() {
+        let endpoints = [Endpoint { listener: "PLAINTEXT".into(), host: "localhost".into(), port: 9092 }];
+        let json: serde_json::Value =
+            serde_json::from_slice(&BrokerRegistration::new(&endpoints, None, 5).encode()).unwrap();
+        assert_eq!(json["version"], 5);
+        assert_eq!(json["host"], "localhost");
+        assert_eq!(json["port"], 9092);
+        assert_eq!(json["timestamp"], "5");
+        assert_eq!(json["endpoints"][0], "PLAINTEXT://localhost:9092");
+        assert_eq!(json["listener_security_protocol_map"]["PLAINTEXT"], "PLAINTEXT");
+        assert!(json.get("rack").is_none());
+    }
+
+    #[test]
+    fn topic_assignment_reads_v1_and_v3_payloads() {
+        let v1 = br#"{"version":1,"partitions":{"0":[1,2],"1":[2,1]}}"#;
+        let a = TopicAssignment::decode("t", v1).unwrap();
+        assert_eq!(a.topic_id, None);
+        assert_eq!(a.replicas()[&1], vec![2, 1]);
+        let id = TopicId::random();
+        let v3 = TopicAssignment::new(id, &BTreeMap::from([(0, vec![1])]));
+        let json: serde_json::Value = serde_json::from_slice(&v3.encode()).unwrap();
+        assert_eq!(json["version"], 3);
+        assert_eq!(json["topic_id"], id.to_string());
+        assert_eq!(json["partitions"]["0"], serde_json::json!([1]));
+        assert_eq!(TopicAssignment::decode("t", &v3.encode()).unwrap(), v3);
+    }
+
+    #[test]
+    fn partition_state_matches_kafkas_json() {
+        let s = PartitionState::new(1, 4, 7, vec![1, 2]);
+        assert_eq!(
+            String::from_utf8(s.encode()).unwrap(),
+            r#"{"version":1,"leader":1,"leader_epoch":4,"controller_epoch":7,"isr":[1,2]}"#
+        );
+    }
+
+    #[test]
+    fn cluster_id_version_is_a_string() {
+        assert_eq!(
+            String::from_utf8(ClusterIdZNode::new("abc".into()).encode()).unwrap(),
+            r#"{"version":"1","id":"abc"}"#
+        );
+    }
+
+    #[test]
+    fn controller_epoch_is_decimal_text() {
+        assert_eq!(decode_controller_epoch(b"17"), Ok(17));
+        assert!(decode_controller_epoch(b"{}").is_err());
+    }
+
+    #[test]
+    fn producer_id_blocks_follow_on_in_thousands() {
+        let first = ProducerIdBlock::next(None, 1);
+        assert_eq!(first.range(), Some((0, 999)));
+        let second = ProducerIdBlock::next(Some(&first), 2);
+        assert_eq!(second.range(), Some((1000, 1999)));
+        assert!(String::from_utf8(second.encode()).unwrap().contains(r#""block_start":"1000""#));
+    }
+
+    #[test]
+    fn endpoints_parse_ipv6_and_reject_garbage() {
+        assert_eq!(Endpoint::parse("PLAINTEXT://[::1]:9092").unwrap().host, "::1");
+        assert_eq!(Endpoint::parse("PLAINTEXT://[::1]:9092").unwrap().to_string(), "PLAINTEXT://[::1]:9092");
+        assert!(Endpoint::parse("localhost:9092").is_none());
+        assert!(Endpoint::parse("PLAINTEXT://host:notaport").is_none());
+    }
+}

@@ -1,0 +1,354 @@
+//! The HTTP admin API (JSON). Every coordinator serves it, active or standby; reads come
+//! straight from ZooKeeper, and writes (create or delete a topic) go to ZooKeeper the way
+//! Kafka's admin tools write them, for the active controller to act on.
+//!
+//! | method | path | what |
+//! |---|---|---|
+//! | GET | /health | ZooKeeper session, controller role and epoch |
+//! | GET | /brokers | live brokers |
+//! | GET | /topics | topics with partition count and replication factor |
+//! | GET | /topics/{name} | partitions: replicas, leader, leader epoch, ISR |
+//! | POST | /topics | create: `{"name", "partitions", "replication_factor", "config"}` |
+//! | DELETE | /topics/{name} | mark for deletion |
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::watch;
+use tributary_common::ids::{BrokerId, TopicId};
+use tributary_common::snapshot::{self, ClusterSnapshot};
+use tributary_common::topic::{assign_replicas, validate_config, validate_topic_name};
+use tributary_common::zk::{create_topic, mark_topic_for_deletion, TopicWriteError};
+use tributary_common::znode::{self, ControllerZNode, NO_LEADER};
+use zookeeper_client::Client;
+
+use crate::controller::{Status, ZkSlot};
+
+/// Errors of the admin API: an HTTP status and a JSON body `{"error": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is wrong.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 404: no such resource.
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: it exists already.
+    #[error("{0}")]
+    Conflict(String),
+    /// 503: ZooKeeper is not reachable.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        (status, Json(json!({ "error": self.to_string() }))).into_response()
+    }
+}
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AdminState {
+    /// Current ZooKeeper session.
+    pub zk: ZkSlot,
+    /// Controller status.
+    pub status: watch::Receiver<Status>,
+    /// This coordinator's id.
+    pub controller_id: i32,
+}
+
+impl AdminState {
+    fn client(&self) -> Result<Client, ApiError> {
+        self.zk.read().expect("zk slot lock").clone().ok_or_else(|| {
+            ApiError::Unavailable("the coordinator has no ZooKeeper session; check that ZooKeeper is running".into())
+        })
+    }
+
+    async fn snapshot(&self) -> Result<(Client, ClusterSnapshot), ApiError> {
+        let client = self.client()?;
+        let s = snapshot::load(&client).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        Ok((client, s))
+    }
+}
+
+/// The router; tests drive it with `tower::ServiceExt::oneshot`.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/brokers", get(brokers))
+        .route("/topics", get(list_topics).post(create))
+        .route("/topics/{name}", get(describe_topic).delete(delete))
+        .fallback(|| async {
+            ApiError::NotFound("no such endpoint; see /health, /brokers, /topics, /topics/{name}".into())
+        })
+        .with_state(state)
+}
+
+async fn health(State(state): State<AdminState>) -> Response {
+    let status = state.status.borrow().clone();
+    let mut body = json!({
+        "status": if status.connected { "ok" } else { "unavailable" },
+        "zookeeper": if status.connected { "connected" } else { "disconnected" },
+        "this_coordinator": { "id": state.controller_id, "active_controller": status.active },
+    });
+    if let Ok(client) = state.client() {
+        if let Ok((data, _)) = client.get_data(znode::CONTROLLER).await {
+            if let Ok(c) = ControllerZNode::decode(&data) {
+                body["active_controller_id"] = json!(c.brokerid);
+            }
+        }
+        if let Ok((data, _)) = client.get_data(znode::CONTROLLER_EPOCH).await {
+            body["controller_epoch"] = json!(znode::decode_controller_epoch(&data).ok());
+        }
+    }
+    let code = if status.connected { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(body)).into_response()
+}
+
+#[derive(Serialize)]
+struct BrokerView {
+    id: BrokerId,
+    host: Option<String>,
+    port: i32,
+    endpoints: Vec<String>,
+    rack: Option<String>,
+    broker_epoch: i64,
+}
+
+async fn brokers(State(state): State<AdminState>) -> Result<Json<Vec<BrokerView>>, ApiError> {
+    let (_, s) = state.snapshot().await?;
+    Ok(Json(
+        s.brokers
+            .into_iter()
+            .map(|(id, b)| BrokerView {
+                id,
+                host: b.registration.host,
+                port: b.registration.port,
+                endpoints: b.registration.endpoints,
+                rack: b.registration.rack,
+                broker_epoch: b.epoch,
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Serialize)]
+struct TopicSummary {
+    name: String,
+    topic_id: Option<String>,
+    partitions: usize,
+    replication_factor: usize,
+    marked_for_deletion: bool,
+}
+
+async fn list_topics(State(state): State<AdminState>) -> Result<Json<Vec<TopicSummary>>, ApiError> {
+    let (_, s) = state.snapshot().await?;
+    Ok(Json(
+        s.topics
+            .iter()
+            .map(|(name, t)| TopicSummary {
+                name: name.clone(),
+                topic_id: t.assignment.topic_id.map(|id| id.to_string()),
+                partitions: t.partitions.len(),
+                replication_factor: t.partitions.values().next().map(|p| p.replicas.len()).unwrap_or(0),
+                marked_for_deletion: s.pending_deletions.contains(name),
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Serialize)]
+struct PartitionView {
+    partition: i32,
+    replicas: Vec<BrokerId>,
+    leader: Option<BrokerId>,
+    leader_epoch: Option<i32>,
+    isr: Vec<BrokerId>,
+    offline_replicas: Vec<BrokerId>,
+}
+
+#[derive(Serialize)]
+struct TopicView {
+    name: String,
+    topic_id: Option<String>,
+    config: BTreeMap<String, String>,
+    marked_for_deletion: bool,
+    partitions: Vec<PartitionView>,
+}
+
+async fn describe_topic(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+) -> Result<Json<TopicView>, ApiError> {
+    let (_, s) = state.snapshot().await?;
+    let t = s.topics.get(&name).ok_or_else(|| ApiError::NotFound(format!("topic {name:?} does not exist")))?;
+    let partitions = t
+        .partitions
+        .iter()
+        .map(|(p, ps)| {
+            let state = ps.state.as_ref().map(|(st, _)| st);
+            PartitionView {
+                partition: *p,
+                replicas: ps.replicas.clone(),
+                leader: state.map(|st| st.leader).filter(|l| *l != NO_LEADER && s.brokers.contains_key(l)),
+                leader_epoch: state.map(|st| st.leader_epoch),
+                isr: state.map(|st| st.isr.clone()).unwrap_or_default(),
+                offline_replicas: ps.replicas.iter().copied().filter(|r| !s.brokers.contains_key(r)).collect(),
+            }
+        })
+        .collect();
+    Ok(Json(TopicView {
+        name: name.clone(),
+        topic_id: t.assignment.topic_id.map(|id| id.to_string()),
+        config: t.config.clone(),
+        marked_for_deletion: s.pending_deletions.contains(&name),
+        partitions,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTopic {
+    name: String,
+    #[serde(default = "one")]
+    partitions: i32,
+    #[serde(default = "one")]
+    replication_factor: i32,
+    #[serde(default)]
+    config: BTreeMap<String, String>,
+}
+
+fn one() -> i32 {
+    1
+}
+
+async fn create(State(state): State<AdminState>, body: Bytes) -> Result<Response, ApiError> {
+    let req: CreateTopic = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "request body must be JSON like {{\"name\": \"t\", \"partitions\": 3, \"replication_factor\": 1, \"config\": {{}}}}: {e}"
+        ))
+    })?;
+    validate_topic_name(&req.name).map_err(ApiError::BadRequest)?;
+    validate_config(&req.config).map_err(ApiError::BadRequest)?;
+    let (client, s) = state.snapshot().await?;
+    if s.topics.contains_key(&req.name) {
+        return Err(ApiError::Conflict(format!("topic {:?} already exists", req.name)));
+    }
+    let live: Vec<BrokerId> = s.brokers.keys().copied().collect();
+    let seed = uuid::Uuid::new_v4().as_u128();
+    let n = live.len().max(1) as u128;
+    let replicas = assign_replicas(
+        &live,
+        req.partitions,
+        req.replication_factor,
+        0,
+        (seed % n) as usize,
+        ((seed >> 64) % n) as usize,
+    )
+    .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let topic_id = TopicId::random();
+    create_topic(&client, &req.name, topic_id, &replicas, req.config).await.map_err(|e| match e {
+        TopicWriteError::Exists(t) => ApiError::Conflict(format!("topic {t:?} already exists")),
+        other => ApiError::Unavailable(other.to_string()),
+    })?;
+    tracing::info!(
+        topic = req.name,
+        partitions = req.partitions,
+        replication_factor = req.replication_factor,
+        "created topic through the admin API"
+    );
+    let assignment: BTreeMap<String, Vec<BrokerId>> = replicas.into_iter().map(|(p, r)| (p.to_string(), r)).collect();
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "name": req.name, "topic_id": topic_id.to_string(), "replicas": assignment })),
+    )
+        .into_response())
+}
+
+async fn delete(State(state): State<AdminState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let (client, s) = state.snapshot().await?;
+    if !s.topics.contains_key(&name) {
+        return Err(ApiError::NotFound(format!("topic {name:?} does not exist")));
+    }
+    mark_topic_for_deletion(&client, &name).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    tracing::info!(topic = name, "marked topic for deletion through the admin API");
+    Ok((StatusCode::ACCEPTED, Json(json!({ "name": name, "status": "marked for deletion" }))).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, RwLock};
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    fn disconnected() -> Router {
+        let (_tx, rx) = watch::channel(Status::default());
+        router(AdminState { zk: Arc::new(RwLock::new(None)), status: rx, controller_id: 3000 })
+    }
+
+    async fn call(app: Router, method: &str, uri: &str, body: &str) -> (StatusCode, serde_json::Value) {
+        let response = app
+            .oneshot(
+                Request::builder()
+                    .method(method)
+                    .uri(uri)
+                    .header("content-type", "application/json")
+                    .body(Body::from(body.to_string()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn bad_bodies_get_400_with_a_json_reason() {
+        for (body, needle) in [
+            ("not json", "must be JSON"),
+            (r#"{"name": "bad name"}"#, "only ASCII letters"),
+            (r#"{"name": "ok", "config": {"retention.ms": "soon"}}"#, "retention.ms"),
+            (r#"{"name": "ok", "partitons": 3}"#, "unknown field"),
+        ] {
+            let (status, json) = call(disconnected(), "POST", "/topics", body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+            assert!(json["error"].as_str().unwrap().contains(needle), "{body}: {json}");
+        }
+    }
+
+    #[tokio::test]
+    async fn without_zookeeper_reads_are_503_and_health_says_why() {
+        let (status, json) = call(disconnected(), "GET", "/topics", "").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(json["error"].as_str().unwrap().contains("ZooKeeper"));
+        let (status, json) = call(disconnected(), "GET", "/health", "").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(json["zookeeper"], "disconnected");
+    }
+
+    #[tokio::test]
+    async fn unknown_paths_are_json_404s() {
+        let (status, json) = call(disconnected(), "GET", "/nope", "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(json["error"].is_string());
+    }
+}

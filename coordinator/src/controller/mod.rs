@@ -1,0 +1,407 @@
+//! The controller role. Several coordinators may run; the one that creates the ephemeral
+//! `/controller` (in the same multi that bumps `/controller_epoch`) is active, the others
+//! wait for that znode to vanish. The active controller watches brokers, topics and
+//! deletion marks, plans writes with [`plan::plan`], and makes every write a multi that
+//! first checks `/controller_epoch` at the version it won: a controller that lost its
+//! session or was superseded can no longer change anything, and resigns.
+
+pub mod plan;
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tributary_common::snapshot;
+use tributary_common::zk::{connect, ensure_persistent_paths, ephemeral, persistent};
+use tributary_common::znode::{self, ControllerZNode};
+use zookeeper_client::{AddWatchMode, CheckWriteError, Client, EventType, MultiWriteResult, SessionState};
+
+use self::plan::Action;
+
+/// Controller settings.
+#[derive(Clone, Debug)]
+pub struct ControllerConfig {
+    /// Written into `/controller` as `brokerid`.
+    pub controller_id: i32,
+    /// zookeeper.connect
+    pub zookeeper_connect: String,
+    /// zookeeper.session.timeout.ms
+    pub session_timeout: Duration,
+    /// unclean.leader.election.enable (cluster default)
+    pub unclean_leader_election: bool,
+}
+
+/// What the admin API reports about this coordinator.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Status {
+    /// Whether a ZooKeeper session is open.
+    pub connected: bool,
+    /// Whether this coordinator is the active controller.
+    pub active: bool,
+    /// The controller epoch this coordinator won, when active.
+    pub controller_epoch: Option<i32>,
+}
+
+/// The current ZooKeeper session, shared with the admin API.
+pub type ZkSlot = Arc<RwLock<Option<Client>>>;
+
+/// Why the active phase ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Resign {
+    /// Another controller holds a newer epoch (our fenced write failed).
+    Fenced,
+    /// The session is gone.
+    SessionLost,
+    /// Asked to stop.
+    Shutdown,
+}
+
+/// Controller errors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// `/controller_epoch` moved on: another controller is active.
+    #[error("fenced: /controller_epoch no longer has version {expected_version}; another controller is active")]
+    Fenced {
+        /// The version we hold.
+        expected_version: i32,
+    },
+    /// A ZooKeeper operation failed.
+    #[error("ZooKeeper operation on {path} failed: {source}")]
+    Zk {
+        /// Path involved.
+        path: String,
+        /// Client error.
+        source: zookeeper_client::Error,
+    },
+}
+
+fn zk(path: impl Into<String>) -> impl FnOnce(zookeeper_client::Error) -> Error {
+    let path = path.into();
+    move |source| Error::Zk { path, source }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Tries once to become controller. `Some((epoch, epoch_zk_version))` on success.
+///
+/// # Errors
+/// ZooKeeper failures other than losing the race.
+pub async fn try_elect(client: &Client, controller_id: i32) -> Result<Option<(i32, i32)>, Error> {
+    let (data, stat) = match client.get_data(znode::CONTROLLER_EPOCH).await {
+        Ok(found) => found,
+        Err(zookeeper_client::Error::NoNode) => {
+            // Kafka starts the epoch at 0; the first controller makes it 1.
+            match client.create(znode::CONTROLLER_EPOCH, b"0", &persistent()).await {
+                Ok(_) | Err(zookeeper_client::Error::NodeExists) => {}
+                Err(e) => return Err(zk(znode::CONTROLLER_EPOCH)(e)),
+            }
+            client.get_data(znode::CONTROLLER_EPOCH).await.map_err(zk(znode::CONTROLLER_EPOCH))?
+        }
+        Err(e) => return Err(zk(znode::CONTROLLER_EPOCH)(e)),
+    };
+    let epoch = znode::decode_controller_epoch(&data).unwrap_or(0);
+    let new_epoch = epoch + 1;
+    let mut multi = client.new_multi_writer();
+    let payload = ControllerZNode::new(controller_id, now_ms()).encode();
+    multi.add_create(znode::CONTROLLER, &payload, &ephemeral()).map_err(zk(znode::CONTROLLER))?;
+    multi
+        .add_set_data(znode::CONTROLLER_EPOCH, new_epoch.to_string().as_bytes(), Some(stat.version))
+        .map_err(zk(znode::CONTROLLER_EPOCH))?;
+    match multi.commit().await {
+        Ok(results) => {
+            let version = results
+                .into_iter()
+                .find_map(|r| match r {
+                    MultiWriteResult::SetData { stat } => Some(stat.version),
+                    _ => None,
+                })
+                .unwrap_or(stat.version + 1);
+            Ok(Some((new_epoch, version)))
+        }
+        Err(e) => match zookeeper_client::Error::from(e) {
+            zookeeper_client::Error::NodeExists | zookeeper_client::Error::BadVersion => Ok(None),
+            other => Err(zk(znode::CONTROLLER)(other)),
+        },
+    }
+}
+
+/// Applies one action, fenced by `/controller_epoch` at `epoch_version`.
+///
+/// # Errors
+/// [`Error::Fenced`] when another controller took over; other ZooKeeper errors (a
+/// concurrent change to a state znode shows up as `BadVersion` and is retried by the
+/// next reconcile pass).
+pub async fn apply(client: &Client, epoch_version: i32, action: &Action) -> Result<(), Error> {
+    let mut w =
+        client.new_check_writer(znode::CONTROLLER_EPOCH, Some(epoch_version)).map_err(zk(znode::CONTROLLER_EPOCH))?;
+    let options = persistent();
+    match action {
+        Action::CreateState { topic, partition, state } => {
+            client
+                .mkdir(&znode::partition_path(topic, *partition), &options)
+                .await
+                .map_err(zk(znode::partition_path(topic, *partition)))?;
+            let path = znode::partition_state_path(topic, *partition);
+            w.add_create(&path, &state.encode(), &options).map_err(zk(&path))?;
+        }
+        Action::UpdateState { topic, partition, state, expected_version } => {
+            let path = znode::partition_state_path(topic, *partition);
+            w.add_set_data(&path, &state.encode(), Some(*expected_version)).map_err(zk(&path))?;
+        }
+        Action::DeleteTopic { topic } => {
+            let partitions_path = znode::topic_partitions_path(topic);
+            let partitions = match client.list_children(&partitions_path).await {
+                Ok(p) => p,
+                Err(zookeeper_client::Error::NoNode) => Vec::new(),
+                Err(e) => return Err(zk(&partitions_path)(e)),
+            };
+            let mut paths = Vec::new();
+            for p in &partitions {
+                let partition_path = format!("{partitions_path}/{p}");
+                if client.check_stat(&format!("{partition_path}/state")).await.map_err(zk(&partition_path))?.is_some() {
+                    paths.push(format!("{partition_path}/state"));
+                }
+                paths.push(partition_path);
+            }
+            if client.check_stat(&partitions_path).await.map_err(zk(&partitions_path))?.is_some() {
+                paths.push(partitions_path);
+            }
+            paths.push(znode::topic_path(topic));
+            let config = znode::topic_config_path(topic);
+            if client.check_stat(&config).await.map_err(zk(&config))?.is_some() {
+                paths.push(config);
+            }
+            paths.push(znode::delete_topic_path(topic));
+            for path in &paths {
+                w.add_delete(path, None).map_err(zk(path))?;
+            }
+        }
+        Action::DropDeletionMark { topic } => {
+            let path = znode::delete_topic_path(topic);
+            w.add_delete(&path, None).map_err(zk(&path))?;
+        }
+    }
+    match w.commit().await {
+        Ok(_) => Ok(()),
+        Err(CheckWriteError::CheckFailed { .. }) => Err(Error::Fenced { expected_version: epoch_version }),
+        Err(CheckWriteError::RequestFailed { source }) => Err(zk(znode::CONTROLLER_EPOCH)(source)),
+        Err(CheckWriteError::OperationFailed { source, .. }) => Err(zk(describe(action))(source)),
+    }
+}
+
+fn describe(action: &Action) -> String {
+    match action {
+        Action::CreateState { topic, partition, .. } | Action::UpdateState { topic, partition, .. } => {
+            znode::partition_state_path(topic, *partition)
+        }
+        Action::DeleteTopic { topic } => znode::topic_path(topic),
+        Action::DropDeletionMark { topic } => znode::delete_topic_path(topic),
+    }
+}
+
+fn log_action(action: &Action, controller_epoch: i32) {
+    match action {
+        Action::CreateState { topic, partition, state } => {
+            tracing::info!(target: "state_change", controller_epoch, topic, partition, leader = state.leader, leader_epoch = state.leader_epoch, isr = ?state.isr, "new partition online")
+        }
+        Action::UpdateState { topic, partition, state, .. } if state.leader == znode::NO_LEADER => {
+            tracing::warn!(target: "state_change", controller_epoch, topic, partition, leader_epoch = state.leader_epoch, isr = ?state.isr, "partition offline: no live in-sync replica; it returns when a replica in the ISR comes back (or enable unclean.leader.election.enable, accepting data loss)")
+        }
+        Action::UpdateState { topic, partition, state, .. } => {
+            tracing::info!(target: "state_change", controller_epoch, topic, partition, leader = state.leader, leader_epoch = state.leader_epoch, isr = ?state.isr, "leader and ISR changed")
+        }
+        Action::DeleteTopic { topic } => {
+            tracing::info!(target: "state_change", controller_epoch, topic, "deleted topic")
+        }
+        Action::DropDeletionMark { topic } => {
+            tracing::info!(controller_epoch, topic, "removed a deletion mark for a topic that does not exist")
+        }
+    }
+}
+
+/// One reconcile pass: read, plan, write.
+async fn reconcile(client: &Client, epoch: i32, epoch_version: i32, unclean: bool) -> Result<(), Error> {
+    let snapshot = snapshot::load(client).await.map_err(|e| Error::Zk { path: e.path, source: e.source })?;
+    for action in plan::plan(&snapshot, epoch, unclean) {
+        match apply(client, epoch_version, &action).await {
+            Ok(()) => log_action(&action, epoch),
+            Err(Error::Fenced { expected_version }) => return Err(Error::Fenced { expected_version }),
+            Err(e) => {
+                tracing::warn!(controller_epoch = epoch, error = %e, "a controller write did not apply; it is retried on the next pass")
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn active(
+    client: &Client,
+    cfg: &ControllerConfig,
+    epoch: i32,
+    epoch_version: i32,
+    shutdown: &CancellationToken,
+) -> Resign {
+    let watches = async {
+        Ok::<_, zookeeper_client::Error>((
+            client.watch("/brokers", AddWatchMode::PersistentRecursive).await?,
+            client.watch(znode::DELETE_TOPICS, AddWatchMode::PersistentRecursive).await?,
+            client.watch(znode::CONFIG_TOPICS, AddWatchMode::PersistentRecursive).await?,
+            client.watch(znode::CONTROLLER, AddWatchMode::Persistent).await?,
+        ))
+    };
+    let (mut brokers, mut deletions, mut configs, mut controller) = match watches.await {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not set watches as controller; resigning");
+            return Resign::SessionLost;
+        }
+    };
+    let mut state = client.state_watcher();
+    let mut periodic = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        match reconcile(client, epoch, epoch_version, cfg.unclean_leader_election).await {
+            Err(Error::Fenced { .. }) => return Resign::Fenced,
+            Err(e) => {
+                tracing::warn!(controller_epoch = epoch, error = %e, "reconcile pass failed; retrying on the next change")
+            }
+            Ok(()) => {}
+        }
+        let event = tokio::select! {
+            e = brokers.changed() => Some(e),
+            e = deletions.changed() => Some(e),
+            e = configs.changed() => Some(e),
+            e = controller.changed() => {
+                if e.event_type == EventType::NodeDeleted || e.event_type == EventType::NodeDataChanged {
+                    tracing::warn!(controller_epoch = epoch, "/controller was removed or replaced; resigning");
+                    return Resign::Fenced;
+                }
+                Some(e)
+            },
+            s = state.changed() => {
+                if s.is_terminated() {
+                    return Resign::SessionLost;
+                }
+                None
+            },
+            _ = periodic.tick() => None,
+            _ = shutdown.cancelled() => return Resign::Shutdown,
+        };
+        if let Some(e) = event {
+            if e.event_type == EventType::Session && e.session_state.is_terminated() {
+                return Resign::SessionLost;
+            }
+        }
+        // Coalesce the burst that a topic creation or broker failure produces.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until `/controller` is absent (or the session ends / shutdown).
+async fn standby(client: &Client, shutdown: &CancellationToken) -> Result<(), Resign> {
+    loop {
+        let (stat, watcher) = match client.check_and_watch_stat(znode::CONTROLLER).await {
+            Ok(found) => found,
+            Err(_) => return Err(Resign::SessionLost),
+        };
+        if stat.is_none() {
+            return Ok(());
+        }
+        tokio::select! {
+            e = watcher.changed() => {
+                if e.event_type == EventType::Session && e.session_state.is_terminated() {
+                    return Err(Resign::SessionLost);
+                }
+            },
+            _ = shutdown.cancelled() => return Err(Resign::Shutdown),
+        }
+    }
+}
+
+/// Runs the controller role until `shutdown`: connect (retrying), elect, act or stand by,
+/// and start over after a lost session.
+pub async fn run(cfg: ControllerConfig, slot: ZkSlot, status: watch::Sender<Status>, shutdown: CancellationToken) {
+    'session: loop {
+        let client = loop {
+            match connect(&cfg.zookeeper_connect, cfg.session_timeout, Duration::from_secs(5)).await {
+                Ok(c) => break c,
+                Err(e) => {
+                    tracing::error!(error = %e, "coordinator cannot reach ZooKeeper; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {},
+                        _ = shutdown.cancelled() => return,
+                    }
+                }
+            }
+        };
+        if let Err(e) = ensure_persistent_paths(&client).await {
+            tracing::warn!(error = %e, "could not create Kafka's persistent znodes; retrying");
+            continue;
+        }
+        *slot.write().expect("zk slot lock") = Some(client.clone());
+        status.send_replace(Status { connected: true, active: false, controller_epoch: None });
+        loop {
+            match try_elect(&client, cfg.controller_id).await {
+                Ok(Some((epoch, version))) => {
+                    tracing::info!(
+                        controller_id = cfg.controller_id,
+                        controller_epoch = epoch,
+                        "became the active controller"
+                    );
+                    status.send_replace(Status { connected: true, active: true, controller_epoch: Some(epoch) });
+                    let why = active(&client, &cfg, epoch, version, &shutdown).await;
+                    status.send_replace(Status { connected: true, active: false, controller_epoch: None });
+                    match why {
+                        Resign::Shutdown => break 'session,
+                        Resign::Fenced => tracing::warn!(
+                            controller_epoch = epoch,
+                            "another controller is active; this coordinator is standby now"
+                        ),
+                        Resign::SessionLost => {
+                            tracing::warn!(
+                                controller_epoch = epoch,
+                                "ZooKeeper session lost while active; reconnecting as standby"
+                            );
+                            break;
+                        }
+                    }
+                }
+                Ok(None) => {
+                    tracing::info!(
+                        controller_id = cfg.controller_id,
+                        "another coordinator is the active controller; standing by"
+                    );
+                    match standby(&client, &shutdown).await {
+                        Ok(()) => continue,
+                        Err(Resign::Shutdown) => break 'session,
+                        Err(_) => break,
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "controller election failed; retrying");
+                    if matches!(client.state(), SessionState::Expired | SessionState::Closed | SessionState::AuthFailed)
+                    {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+        *slot.write().expect("zk slot lock") = None;
+        status.send_replace(Status::default());
+        if shutdown.is_cancelled() {
+            return;
+        }
+    }
+    // Shutdown: close the session so /controller vanishes and a standby takes over at once.
+    let client = slot.write().expect("zk slot lock").take();
+    status.send_replace(Status::default());
+    if let Some(client) = client {
+        let mut state = client.state_watcher();
+        drop(client);
+        let _ = tokio::time::timeout(Duration::from_secs(3), async { while !state.changed().await.is_terminated() {} })
+            .await;
+    }
+}

@@ -1,0 +1,43 @@
+//! Tributary coordinator: the controller role (elected through ZooKeeper, fenced by
+//! `/controller_epoch`) and the HTTP admin API. See [`controller`] and [`admin`].
+
+pub mod admin;
+pub mod config;
+pub mod controller;
+
+use std::sync::{Arc, RwLock};
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::AdminState;
+use crate::config::CoordinatorConfig;
+use crate::controller::{ControllerConfig, Status};
+
+/// Runs the controller and the admin API on `http` until `shutdown`.
+///
+/// # Errors
+/// When the HTTP server fails.
+pub async fn run(config: CoordinatorConfig, http: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let slot = Arc::new(RwLock::new(None));
+    let (status_tx, status_rx) = watch::channel(Status::default());
+    let controller = tokio::spawn(controller::run(
+        ControllerConfig {
+            controller_id: config.controller_id,
+            zookeeper_connect: config.zookeeper_connect.clone(),
+            session_timeout: config.session_timeout,
+            unclean_leader_election: config.unclean_leader_election,
+        },
+        slot.clone(),
+        status_tx,
+        shutdown.clone(),
+    ));
+    let app = admin::router(AdminState { zk: slot, status: status_rx, controller_id: config.controller_id });
+    tracing::info!(http = %http.local_addr()?, controller_id = config.controller_id, "admin API listening");
+    let stop = shutdown.clone();
+    axum::serve(http, app).with_graceful_shutdown(async move { stop.cancelled().await }).await?;
+    let _ = controller.await;
+    tracing::info!("coordinator shut down");
+    Ok(())
+}

@@ -1,0 +1,48 @@
+//! `coordinator`: parses configuration, sets up logging and signals, and runs the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tributary_coordinator::config::{Args, CoordinatorConfig};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    tributary_common::telemetry::init(&args.log_level, args.log_format);
+    let config = match CoordinatorConfig::from_args(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("coordinator: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing::info!(?config, "effective configuration");
+    let http = match TcpListener::bind(config.http_listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("coordinator: cannot listen on {} for the admin API: {e}", config.http_listen);
+            return ExitCode::from(1);
+        }
+    };
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+        tracing::info!("signal received; shutting down");
+        signal.cancel();
+    });
+    match tributary_coordinator::run(config, http, shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("coordinator: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
