@@ -206,6 +206,16 @@ pub(crate) async fn register_broker(
     }
 }
 
+/// Whether `/brokers/ids/<id>` advertises exactly `endpoints`: then, as this process has
+/// just bound those listeners, it is the registration of this broker's previous life
+/// (killed before its session closed), not another live broker.
+pub(crate) async fn registered_with_endpoints(client: &Client, id: BrokerId, endpoints: &[String]) -> bool {
+    match client.get_data(&znode::broker_path(id)).await {
+        Ok((data, _)) => BrokerRegistration::decode(id, &data).is_ok_and(|r| r.endpoints == endpoints),
+        Err(_) => false,
+    }
+}
+
 /// Reads the cluster from ZooKeeper into the broker's view.
 ///
 /// # Errors

@@ -12,7 +12,7 @@ use tributary_common::zk::{connect, ensure_persistent_paths};
 use tributary_common::znode::{self, BrokerRegistration, Endpoint};
 use zookeeper_client::{AddWatchMode, Client, EventType, SessionState};
 
-use super::{get_or_create_cluster_id, load_metadata, register_broker, Error, ZkHandle};
+use super::{get_or_create_cluster_id, load_metadata, register_broker, registered_with_endpoints, Error, ZkHandle};
 use crate::metadata::ClusterMetadata;
 
 /// What the session needs to (re-)register.
@@ -51,7 +51,23 @@ pub async fn establish(cfg: &SessionConfig) -> anyhow::Result<Registered> {
     ensure_persistent_paths(&client).await.map_err(|e| anyhow::anyhow!("creating Kafka's znodes failed: {e}"))?;
     let cluster_id = get_or_create_cluster_id(&client).await?;
     let registration = BrokerRegistration::new(&cfg.endpoints, cfg.rack.clone(), now_ms());
-    let broker_epoch = register_broker(&client, cfg.broker_id, &registration).await?;
+    // A broker restarted right after kill -9 finds its previous session's registration
+    // still there until that session times out. Kafka gives up at once; we wait it out
+    // when the node advertises our own (just bound) endpoints, and refuse otherwise.
+    let patience = cfg.session_timeout + cfg.session_timeout / 2;
+    let started = tokio::time::Instant::now();
+    let broker_epoch = loop {
+        match register_broker(&client, cfg.broker_id, &registration).await {
+            Err(Error::DuplicateBrokerId { owner, .. })
+                if started.elapsed() < patience
+                    && registered_with_endpoints(&client, cfg.broker_id, &registration.endpoints).await =>
+            {
+                tracing::warn!(broker_id = cfg.broker_id, previous_session = format!("{owner:#x}"), "the registration of this broker's previous run is still in ZooKeeper; waiting for its session to expire");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            other => break other?,
+        }
+    };
     tracing::info!(broker_id = cfg.broker_id, broker_epoch, cluster_id, endpoints = ?registration.endpoints, "registered in ZooKeeper at {}", znode::broker_path(cfg.broker_id));
     Ok(Registered { client, cluster_id, broker_epoch })
 }

@@ -299,6 +299,16 @@ async fn active(
     }
 }
 
+/// Deletes `/controller` if this session owns it, so that a fresh election can happen (a
+/// fenced controller's own ephemeral would otherwise keep every coordinator standing by).
+async fn release_controller(client: &Client) {
+    if let Ok((_, stat)) = client.get_data(znode::CONTROLLER).await {
+        if stat.ephemeral_owner == client.session_id().0 {
+            let _ = client.delete(znode::CONTROLLER, Some(stat.version)).await;
+        }
+    }
+}
+
 /// Waits until `/controller` is absent (or the session ends / shutdown).
 async fn standby(client: &Client, shutdown: &CancellationToken) -> Result<(), Resign> {
     loop {
@@ -355,10 +365,13 @@ pub async fn run(cfg: ControllerConfig, slot: ZkSlot, status: watch::Sender<Stat
                     status.send_replace(Status { connected: true, active: false, controller_epoch: None });
                     match why {
                         Resign::Shutdown => break 'session,
-                        Resign::Fenced => tracing::warn!(
-                            controller_epoch = epoch,
-                            "another controller is active; this coordinator is standby now"
-                        ),
+                        Resign::Fenced => {
+                            tracing::warn!(
+                                controller_epoch = epoch,
+                                "fenced: /controller_epoch moved past the epoch this coordinator won; resigning"
+                            );
+                            release_controller(&client).await;
+                        }
                         Resign::SessionLost => {
                             tracing::warn!(
                                 controller_epoch = epoch,

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests, then the integration tests that run real ZooKeeper,
+# the broker and coordinator binaries, and real Kafka clients (kafka-python,
+# confluent-kafka, kcat). Installs what it needs first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+
+echo "== build"
+cargo build --workspace --bins --locked
+echo "== clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== unit tests"
+cargo test --workspace --locked
+echo "== integration tests"
+.venv/bin/python -m pytest integration-tests -q -p no:cacheprovider "$@"
