@@ -8,10 +8,8 @@ Not part of the test suite; numbers go in the README with the machine they came 
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -64,22 +62,30 @@ def consume(bootstrap, topic, partitions, size, count):
     return {"records_per_s": round(count / elapsed), "MiB_per_s": round(count * size / elapsed / MiB, 1)}
 
 
-def latency(bootstrap, topic, rate, seconds, size):
+def _latency_reader(bootstrap, topic, total, out):
+    """Runs in its own process, so the producer's pacing loop cannot starve it of the GIL."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "lat", "enable.auto.commit": False})  # default fetch.wait.max.ms
     consumer.assign([TopicPartition(topic, 0, 0)])
     samples = []
+    deadline = time.monotonic() + 120
+    out.put("ready")
+    while len(samples) < total and time.monotonic() < deadline:
+        m = consumer.poll(0.1)
+        if m is None or m.error():
+            continue
+        samples.append(time.time() - float(m.value()[:20]))
+    consumer.close()
+    out.put(samples)
+
+
+def latency(bootstrap, topic, rate, seconds, size):
+    import multiprocessing
+
     total = rate * seconds
-    done = threading.Event()
-
-    def read():
-        while len(samples) < total and not done.is_set():
-            m = consumer.poll(0.1)
-            if m is None or m.error():
-                continue
-            samples.append(time.time() - float(m.value()[:20]))
-
-    reader = threading.Thread(target=read)
+    queue = multiprocessing.Queue()
+    reader = multiprocessing.Process(target=_latency_reader, args=(bootstrap, topic, total, queue))
     reader.start()
+    assert queue.get(timeout=60) == "ready"
     time.sleep(1.0)  # let the consumer park its first fetch
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "1", "linger.ms": 0})
     pad = b"x" * max(0, size - 20)
@@ -90,10 +96,8 @@ def latency(bootstrap, topic, rate, seconds, size):
             producer.poll(0)
         producer.produce(topic, value=f"{time.time():<20.6f}".encode() + pad)
     producer.flush(30)
+    samples = sorted(queue.get(timeout=180))
     reader.join(30)
-    done.set()
-    consumer.close()
-    samples.sort()
     q = lambda p: round(samples[min(len(samples) - 1, int(p * len(samples)))] * 1000, 2)
     return {"rate_msgs_per_s": rate, "samples": len(samples), "p50_ms": q(0.50), "p99_ms": q(0.99), "max_ms": round(samples[-1] * 1000, 2)}
 

@@ -59,6 +59,9 @@ fn storage(what: impl Into<String>) -> impl FnOnce(sled::Error) -> Error {
     move |e| Error::Storage { what, reason: e.to_string() }
 }
 
+/// sled segment size; see [`LogStore::open`].
+const SEGMENT_SIZE: usize = 8 << 20;
+
 /// Everything about one partition that is not batch data.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct PartitionMeta {
@@ -85,6 +88,11 @@ impl LogStore {
     pub fn open(dir: &Path, policy: FlushPolicy) -> Result<LogStore, Error> {
         let db = sled::Config::new()
             .path(dir.join("sled"))
+            // sled writes any value larger than a quarter of a segment to a file of its own,
+            // synchronously inside `insert`: with the default 512 KiB segments that is every
+            // producer batch over 128 KiB (librdkafka's default batch.size is 1 MB). 8 MiB
+            // segments keep batches up to 2 MiB (above message.max.bytes) in the log.
+            .segment_size(SEGMENT_SIZE)
             .flush_every_ms(policy.interval_ms)
             .cache_capacity(256 * 1024 * 1024)
             .open()
