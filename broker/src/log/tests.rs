@@ -71,7 +71,7 @@ async fn data_survives_reopening_after_a_flush() {
         store.flush().await.unwrap();
         store.close().await;
     }
-    let store = LogStore::open(dir.path(), policy()).unwrap();
+    let store = reopen(dir.path());
     let log = store.open_partition(&tp(), None).unwrap();
     assert_eq!(log.offsets().log_end_offset, 3);
     assert_eq!(store.local_partitions(), vec![(tp(), None)]);
@@ -94,7 +94,7 @@ async fn recovery_cuts_a_corrupt_tail_and_keeps_what_precedes_it() {
         store.flush().await.unwrap();
         store.close().await;
     }
-    let store = LogStore::open(dir.path(), policy()).unwrap();
+    let store = reopen(dir.path());
     let log = store.open_partition(&tp(), None).unwrap();
     assert_eq!(log.offsets().log_end_offset, 2, "the damaged batch and everything after it are cut");
     assert!(log.tree.get(key(4)).unwrap().is_none());
@@ -162,6 +162,21 @@ async fn timestamps_find_offsets() {
     assert_eq!(log.offset_for_timestamp(200, 4).unwrap(), Some((2, 300)));
     assert_eq!(log.offset_for_timestamp(400, 4).unwrap(), None);
     assert_eq!(log.max_timestamp(4).unwrap(), Some((3, 300)));
+}
+
+/// Reopens a store just closed: sled releases its file lock from a background thread
+/// shortly after the last handle goes, so an immediate reopen may briefly find it held.
+fn reopen(dir: &Path) -> LogStore {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match LogStore::open(dir, policy()) {
+            Ok(store) => return store,
+            Err(e) if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
 }
 
 struct TempDir(std::path::PathBuf);
