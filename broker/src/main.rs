@@ -37,13 +37,7 @@ async fn main() -> ExitCode {
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {},
-            _ = term.recv() => {},
-        }
-        tracing::info!("signal received; shutting down");
+        tributary_common::telemetry::termination_signal().await;
         signal.cancel();
     });
     match tributary_broker::run(config, listeners, shutdown).await {

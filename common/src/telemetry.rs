@@ -36,3 +36,18 @@ pub fn init(filter: &str, format: LogFormat) {
     // A second init (tests) keeps the first subscriber.
     let _ = result;
 }
+
+/// Resolves when the process receives SIGTERM or SIGINT (Ctrl-C). Only the binaries'
+/// `main` functions call this; libraries take a cancellation token instead.
+///
+/// # Panics
+/// If the SIGTERM handler cannot be installed (no signal support at all).
+pub async fn termination_signal() {
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("installing SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!("signal received; shutting down");
+}

@@ -9,6 +9,10 @@ use clap::Parser;
 use tributary_common::config::{ConfigError, Properties};
 use tributary_common::telemetry::LogFormat;
 
+/// Shorter than a broker's 18 s: the controller role should move within seconds when a
+/// coordinator dies (a clean stop hands it over at once, by closing the session).
+const DEFAULT_SESSION_TIMEOUT_MS: u64 = 6000;
+
 /// Command-line flags.
 #[derive(Debug, Parser, Default)]
 #[command(
@@ -23,7 +27,7 @@ pub struct Args {
     /// zookeeper.connect: host:port[,host:port...][/chroot].
     #[arg(long, env = "TRIBUTARY_ZOOKEEPER_CONNECT")]
     pub zookeeper_connect: Option<String>,
-    /// zookeeper.session.timeout.ms (default 18000): how fast a standby takes over from a dead coordinator.
+    /// zookeeper.session.timeout.ms (default 6000): how soon a standby takes over from a coordinator that died without closing its session.
     #[arg(long, env = "TRIBUTARY_ZOOKEEPER_SESSION_TIMEOUT_MS")]
     pub zookeeper_session_timeout_ms: Option<u64>,
     /// http.listen: address of the HTTP admin API (default 127.0.0.1:8080).
@@ -68,8 +72,10 @@ impl CoordinatorConfig {
         let zookeeper_connect = args.zookeeper_connect.or(props.take("zookeeper.connect")).ok_or_else(|| {
             ConfigError::Missing { key: "zookeeper.connect".into(), flag: "--zookeeper-connect".into() }
         })?;
-        let session_ms =
-            args.zookeeper_session_timeout_ms.or(props.take_parsed("zookeeper.session.timeout.ms")?).unwrap_or(18_000);
+        let session_ms = args
+            .zookeeper_session_timeout_ms
+            .or(props.take_parsed("zookeeper.session.timeout.ms")?)
+            .unwrap_or(DEFAULT_SESSION_TIMEOUT_MS);
         let listen = args.http_listen.or(props.take("http.listen")).unwrap_or_else(|| "127.0.0.1:8080".into());
         let http_listen = listen.parse().map_err(|_| ConfigError::Invalid {
             key: "http.listen".into(),

@@ -210,18 +210,22 @@ fn check_uncompressed_records(mut body: &[u8], count: i32) -> Result<(), BatchEr
 /// Rewrites the fields the leader owns: base offset and leader epoch (outside the CRC) and,
 /// for `LogAppendTime` topics, the timestamp type and max timestamp (CRC recomputed).
 pub fn stamp(batch: &Bytes, base_offset: i64, leader_epoch: i32, log_append_time: Option<i64>) -> Bytes {
-    let mut out = BytesMut::with_capacity(batch.len());
-    out.put_slice(batch);
-    out[0..8].copy_from_slice(&base_offset.to_be_bytes());
-    out[12..16].copy_from_slice(&leader_epoch.to_be_bytes());
-    if let Some(now) = log_append_time {
-        let attributes = i16::from_be_bytes([out[21], out[22]]) | ATTR_TIMESTAMP_TYPE;
-        out[21..23].copy_from_slice(&attributes.to_be_bytes());
-        out[35..43].copy_from_slice(&now.to_be_bytes());
-        let crc = crc32c::crc32c(&out[CRC_START..]);
-        out[17..21].copy_from_slice(&crc.to_be_bytes());
-    }
+    let mut out = BytesMut::from(&batch[..]);
+    stamp_in_place(&mut out, base_offset, leader_epoch, log_append_time);
     out.freeze()
+}
+
+/// [`stamp`] on a buffer the caller owns (the value about to be stored), saving a copy.
+pub fn stamp_in_place(batch: &mut [u8], base_offset: i64, leader_epoch: i32, log_append_time: Option<i64>) {
+    batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
+    batch[12..16].copy_from_slice(&leader_epoch.to_be_bytes());
+    if let Some(now) = log_append_time {
+        let attributes = i16::from_be_bytes([batch[21], batch[22]]) | ATTR_TIMESTAMP_TYPE;
+        batch[21..23].copy_from_slice(&attributes.to_be_bytes());
+        batch[35..43].copy_from_slice(&now.to_be_bytes());
+        let crc = crc32c::crc32c(&batch[CRC_START..]);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    }
 }
 
 /// A record's optional key and value.

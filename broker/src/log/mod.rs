@@ -334,16 +334,15 @@ impl PartitionLog {
         let mut state = self.state.lock().expect("log state lock");
         let base_offset = state.offsets.log_end_offset;
         let mut next = base_offset;
-        let mut staged = Vec::with_capacity(batches.len());
-        for (header, bytes) in batches {
-            staged.push((next, batch::stamp(bytes, next, leader_epoch, log_append_time)));
-            next += i64::from(header.last_offset_delta) + 1;
-        }
         let mut write = sled::Batch::default();
         let mut added = 0u64;
-        for (offset, bytes) in &staged {
-            added += bytes.len() as u64;
-            write.insert(&key(*offset), bytes.as_ref());
+        for (header, bytes) in batches {
+            // One copy, into the value sled keeps; the leader's fields are stamped there.
+            let mut value = sled::IVec::from(bytes.as_ref());
+            batch::stamp_in_place(&mut value, next, leader_epoch, log_append_time);
+            added += value.len() as u64;
+            write.insert(&key(next), value);
+            next += i64::from(header.last_offset_delta) + 1;
         }
         self.tree.apply_batch(write).map_err(storage(format!("appending to {}", self.tp)))?;
         if state.meta.epochs.last().is_none_or(|(e, _)| *e < leader_epoch) {
