@@ -1,0 +1,92 @@
+"""Kafka semantics seen through real clients: acks=0, LogAppendTime, offsets by
+timestamp, retention."""
+import time
+
+from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+import struct
+
+from harness import RawConnection, frame, produce_v3, record_batch, wait_until
+
+
+def read_all(bootstrap, topic, count, timeout=30, offset=0):
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "sem", "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, 0, offset)])
+    out = []
+    deadline = time.monotonic() + timeout
+    while len(out) < count and time.monotonic() < deadline:
+        m = consumer.poll(0.5)
+        if m is not None and not m.error():
+            out.append(m)
+    consumer.close()
+    return out
+
+
+def test_acks_0_records_arrive_without_responses(cluster):
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=[cluster.bootstrap()], acks=0, enable_idempotence=False)
+    for i in range(100):
+        producer.send("acks0", value=f"v{i}".encode())
+    producer.flush()
+    producer.close()
+    assert [m.value() for m in read_all(cluster.bootstrap(), "acks0", 100)] == [f"v{i}".encode() for i in range(100)]
+    # On the wire: an acks=0 Produce gets no response, so the next answer on the
+    # connection belongs to the request that follows it.
+    port = cluster.broker_ports[1]
+    c = RawConnection(port)
+    c.send(frame(0, 3, 11, produce_v3("acks0", 0, record_batch([b"silent"]), acks=0)))
+    c.send(frame(18, 0, 12, b""))
+    assert struct.unpack(">i", c.recv_frame()[:4])[0] == 12
+    c.close()
+
+
+def test_log_append_time_topics_stamp_the_broker_time(cluster):
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap()})
+    admin.create_topics([NewTopic("lat", 1, 1, config={"message.timestamp.type": "LogAppendTime"})], operation_timeout=15)["lat"].result()
+    cluster.wait_topic_led("lat")
+    before = int(time.time() * 1000)
+    producer = Producer({"bootstrap.servers": cluster.bootstrap()})
+    producer.produce("lat", value=b"x", timestamp=1000)  # an old CreateTime the broker must override
+    assert producer.flush(15) == 0
+    after = int(time.time() * 1000)
+    (message,) = read_all(cluster.bootstrap(), "lat", 1)
+    kind, ts = message.timestamp()
+    assert kind == TIMESTAMP_LOG_APPEND_TIME
+    assert before - 1000 <= ts <= after + 1000
+
+
+def test_offsets_for_times_finds_the_first_record_at_or_after(cluster):
+    producer = Producer({"bootstrap.servers": cluster.bootstrap(), "linger.ms": 0})
+    for i, ts in enumerate([1_000_000, 2_000_000, 3_000_000]):
+        producer.produce("times", value=f"r{i}".encode(), timestamp=ts)
+        producer.flush(15)
+    consumer = Consumer({"bootstrap.servers": cluster.bootstrap(), "group.id": "t", "enable.auto.commit": False})
+    found = consumer.offsets_for_times([TopicPartition("times", 0, 1_500_000)], timeout=10)
+    assert found[0].offset == 1
+    found = consumer.offsets_for_times([TopicPartition("times", 0, 9_000_000)], timeout=10)
+    assert found[0].offset == -1  # nothing that late: the end
+    consumer.close()
+
+
+def test_retention_by_time_advances_the_log_start(empty_cluster):
+    cluster = empty_cluster
+    cluster.start_coordinator()
+    cluster.start_broker(1, "--log-retention-check-interval-ms", "200")
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap()})
+    admin.create_topics([NewTopic("short", 1, 1, config={"retention.ms": "1000"})], operation_timeout=15)["short"].result()
+    cluster.wait_topic_led("short")
+    producer = Producer({"bootstrap.servers": cluster.bootstrap(), "linger.ms": 0})
+    old = int(time.time() * 1000) - 60_000
+    for i in range(5):
+        producer.produce("short", value=f"old{i}".encode(), timestamp=old)
+        producer.flush(15)
+    producer.produce("short", value=b"new")
+    producer.flush(15)
+    consumer = Consumer({"bootstrap.servers": cluster.bootstrap(), "group.id": "r", "enable.auto.commit": False})
+    wait_until(lambda: consumer.get_watermark_offsets(TopicPartition("short", 0), timeout=5)[0] == 5, timeout=30,
+               what="retention to delete the five old batches")
+    assert consumer.get_watermark_offsets(TopicPartition("short", 0), timeout=5) == (5, 6)
+    consumer.close()
+    assert [m.value() for m in read_all(cluster.bootstrap(), "short", 1, offset=-2)] == [b"new"]  # from the log start
