@@ -54,6 +54,25 @@ pub enum AssignmentError {
     },
 }
 
+/// Places a new topic's replicas as Kafka does, with a random start broker and follower
+/// shift (so that topics do not all lead on the same broker).
+///
+/// # Errors
+/// As [`assign_replicas`].
+pub fn assign_new_topic(
+    brokers: &[BrokerId],
+    partitions: i32,
+    replication_factor: i32,
+) -> Result<BTreeMap<i32, Vec<BrokerId>>, AssignmentError> {
+    let n = brokers.len().max(1);
+    assign_replicas(brokers, partitions, replication_factor, 0, random_below(n), random_below(n))
+}
+
+/// A random number in `0..n` (placement only needs it spread, not secret).
+pub fn random_below(n: usize) -> usize {
+    (uuid::Uuid::new_v4().as_u128() % n.max(1) as u128) as usize
+}
+
 /// Kafka's rack-unaware placement (`AdminUtils.assignReplicasToBrokersRackUnaware`).
 ///
 /// Partition `p`'s first replica sits at `(p + start_index) % n` of the sorted broker list;

@@ -154,7 +154,7 @@ pub async fn create_topic(
     }
     let config_node = topic_config_path(topic);
     let config_data = EntityConfig::new(config).encode();
-    let assignment = TopicAssignment::new(topic_id, replicas).encode();
+    let assignment = TopicAssignment::new(Some(topic_id), replicas).encode();
     let options = persistent();
     let mut multi = client.new_multi_writer();
     // A config left by an earlier, half-finished creation is overwritten.

@@ -294,11 +294,12 @@ pub struct TopicAssignment {
 }
 
 impl TopicAssignment {
-    /// A v3 payload from partition → replicas.
-    pub fn new(topic_id: TopicId, replicas: &BTreeMap<i32, Vec<BrokerId>>) -> Self {
+    /// A v3 payload from partition → replicas. `topic_id` is `None` only when rewriting a
+    /// topic created by a Kafka older than 2.8, which keeps its (absent) id.
+    pub fn new(topic_id: Option<TopicId>, replicas: &BTreeMap<i32, Vec<BrokerId>>) -> Self {
         Self {
             version: 3,
-            topic_id: Some(topic_id),
+            topic_id,
             partitions: replicas.iter().map(|(p, r)| (p.to_string(), r.clone())).collect(),
             adding_replicas: BTreeMap::new(),
             removing_replicas: BTreeMap::new(),
@@ -463,7 +464,7 @@ mod tests {
         assert_eq!(a.topic_id, None);
         assert_eq!(a.replicas()[&1], vec![2, 1]);
         let id = TopicId::random();
-        let v3 = TopicAssignment::new(id, &BTreeMap::from([(0, vec![1])]));
+        let v3 = TopicAssignment::new(Some(id), &BTreeMap::from([(0, vec![1])]));
         let json: serde_json::Value = serde_json::from_slice(&v3.encode()).unwrap();
         assert_eq!(json["version"], 3);
         assert_eq!(json["topic_id"], id.to_string());

@@ -17,7 +17,7 @@ use kafka_protocol::messages::{
     DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse, TopicName,
 };
 use tributary_common::ids::{BrokerId, TopicId};
-use tributary_common::topic::{assign_replicas, validate_topic_name, AssignmentError};
+use tributary_common::topic::{assign_new_topic, assign_replicas, random_below, validate_topic_name, AssignmentError};
 
 use super::{s, BrokerContext};
 use crate::metadata::TopicMetadata;
@@ -43,11 +43,6 @@ fn zk_err(e: zk::Error) -> AdminError {
         }
         other => admin_err(ResponseError::UnknownServerError, other.to_string()),
     }
-}
-
-fn random_u64() -> u64 {
-    let b = uuid::Uuid::new_v4();
-    u64::from_le_bytes(b.as_bytes()[..8].try_into().expect("uuid has 16 bytes"))
 }
 
 fn check_assignment(live: &[BrokerId], replicas: &[BrokerId], expected_len: Option<usize>) -> Result<(), AdminError> {
@@ -106,16 +101,7 @@ pub(crate) fn plan_topic(
         }
         return Ok(assignment);
     }
-    let n = live.len().max(1) as u64;
-    assign_replicas(
-        &live,
-        partitions,
-        i32::from(replication_factor),
-        0,
-        (random_u64() % n) as usize,
-        (random_u64() % n) as usize,
-    )
-    .map_err(|e| match e {
+    assign_new_topic(&live, partitions, i32::from(replication_factor)).map_err(|e| match e {
         AssignmentError::NotEnoughBrokers { .. } => admin_err(
             ResponseError::InvalidReplicationFactor,
             format!("{e}; start more brokers or lower the replication factor"),
@@ -423,8 +409,7 @@ async fn grow_topic(
                 .and_then(|p| p.replicas.first())
                 .and_then(|b| sorted.iter().position(|x| x == b))
                 .unwrap_or(0);
-            let n = sorted.len().max(1) as u64;
-            assign_replicas(&live, count - current, rf as i32, current, start, (random_u64() % n) as usize)
+            assign_replicas(&live, count - current, rf as i32, current, start, random_below(sorted.len()))
                 .map_err(|e| admin_err(ResponseError::InvalidReplicationFactor, format!("{e}; start more brokers")))?
         }
     };

@@ -54,13 +54,26 @@ impl BrokerContext {
     }
 }
 
-/// Handles one request; `None` means no response is sent (Produce with acks=0).
-pub async fn handle(ctx: &BrokerContext, header: &RequestHeader, request: RequestKind) -> Option<ResponseKind> {
+/// A request type that passed version negotiation but has no handler: a bug, answered by
+/// closing the connection (the client retries elsewhere) rather than leaving it waiting.
+#[derive(Debug, thiserror::Error)]
+#[error("request type {0:?} is advertised but not handled")]
+pub struct Unhandled(pub Option<ApiKey>);
+
+/// Handles one request; `Ok(None)` means no response is sent (Produce with acks=0).
+///
+/// # Errors
+/// [`Unhandled`] for a request type the dispatcher has no arm for.
+pub async fn handle(
+    ctx: &BrokerContext,
+    header: &RequestHeader,
+    request: RequestKind,
+) -> Result<Option<ResponseKind>, Unhandled> {
     let v = header.request_api_version;
-    Some(match request {
+    Ok(Some(match request {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(v, r)),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, v, r).await),
-        RequestKind::Produce(r) => return produce::handle(ctx, v, r).await.map(ResponseKind::Produce),
+        RequestKind::Produce(r) => return Ok(produce::handle(ctx, v, r).await.map(ResponseKind::Produce)),
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(ctx, v, r).await),
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(ctx, v, r)),
         RequestKind::OffsetForLeaderEpoch(r) => {
@@ -72,16 +85,8 @@ pub async fn handle(ctx: &BrokerContext, header: &RequestHeader, request: Reques
         RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(admin::delete_topics(ctx, v, r).await),
         RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(admin::create_partitions(ctx, r).await),
         RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(admin::describe_configs(ctx, v, r)),
-        other => {
-            // Dispatch only calls this for keys listed in SUPPORTED, all matched above.
-            tracing::error!(api_key = ?ApiKey::try_from(header.request_api_key), "request type advertised but not handled");
-            return unsupported(other);
-        }
-    })
-}
-
-fn unsupported(_request: RequestKind) -> Option<ResponseKind> {
-    None
+        _ => return Err(Unhandled(ApiKey::try_from(header.request_api_key).ok())),
+    }))
 }
 
 /// The error code for a replica-level failure.

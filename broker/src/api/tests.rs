@@ -197,8 +197,10 @@ async fn every_advertised_api_answers_at_every_advertised_version() {
         for version in *min..=*max {
             let Some(request) = request_for(*key, version, f.topic_id) else { continue };
             let h = header(*key, version);
-            let response =
-                handle(&f.ctx, &h, request).await.unwrap_or_else(|| panic!("{key:?} v{version} gave no response"));
+            let response = handle(&f.ctx, &h, request)
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("{key:?} v{version} gave no response"));
             crate::net::codec::encode_response(&h, &response).unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"));
         }
     }
@@ -209,7 +211,8 @@ async fn produce_then_fetch_returns_the_batch_with_assigned_offsets() {
     let f = fixture("produce-fetch");
     for expected_base in [0, 2] {
         let records = batch::build(0, 1, &[(Some(b"k"), Some(b"a")), (None, Some(b"b"))]);
-        let Some(ResponseKind::Produce(r)) = handle(&f.ctx, &header(ApiKey::Produce, 9), produce(records, -1)).await
+        let Ok(Some(ResponseKind::Produce(r))) =
+            handle(&f.ctx, &header(ApiKey::Produce, 9), produce(records, -1)).await
         else {
             panic!()
         };
@@ -217,7 +220,7 @@ async fn produce_then_fetch_returns_the_batch_with_assigned_offsets() {
         assert_eq!((p.error_code, p.base_offset), (0, expected_base));
     }
     let Some(RequestKind::Fetch(fetch)) = request_for(ApiKey::Fetch, 12, f.topic_id) else { panic!() };
-    let Some(ResponseKind::Fetch(r)) = handle(&f.ctx, &header(ApiKey::Fetch, 12), RequestKind::Fetch(fetch)).await
+    let Ok(Some(ResponseKind::Fetch(r))) = handle(&f.ctx, &header(ApiKey::Fetch, 12), RequestKind::Fetch(fetch)).await
     else {
         panic!()
     };
@@ -244,7 +247,7 @@ async fn produce_errors_carry_kafkas_codes_and_write_nothing() {
         (produce(Bytes::from(vec![0u8; 700_000]), 1), 87), // garbage (magic 0): INVALID_RECORD
     ];
     for (request, code) in cases {
-        let Some(ResponseKind::Produce(r)) = handle(&f.ctx, &header(ApiKey::Produce, 9), request).await else {
+        let Ok(Some(ResponseKind::Produce(r))) = handle(&f.ctx, &header(ApiKey::Produce, 9), request).await else {
             panic!()
         };
         assert_eq!(r.responses[0].partition_responses[0].error_code, code);
@@ -252,7 +255,7 @@ async fn produce_errors_carry_kafkas_codes_and_write_nothing() {
     // Too large for message.max.bytes.
     let big_value = vec![7u8; 2_000_000];
     let big = batch::build(0, 1, &[(None, Some(&big_value))]);
-    let Some(ResponseKind::Produce(r)) = handle(&f.ctx, &header(ApiKey::Produce, 9), produce(big, 1)).await else {
+    let Ok(Some(ResponseKind::Produce(r))) = handle(&f.ctx, &header(ApiKey::Produce, 9), produce(big, 1)).await else {
         panic!()
     };
     assert_eq!(r.responses[0].partition_responses[0].error_code, 10);
@@ -261,7 +264,7 @@ async fn produce_errors_carry_kafkas_codes_and_write_nothing() {
     if let RequestKind::Produce(p) = &mut req {
         p.topic_data[0].name = name("nope");
     }
-    let Some(ResponseKind::Produce(r)) = handle(&f.ctx, &header(ApiKey::Produce, 9), req).await else { panic!() };
+    let Ok(Some(ResponseKind::Produce(r))) = handle(&f.ctx, &header(ApiKey::Produce, 9), req).await else { panic!() };
     assert_eq!(r.responses[0].partition_responses[0].error_code, 3);
     assert_eq!(
         f.ctx.replicas.get(&tributary_common::ids::TopicPartition::new("t", 0)).unwrap().log.offsets().log_end_offset,
@@ -269,7 +272,7 @@ async fn produce_errors_carry_kafkas_codes_and_write_nothing() {
         "nothing was written"
     );
     // acks=0 sends no response at all.
-    assert!(handle(&f.ctx, &header(ApiKey::Produce, 9), produce(good, 0)).await.is_none());
+    assert!(handle(&f.ctx, &header(ApiKey::Produce, 9), produce(good, 0)).await.unwrap().is_none());
 }
 
 #[tokio::test(start_paused = true)]
@@ -285,8 +288,8 @@ async fn a_parked_fetch_answers_as_soon_as_data_arrives() {
     tokio::task::yield_now().await;
     assert!(!waiter.is_finished(), "nothing to read yet: the fetch parks");
     let started = tokio::time::Instant::now();
-    handle(&f.ctx, &header(ApiKey::Produce, 9), produce(batch::build(0, 1, &[(None, Some(b"x"))]), 1)).await;
-    let Some(ResponseKind::Fetch(r)) = waiter.await.unwrap() else { panic!() };
+    handle(&f.ctx, &header(ApiKey::Produce, 9), produce(batch::build(0, 1, &[(None, Some(b"x"))]), 1)).await.unwrap();
+    let Ok(Some(ResponseKind::Fetch(r))) = waiter.await.unwrap() else { panic!() };
     assert!(started.elapsed() < std::time::Duration::from_secs(1), "answered at the append, not at max_wait_ms");
     assert!(!r.responses[0].partitions[0].records.as_ref().unwrap().is_empty());
 }
@@ -303,7 +306,8 @@ async fn metadata_reports_leaders_and_unknown_topics() {
     let mut r = MetadataRequest::default();
     r.topics = Some(vec![known, unknown, bad]);
     r.allow_auto_topic_creation = false;
-    let Some(ResponseKind::Metadata(m)) = handle(&f.ctx, &header(ApiKey::Metadata, 12), RequestKind::Metadata(r)).await
+    let Ok(Some(ResponseKind::Metadata(m))) =
+        handle(&f.ctx, &header(ApiKey::Metadata, 12), RequestKind::Metadata(r)).await
     else {
         panic!()
     };
@@ -322,11 +326,12 @@ async fn list_offsets_and_epochs_agree_with_the_log() {
         &header(ApiKey::Produce, 9),
         produce(batch::build(0, 1, &[(None, Some(b"x")), (None, Some(b"y"))]), 1),
     )
-    .await;
+    .await
+    .unwrap();
     for (timestamp, expected) in [(-1i64, 2i64), (-2, 0)] {
         let Some(RequestKind::ListOffsets(mut r)) = request_for(ApiKey::ListOffsets, 7, f.topic_id) else { panic!() };
         r.topics[0].partitions[0].timestamp = timestamp;
-        let Some(ResponseKind::ListOffsets(resp)) =
+        let Ok(Some(ResponseKind::ListOffsets(resp))) =
             handle(&f.ctx, &header(ApiKey::ListOffsets, 7), RequestKind::ListOffsets(r)).await
         else {
             panic!()
@@ -334,7 +339,7 @@ async fn list_offsets_and_epochs_agree_with_the_log() {
         assert_eq!(resp.topics[0].partitions[0].offset, expected, "timestamp {timestamp}");
     }
     let Some(req) = request_for(ApiKey::OffsetForLeaderEpoch, 4, f.topic_id) else { panic!() };
-    let Some(ResponseKind::OffsetForLeaderEpoch(r)) =
+    let Ok(Some(ResponseKind::OffsetForLeaderEpoch(r))) =
         handle(&f.ctx, &header(ApiKey::OffsetForLeaderEpoch, 4), req).await
     else {
         panic!()

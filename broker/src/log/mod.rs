@@ -23,7 +23,6 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 use tributary_common::ids::{TopicId, TopicPartition};
 
 use self::batch::BatchHeader;
@@ -174,11 +173,6 @@ impl LogStore {
     pub async fn close(&self) {
         self.flusher.stop().await;
     }
-
-    /// Bytes on disk, as sled reports them.
-    pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
-    }
 }
 
 /// Mutable offsets of a partition.
@@ -215,7 +209,6 @@ pub struct PartitionLog {
     meta_tree: sled::Tree,
     meta_key: String,
     state: Mutex<LogState>,
-    end_offset: watch::Sender<i64>,
 }
 
 fn key(offset: i64) -> [u8; 8] {
@@ -282,7 +275,6 @@ impl PartitionLog {
         }
         meta.recovery_point = log_end_offset;
         meta.epochs.retain(|(_, start)| *start <= log_end_offset);
-        let (end_offset, _) = watch::channel(log_end_offset);
         let log = PartitionLog {
             tp,
             tree,
@@ -292,7 +284,6 @@ impl PartitionLog {
                 offsets: Offsets { log_start_offset: meta.log_start_offset, log_end_offset, size_bytes },
                 meta,
             }),
-            end_offset,
         };
         log.persist_meta(&log.state.lock().expect("log state lock").meta)?;
         Ok(log)
@@ -306,19 +297,9 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// The partition.
-    pub fn topic_partition(&self) -> &TopicPartition {
-        &self.tp
-    }
-
     /// Current offsets.
     pub fn offsets(&self) -> Offsets {
         self.state.lock().expect("log state lock").offsets.clone()
-    }
-
-    /// A receiver that changes whenever the log end offset moves (for long-polling fetches).
-    pub fn subscribe(&self) -> watch::Receiver<i64> {
-        self.end_offset.subscribe()
     }
 
     /// Appends validated batches, assigning offsets and stamping the leader epoch.
@@ -352,7 +333,6 @@ impl PartitionLog {
         state.offsets.log_end_offset = next;
         state.offsets.size_bytes += added;
         drop(state);
-        self.end_offset.send_replace(next);
         Ok(AppendInfo { base_offset, last_offset: next - 1, log_append_time })
     }
 
@@ -468,11 +448,6 @@ impl PartitionLog {
         let idx = epochs.iter().rposition(|(e, _)| *e <= epoch)?;
         let end = epochs.get(idx + 1).map(|(_, start)| *start).unwrap_or(state.offsets.log_end_offset);
         Some((epochs[idx].0, end))
-    }
-
-    /// The latest leader epoch that wrote here, if any.
-    pub fn latest_epoch(&self) -> Option<i32> {
-        self.state.lock().expect("log state lock").meta.epochs.last().map(|(e, _)| *e)
     }
 
     /// Deletes whole batches from the front while they are older than `retention_ms` or the

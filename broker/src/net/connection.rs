@@ -92,11 +92,17 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<BrokerContext>,
                 }
                 let span = tracing::debug_span!("request", %peer, client_id, api_key = header.request_api_key, api_version = header.request_api_version, correlation_id = header.correlation_id);
                 let response = api::handle(&ctx, &header, *request).instrument(span).await;
-                match response.map(|r| codec::encode_response(&header, &r)) {
-                    None => continue,
-                    Some(Ok(bytes)) => bytes,
-                    Some(Err(e)) => {
-                        tracing::error!(%peer, client_id, api_key = header.request_api_key, api_version = header.request_api_version, error = %e, "could not encode a response; closing the connection");
+                match response {
+                    Ok(None) => continue,
+                    Ok(Some(r)) => match codec::encode_response(&header, &r) {
+                        Ok(bytes) => bytes,
+                        Err(e) => {
+                            tracing::error!(%peer, client_id, api_key = header.request_api_key, api_version = header.request_api_version, error = %e, "could not encode a response; closing the connection");
+                            break;
+                        }
+                    },
+                    Err(e) => {
+                        tracing::error!(%peer, client_id, error = %e, "closing the connection");
                         break;
                     }
                 }

@@ -112,10 +112,7 @@ impl ZkHandle {
     ) -> Result<(), Error> {
         let client = self.client()?;
         let path = znode::topic_path(topic);
-        let mut assignment = TopicAssignment::new(topic_id.unwrap_or_else(TopicId::random), replicas);
-        if topic_id.is_none() {
-            assignment.topic_id = None;
-        }
+        let assignment = TopicAssignment::new(topic_id, replicas);
         client.set_data(&path, &assignment.encode(), Some(expected_version)).await.map_err(client_err(&path))?;
         Ok(())
     }

@@ -24,7 +24,7 @@ use serde_json::json;
 use tokio::sync::watch;
 use tributary_common::ids::{BrokerId, TopicId};
 use tributary_common::snapshot::{self, ClusterSnapshot};
-use tributary_common::topic::{assign_replicas, validate_config, validate_topic_name};
+use tributary_common::topic::{assign_new_topic, validate_config, validate_topic_name};
 use tributary_common::zk::{create_topic, mark_topic_for_deletion, TopicWriteError};
 use tributary_common::znode::{self, ControllerZNode, NO_LEADER};
 use zookeeper_client::Client;
@@ -249,17 +249,8 @@ async fn create(State(state): State<AdminState>, body: Bytes) -> Result<Response
         return Err(ApiError::Conflict(format!("topic {:?} already exists", req.name)));
     }
     let live: Vec<BrokerId> = s.brokers.keys().copied().collect();
-    let seed = uuid::Uuid::new_v4().as_u128();
-    let n = live.len().max(1) as u128;
-    let replicas = assign_replicas(
-        &live,
-        req.partitions,
-        req.replication_factor,
-        0,
-        (seed % n) as usize,
-        ((seed >> 64) % n) as usize,
-    )
-    .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let replicas = assign_new_topic(&live, req.partitions, req.replication_factor)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let topic_id = TopicId::random();
     create_topic(&client, &req.name, topic_id, &replicas, req.config).await.map_err(|e| match e {
         TopicWriteError::Exists(t) => ApiError::Conflict(format!("topic {t:?} already exists")),

@@ -207,7 +207,7 @@ mod tests {
         s.topics.insert(
             "t".into(),
             TopicSnapshot {
-                assignment: TopicAssignment::new(TopicId::random(), &replicas),
+                assignment: TopicAssignment::new(Some(TopicId::random()), &replicas),
                 assignment_version: 0,
                 partitions,
                 config: BTreeMap::new(),
