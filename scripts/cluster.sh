@@ -23,6 +23,7 @@ CFG
 
 pids=()
 stop() {
+  trap - EXIT INT TERM
   echo "stopping the cluster"
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   wait || true
