@@ -27,6 +27,8 @@ pub enum Error {
         broker_id: BrokerId,
         /// Session owning the ephemeral.
         owner: i64,
+        /// The endpoints that registration advertises (empty if unreadable).
+        endpoints: Vec<String>,
     },
     /// The node already exists (topic already created, ...).
     #[error("znode {0} already exists")]
@@ -192,24 +194,15 @@ pub(crate) async fn register_broker(
     match client.create(&path, &registration.encode(), &ephemeral()).await {
         Ok((stat, _)) => Ok(stat.czxid),
         Err(zookeeper_client::Error::NodeExists) => {
-            let (_, stat) = client.get_data(&path).await.map_err(client_err(&path))?;
+            let (data, stat) = client.get_data(&path).await.map_err(client_err(&path))?;
             if stat.ephemeral_owner == client.session_id().0 {
                 Ok(stat.czxid)
             } else {
-                Err(Error::DuplicateBrokerId { broker_id: id, owner: stat.ephemeral_owner })
+                let endpoints = BrokerRegistration::decode(id, &data).map(|r| r.endpoints).unwrap_or_default();
+                Err(Error::DuplicateBrokerId { broker_id: id, owner: stat.ephemeral_owner, endpoints })
             }
         }
         Err(e) => Err(client_err(path)(e)),
-    }
-}
-
-/// Whether `/brokers/ids/<id>` advertises exactly `endpoints`: then, as this process has
-/// just bound those listeners, it is the registration of this broker's previous life
-/// (killed before its session closed), not another live broker.
-pub(crate) async fn registered_with_endpoints(client: &Client, id: BrokerId, endpoints: &[String]) -> bool {
-    match client.get_data(&znode::broker_path(id)).await {
-        Ok((data, _)) => BrokerRegistration::decode(id, &data).is_ok_and(|r| r.endpoints == endpoints),
-        Err(_) => false,
     }
 }
 

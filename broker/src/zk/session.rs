@@ -12,7 +12,7 @@ use tributary_common::zk::{connect, ensure_persistent_paths};
 use tributary_common::znode::{self, BrokerRegistration, Endpoint};
 use zookeeper_client::{AddWatchMode, Client, EventType, SessionState};
 
-use super::{get_or_create_cluster_id, load_metadata, register_broker, registered_with_endpoints, Error, ZkHandle};
+use super::{get_or_create_cluster_id, load_metadata, register_broker, Error, ZkHandle};
 use crate::metadata::ClusterMetadata;
 
 /// What the session needs to (re-)register.
@@ -58,9 +58,9 @@ pub async fn establish(cfg: &SessionConfig) -> anyhow::Result<Registered> {
     let started = tokio::time::Instant::now();
     let broker_epoch = loop {
         match register_broker(&client, cfg.broker_id, &registration).await {
-            Err(Error::DuplicateBrokerId { owner, .. })
-                if started.elapsed() < patience
-                    && registered_with_endpoints(&client, cfg.broker_id, &registration.endpoints).await =>
+            // Same endpoints as ours, which this process has just bound: our previous run.
+            Err(Error::DuplicateBrokerId { owner, endpoints, .. })
+                if started.elapsed() < patience && endpoints == registration.endpoints =>
             {
                 tracing::warn!(broker_id = cfg.broker_id, previous_session = format!("{owner:#x}"), "the registration of this broker's previous run is still in ZooKeeper; waiting for its session to expire");
                 tokio::time::sleep(Duration::from_millis(500)).await;
