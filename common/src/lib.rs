@@ -11,6 +11,7 @@ pub mod config;
 pub mod ids;
 pub mod snapshot;
 pub mod telemetry;
+pub mod time;
 pub mod topic;
 pub mod zk;
 pub mod znode;

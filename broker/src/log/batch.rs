@@ -207,15 +207,9 @@ fn check_uncompressed_records(mut body: &[u8], count: i32) -> Result<(), BatchEr
     Ok(())
 }
 
-/// Rewrites the fields the leader owns: base offset and leader epoch (outside the CRC) and,
-/// for `LogAppendTime` topics, the timestamp type and max timestamp (CRC recomputed).
-pub fn stamp(batch: &Bytes, base_offset: i64, leader_epoch: i32, log_append_time: Option<i64>) -> Bytes {
-    let mut out = BytesMut::from(&batch[..]);
-    stamp_in_place(&mut out, base_offset, leader_epoch, log_append_time);
-    out.freeze()
-}
-
-/// [`stamp`] on a buffer the caller owns (the value about to be stored), saving a copy.
+/// Rewrites, in the value about to be stored, the fields the leader owns: base offset and
+/// leader epoch (outside the CRC) and, for `LogAppendTime` topics, the timestamp type and
+/// max timestamp (CRC recomputed).
 pub fn stamp_in_place(batch: &mut [u8], base_offset: i64, leader_epoch: i32, log_append_time: Option<i64>) {
     batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
     batch[12..16].copy_from_slice(&leader_epoch.to_be_bytes());
@@ -364,11 +358,16 @@ mod tests {
 
     #[test]
     fn stamping_keeps_the_crc_valid() {
-        let stamped = stamp(&two_records(), 42, 7, None);
+        let stamp = |log_append_time| {
+            let mut b = BytesMut::from(&two_records()[..]);
+            stamp_in_place(&mut b, 42, 7, log_append_time);
+            b.freeze()
+        };
+        let stamped = stamp(None);
         let h = BatchHeader::parse(&stamped).unwrap();
         assert_eq!((h.base_offset, h.partition_leader_epoch), (42, 7));
         assert!(validate(&stamped, 1 << 20).is_ok());
-        let appended = stamp(&two_records(), 42, 7, Some(99_999));
+        let appended = stamp(Some(99_999));
         let h = BatchHeader::parse(&appended).unwrap();
         assert_eq!(h.max_timestamp, 99_999);
         assert_ne!(h.attributes & ATTR_TIMESTAMP_TYPE, 0);

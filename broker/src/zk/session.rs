@@ -50,7 +50,7 @@ pub async fn establish(cfg: &SessionConfig) -> anyhow::Result<Registered> {
     let client = connect(&cfg.connect, cfg.session_timeout, cfg.connection_timeout).await?;
     ensure_persistent_paths(&client).await.map_err(|e| anyhow::anyhow!("creating Kafka's znodes failed: {e}"))?;
     let cluster_id = get_or_create_cluster_id(&client).await?;
-    let registration = BrokerRegistration::new(&cfg.endpoints, cfg.rack.clone(), now_ms());
+    let registration = BrokerRegistration::new(&cfg.endpoints, cfg.rack.clone(), tributary_common::time::now_ms());
     // A broker restarted right after kill -9 finds its previous session's registration
     // still there until that session times out. Kafka gives up at once; we wait it out
     // when the node advertises our own (just bound) endpoints, and refuse otherwise.
@@ -70,10 +70,6 @@ pub async fn establish(cfg: &SessionConfig) -> anyhow::Result<Registered> {
     };
     tracing::info!(broker_id = cfg.broker_id, broker_epoch, cluster_id, endpoints = ?registration.endpoints, "registered in ZooKeeper at {}", znode::broker_path(cfg.broker_id));
     Ok(Registered { client, cluster_id, broker_epoch })
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 enum Outcome {

@@ -81,10 +81,6 @@ fn zk(path: impl Into<String>) -> impl FnOnce(zookeeper_client::Error) -> Error 
     move |source| Error::Zk { path, source }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
-
 /// Tries once to become controller. `Some((epoch, epoch_zk_version))` on success.
 ///
 /// # Errors
@@ -105,7 +101,7 @@ pub async fn try_elect(client: &Client, controller_id: i32) -> Result<Option<(i3
     let epoch = znode::decode_controller_epoch(&data).unwrap_or(0);
     let new_epoch = epoch + 1;
     let mut multi = client.new_multi_writer();
-    let payload = ControllerZNode::new(controller_id, now_ms()).encode();
+    let payload = ControllerZNode::new(controller_id, tributary_common::time::now_ms()).encode();
     multi.add_create(znode::CONTROLLER, &payload, &ephemeral()).map_err(zk(znode::CONTROLLER))?;
     multi
         .add_set_data(znode::CONTROLLER_EPOCH, new_epoch.to_string().as_bytes(), Some(stat.version))
