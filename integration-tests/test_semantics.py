@@ -90,3 +90,25 @@ def test_retention_by_time_advances_the_log_start(empty_cluster):
     assert consumer.get_watermark_offsets(TopicPartition("short", 0), timeout=5) == (5, 6)
     consumer.close()
     assert [m.value() for m in read_all(cluster.bootstrap(), "short", 1, offset=-2)] == [b"new"]  # from the log start
+
+
+def test_a_leader_named_by_metadata_accepts_produce_at_once(cluster):
+    # Metadata (and CreateTopics, which waits for leaders) must not name this broker leader
+    # before it acts as one: a NOT_LEADER_OR_FOLLOWER in that window makes clients retry a
+    # batch after later ones, reordering records.
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap()})
+    port = cluster.broker_ports[1]
+    for i in range(30):
+        topic = f"ready-{i}"
+        admin.create_topics([NewTopic(topic, 1, 1)], operation_timeout=15)[topic].result()
+        assert produce_raw(port, topic, record_batch([b"first"])) == (0, 0), topic
+
+
+def produce_raw(port, topic, records):
+    from harness import parse_produce_v3_error
+
+    c = RawConnection(port)
+    c.send(frame(0, 3, 1, produce_v3(topic, 0, records)))
+    result = parse_produce_v3_error(c.recv_frame())
+    c.close()
+    return result

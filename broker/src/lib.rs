@@ -112,30 +112,35 @@ pub async fn run(config: BrokerConfig, listeners: Vec<TcpListener>, shutdown: Ca
     check_meta_properties(&dir, config.broker_id, Some(&registered.cluster_id))?;
 
     let zk = ZkHandle::new(config.broker_id);
-    let (metadata_tx, metadata_rx) = watch::channel(None);
+    // Two channels: ZooKeeper's view goes to the reconciler first, and request handlers see a
+    // snapshot only once local replicas have taken it up. Otherwise Metadata could name this
+    // broker leader while Produce still answers NOT_LEADER_OR_FOLLOWER, and a client's retry
+    // of the refused batch lands after later ones (reordering).
+    let (zk_view_tx, mut zk_view) = watch::channel(None);
+    let (served_tx, served_rx) = watch::channel(None);
     let ctx = Arc::new(BrokerContext {
         replicas: ReplicaManager::new(config.broker_id, store.clone()),
-        metadata: metadata_rx,
+        metadata: served_rx,
         zk: zk.clone(),
         producer_ids: ProducerIds::default(),
         config,
     });
     let background = TaskTracker::new();
     let zk_shutdown = CancellationToken::new();
-    let session = tokio::spawn(run_session(zk, session_config, registered, metadata_tx, zk_shutdown.clone()));
+    let session = tokio::spawn(run_session(zk, session_config, registered, zk_view_tx, zk_shutdown.clone()));
 
-    // Keep local replicas in step with the metadata.
-    let mut changes = ctx.metadata.clone();
+    // Keep local replicas in step with the metadata, then serve that metadata.
     let reconciler = ctx.clone();
     let stop = shutdown.clone();
     background.spawn(async move {
         loop {
-            let snapshot = changes.borrow_and_update().clone();
+            let snapshot = zk_view.borrow_and_update().clone();
             if let Some(m) = snapshot {
                 reconciler.replicas.reconcile(&m);
+                served_tx.send_replace(Some(m));
             }
             tokio::select! {
-                r = changes.changed() => if r.is_err() { return },
+                r = zk_view.changed() => if r.is_err() { return },
                 _ = stop.cancelled() => return,
             }
         }
