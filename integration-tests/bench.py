@@ -66,6 +66,46 @@ def consume(bootstrap, topic, size, count):
     return {"records_per_s": round(count / elapsed), "MiB_per_s": round(count * size / elapsed / MiB, 1)}
 
 
+def group_consume(bootstrap, topic, size, count, members):
+    """`members` kcat processes in one consumer group (-G) share the topic's partitions and
+    exit at the end of their partitions (-e). Reported from the first byte any member
+    receives (after the group's first rebalance, which waits
+    group.initial.rebalance.delay.ms) until the last member exits; every byte must have
+    arrived exactly once, so a lost or duplicated record fails the run. Members print only
+    partition and offset of each record, so the pipe to this script is not the bottleneck."""
+    import threading
+    group = f"bench-{topic}-{members}"
+    started = time.perf_counter()
+    procs = [subprocess.Popen(["kcat", "-b", bootstrap, "-G", group, topic, "-q", "-e", "-X", "auto.offset.reset=earliest",
+                               "-X", "fetch.max.bytes=52428800", "-f", "%p %o\\n"], stdout=subprocess.PIPE)
+             for _ in range(members)]
+    first = [None] * members
+    output = [[] for _ in range(members)]
+
+    def drain(i, p):
+        while chunk := p.stdout.read1(1 << 20):
+            if first[i] is None:
+                first[i] = time.perf_counter()
+            output[i].append(chunk)
+
+    threads = [threading.Thread(target=drain, args=(i, p)) for i, p in enumerate(procs)]
+    for t in threads:
+        t.start()
+    for p in procs:
+        p.wait(timeout=600)
+    for t in threads:
+        t.join()
+    done = time.perf_counter()
+    per_member = [b"".join(chunks).splitlines() for chunks in output]
+    seen = [line for lines in per_member for line in lines]
+    assert len(seen) == count and len(set(seen)) == count, f"the group read {len(seen)} records ({len(set(seen))} distinct), expected {count}"
+    begin = min(f for f in first if f is not None)
+    return {"members": members, "records_per_s": round(count / (done - begin)),
+            "MiB_per_s": round(count * size / (done - begin) / MiB, 1),
+            "first_record_after_s": round(begin - started, 2),
+            "records_per_member": [len(lines) for lines in per_member]}
+
+
 def _latency_reader(bootstrap, topic, total, out):
     """Runs in its own process, so the producer's pacing loop cannot starve it of the GIL."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "lat", "enable.auto.commit": False})  # default fetch.wait.max.ms
@@ -113,6 +153,7 @@ def main():
     ap.add_argument("--records", type=int, default=1000000, help="1 KiB records per run (100 B runs use 3x)")
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--latency-only", action="store_true")
+    ap.add_argument("--group-only", action="store_true", help="only the produce 1 KiB acks=1 and consumer-group read runs")
     ap.add_argument("--broker-arg", action="append", default=[], help="extra broker flag, e.g. --broker-arg=--log-flush-interval-ms=60000")
     args = ap.parse_args()
     logs = Path(tempfile.mkdtemp(prefix="tributary-bench-"))
@@ -128,10 +169,17 @@ def main():
         # writing back gigabytes, which shows in the tail (see the README).
         admin.create_topics([NewTopic("latency", 1, 1)], operation_timeout=30)["latency"].result()
         cluster.wait_topic_led("latency", partitions=1)
+        # The latency consumer has a group.id, so librdkafka looks up its coordinator, and the
+        # first lookup creates __consumer_offsets (50 partitions). Do that before measuring.
+        warm = Consumer({"bootstrap.servers": bootstrap, "group.id": "lat"})
+        warm.committed([TopicPartition("latency", 0)], timeout=30)
+        warm.close()
+        cluster.wait_topic_led("__consumer_offsets")
         results["end-to-end latency 1 KiB at 5000 msg/s"] = latency(bootstrap, "latency", 5000, 10, 1024)
         print(json.dumps(results), flush=True)
-        for size in (() if args.latency_only else (100, 1024)):
-            for acks in ("1", "all"):
+        sizes = () if args.latency_only else (1024,) if args.group_only else (100, 1024)
+        for size in sizes:
+            for acks in ("1",) if args.group_only else ("1", "all"):
                 topic = f"bench-{size}-{acks}"
                 admin.create_topics([NewTopic(topic, args.partitions, 1)], operation_timeout=30)[topic].result()
                 cluster.wait_topic_led(topic, partitions=args.partitions)
@@ -139,6 +187,7 @@ def main():
                 results[f"produce {size} B acks={acks}"] = produce(bootstrap, topic, size, count, acks, cluster.brokers[1].proc.pid)
                 if acks == "1":
                     results[f"consume {size} B"] = consume(bootstrap, topic, size, count)
+                    results[f"consume {size} B, group of 3"] = group_consume(bootstrap, topic, size, count, 3)
                 print(json.dumps(results), flush=True)
     finally:
         cluster.stop()

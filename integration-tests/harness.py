@@ -171,6 +171,8 @@ class Cluster:
             "--zookeeper-session-timeout-ms", str(self.session_timeout_ms),
             "--data-dir", str(self.data_root / f"broker-{broker_id}"),
             "--shutdown-grace-ms", "2000",
+            # Kafka's default (3) needs three live brokers before any group works.
+            *([] if "--offsets-topic-replication-factor" in extra else ["--offsets-topic-replication-factor", "1"]),
             *extra,
         ]
 

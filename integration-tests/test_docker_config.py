@@ -5,7 +5,7 @@ import os
 import subprocess
 
 import yaml
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer
 
 from harness import BIN, ROOT, Process, free_port, http_get, wait_until, api_versions_v0_ok
 
@@ -54,8 +54,9 @@ def test_the_compose_environment_runs_a_cluster_without_docker(zookeeper, log_di
         producer = Producer({"bootstrap.servers": f"localhost:{broker_port}"})
         producer.produce("compose", value=b"hello")
         assert producer.flush(20) == 0
-        consumer = Consumer({"bootstrap.servers": f"localhost:{broker_port}", "group.id": "c", "enable.auto.commit": False})
-        consumer.assign([TopicPartition("compose", 0, 0)])
+        # A group consumer: the compose settings give a single broker working consumer groups.
+        consumer = Consumer({"bootstrap.servers": f"localhost:{broker_port}", "group.id": "c", "auto.offset.reset": "earliest"})
+        consumer.subscribe(["compose"])
         msg = wait_until(lambda: (lambda m: m if m is not None and not m.error() else None)(consumer.poll(0.5)), what="the record")
         assert msg.value() == b"hello"
         consumer.close()

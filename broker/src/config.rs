@@ -20,10 +20,8 @@ const INERT_KAFKA_KEYS: &[&str] = &[
     "socket.receive.buffer.bytes",
     "num.recovery.threads.per.data.dir",
     "log.segment.bytes",
-    "offsets.topic.replication.factor",
     "transaction.state.log.replication.factor",
     "transaction.state.log.min.isr",
-    "group.initial.rebalance.delay.ms",
 ];
 
 /// Command-line flags; each has an environment variable and a `server.properties` key.
@@ -94,6 +92,33 @@ pub struct Args {
     /// max.connections: connections served at once (default 1000).
     #[arg(long, env = "TRIBUTARY_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// offsets.topic.num.partitions: partitions of __consumer_offsets when it is created (default 50).
+    #[arg(long, env = "TRIBUTARY_OFFSETS_TOPIC_NUM_PARTITIONS")]
+    pub offsets_topic_num_partitions: Option<i32>,
+    /// offsets.topic.replication.factor: replicas of __consumer_offsets; groups are unavailable until this many brokers are live (default 3; set 1 for a single broker).
+    #[arg(long, env = "TRIBUTARY_OFFSETS_TOPIC_REPLICATION_FACTOR")]
+    pub offsets_topic_replication_factor: Option<i16>,
+    /// offsets.retention.minutes: how long offsets of an empty group are kept (default 10080, 7 days).
+    #[arg(long, env = "TRIBUTARY_OFFSETS_RETENTION_MINUTES")]
+    pub offsets_retention_minutes: Option<i64>,
+    /// offsets.retention.check.interval.ms (default 600000).
+    #[arg(long, env = "TRIBUTARY_OFFSETS_RETENTION_CHECK_INTERVAL_MS")]
+    pub offsets_retention_check_interval_ms: Option<u64>,
+    /// group.initial.rebalance.delay.ms: how long a new group waits for more members before its first rebalance (default 3000).
+    #[arg(long, env = "TRIBUTARY_GROUP_INITIAL_REBALANCE_DELAY_MS")]
+    pub group_initial_rebalance_delay_ms: Option<i64>,
+    /// group.min.session.timeout.ms (default 6000).
+    #[arg(long, env = "TRIBUTARY_GROUP_MIN_SESSION_TIMEOUT_MS")]
+    pub group_min_session_timeout_ms: Option<i32>,
+    /// group.max.session.timeout.ms (default 1800000).
+    #[arg(long, env = "TRIBUTARY_GROUP_MAX_SESSION_TIMEOUT_MS")]
+    pub group_max_session_timeout_ms: Option<i32>,
+    /// group.max.size: members per group (default 2147483647).
+    #[arg(long, env = "TRIBUTARY_GROUP_MAX_SIZE")]
+    pub group_max_size: Option<i32>,
+    /// offset.metadata.max.bytes: longest commit metadata string (default 4096).
+    #[arg(long, env = "TRIBUTARY_OFFSET_METADATA_MAX_BYTES")]
+    pub offset_metadata_max_bytes: Option<i32>,
     /// Grace period for draining connections on SIGTERM, in ms (default 5000).
     #[arg(long, env = "TRIBUTARY_SHUTDOWN_GRACE_MS")]
     pub shutdown_grace_ms: Option<u64>,
@@ -146,6 +171,24 @@ pub struct BrokerConfig {
     pub socket_request_max_bytes: i32,
     /// max.connections
     pub max_connections: usize,
+    /// offsets.topic.num.partitions
+    pub offsets_topic_num_partitions: i32,
+    /// offsets.topic.replication.factor
+    pub offsets_topic_replication_factor: i16,
+    /// offsets.retention.minutes, in ms
+    pub offsets_retention_ms: i64,
+    /// offsets.retention.check.interval.ms
+    pub offsets_retention_check_interval_ms: u64,
+    /// group.initial.rebalance.delay.ms
+    pub group_initial_rebalance_delay_ms: i64,
+    /// group.min.session.timeout.ms
+    pub group_min_session_timeout_ms: i32,
+    /// group.max.session.timeout.ms
+    pub group_max_session_timeout_ms: i32,
+    /// group.max.size
+    pub group_max_size: i32,
+    /// offset.metadata.max.bytes
+    pub offset_metadata_max_bytes: i32,
     /// Drain deadline on shutdown.
     pub shutdown_grace: Duration,
     /// Kafka keys accepted but without effect (logged at start).
@@ -174,6 +217,15 @@ impl Default for BrokerConfig {
             message_max_bytes: 1_048_588,
             socket_request_max_bytes: 104_857_600,
             max_connections: 1000,
+            offsets_topic_num_partitions: 50,
+            offsets_topic_replication_factor: 3,
+            offsets_retention_ms: 10_080 * 60_000,
+            offsets_retention_check_interval_ms: 600_000,
+            group_initial_rebalance_delay_ms: 3000,
+            group_min_session_timeout_ms: 6000,
+            group_max_session_timeout_ms: 1_800_000,
+            group_max_size: i32::MAX,
+            offset_metadata_max_bytes: 4096,
             shutdown_grace: Duration::from_millis(5000),
             inert_keys: Vec::new(),
         }
@@ -185,6 +237,16 @@ fn invalid(key: &str, value: impl ToString, reason: &str) -> ConfigError {
 }
 
 impl BrokerConfig {
+    /// The settings the group state machine uses.
+    pub fn group_config(&self) -> crate::group::GroupConfig {
+        crate::group::GroupConfig {
+            initial_rebalance_delay_ms: self.group_initial_rebalance_delay_ms,
+            min_session_timeout_ms: self.group_min_session_timeout_ms,
+            max_session_timeout_ms: self.group_max_session_timeout_ms,
+            max_size: self.group_max_size as usize,
+        }
+    }
+
     /// Merges flags over the properties file and checks every value.
     ///
     /// # Errors
@@ -277,6 +339,39 @@ impl BrokerConfig {
             .unwrap_or(d.socket_request_max_bytes);
         let max_connections =
             args.max_connections.or(props.take_parsed("max.connections")?).unwrap_or(d.max_connections);
+        let offsets_topic_num_partitions = args
+            .offsets_topic_num_partitions
+            .or(props.take_parsed("offsets.topic.num.partitions")?)
+            .unwrap_or(d.offsets_topic_num_partitions);
+        let offsets_topic_replication_factor = args
+            .offsets_topic_replication_factor
+            .or(props.take_parsed("offsets.topic.replication.factor")?)
+            .unwrap_or(d.offsets_topic_replication_factor);
+        let offsets_retention_ms = args
+            .offsets_retention_minutes
+            .or(props.take_parsed("offsets.retention.minutes")?)
+            .map_or(d.offsets_retention_ms, |m: i64| m.saturating_mul(60_000));
+        let offsets_retention_check_interval_ms = args
+            .offsets_retention_check_interval_ms
+            .or(props.take_parsed("offsets.retention.check.interval.ms")?)
+            .unwrap_or(d.offsets_retention_check_interval_ms);
+        let group_initial_rebalance_delay_ms = args
+            .group_initial_rebalance_delay_ms
+            .or(props.take_parsed("group.initial.rebalance.delay.ms")?)
+            .unwrap_or(d.group_initial_rebalance_delay_ms);
+        let group_min_session_timeout_ms = args
+            .group_min_session_timeout_ms
+            .or(props.take_parsed("group.min.session.timeout.ms")?)
+            .unwrap_or(d.group_min_session_timeout_ms);
+        let group_max_session_timeout_ms = args
+            .group_max_session_timeout_ms
+            .or(props.take_parsed("group.max.session.timeout.ms")?)
+            .unwrap_or(d.group_max_session_timeout_ms);
+        let group_max_size = args.group_max_size.or(props.take_parsed("group.max.size")?).unwrap_or(d.group_max_size);
+        let offset_metadata_max_bytes = args
+            .offset_metadata_max_bytes
+            .or(props.take_parsed("offset.metadata.max.bytes")?)
+            .unwrap_or(d.offset_metadata_max_bytes);
         let shutdown_grace = Duration::from_millis(args.shutdown_grace_ms.unwrap_or(5000));
         let inert_keys: Vec<String> =
             INERT_KAFKA_KEYS.iter().filter(|k| props.take(k).is_some()).map(|k| k.to_string()).collect();
@@ -302,6 +397,15 @@ impl BrokerConfig {
             message_max_bytes,
             socket_request_max_bytes,
             max_connections,
+            offsets_topic_num_partitions,
+            offsets_topic_replication_factor,
+            offsets_retention_ms,
+            offsets_retention_check_interval_ms,
+            group_initial_rebalance_delay_ms,
+            group_min_session_timeout_ms,
+            group_max_session_timeout_ms,
+            group_max_size,
+            offset_metadata_max_bytes,
             shutdown_grace,
             inert_keys,
         };
@@ -345,6 +449,43 @@ impl BrokerConfig {
         if self.max_connections == 0 {
             return Err(invalid("max.connections", 0, "must be at least 1"));
         }
+        if self.offsets_topic_num_partitions < 1 {
+            return Err(invalid(
+                "offsets.topic.num.partitions",
+                self.offsets_topic_num_partitions,
+                "must be at least 1",
+            ));
+        }
+        if self.offsets_topic_replication_factor < 1 {
+            let rf = self.offsets_topic_replication_factor;
+            return Err(invalid("offsets.topic.replication.factor", rf, "must be at least 1"));
+        }
+        if self.offsets_retention_ms < 60_000 {
+            return Err(invalid("offsets.retention.minutes", self.offsets_retention_ms / 60_000, "must be at least 1"));
+        }
+        if self.offsets_retention_check_interval_ms == 0 {
+            return Err(invalid("offsets.retention.check.interval.ms", 0, "must be at least 1"));
+        }
+        if self.group_initial_rebalance_delay_ms < 0 {
+            let v = self.group_initial_rebalance_delay_ms;
+            return Err(invalid("group.initial.rebalance.delay.ms", v, "must be 0 or more"));
+        }
+        if self.group_min_session_timeout_ms < 1
+            || self.group_min_session_timeout_ms > self.group_max_session_timeout_ms
+        {
+            let v = self.group_min_session_timeout_ms;
+            return Err(invalid(
+                "group.min.session.timeout.ms",
+                v,
+                "must be at least 1 and at most group.max.session.timeout.ms",
+            ));
+        }
+        if self.group_max_size < 1 {
+            return Err(invalid("group.max.size", self.group_max_size, "must be at least 1"));
+        }
+        if self.offset_metadata_max_bytes < 0 {
+            return Err(invalid("offset.metadata.max.bytes", self.offset_metadata_max_bytes, "must be 0 or more"));
+        }
         Ok(())
     }
 }
@@ -374,7 +515,7 @@ mod tests {
     #[test]
     fn a_stock_server_properties_file_is_accepted_and_flags_win() {
         let file = write(
-            "broker.id=0\nnum.network.threads=3\nlisteners=PLAINTEXT://localhost:9092\nlog.dirs=/tmp/kafka-logs\nnum.partitions=1\nlog.retention.hours=168\nzookeeper.connect=localhost:2181\ngroup.initial.rebalance.delay.ms=0\n",
+            "broker.id=0\nnum.network.threads=3\nlisteners=PLAINTEXT://localhost:9092\nlog.dirs=/tmp/kafka-logs\nnum.partitions=1\nlog.retention.hours=168\nzookeeper.connect=localhost:2181\ngroup.initial.rebalance.delay.ms=0\noffsets.topic.replication.factor=1\ntransaction.state.log.min.isr=1\n",
         );
         let c = BrokerConfig::from_args(Args { config: Some(file), num_partitions: Some(4), ..args() }).unwrap();
         assert_eq!(c.broker_id, 0);
@@ -382,7 +523,8 @@ mod tests {
         assert_eq!(c.log_retention_ms, 168 * 3_600_000);
         assert_eq!(c.data_dir, PathBuf::from("/tmp/kafka-logs"));
         assert_eq!(c.advertised_listeners[0].host, "localhost");
-        assert_eq!(c.inert_keys, vec!["num.network.threads", "group.initial.rebalance.delay.ms"]);
+        assert_eq!(c.inert_keys, vec!["num.network.threads", "transaction.state.log.min.isr"]);
+        assert_eq!((c.group_initial_rebalance_delay_ms, c.offsets_topic_replication_factor), (0, 1));
     }
 
     #[test]

@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod config;
+pub mod group;
 pub mod log;
 pub mod metadata;
 pub mod net;
@@ -42,6 +43,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::{BrokerContext, ProducerIds};
 use crate::config::BrokerConfig;
+use crate::group::GroupCoordinator;
 use crate::log::{FlushPolicy, LogStore};
 use crate::replica::ReplicaManager;
 use crate::zk::session::{establish, run_session, SessionConfig};
@@ -123,6 +125,7 @@ pub async fn run(config: BrokerConfig, listeners: Vec<TcpListener>, shutdown: Ca
         metadata: served_rx,
         zk: zk.clone(),
         producer_ids: ProducerIds::default(),
+        groups: GroupCoordinator::new(config.broker_id, config.group_config()),
         config,
     });
     let background = TaskTracker::new();
@@ -137,6 +140,13 @@ pub async fn run(config: BrokerConfig, listeners: Vec<TcpListener>, shutdown: Ca
             let snapshot = zk_view.borrow_and_update().clone();
             if let Some(m) = snapshot {
                 reconciler.replicas.reconcile(&m);
+                // Group coordination follows leadership of __consumer_offsets partitions.
+                for (partition, epoch, local) in reconciler.groups.on_metadata(&m, &reconciler.replicas) {
+                    let loader = reconciler.clone();
+                    tokio::task::spawn_blocking(move || {
+                        loader.groups.load(partition, epoch, &local.log, api::now_ms())
+                    });
+                }
                 served_tx.send_replace(Some(m));
             }
             tokio::select! {
@@ -163,6 +173,22 @@ pub async fn run(config: BrokerConfig, listeners: Vec<TcpListener>, shutdown: Ca
                         housekeeper.replicas.checkpoint(&offsets);
                     }
                 },
+                _ = stop.cancelled() => return,
+            }
+        }
+    });
+
+    // Group clocks (sessions, rebalance deadlines) and offset expiry.
+    let groups = ctx.clone();
+    let stop = shutdown.clone();
+    background.spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut expiry = tokio::time::interval(Duration::from_millis(groups.config.offsets_retention_check_interval_ms));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => groups.groups.tick(&groups.replicas, api::now_ms()),
+                _ = expiry.tick() => groups.groups.expire(&groups.replicas, api::now_ms(), groups.config.offsets_retention_ms),
                 _ = stop.cancelled() => return,
             }
         }

@@ -1,15 +1,14 @@
-//! OffsetForLeaderEpoch, FindCoordinator (until consumer groups land) and InitProducerId.
+//! OffsetForLeaderEpoch and InitProducerId.
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult};
 use kafka_protocol::messages::{
-    BrokerId, FindCoordinatorRequest, FindCoordinatorResponse, InitProducerIdRequest, InitProducerIdResponse,
-    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProducerId,
+    InitProducerIdRequest, InitProducerIdResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
+    ProducerId,
 };
 use tokio::sync::Mutex;
 
-use super::{replica_error_code, s, tp, BrokerContext};
+use super::{replica_error_code, tp, BrokerContext};
 
 pub(super) fn offset_for_leader_epoch(
     ctx: &BrokerContext,
@@ -36,35 +35,6 @@ pub(super) fn offset_for_leader_epoch(
             out.partitions.push(r);
         }
         response.topics.push(out);
-    }
-    response
-}
-
-const GROUPS_MISSING: &str =
-    "consumer groups are not implemented in this Tributary version; consume with assign() and explicit offsets";
-
-pub(super) fn find_coordinator(version: i16, request: FindCoordinatorRequest) -> FindCoordinatorResponse {
-    let code = ResponseError::CoordinatorNotAvailable.code();
-    let mut response = FindCoordinatorResponse::default();
-    if version >= 4 {
-        response.coordinators = request
-            .coordinator_keys
-            .into_iter()
-            .map(|key| {
-                let mut c = Coordinator::default();
-                c.key = key;
-                c.node_id = BrokerId(-1);
-                c.port = -1;
-                c.error_code = code;
-                c.error_message = Some(s(GROUPS_MISSING));
-                c
-            })
-            .collect();
-    } else {
-        response.error_code = code;
-        response.error_message = Some(s(GROUPS_MISSING));
-        response.node_id = BrokerId(-1);
-        response.port = -1;
     }
     response
 }

@@ -4,11 +4,13 @@
 mod admin;
 mod api_versions;
 mod fetch;
+mod group;
 mod list_offsets;
 mod metadata;
 mod misc;
 mod produce;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +21,7 @@ use tokio::sync::watch;
 use tributary_common::ids::TopicPartition;
 
 use crate::config::BrokerConfig;
+use crate::group::GroupCoordinator;
 use crate::metadata::ClusterMetadata;
 use crate::replica::{ReplicaError, ReplicaManager};
 use crate::zk::ZkHandle;
@@ -38,6 +41,8 @@ pub struct BrokerContext {
     pub zk: ZkHandle,
     /// Idempotent producer ids.
     pub producer_ids: ProducerIds,
+    /// Consumer groups coordinated here.
+    pub groups: GroupCoordinator,
 }
 
 impl BrokerContext {
@@ -66,6 +71,7 @@ pub struct Unhandled(pub Option<ApiKey>);
 /// [`Unhandled`] for a request type the dispatcher has no arm for.
 pub async fn handle(
     ctx: &BrokerContext,
+    peer: SocketAddr,
     header: &RequestHeader,
     request: RequestKind,
 ) -> Result<Option<ResponseKind>, Unhandled> {
@@ -79,7 +85,17 @@ pub async fn handle(
         RequestKind::OffsetForLeaderEpoch(r) => {
             ResponseKind::OffsetForLeaderEpoch(misc::offset_for_leader_epoch(ctx, r))
         }
-        RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(misc::find_coordinator(v, r)),
+        RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(group::find_coordinator(ctx, v, r).await),
+        RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(group::join_group(ctx, peer, header, v, r).await),
+        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(group::sync_group(ctx, v, r).await),
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(group::heartbeat(ctx, v, r)),
+        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(group::leave_group(ctx, v, r)),
+        RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(group::offset_commit(ctx, v, r).await),
+        RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(group::offset_fetch(ctx, v, r)),
+        RequestKind::ListGroups(r) => ResponseKind::ListGroups(group::list_groups(ctx, v, r)),
+        RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(group::describe_groups(ctx, v, r)),
+        RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(group::delete_groups(ctx, r)),
+        RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(group::offset_delete(ctx, r)),
         RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(misc::init_producer_id(ctx, r).await),
         RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(admin::create_topics(ctx, v, r).await),
         RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(admin::delete_topics(ctx, v, r).await),

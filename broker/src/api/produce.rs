@@ -46,6 +46,14 @@ pub(super) async fn handle(ctx: &BrokerContext, _version: i16, request: ProduceR
                 ));
                 continue;
             }
+            if name.as_str() == tributary_common::topic::CONSUMER_OFFSETS {
+                out.partition_responses.push(partition_error(
+                    data.index,
+                    ResponseError::InvalidTopicException.code(),
+                    Some(format!("{name} is internal: only the group coordinator writes to it")),
+                ));
+                continue;
+            }
             let partition = match ctx.replicas.leader_partition(&tp, -1) {
                 Ok(p) => p,
                 Err(e) => {

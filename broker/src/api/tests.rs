@@ -50,8 +50,17 @@ fn fixture(name: &str) -> Fixture {
     topic.partitions.insert(0, PartitionMetadata { replicas: vec![1], leader: 1, leader_epoch: 3, isr: vec![1] });
     meta.topics.insert("t".into(), topic);
     meta.topic_names.insert(topic_id, "t".into());
+    let offsets_id = TopicId::random();
+    let mut offsets = TopicMetadata { id: Some(offsets_id), ..Default::default() };
+    offsets.partitions.insert(0, PartitionMetadata { replicas: vec![1], leader: 1, leader_epoch: 0, isr: vec![1] });
+    meta.topics.insert(tributary_common::topic::CONSUMER_OFFSETS.into(), offsets);
+    meta.topic_names.insert(offsets_id, tributary_common::topic::CONSUMER_OFFSETS.into());
     let replicas = ReplicaManager::new(1, store);
     replicas.reconcile(&meta);
+    let groups = crate::group::GroupCoordinator::new(1, crate::group::GroupConfig::default());
+    for (p, epoch, local) in groups.on_metadata(&meta, &replicas) {
+        groups.load(p, epoch, &local.log, now_ms());
+    }
     let (_tx, rx) = watch::channel(Some(Arc::new(meta)));
     std::mem::forget(_tx);
     let ctx = BrokerContext {
@@ -60,8 +69,13 @@ fn fixture(name: &str) -> Fixture {
         metadata: rx,
         zk: ZkHandle::new(1),
         producer_ids: ProducerIds::default(),
+        groups,
     };
     Fixture { ctx, topic_id, _dir: TempDir(dir) }
+}
+
+fn peer() -> std::net::SocketAddr {
+    "127.0.0.1:50000".parse().unwrap()
 }
 
 fn name(n: &str) -> TopicName {
@@ -178,6 +192,94 @@ fn request_for(key: ApiKey, version: i16, topic_id: TopicId) -> Option<RequestKi
             RequestKind::DeleteTopics(r)
         }
         ApiKey::InitProducerId => return None, // needs ZooKeeper for its id block
+        // Group calls for an unknown member: answered at once, at every version.
+        ApiKey::JoinGroup => {
+            let mut r = JoinGroupRequest::default();
+            r.group_id = GroupId(s("g"));
+            r.member_id = s("nobody");
+            r.session_timeout_ms = 10_000;
+            r.rebalance_timeout_ms = 10_000;
+            r.protocol_type = s("consumer");
+            let mut p = join_group_request::JoinGroupRequestProtocol::default();
+            p.name = s("range");
+            r.protocols = vec![p];
+            RequestKind::JoinGroup(r)
+        }
+        ApiKey::SyncGroup => {
+            let mut r = SyncGroupRequest::default();
+            r.group_id = GroupId(s("g"));
+            r.member_id = s("nobody");
+            RequestKind::SyncGroup(r)
+        }
+        ApiKey::Heartbeat => {
+            let mut r = HeartbeatRequest::default();
+            r.group_id = GroupId(s("g"));
+            r.member_id = s("nobody");
+            RequestKind::Heartbeat(r)
+        }
+        ApiKey::LeaveGroup => {
+            let mut r = LeaveGroupRequest::default();
+            r.group_id = GroupId(s("g"));
+            if version >= 3 {
+                let mut m = leave_group_request::MemberIdentity::default();
+                m.member_id = s("nobody");
+                r.members = vec![m];
+            } else {
+                r.member_id = s("nobody");
+            }
+            RequestKind::LeaveGroup(r)
+        }
+        ApiKey::OffsetCommit => {
+            let mut p = offset_commit_request::OffsetCommitRequestPartition::default();
+            p.committed_offset = 5;
+            p.committed_metadata = Some(s("meta"));
+            let mut t = offset_commit_request::OffsetCommitRequestTopic::default();
+            t.name = name("t");
+            t.partitions = vec![p];
+            let mut r = OffsetCommitRequest::default();
+            r.group_id = GroupId(s("simple"));
+            r.generation_id_or_member_epoch = -1;
+            r.topics = vec![t];
+            RequestKind::OffsetCommit(r)
+        }
+        ApiKey::OffsetFetch => {
+            let mut r = OffsetFetchRequest::default();
+            if version >= 8 {
+                let mut g = offset_fetch_request::OffsetFetchRequestGroup::default();
+                g.group_id = GroupId(s("simple"));
+                g.topics = None;
+                r.groups = vec![g];
+            } else {
+                r.group_id = GroupId(s("simple"));
+                let mut t = offset_fetch_request::OffsetFetchRequestTopic::default();
+                t.name = name("t");
+                t.partition_indexes = vec![0, 7];
+                r.topics = Some(vec![t]);
+            }
+            RequestKind::OffsetFetch(r)
+        }
+        ApiKey::ListGroups => RequestKind::ListGroups(ListGroupsRequest::default()),
+        ApiKey::DescribeGroups => {
+            let mut r = DescribeGroupsRequest::default();
+            r.groups = vec![GroupId(s("simple")), GroupId(s("nope"))];
+            RequestKind::DescribeGroups(r)
+        }
+        ApiKey::DeleteGroups => {
+            let mut r = DeleteGroupsRequest::default();
+            r.groups_names = vec![GroupId(s("nope"))];
+            RequestKind::DeleteGroups(r)
+        }
+        ApiKey::OffsetDelete => {
+            let mut p = offset_delete_request::OffsetDeleteRequestPartition::default();
+            p.partition_index = 0;
+            let mut t = offset_delete_request::OffsetDeleteRequestTopic::default();
+            t.name = name("t");
+            t.partitions = vec![p];
+            let mut r = OffsetDeleteRequest::default();
+            r.group_id = GroupId(s("nope"));
+            r.topics = vec![t];
+            RequestKind::OffsetDelete(r)
+        }
         _ => return None,
     })
 }
@@ -197,7 +299,7 @@ async fn every_advertised_api_answers_at_every_advertised_version() {
         for version in *min..=*max {
             let Some(request) = request_for(*key, version, f.topic_id) else { continue };
             let h = header(*key, version);
-            let response = handle(&f.ctx, &h, request)
+            let response = handle(&f.ctx, peer(), &h, request)
                 .await
                 .unwrap()
                 .unwrap_or_else(|| panic!("{key:?} v{version} gave no response"));
@@ -212,7 +314,7 @@ async fn produce_then_fetch_returns_the_batch_with_assigned_offsets() {
     for expected_base in [0, 2] {
         let records = batch::build(0, 1, &[(Some(b"k"), Some(b"a")), (None, Some(b"b"))]);
         let Ok(Some(ResponseKind::Produce(r))) =
-            handle(&f.ctx, &header(ApiKey::Produce, 9), produce(records, -1)).await
+            handle(&f.ctx, peer(), &header(ApiKey::Produce, 9), produce(records, -1)).await
         else {
             panic!()
         };
@@ -220,7 +322,8 @@ async fn produce_then_fetch_returns_the_batch_with_assigned_offsets() {
         assert_eq!((p.error_code, p.base_offset), (0, expected_base));
     }
     let Some(RequestKind::Fetch(fetch)) = request_for(ApiKey::Fetch, 12, f.topic_id) else { panic!() };
-    let Ok(Some(ResponseKind::Fetch(r))) = handle(&f.ctx, &header(ApiKey::Fetch, 12), RequestKind::Fetch(fetch)).await
+    let Ok(Some(ResponseKind::Fetch(r))) =
+        handle(&f.ctx, peer(), &header(ApiKey::Fetch, 12), RequestKind::Fetch(fetch)).await
     else {
         panic!()
     };
@@ -247,7 +350,8 @@ async fn produce_errors_carry_kafkas_codes_and_write_nothing() {
         (produce(Bytes::from(vec![0u8; 700_000]), 1), 87), // garbage (magic 0): INVALID_RECORD
     ];
     for (request, code) in cases {
-        let Ok(Some(ResponseKind::Produce(r))) = handle(&f.ctx, &header(ApiKey::Produce, 9), request).await else {
+        let Ok(Some(ResponseKind::Produce(r))) = handle(&f.ctx, peer(), &header(ApiKey::Produce, 9), request).await
+        else {
             panic!()
         };
         assert_eq!(r.responses[0].partition_responses[0].error_code, code);
@@ -255,7 +359,8 @@ async fn produce_errors_carry_kafkas_codes_and_write_nothing() {
     // Too large for message.max.bytes.
     let big_value = vec![7u8; 2_000_000];
     let big = batch::build(0, 1, &[(None, Some(&big_value))]);
-    let Ok(Some(ResponseKind::Produce(r))) = handle(&f.ctx, &header(ApiKey::Produce, 9), produce(big, 1)).await else {
+    let Ok(Some(ResponseKind::Produce(r))) = handle(&f.ctx, peer(), &header(ApiKey::Produce, 9), produce(big, 1)).await
+    else {
         panic!()
     };
     assert_eq!(r.responses[0].partition_responses[0].error_code, 10);
@@ -264,7 +369,9 @@ async fn produce_errors_carry_kafkas_codes_and_write_nothing() {
     if let RequestKind::Produce(p) = &mut req {
         p.topic_data[0].name = name("nope");
     }
-    let Ok(Some(ResponseKind::Produce(r))) = handle(&f.ctx, &header(ApiKey::Produce, 9), req).await else { panic!() };
+    let Ok(Some(ResponseKind::Produce(r))) = handle(&f.ctx, peer(), &header(ApiKey::Produce, 9), req).await else {
+        panic!()
+    };
     assert_eq!(r.responses[0].partition_responses[0].error_code, 3);
     assert_eq!(
         f.ctx.replicas.get(&tributary_common::ids::TopicPartition::new("t", 0)).unwrap().log.offsets().log_end_offset,
@@ -272,7 +379,7 @@ async fn produce_errors_carry_kafkas_codes_and_write_nothing() {
         "nothing was written"
     );
     // acks=0 sends no response at all.
-    assert!(handle(&f.ctx, &header(ApiKey::Produce, 9), produce(good, 0)).await.unwrap().is_none());
+    assert!(handle(&f.ctx, peer(), &header(ApiKey::Produce, 9), produce(good, 0)).await.unwrap().is_none());
 }
 
 #[tokio::test(start_paused = true)]
@@ -283,12 +390,14 @@ async fn a_parked_fetch_answers_as_soon_as_data_arrives() {
     fetch.max_wait_ms = 60_000;
     let waiter = {
         let f = f.clone();
-        tokio::spawn(async move { handle(&f.ctx, &header(ApiKey::Fetch, 12), RequestKind::Fetch(fetch)).await })
+        tokio::spawn(async move { handle(&f.ctx, peer(), &header(ApiKey::Fetch, 12), RequestKind::Fetch(fetch)).await })
     };
     tokio::task::yield_now().await;
     assert!(!waiter.is_finished(), "nothing to read yet: the fetch parks");
     let started = tokio::time::Instant::now();
-    handle(&f.ctx, &header(ApiKey::Produce, 9), produce(batch::build(0, 1, &[(None, Some(b"x"))]), 1)).await.unwrap();
+    handle(&f.ctx, peer(), &header(ApiKey::Produce, 9), produce(batch::build(0, 1, &[(None, Some(b"x"))]), 1))
+        .await
+        .unwrap();
     let Ok(Some(ResponseKind::Fetch(r))) = waiter.await.unwrap() else { panic!() };
     assert!(started.elapsed() < std::time::Duration::from_secs(1), "answered at the append, not at max_wait_ms");
     assert!(!r.responses[0].partitions[0].records.as_ref().unwrap().is_empty());
@@ -307,7 +416,7 @@ async fn metadata_reports_leaders_and_unknown_topics() {
     r.topics = Some(vec![known, unknown, bad]);
     r.allow_auto_topic_creation = false;
     let Ok(Some(ResponseKind::Metadata(m))) =
-        handle(&f.ctx, &header(ApiKey::Metadata, 12), RequestKind::Metadata(r)).await
+        handle(&f.ctx, peer(), &header(ApiKey::Metadata, 12), RequestKind::Metadata(r)).await
     else {
         panic!()
     };
@@ -323,6 +432,7 @@ async fn list_offsets_and_epochs_agree_with_the_log() {
     let f = fixture("offsets");
     handle(
         &f.ctx,
+        peer(),
         &header(ApiKey::Produce, 9),
         produce(batch::build(0, 1, &[(None, Some(b"x")), (None, Some(b"y"))]), 1),
     )
@@ -332,7 +442,7 @@ async fn list_offsets_and_epochs_agree_with_the_log() {
         let Some(RequestKind::ListOffsets(mut r)) = request_for(ApiKey::ListOffsets, 7, f.topic_id) else { panic!() };
         r.topics[0].partitions[0].timestamp = timestamp;
         let Ok(Some(ResponseKind::ListOffsets(resp))) =
-            handle(&f.ctx, &header(ApiKey::ListOffsets, 7), RequestKind::ListOffsets(r)).await
+            handle(&f.ctx, peer(), &header(ApiKey::ListOffsets, 7), RequestKind::ListOffsets(r)).await
         else {
             panic!()
         };
@@ -340,10 +450,38 @@ async fn list_offsets_and_epochs_agree_with_the_log() {
     }
     let Some(req) = request_for(ApiKey::OffsetForLeaderEpoch, 4, f.topic_id) else { panic!() };
     let Ok(Some(ResponseKind::OffsetForLeaderEpoch(r))) =
-        handle(&f.ctx, &header(ApiKey::OffsetForLeaderEpoch, 4), req).await
+        handle(&f.ctx, peer(), &header(ApiKey::OffsetForLeaderEpoch, 4), req).await
     else {
         panic!()
     };
     let p = &r.topics[0].partitions[0];
     assert_eq!((p.error_code, p.leader_epoch, p.end_offset), (0, 3, 2));
+}
+
+#[tokio::test]
+async fn committed_offsets_are_replayed_by_a_new_coordinator() {
+    let f = fixture("offsets-replay");
+    let Some(RequestKind::OffsetCommit(commit)) = request_for(ApiKey::OffsetCommit, 8, f.topic_id) else { panic!() };
+    let Ok(Some(ResponseKind::OffsetCommit(r))) =
+        handle(&f.ctx, peer(), &header(ApiKey::OffsetCommit, 8), RequestKind::OffsetCommit(commit)).await
+    else {
+        panic!()
+    };
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+
+    // A coordinator taking the partition over (a restart, or a new leader) replays it.
+    let fresh = crate::group::GroupCoordinator::new(1, crate::group::GroupConfig::default());
+    for (p, epoch, local) in fresh.on_metadata(&f.ctx.cluster(), &f.ctx.replicas) {
+        fresh.load(p, epoch, &local.log, now_ms());
+    }
+    let fetched = fresh.fetch_offsets("simple", None).unwrap();
+    assert_eq!(fetched.len(), 1);
+    let (topic, parts) = &fetched[0];
+    assert_eq!(topic, "t");
+    let (partition, value) = &parts[0];
+    assert_eq!(*partition, 0);
+    let value = value.as_ref().expect("the offset survived");
+    assert_eq!((value.offset, value.metadata.as_str()), (5, "meta"));
+    // An unknown group has no offsets, not an error.
+    assert_eq!(fresh.fetch_offsets("other", Some(vec![("t".into(), vec![0])])).unwrap()[0].1[0].1, None);
 }

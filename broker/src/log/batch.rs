@@ -207,6 +207,58 @@ fn check_uncompressed_records(mut body: &[u8], count: i32) -> Result<(), BatchEr
     Ok(())
 }
 
+/// A record's key and value as stored (None = null).
+pub type StoredRecord = (Option<Bytes>, Option<Bytes>);
+
+/// The keys and values of an uncompressed batch (`batch` is the whole batch, header
+/// included); used to replay internal topics.
+///
+/// # Errors
+/// [`BatchError::Invalid`] for a compressed batch, [`BatchError::Corrupt`] for broken framing.
+pub fn records(header: &BatchHeader, batch: &Bytes) -> Result<Vec<StoredRecord>, BatchError> {
+    if header.compression() != 0 {
+        return Err(BatchError::Invalid(format!("compressed batch (codec {})", header.compression())));
+    }
+    let bad = |what: &str| BatchError::Corrupt(format!("record framing is broken: {what}"));
+    let end = header.total_len().min(batch.len());
+    let mut pos = HEADER_LEN.min(end);
+    let mut out = Vec::with_capacity(header.record_count.max(0) as usize);
+    let field = |pos: &mut usize, end: usize| -> Result<Option<Bytes>, BatchError> {
+        let mut rest = &batch[*pos..end];
+        let before = rest.len();
+        let len = read_varint(&mut rest).ok_or_else(|| bad("field length"))?;
+        *pos += before - rest.len();
+        if len < 0 {
+            return Ok(None);
+        }
+        let len = len as usize;
+        if *pos + len > end {
+            return Err(bad("field runs past its record"));
+        }
+        let value = batch.slice(*pos..*pos + len);
+        *pos += len;
+        Ok(Some(value))
+    };
+    for _ in 0..header.record_count {
+        let mut rest = &batch[pos..end];
+        let before = rest.len();
+        let len = read_varint(&mut rest).ok_or_else(|| bad("record length"))?;
+        if len < 0 || len as usize > rest.len() {
+            return Err(bad("record length runs past the batch"));
+        }
+        let record_end = pos + (before - rest.len()) + len as usize;
+        let mut body = rest[..len as usize].get(1..).ok_or_else(|| bad("empty record"))?; // attributes
+        read_varint(&mut body).ok_or_else(|| bad("timestamp delta"))?;
+        read_varint(&mut body).ok_or_else(|| bad("offset delta"))?;
+        let mut p = record_end - body.len();
+        let key = field(&mut p, record_end)?;
+        let value = field(&mut p, record_end)?;
+        out.push((key, value));
+        pos = record_end;
+    }
+    Ok(out)
+}
+
 /// Rewrites, in the value about to be stored, the fields the leader owns: base offset and
 /// leader epoch (outside the CRC) and, for `LogAppendTime` topics, the timestamp type and
 /// max timestamp (CRC recomputed).
@@ -280,6 +332,21 @@ mod tests {
 
     fn two_records() -> Bytes {
         build(0, 1000, &[(Some(b"k1"), Some(b"v1")), (None, Some(b"v2"))])
+    }
+
+    #[test]
+    fn records_reads_back_keys_and_values_including_nulls() {
+        let b = build(0, 1000, &[(Some(b"k1"), Some(b"v1")), (None, Some(b"v2")), (Some(b"k3"), None)]);
+        let (h, raw) = validate(&b, 1 << 20).unwrap().remove(0);
+        let got = records(&h, &raw).unwrap();
+        let expect: Vec<StoredRecord> = vec![
+            (Some(Bytes::from_static(b"k1")), Some(Bytes::from_static(b"v1"))),
+            (None, Some(Bytes::from_static(b"v2"))),
+            (Some(Bytes::from_static(b"k3")), None),
+        ];
+        assert_eq!(got, expect);
+        let truncated = raw.slice(..raw.len() - 2);
+        assert!(records(&h, &truncated).is_err());
     }
 
     #[test]

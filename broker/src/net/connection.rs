@@ -91,7 +91,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<BrokerContext>,
                     }
                 }
                 let span = tracing::debug_span!("request", %peer, client_id, api_key = header.request_api_key, api_version = header.request_api_version, correlation_id = header.correlation_id);
-                let response = api::handle(&ctx, &header, *request).instrument(span).await;
+                let response = api::handle(&ctx, peer, &header, *request).instrument(span).await;
                 match response {
                     Ok(None) => continue,
                     Ok(Some(r)) => match codec::encode_response(&header, &r) {

@@ -220,6 +220,12 @@ impl ReplicaManager {
         let mut deleted = 0;
         for (tp, partition) in self.all() {
             let config = meta.topics.get(&tp.topic).map(|t| &t.config);
+            // Compacted topics (__consumer_offsets) keep every key's latest value; time and
+            // size retention apply only when the policy also says "delete".
+            let policy = config.and_then(|c| c.get("cleanup.policy")).map_or("delete", String::as_str);
+            if !policy.split(',').any(|p| p.trim() == "delete") {
+                continue;
+            }
             let get = |key: &str, default: i64| {
                 config.and_then(|c| c.get(key)).and_then(|v| v.parse().ok()).unwrap_or(default)
             };

@@ -10,6 +10,12 @@
 //! | GET | /topics/{name} | partitions: replicas, leader, leader epoch, ISR |
 //! | POST | /topics | create: `{"name", "partitions", "replication_factor", "config"}` |
 //! | DELETE | /topics/{name} | mark for deletion |
+//! | GET | /groups | consumer groups, from every broker |
+//! | GET | /groups/{id} | state, members, assignments, committed offsets and lag |
+//! | DELETE | /groups/{id} | delete an empty group and its offsets |
+
+mod groups;
+mod kafka;
 
 use std::collections::BTreeMap;
 
@@ -92,8 +98,12 @@ pub fn router(state: AdminState) -> Router {
         .route("/brokers", get(brokers))
         .route("/topics", get(list_topics).post(create))
         .route("/topics/{name}", get(describe_topic).delete(delete))
+        .route("/groups", get(groups::list))
+        .route("/groups/{id}", get(groups::describe).delete(groups::delete))
         .fallback(|| async {
-            ApiError::NotFound("no such endpoint; see /health, /brokers, /topics, /topics/{name}".into())
+            ApiError::NotFound(
+                "no such endpoint; see /health, /brokers, /topics, /topics/{name}, /groups, /groups/{id}".into(),
+            )
         })
         .with_state(state)
 }

@@ -1,0 +1,279 @@
+//! `/groups` endpoints: consumer groups as their coordinating brokers report them
+//! (ListGroups, FindCoordinator, DescribeGroups, OffsetFetch, ListOffsets, DeleteGroups),
+//! with each committed offset's lag behind the partition's end.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bytes::Buf;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::{
+    BrokerId, ConsumerProtocolAssignment, ConsumerProtocolSubscription, DeleteGroupsRequest, DescribeGroupsRequest,
+    FindCoordinatorRequest, GroupId, ListGroupsRequest, ListOffsetsRequest, OffsetFetchRequest, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, StrBytes};
+use serde_json::{json, Value};
+use tributary_common::ids::BrokerId as Id;
+use tributary_common::snapshot::ClusterSnapshot;
+
+use super::kafka::Connection;
+use super::{AdminState, ApiError};
+
+fn broker_address(snapshot: &ClusterSnapshot, id: Id) -> Option<(String, u16)> {
+    let b = snapshot.brokers.get(&id)?;
+    let e = b.registration.parsed_endpoints().into_iter().next()?;
+    Some((e.host, e.port))
+}
+
+async fn connect(snapshot: &ClusterSnapshot, id: Id) -> Result<Connection, ApiError> {
+    let (host, port) = broker_address(snapshot, id)
+        .ok_or_else(|| ApiError::Unavailable(format!("broker {id} is not registered in ZooKeeper")))?;
+    Connection::connect(&host, port).await.map_err(ApiError::Unavailable)
+}
+
+fn error_name(code: i16) -> String {
+    ResponseError::try_from_code(code).map_or_else(|| format!("error {code}"), |e| format!("{e:?}"))
+}
+
+/// The broker coordinating `group`, asked of any live broker.
+async fn coordinator_of(snapshot: &ClusterSnapshot, group: &str) -> Result<Id, ApiError> {
+    let mut last = String::from("no live broker is registered in ZooKeeper; start a broker");
+    for id in snapshot.brokers.keys() {
+        let mut conn = match connect(snapshot, *id).await {
+            Ok(c) => c,
+            Err(e) => {
+                last = e.to_string();
+                continue;
+            }
+        };
+        let mut req = FindCoordinatorRequest::default();
+        req.key = StrBytes::from_string(group.to_string());
+        match conn.call(3, &req).await {
+            Ok(r) if r.error_code == 0 => return Ok(r.node_id.0),
+            Ok(r) => {
+                let why = r.error_message.map(|m| m.to_string()).unwrap_or_default();
+                last = format!("no coordinator for group {group}: {} {why}", error_name(r.error_code));
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(ApiError::Unavailable(last))
+}
+
+/// `GET /groups`: every group, from every live broker.
+pub(super) async fn list(State(state): State<AdminState>) -> Result<Response, ApiError> {
+    let (_, snapshot) = state.snapshot().await?;
+    let mut groups = Vec::new();
+    let mut errors = Vec::new();
+    for id in snapshot.brokers.keys() {
+        let result = async {
+            let mut conn = connect(&snapshot, *id).await?;
+            conn.call(4, &ListGroupsRequest::default()).await.map_err(ApiError::Unavailable)
+        }
+        .await;
+        match result {
+            Ok(r) => {
+                if r.error_code != 0 {
+                    errors.push(json!({ "broker": id, "error": error_name(r.error_code) }));
+                }
+                for g in r.groups {
+                    groups.push(json!({
+                        "group_id": g.group_id.as_str(),
+                        "state": g.group_state.as_str(),
+                        "protocol_type": g.protocol_type.as_str(),
+                        "coordinator": id,
+                    }));
+                }
+            }
+            Err(e) => errors.push(json!({ "broker": id, "error": e.to_string() })),
+        }
+    }
+    groups.sort_by(|a, b| a["group_id"].as_str().cmp(&b["group_id"].as_str()));
+    Ok(Json(json!({ "groups": groups, "errors": errors })).into_response())
+}
+
+fn decode_versioned<T: Decodable>(raw: &bytes::Bytes) -> Option<T> {
+    let mut buf = raw.clone();
+    if buf.remaining() < 2 {
+        return None;
+    }
+    let version = buf.get_i16();
+    T::decode(&mut buf, version.clamp(0, 3)).ok()
+}
+
+/// `GET /groups/{id}`: state, members with their assignments, committed offsets and lag.
+pub(super) async fn describe(State(state): State<AdminState>, Path(group): Path<String>) -> Result<Response, ApiError> {
+    let (_, snapshot) = state.snapshot().await?;
+    let coordinator = coordinator_of(&snapshot, &group).await?;
+    let mut conn = connect(&snapshot, coordinator).await?;
+    let mut req = DescribeGroupsRequest::default();
+    req.groups = vec![GroupId(StrBytes::from_string(group.clone()))];
+    let described = conn.call(5, &req).await.map_err(ApiError::Unavailable)?;
+    let Some(d) = described.groups.into_iter().next() else {
+        return Err(ApiError::Unavailable(format!("broker {coordinator} returned no description of group {group}")));
+    };
+    if d.error_code != 0 {
+        return Err(ApiError::Unavailable(format!("describing group {group}: {}", error_name(d.error_code))));
+    }
+    if d.group_state.as_str() == "Dead" {
+        return Err(ApiError::NotFound(format!("no consumer group {group}")));
+    }
+    let consumer = d.protocol_type.as_str() == "consumer";
+    let members: Vec<Value> = d
+        .members
+        .iter()
+        .map(|m| {
+            let assignment: Vec<Value> = if consumer {
+                decode_versioned::<ConsumerProtocolAssignment>(&m.member_assignment)
+                    .map(|a| {
+                        a.assigned_partitions
+                            .iter()
+                            .flat_map(|t| {
+                                t.partitions.iter().map(move |p| json!({ "topic": t.topic.as_str(), "partition": p }))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            let subscription: Vec<String> = if consumer {
+                decode_versioned::<ConsumerProtocolSubscription>(&m.member_metadata)
+                    .map(|s| s.topics.iter().map(|t| t.to_string()).collect())
+                    .unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            json!({
+                "member_id": m.member_id.as_str(),
+                "group_instance_id": m.group_instance_id.as_ref().map(|x| x.as_str()),
+                "client_id": m.client_id.as_str(),
+                "client_host": m.client_host.as_str(),
+                "subscription": subscription,
+                "assignment": assignment,
+            })
+        })
+        .collect();
+
+    let mut fetch = OffsetFetchRequest::default();
+    fetch.group_id = GroupId(StrBytes::from_string(group.clone()));
+    fetch.topics = None;
+    let fetched = conn.call(7, &fetch).await.map_err(ApiError::Unavailable)?;
+    if fetched.error_code != 0 {
+        return Err(ApiError::Unavailable(format!("fetching offsets of {group}: {}", error_name(fetched.error_code))));
+    }
+    let mut committed: Vec<(String, i32, i64, String)> = Vec::new();
+    for t in &fetched.topics {
+        for p in &t.partitions {
+            if p.committed_offset >= 0 {
+                let metadata = p.metadata.as_ref().map(|m| m.to_string()).unwrap_or_default();
+                committed.push((t.name.to_string(), p.partition_index, p.committed_offset, metadata));
+            }
+        }
+    }
+    let ends = log_end_offsets(&snapshot, &committed).await;
+    let mut total_lag = 0i64;
+    let offsets: Vec<Value> = committed
+        .iter()
+        .map(|(topic, partition, offset, metadata)| {
+            let end = ends.get(&(topic.clone(), *partition)).copied();
+            let lag = end.map(|e| (e - offset).max(0));
+            total_lag += lag.unwrap_or(0);
+            json!({
+                "topic": topic,
+                "partition": partition,
+                "committed_offset": offset,
+                "log_end_offset": end,
+                "lag": lag,
+                "metadata": metadata,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "group_id": group,
+        "state": d.group_state.as_str(),
+        "protocol_type": d.protocol_type.as_str(),
+        "protocol": d.protocol_data.as_str(),
+        "coordinator": coordinator,
+        "members": members,
+        "offsets": offsets,
+        "total_lag": total_lag,
+    }))
+    .into_response())
+}
+
+/// The high watermark of each partition, asked of its leader (absent when unreachable).
+async fn log_end_offsets(
+    snapshot: &ClusterSnapshot,
+    partitions: &[(String, i32, i64, String)],
+) -> BTreeMap<(String, i32), i64> {
+    let mut by_leader: BTreeMap<Id, BTreeMap<String, Vec<i32>>> = BTreeMap::new();
+    for (topic, partition, _, _) in partitions {
+        let leader = snapshot
+            .topics
+            .get(topic)
+            .and_then(|t| t.partitions.get(partition))
+            .and_then(|p| p.state.as_ref())
+            .map(|(s, _)| s.leader);
+        if let Some(leader) = leader.filter(|l| *l >= 0) {
+            by_leader.entry(leader).or_default().entry(topic.clone()).or_default().push(*partition);
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (leader, topics) in by_leader {
+        let Ok(mut conn) = connect(snapshot, leader).await else { continue };
+        let mut req = ListOffsetsRequest::default();
+        req.replica_id = BrokerId(-1);
+        req.topics = topics
+            .iter()
+            .map(|(t, parts)| {
+                let mut lt = ListOffsetsTopic::default();
+                lt.name = TopicName(StrBytes::from_string(t.clone()));
+                lt.partitions = parts
+                    .iter()
+                    .map(|p| {
+                        let mut lp = ListOffsetsPartition::default();
+                        lp.partition_index = *p;
+                        lp.current_leader_epoch = -1;
+                        lp.timestamp = -1;
+                        lp
+                    })
+                    .collect();
+                lt
+            })
+            .collect();
+        if let Ok(r) = conn.call(5, &req).await {
+            for t in r.topics {
+                for p in t.partitions {
+                    if p.error_code == 0 {
+                        out.insert((t.name.to_string(), p.partition_index), p.offset);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `DELETE /groups/{id}`: only a group without members (as Kafka's DeleteGroups).
+pub(super) async fn delete(State(state): State<AdminState>, Path(group): Path<String>) -> Result<Response, ApiError> {
+    let (_, snapshot) = state.snapshot().await?;
+    let coordinator = coordinator_of(&snapshot, &group).await?;
+    let mut conn = connect(&snapshot, coordinator).await?;
+    let mut req = DeleteGroupsRequest::default();
+    req.groups_names = vec![GroupId(StrBytes::from_string(group.clone()))];
+    let r = conn.call(2, &req).await.map_err(ApiError::Unavailable)?;
+    let code = r.results.first().map_or(0, |x| x.error_code);
+    match ResponseError::try_from_code(code) {
+        None => Ok(Json(json!({ "deleted": group })).into_response()),
+        Some(ResponseError::GroupIdNotFound) => Err(ApiError::NotFound(format!("no consumer group {group}"))),
+        Some(ResponseError::NonEmptyGroup) => Err(ApiError::Conflict(format!(
+            "group {group} still has members; stop its consumers (or wait for their sessions to expire) first"
+        ))),
+        Some(ResponseError::InvalidGroupId) => Err(ApiError::BadRequest(format!("invalid group id {group:?}"))),
+        Some(e) => Err(ApiError::Unavailable(format!("deleting group {group}: {e:?}"))),
+    }
+}

@@ -1,0 +1,81 @@
+//! A small Kafka client (over `kafka-protocol`) for the admin API's group endpoints: group
+//! state lives in the brokers that coordinate the groups, not in ZooKeeper, so the
+//! coordinator asks them with the same requests `kafka-consumer-groups.sh` sends.
+
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, BytesMut};
+use kafka_protocol::messages::{RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest response accepted (a DescribeGroups of a huge group stays far below).
+const MAX_RESPONSE: usize = 64 << 20;
+
+/// One connection to a broker.
+pub(super) struct Connection {
+    stream: TcpStream,
+    address: String,
+    correlation_id: i32,
+}
+
+impl Connection {
+    /// Connects to `host:port`.
+    ///
+    /// # Errors
+    /// A message naming the broker when it cannot be reached in time.
+    pub(super) async fn connect(host: &str, port: u16) -> Result<Connection, String> {
+        let address = format!("{host}:{port}");
+        let stream = tokio::time::timeout(TIMEOUT, TcpStream::connect(&address))
+            .await
+            .map_err(|_| format!("connecting to broker {address} timed out"))?
+            .map_err(|e| format!("cannot connect to broker {address}: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        Ok(Connection { stream, address, correlation_id: 0 })
+    }
+
+    /// Sends `request` at `version` and reads its response.
+    ///
+    /// # Errors
+    /// A message naming the broker and what failed (I/O, timeout, undecodable response).
+    pub(super) async fn call<R: Request>(&mut self, version: i16, request: &R) -> Result<R::Response, String> {
+        tokio::time::timeout(TIMEOUT, self.exchange(version, request))
+            .await
+            .map_err(|_| format!("broker {} did not answer within {} s", self.address, TIMEOUT.as_secs()))?
+    }
+
+    async fn exchange<R: Request>(&mut self, version: i16, request: &R) -> Result<R::Response, String> {
+        let fail = |what: &str, e: &dyn std::fmt::Display| format!("{what} (broker {}): {e}", self.address);
+        self.correlation_id = self.correlation_id.wrapping_add(1);
+        let mut header = RequestHeader::default();
+        header.request_api_key = R::KEY;
+        header.request_api_version = version;
+        header.correlation_id = self.correlation_id;
+        header.client_id = Some(StrBytes::from_static_str("tributary-coordinator"));
+        let mut body = BytesMut::new();
+        header.encode(&mut body, R::header_version(version)).map_err(|e| fail("encoding a request header", &e))?;
+        request.encode(&mut body, version).map_err(|e| fail("encoding a request", &e))?;
+        let mut framed = BytesMut::with_capacity(body.len() + 4);
+        framed.put_i32(body.len() as i32);
+        framed.extend_from_slice(&body);
+        self.stream.write_all(&framed).await.map_err(|e| fail("sending a request", &e))?;
+        let size = self.stream.read_i32().await.map_err(|e| fail("reading a response", &e))?;
+        if size < 0 || size as usize > MAX_RESPONSE {
+            return Err(format!("broker {} sent a response of {size} bytes", self.address));
+        }
+        let mut frame = vec![0u8; size as usize];
+        self.stream.read_exact(&mut frame).await.map_err(|e| fail("reading a response", &e))?;
+        let mut buf = bytes::Bytes::from(frame);
+        let response_header = ResponseHeader::decode(&mut buf, R::Response::header_version(version))
+            .map_err(|e| fail("decoding a response header", &e))?;
+        if response_header.correlation_id != self.correlation_id {
+            return Err(format!("broker {} answered out of order", self.address));
+        }
+        let response = R::Response::decode(&mut buf, version).map_err(|e| fail("decoding a response", &e))?;
+        let _ = buf.remaining();
+        Ok(response)
+    }
+}
