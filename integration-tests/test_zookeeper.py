@@ -78,10 +78,11 @@ def test_an_expired_session_leads_to_re_registration(cluster, zk_client):
 
 
 def test_a_second_broker_with_the_same_id_is_refused(cluster):
-    duplicate = cluster.brokers[1].__class__(
-        "dup", cluster.broker_argv(1)[:4] + ["PLAINTEXT://127.0.0.1:%d" % free_port()] + cluster.broker_argv(1)[5:-4]
-        + ["--data-dir", str(cluster.data_root / "dup"), "--shutdown-grace-ms", "2000"],
-        cluster.log_dir / "duplicate.log").start()
+    # Broker 1's command line with its own listener and data directory.
+    argv = cluster.broker_argv(1)
+    argv[argv.index("--listeners") + 1] = "PLAINTEXT://127.0.0.1:%d" % free_port()
+    argv[argv.index("--data-dir") + 1] = str(cluster.data_root / "dup")
+    duplicate = cluster.brokers[1].__class__("dup", argv, cluster.log_dir / "duplicate.log").start()
     assert duplicate.wait_exit(30) != 0
     assert "already registered" in duplicate.log()
     assert cluster.brokers[1].alive()
