@@ -872,8 +872,8 @@ impl Group {
         if self.state == GroupState::Dead {
             return Err(code(ResponseError::CoordinatorNotAvailable));
         }
-        if generation < 0 && member_id.is_empty() && instance_id.is_none() && self.state == GroupState::Empty {
-            return Ok(()); // a commit-only (simple) consumer, or an admin tool
+        if generation < 0 && self.state == GroupState::Empty {
+            return Ok(()); // a commit-only consumer (manual assignment), or an admin tool
         }
         if self.fenced(member_id, instance_id) {
             return Err(code(ResponseError::FencedInstanceId));
