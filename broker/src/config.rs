@@ -95,6 +95,24 @@ pub struct Args {
     /// offsets.topic.num.partitions: partitions of __consumer_offsets when it is created (default 50).
     #[arg(long, env = "TRIBUTARY_OFFSETS_TOPIC_NUM_PARTITIONS")]
     pub offsets_topic_num_partitions: Option<i32>,
+    /// min.insync.replicas: replicas that must have a record before acks=all succeeds, for topics without their own (default 1).
+    #[arg(long, env = "TRIBUTARY_MIN_INSYNC_REPLICAS")]
+    pub min_insync_replicas: Option<i32>,
+    /// replica.lag.time.max.ms: a follower not caught up for this long leaves the ISR (default 30000).
+    #[arg(long, env = "TRIBUTARY_REPLICA_LAG_TIME_MAX_MS")]
+    pub replica_lag_time_max_ms: Option<i64>,
+    /// replica.fetch.wait.max.ms: how long a follower's fetch waits at the leader for new data (default 500).
+    #[arg(long, env = "TRIBUTARY_REPLICA_FETCH_WAIT_MAX_MS")]
+    pub replica_fetch_wait_max_ms: Option<i32>,
+    /// replica.fetch.max.bytes: bytes per partition a follower asks for (default 1048576).
+    #[arg(long, env = "TRIBUTARY_REPLICA_FETCH_MAX_BYTES")]
+    pub replica_fetch_max_bytes: Option<i32>,
+    /// replica.fetch.response.max.bytes: bytes per follower fetch response (default 10485760).
+    #[arg(long, env = "TRIBUTARY_REPLICA_FETCH_RESPONSE_MAX_BYTES")]
+    pub replica_fetch_response_max_bytes: Option<i32>,
+    /// replica.fetch.backoff.ms: pause after a failed follower fetch (default 1000).
+    #[arg(long, env = "TRIBUTARY_REPLICA_FETCH_BACKOFF_MS")]
+    pub replica_fetch_backoff_ms: Option<u64>,
     /// offsets.topic.replication.factor: replicas of __consumer_offsets; groups are unavailable until this many brokers are live (default 3; set 1 for a single broker).
     #[arg(long, env = "TRIBUTARY_OFFSETS_TOPIC_REPLICATION_FACTOR")]
     pub offsets_topic_replication_factor: Option<i16>,
@@ -175,6 +193,18 @@ pub struct BrokerConfig {
     pub offsets_topic_num_partitions: i32,
     /// offsets.topic.replication.factor
     pub offsets_topic_replication_factor: i16,
+    /// min.insync.replicas
+    pub min_insync_replicas: i32,
+    /// replica.lag.time.max.ms
+    pub replica_lag_time_max_ms: i64,
+    /// replica.fetch.wait.max.ms
+    pub replica_fetch_wait_max_ms: i32,
+    /// replica.fetch.max.bytes
+    pub replica_fetch_max_bytes: i32,
+    /// replica.fetch.response.max.bytes
+    pub replica_fetch_response_max_bytes: i32,
+    /// replica.fetch.backoff.ms
+    pub replica_fetch_backoff_ms: u64,
     /// offsets.retention.minutes, in ms
     pub offsets_retention_ms: i64,
     /// offsets.retention.check.interval.ms
@@ -219,6 +249,12 @@ impl Default for BrokerConfig {
             max_connections: 1000,
             offsets_topic_num_partitions: 50,
             offsets_topic_replication_factor: 3,
+            min_insync_replicas: 1,
+            replica_lag_time_max_ms: 30_000,
+            replica_fetch_wait_max_ms: 500,
+            replica_fetch_max_bytes: 1_048_576,
+            replica_fetch_response_max_bytes: 10_485_760,
+            replica_fetch_backoff_ms: 1000,
             offsets_retention_ms: 10_080 * 60_000,
             offsets_retention_check_interval_ms: 600_000,
             group_initial_rebalance_delay_ms: 3000,
@@ -237,6 +273,17 @@ fn invalid(key: &str, value: impl ToString, reason: &str) -> ConfigError {
 }
 
 impl BrokerConfig {
+    /// The replica fetchers' settings.
+    pub fn fetcher_config(&self) -> crate::replica::fetcher::FetcherConfig {
+        crate::replica::fetcher::FetcherConfig {
+            broker_id: self.broker_id,
+            max_wait_ms: self.replica_fetch_wait_max_ms,
+            partition_max_bytes: self.replica_fetch_max_bytes,
+            response_max_bytes: self.replica_fetch_response_max_bytes,
+            backoff: Duration::from_millis(self.replica_fetch_backoff_ms),
+        }
+    }
+
     /// The settings the group state machine uses.
     pub fn group_config(&self) -> crate::group::GroupConfig {
         crate::group::GroupConfig {
@@ -347,6 +394,28 @@ impl BrokerConfig {
             .offsets_topic_replication_factor
             .or(props.take_parsed("offsets.topic.replication.factor")?)
             .unwrap_or(d.offsets_topic_replication_factor);
+        let min_insync_replicas =
+            args.min_insync_replicas.or(props.take_parsed("min.insync.replicas")?).unwrap_or(d.min_insync_replicas);
+        let replica_lag_time_max_ms = args
+            .replica_lag_time_max_ms
+            .or(props.take_parsed("replica.lag.time.max.ms")?)
+            .unwrap_or(d.replica_lag_time_max_ms);
+        let replica_fetch_wait_max_ms = args
+            .replica_fetch_wait_max_ms
+            .or(props.take_parsed("replica.fetch.wait.max.ms")?)
+            .unwrap_or(d.replica_fetch_wait_max_ms);
+        let replica_fetch_max_bytes = args
+            .replica_fetch_max_bytes
+            .or(props.take_parsed("replica.fetch.max.bytes")?)
+            .unwrap_or(d.replica_fetch_max_bytes);
+        let replica_fetch_response_max_bytes = args
+            .replica_fetch_response_max_bytes
+            .or(props.take_parsed("replica.fetch.response.max.bytes")?)
+            .unwrap_or(d.replica_fetch_response_max_bytes);
+        let replica_fetch_backoff_ms = args
+            .replica_fetch_backoff_ms
+            .or(props.take_parsed("replica.fetch.backoff.ms")?)
+            .unwrap_or(d.replica_fetch_backoff_ms);
         let offsets_retention_ms = args
             .offsets_retention_minutes
             .or(props.take_parsed("offsets.retention.minutes")?)
@@ -399,6 +468,12 @@ impl BrokerConfig {
             max_connections,
             offsets_topic_num_partitions,
             offsets_topic_replication_factor,
+            min_insync_replicas,
+            replica_lag_time_max_ms,
+            replica_fetch_wait_max_ms,
+            replica_fetch_max_bytes,
+            replica_fetch_response_max_bytes,
+            replica_fetch_backoff_ms,
             offsets_retention_ms,
             offsets_retention_check_interval_ms,
             group_initial_rebalance_delay_ms,
@@ -459,6 +534,28 @@ impl BrokerConfig {
         if self.offsets_topic_replication_factor < 1 {
             let rf = self.offsets_topic_replication_factor;
             return Err(invalid("offsets.topic.replication.factor", rf, "must be at least 1"));
+        }
+        if self.min_insync_replicas < 1 {
+            return Err(invalid("min.insync.replicas", self.min_insync_replicas, "must be at least 1"));
+        }
+        if self.replica_lag_time_max_ms < 100 {
+            return Err(invalid("replica.lag.time.max.ms", self.replica_lag_time_max_ms, "must be at least 100"));
+        }
+        if self.replica_fetch_wait_max_ms < 0
+            || i64::from(self.replica_fetch_wait_max_ms) >= self.replica_lag_time_max_ms
+        {
+            return Err(invalid(
+                "replica.fetch.wait.max.ms",
+                self.replica_fetch_wait_max_ms,
+                "must be 0 or more and below replica.lag.time.max.ms, or idle followers would leave the ISR",
+            ));
+        }
+        if self.replica_fetch_max_bytes < 1024 || self.replica_fetch_response_max_bytes < 1024 {
+            return Err(invalid(
+                "replica.fetch.max.bytes",
+                self.replica_fetch_max_bytes.min(self.replica_fetch_response_max_bytes),
+                "replica.fetch.max.bytes and replica.fetch.response.max.bytes must be at least 1024",
+            ));
         }
         if self.offsets_retention_ms < 60_000 {
             return Err(invalid("offsets.retention.minutes", self.offsets_retention_ms / 60_000, "must be at least 1"));

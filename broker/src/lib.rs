@@ -45,6 +45,7 @@ use crate::api::{BrokerContext, ProducerIds};
 use crate::config::BrokerConfig;
 use crate::group::GroupCoordinator;
 use crate::log::{FlushPolicy, LogStore};
+use crate::replica::fetcher::FetcherManager;
 use crate::replica::ReplicaManager;
 use crate::zk::session::{establish, run_session, SessionConfig};
 use crate::zk::ZkHandle;
@@ -121,7 +122,7 @@ pub async fn run(config: BrokerConfig, listeners: Vec<TcpListener>, shutdown: Ca
     let (zk_view_tx, mut zk_view) = watch::channel(None);
     let (served_tx, served_rx) = watch::channel(None);
     let ctx = Arc::new(BrokerContext {
-        replicas: ReplicaManager::new(config.broker_id, store.clone()),
+        replicas: Arc::new(ReplicaManager::new(config.broker_id, store.clone(), config.min_insync_replicas as usize)),
         metadata: served_rx,
         zk: zk.clone(),
         producer_ids: ProducerIds::default(),
@@ -132,7 +133,10 @@ pub async fn run(config: BrokerConfig, listeners: Vec<TcpListener>, shutdown: Ca
     let zk_shutdown = CancellationToken::new();
     let session = tokio::spawn(run_session(zk, session_config, registered, zk_view_tx, zk_shutdown.clone()));
 
-    // Keep local replicas in step with the metadata, then serve that metadata.
+    // Keep local replicas in step with the metadata (and followers fetching from their
+    // leaders), then serve that metadata.
+    let fetcher_stop = CancellationToken::new();
+    let fetchers = FetcherManager::new(ctx.config.fetcher_config(), ctx.replicas.clone(), fetcher_stop.clone());
     let reconciler = ctx.clone();
     let stop = shutdown.clone();
     background.spawn(async move {
@@ -140,6 +144,7 @@ pub async fn run(config: BrokerConfig, listeners: Vec<TcpListener>, shutdown: Ca
             let snapshot = zk_view.borrow_and_update().clone();
             if let Some(m) = snapshot {
                 reconciler.replicas.reconcile(&m);
+                fetchers.update(&m);
                 // Group coordination follows leadership of __consumer_offsets partitions.
                 for (partition, epoch, local) in reconciler.groups.on_metadata(&m, &reconciler.replicas) {
                     let loader = reconciler.clone();
@@ -155,12 +160,26 @@ pub async fn run(config: BrokerConfig, listeners: Vec<TcpListener>, shutdown: Ca
             }
         }
     });
-    // Retention and recovery-point checkpoints.
+    // ISR maintenance for partitions led here: followers that stopped keeping up leave the
+    // ISR, caught-up ones rejoin; each change is a conditional write of the state znode.
+    let isr = ctx.clone();
+    let stop = shutdown.clone();
+    background.spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => replica::maintain_isr(&isr.replicas, &isr.zk, api::now_ms(), isr.config.replica_lag_time_max_ms).await,
+                _ = stop.cancelled() => return,
+            }
+        }
+    });
+    // Retention, recovery-point and high-watermark checkpoints.
     let housekeeper = ctx.clone();
     let stop = shutdown.clone();
     background.spawn(async move {
         let mut retention = tokio::time::interval(log::retention_interval(housekeeper.config.log_retention_check_interval_ms));
-        let mut checkpoint = tokio::time::interval(Duration::from_secs(30));
+        let mut checkpoint = tokio::time::interval(Duration::from_secs(5));
         loop {
             tokio::select! {
                 _ = retention.tick() => {
@@ -172,6 +191,7 @@ pub async fn run(config: BrokerConfig, listeners: Vec<TcpListener>, shutdown: Ca
                     if housekeeper.replicas.store().flush().await.is_ok() {
                         housekeeper.replicas.checkpoint(&offsets);
                     }
+                    housekeeper.replicas.checkpoint_high_watermarks();
                 },
                 _ = stop.cancelled() => return,
             }
@@ -221,6 +241,8 @@ pub async fn run(config: BrokerConfig, listeners: Vec<TcpListener>, shutdown: Ca
     }
     background.close();
     background.wait().await;
+    fetcher_stop.cancel();
+    ctx.replicas.checkpoint_high_watermarks();
     store.flush().await.context("final flush of the log store failed")?;
     store.close().await;
     zk_shutdown.cancel();

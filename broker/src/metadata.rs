@@ -28,6 +28,10 @@ pub struct PartitionMetadata {
     pub leader_epoch: i32,
     /// In-sync replicas.
     pub isr: Vec<BrokerId>,
+    /// zkVersion of the state znode (-1 before it exists).
+    pub state_version: i32,
+    /// Controller epoch in the state znode.
+    pub controller_epoch: i32,
 }
 
 /// A topic.
@@ -108,7 +112,14 @@ mod tests {
 
     #[test]
     fn a_topic_is_fully_led_only_when_every_partition_has_a_leader() {
-        let p = |leader| PartitionMetadata { replicas: vec![1], leader, leader_epoch: 0, isr: vec![1] };
+        let p = |leader| PartitionMetadata {
+            replicas: vec![1],
+            leader,
+            leader_epoch: 0,
+            isr: vec![1],
+            state_version: 0,
+            controller_epoch: 1,
+        };
         let mut t = TopicMetadata::default();
         assert!(!t.fully_led());
         t.partitions.insert(0, p(1));

@@ -28,7 +28,7 @@ pub fn default_value(c: &BrokerConfig, name: &str) -> String {
         "message.timestamp.type" => "CreateTime".into(),
         "min.cleanable.dirty.ratio" => "0.5".into(),
         "min.compaction.lag.ms" | "segment.jitter.ms" => "0".into(),
-        "min.insync.replicas" => "1".into(),
+        "min.insync.replicas" => c.min_insync_replicas.to_string(),
         "preallocate" | "remote.storage.enable" | "unclean.leader.election.enable" => "false".into(),
         "retention.bytes" => c.log_retention_bytes.to_string(),
         "retention.ms" => c.log_retention_ms.to_string(),

@@ -3,12 +3,14 @@
 //! The two binaries never link each other; they meet in ZooKeeper. This crate holds what
 //! both must agree on: the znode paths and JSON payloads in Apache Kafka's own layout
 //! ([`znode`]), identifiers ([`ids`]), topic rules and replica placement ([`topic`]),
-//! Kafka-style `server.properties` parsing ([`config`]), the ZooKeeper session helper
+//! Kafka-style `server.properties` parsing ([`config`]), a small Kafka protocol client
+//! ([`kafka_client`]), the ZooKeeper session helper
 //! ([`zk`]) and tracing set-up ([`telemetry`]).
 #![warn(missing_docs)]
 
 pub mod config;
 pub mod ids;
+pub mod kafka_client;
 pub mod snapshot;
 pub mod telemetry;
 pub mod time;

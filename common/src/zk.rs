@@ -101,6 +101,11 @@ pub fn persistent() -> zookeeper_client::CreateOptions<'static> {
     CreateMode::Persistent.with_acls(Acls::anyone_all())
 }
 
+/// Options for persistent-sequential znodes (notifications) with open ACLs.
+pub fn persistent_sequential() -> zookeeper_client::CreateOptions<'static> {
+    CreateMode::PersistentSequential.with_acls(Acls::anyone_all())
+}
+
 /// Options for ephemeral znodes with open ACLs.
 pub fn ephemeral() -> zookeeper_client::CreateOptions<'static> {
     CreateMode::Ephemeral.with_acls(Acls::anyone_all())

@@ -28,8 +28,16 @@ pub const CONFIG_TOPICS: &str = "/config/topics";
 pub const CONFIG_CHANGES: &str = "/config/changes";
 /// `/admin/delete_topics`: a child per topic waiting to be deleted by the controller.
 pub const DELETE_TOPICS: &str = "/admin/delete_topics";
+/// `/admin/preferred_replica_election`: partitions an operator wants moved back to their
+/// preferred (first assigned) replica; the controller acts on it and deletes it.
+pub const PREFERRED_REPLICA_ELECTION: &str = "/admin/preferred_replica_election";
 /// `/latest_producer_id_block`: the last producer-id block handed out.
 pub const LATEST_PRODUCER_ID_BLOCK: &str = "/latest_producer_id_block";
+
+/// `/isr_change_notification`: leaders announce ISR changes they wrote; the controller reads and deletes them.
+pub const ISR_CHANGE_NOTIFICATION: &str = "/isr_change_notification";
+/// Prefix of the persistent-sequential children of [`ISR_CHANGE_NOTIFICATION`].
+pub const ISR_CHANGE_PREFIX: &str = "/isr_change_notification/isr_change_";
 
 /// Persistent paths that Kafka brokers create at start-up when they are missing.
 pub const PERSISTENT_PATHS: &[&str] = &[
@@ -44,7 +52,7 @@ pub const PERSISTENT_PATHS: &[&str] = &[
     "/config/brokers",
     "/config/ips",
     DELETE_TOPICS,
-    "/isr_change_notification",
+    ISR_CHANGE_NOTIFICATION,
     LATEST_PRODUCER_ID_BLOCK,
     "/log_dir_event_notification",
 ];
@@ -355,6 +363,74 @@ impl PartitionState {
     /// [`DecodeError::Malformed`] when it is not Kafka's JSON.
     pub fn decode(topic: &str, partition: i32, data: &[u8]) -> Result<Self, DecodeError> {
         decode_json(&partition_state_path(topic, partition), data)
+    }
+}
+
+/// One partition named in an ISR change notification.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifiedPartition {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+}
+
+/// `/isr_change_notification/isr_change_<seq>`: `{"version":1,"partitions":[{"topic","partition"}]}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IsrChangeNotification {
+    /// Payload version (1).
+    pub version: i32,
+    /// Partitions whose ISR changed.
+    pub partitions: Vec<NotifiedPartition>,
+}
+
+impl IsrChangeNotification {
+    /// A v1 payload for `partitions`.
+    pub fn new(partitions: impl IntoIterator<Item = (String, i32)>) -> Self {
+        let partitions =
+            partitions.into_iter().map(|(topic, partition)| NotifiedPartition { topic, partition }).collect();
+        Self { version: 1, partitions }
+    }
+    /// JSON bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        encode_json(self)
+    }
+    /// Parses a notification stored at `path`.
+    ///
+    /// # Errors
+    /// [`DecodeError::Malformed`] when it is not Kafka's JSON.
+    pub fn decode(path: &str, data: &[u8]) -> Result<Self, DecodeError> {
+        decode_json(path, data)
+    }
+}
+
+/// `/admin/preferred_replica_election`: `{"version":1,"partitions":[{"topic","partition"}]}`.
+/// An empty list (Tributary's HTTP API writes one for "all") means every partition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreferredReplicaElection {
+    /// Payload version (1).
+    pub version: i32,
+    /// Partitions to elect.
+    pub partitions: Vec<NotifiedPartition>,
+}
+
+impl PreferredReplicaElection {
+    /// A v1 payload for `partitions`.
+    pub fn new(partitions: impl IntoIterator<Item = (String, i32)>) -> Self {
+        let partitions =
+            partitions.into_iter().map(|(topic, partition)| NotifiedPartition { topic, partition }).collect();
+        Self { version: 1, partitions }
+    }
+    /// JSON bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        encode_json(self)
+    }
+    /// Parses the payload.
+    ///
+    /// # Errors
+    /// [`DecodeError::Malformed`] when it is not Kafka's JSON.
+    pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
+        decode_json(PREFERRED_REPLICA_ELECTION, data)
     }
 }
 

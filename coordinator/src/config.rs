@@ -39,6 +39,15 @@ pub struct Args {
     /// unclean.leader.election.enable: elect out-of-sync replicas when no in-sync one is left (default false; loses data).
     #[arg(long, env = "TRIBUTARY_UNCLEAN_LEADER_ELECTION_ENABLE")]
     pub unclean_leader_election_enable: Option<bool>,
+    /// auto.leader.rebalance.enable: move leadership back to preferred replicas when a broker's imbalance passes the threshold (default true).
+    #[arg(long, env = "TRIBUTARY_AUTO_LEADER_REBALANCE_ENABLE")]
+    pub auto_leader_rebalance_enable: Option<bool>,
+    /// leader.imbalance.check.interval.seconds: how often the imbalance is checked (default 300).
+    #[arg(long, env = "TRIBUTARY_LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS")]
+    pub leader_imbalance_check_interval_seconds: Option<u64>,
+    /// leader.imbalance.per.broker.percentage: share of a broker's preferred partitions led elsewhere that triggers a rebalance (default 10).
+    #[arg(long, env = "TRIBUTARY_LEADER_IMBALANCE_PER_BROKER_PERCENTAGE")]
+    pub leader_imbalance_per_broker_percentage: Option<u32>,
     /// Log filter, RUST_LOG syntax.
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     pub log_level: String,
@@ -60,6 +69,12 @@ pub struct CoordinatorConfig {
     pub controller_id: i32,
     /// unclean.leader.election.enable
     pub unclean_leader_election: bool,
+    /// auto.leader.rebalance.enable
+    pub auto_leader_rebalance: bool,
+    /// leader.imbalance.check.interval.seconds
+    pub leader_imbalance_check_interval: Duration,
+    /// leader.imbalance.per.broker.percentage
+    pub leader_imbalance_per_broker_percentage: u32,
 }
 
 impl CoordinatorConfig {
@@ -87,7 +102,24 @@ impl CoordinatorConfig {
             .unclean_leader_election_enable
             .or(props.take_parsed("unclean.leader.election.enable")?)
             .unwrap_or(false);
+        let auto_leader_rebalance =
+            args.auto_leader_rebalance_enable.or(props.take_parsed("auto.leader.rebalance.enable")?).unwrap_or(true);
+        let check_seconds: u64 = args
+            .leader_imbalance_check_interval_seconds
+            .or(props.take_parsed("leader.imbalance.check.interval.seconds")?)
+            .unwrap_or(300);
+        let leader_imbalance_per_broker_percentage: u32 = args
+            .leader_imbalance_per_broker_percentage
+            .or(props.take_parsed("leader.imbalance.per.broker.percentage")?)
+            .unwrap_or(10);
         props.finish()?;
+        if check_seconds == 0 {
+            return Err(ConfigError::Invalid {
+                key: "leader.imbalance.check.interval.seconds".into(),
+                value: "0".into(),
+                reason: "must be at least 1".into(),
+            });
+        }
         if session_ms < 1000 {
             return Err(ConfigError::Invalid {
                 key: "zookeeper.session.timeout.ms".into(),
@@ -101,6 +133,9 @@ impl CoordinatorConfig {
             http_listen,
             controller_id,
             unclean_leader_election: unclean,
+            auto_leader_rebalance,
+            leader_imbalance_check_interval: Duration::from_secs(check_seconds),
+            leader_imbalance_per_broker_percentage,
         })
     }
 }

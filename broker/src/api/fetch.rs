@@ -1,6 +1,10 @@
 //! Fetch with long polling: a request that finds fewer than `min_bytes` parks until an
 //! append wakes it (then re-reads at once) or `max_wait_ms` passes. Sessions (KIP-227)
 //! are not kept: every answer has session id 0, which tells clients to send full fetches.
+//!
+//! A fetch with a replica id is a follower replicating: it reads up to the log end rather
+//! than the high watermark, and its fetch offset tells the leader how far that follower
+//! has got (which moves the high watermark and the ISR).
 
 use std::time::Duration;
 
@@ -32,6 +36,9 @@ fn empty_partition(index: i32, code: i16) -> PartitionData {
 /// One pass over the requested partitions; returns the response and the bytes it carries.
 fn read_once(ctx: &BrokerContext, version: i16, request: &FetchRequest) -> (FetchResponse, usize, bool) {
     let cluster = ctx.cluster();
+    let replica_id = if version >= 15 { request.replica_state.replica_id.0 } else { request.replica_id.0 };
+    let now = super::now_ms();
+    let mut progressed = false;
     let mut response = FetchResponse::default();
     let mut total = 0usize;
     let mut any_error = false;
@@ -56,13 +63,38 @@ fn read_once(ctx: &BrokerContext, version: i16, request: &FetchRequest) -> (Fetc
                 Ok(p) => p,
                 Err(e) => {
                     any_error = true;
-                    out.partitions.push(empty_partition(fp.partition, replica_error_code(&e)));
+                    let mut p = empty_partition(fp.partition, replica_error_code(&e));
+                    if version >= 12 {
+                        if let Some(pm) =
+                            cluster.topics.get(name.as_str()).and_then(|t| t.partitions.get(&fp.partition))
+                        {
+                            p.current_leader.leader_id = kafka_protocol::messages::BrokerId(pm.leader);
+                            p.current_leader.leader_epoch = pm.leader_epoch;
+                        }
+                    }
+                    out.partitions.push(p);
                     continue;
                 }
             };
+            if replica_id >= 0 {
+                match partition.record_follower_fetch(replica_id, fp.fetch_offset, now) {
+                    Ok(moved) => progressed |= moved,
+                    Err(e) => {
+                        any_error = true;
+                        out.partitions.push(empty_partition(fp.partition, replica_error_code(&e)));
+                        continue;
+                    }
+                }
+            }
             let high_watermark = partition.high_watermark();
             let last_stable = partition.last_stable_offset();
-            let upper = if request.isolation_level == READ_COMMITTED { last_stable } else { high_watermark };
+            let upper = if replica_id >= 0 {
+                partition.log.offsets().log_end_offset
+            } else if request.isolation_level == READ_COMMITTED {
+                last_stable
+            } else {
+                high_watermark
+            };
             let remaining = max_bytes.saturating_sub(total);
             let limit = (fp.partition_max_bytes.max(0) as usize).min(remaining);
             let mut p = empty_partition(fp.partition, 0);
@@ -76,6 +108,20 @@ fn read_once(ctx: &BrokerContext, version: i16, request: &FetchRequest) -> (Fetc
                 out.partitions.push(p);
                 continue;
             }
+            if fp.last_fetched_epoch >= 0 {
+                // Fetch v12+: the fetcher's last epoch must end at or after its fetch offset
+                // in our log, or it diverged and must truncate first.
+                match partition.log.end_offset_for_epoch(fp.last_fetched_epoch) {
+                    Some((epoch, end)) if epoch == fp.last_fetched_epoch && end >= fp.fetch_offset => {}
+                    found => {
+                        let (epoch, end) = found.unwrap_or((-1, -1));
+                        p.diverging_epoch.epoch = epoch;
+                        p.diverging_epoch.end_offset = end;
+                        out.partitions.push(p);
+                        continue;
+                    }
+                }
+            }
             match partition.log.read(fp.fetch_offset, read_limit, upper) {
                 Ok(records) => {
                     if total > 0 && records.len() > limit {
@@ -86,6 +132,8 @@ fn read_once(ctx: &BrokerContext, version: i16, request: &FetchRequest) -> (Fetc
                     }
                 }
                 Err(LogError::OffsetOutOfRange { .. }) => {
+                    // High watermark and log start stay filled in: a follower uses them to
+                    // decide whether to truncate or restart its log.
                     any_error = true;
                     p.error_code = ResponseError::OffsetOutOfRange.code();
                 }
@@ -101,6 +149,9 @@ fn read_once(ctx: &BrokerContext, version: i16, request: &FetchRequest) -> (Fetc
             out.topic = TopicName::default();
         }
         response.responses.push(out);
+    }
+    if progressed {
+        ctx.replicas.notify_progress();
     }
     (response, total, any_error)
 }

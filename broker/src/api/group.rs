@@ -36,7 +36,8 @@ use crate::group::coordinator::{Commit, FetchedPartition};
 use crate::group::records::OffsetValue;
 use crate::group::state::{Code, GroupState, JoinRequest};
 use crate::group::GroupCoordinator;
-use crate::metadata::TopicMetadata;
+use crate::metadata::{ClusterMetadata, TopicMetadata};
+use tributary_common::ids::TopicPartition;
 
 /// Group ids are stored as int16-length strings in `__consumer_offsets` keys.
 const MAX_GROUP_ID_BYTES: usize = i16::MAX as usize;
@@ -323,6 +324,28 @@ pub(super) fn leave_group(ctx: &BrokerContext, version: i16, r: LeaveGroupReques
 /// Partitions with the error found before the group was asked (None: ask the group).
 type PartitionCodes = Vec<(i32, Option<Code>)>;
 
+/// Offsets commit timeout (Kafka's `offsets.commit.timeout.ms` default).
+const OFFSETS_COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(5000);
+
+async fn wait_commit_replicated(ctx: &BrokerContext, cluster: &ClusterMetadata, group: &str) -> Result<(), i16> {
+    let count = cluster.topics.get(CONSUMER_OFFSETS).map_or(0, |t| t.partitions.len() as i32);
+    if count == 0 {
+        return Err(code(ResponseError::NotCoordinator));
+    }
+    let tp = TopicPartition::new(CONSUMER_OFFSETS, GroupCoordinator::partition_for(group, count));
+    let partition = ctx.replicas.leader_partition(&tp, -1).map_err(|_| code(ResponseError::NotCoordinator))?;
+    let demotions = partition.demotions();
+    let last = partition.log.offsets().log_end_offset - 1;
+    match ctx.replicas.wait_replicated(&partition, demotions, last, OFFSETS_COMMIT_TIMEOUT).await {
+        Ok(()) => Ok(()),
+        Err(crate::replica::ReplicationWaitError::NotLeader { .. }) => Err(code(ResponseError::NotCoordinator)),
+        Err(e) => {
+            tracing::warn!(group, %tp, error = %e, "committed offsets were not replicated in time; the consumer will retry");
+            Err(code(ResponseError::CoordinatorNotAvailable))
+        }
+    }
+}
+
 pub(super) async fn offset_commit(ctx: &BrokerContext, version: i16, r: OffsetCommitRequest) -> OffsetCommitResponse {
     let cluster = ctx.cluster();
     let group_error = check_group_id(r.group_id.as_str(), true).err();
@@ -381,6 +404,11 @@ pub(super) async fn offset_commit(ctx: &BrokerContext, version: i16, r: OffsetCo
             tracing::error!(group = r.group_id.as_str(), error = %e, "flushing committed offsets failed; the consumer will retry; check the data directory's disk");
             group_result = Err(code(ResponseError::CoordinatorNotAvailable));
         }
+    }
+    // ... and once every in-sync replica of the coordinator's partition has it (Kafka
+    // appends commits with acks=all), so a coordinator failover keeps it too.
+    if wrote && group_result.is_ok() {
+        group_result = wait_commit_replicated(ctx, &cluster, r.group_id.as_str()).await;
     }
     let mut response = OffsetCommitResponse::default();
     response.topics = results

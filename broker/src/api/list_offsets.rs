@@ -1,5 +1,8 @@
 //! ListOffsets: earliest (-2), latest (-1: the high watermark, or the last stable offset
 //! for read_committed), max timestamp (-3), or the first offset at or after a timestamp.
+//!
+//! As in Kafka, replica id -2 (a debugging client, such as the coordinator's admin API)
+//! may ask any replica, not only the leader, and "latest" then means the log end offset.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
@@ -10,6 +13,8 @@ use super::{replica_error_code, tp, BrokerContext};
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
+/// Kafka's `ListOffsetsRequest.DEBUGGING_REPLICA_ID`.
+const DEBUGGING_REPLICA_ID: i32 = -2;
 
 pub(super) fn handle(ctx: &BrokerContext, version: i16, request: ListOffsetsRequest) -> ListOffsetsResponse {
     let mut response = ListOffsetsResponse::default();
@@ -23,7 +28,13 @@ pub(super) fn handle(ctx: &BrokerContext, version: i16, request: ListOffsetsRequ
             r.offset = -1;
             r.leader_epoch = -1;
             let tp = tp(&topic.name.0, lp.partition_index);
-            let partition = match ctx.replicas.leader_partition(&tp, lp.current_leader_epoch) {
+            let debugging = request.replica_id.0 == DEBUGGING_REPLICA_ID;
+            let found = if debugging {
+                ctx.replicas.get(&tp).ok_or(crate::replica::ReplicaError::UnknownPartition(tp.clone()))
+            } else {
+                ctx.replicas.leader_partition(&tp, lp.current_leader_epoch)
+            };
+            let partition = match found {
                 Ok(p) => p,
                 Err(e) => {
                     r.error_code = replica_error_code(&e);
@@ -31,8 +42,13 @@ pub(super) fn handle(ctx: &BrokerContext, version: i16, request: ListOffsetsRequ
                     continue;
                 }
             };
-            let upper =
-                if request.isolation_level == 1 { partition.last_stable_offset() } else { partition.high_watermark() };
+            let upper = if debugging {
+                partition.log.offsets().log_end_offset
+            } else if request.isolation_level == 1 {
+                partition.last_stable_offset()
+            } else {
+                partition.high_watermark()
+            };
             if version >= 4 {
                 // The field exists from v4; older versions must leave it at its default.
                 r.leader_epoch = partition.role().leader_epoch;

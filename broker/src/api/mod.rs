@@ -33,8 +33,8 @@ pub use misc::ProducerIds;
 pub struct BrokerContext {
     /// Effective configuration.
     pub config: BrokerConfig,
-    /// Hosted replicas.
-    pub replicas: ReplicaManager,
+    /// Hosted replicas (shared with the replica fetchers).
+    pub replicas: Arc<ReplicaManager>,
     /// Latest cluster view (None until the first load).
     pub metadata: watch::Receiver<Option<Arc<ClusterMetadata>>>,
     /// ZooKeeper session handle.

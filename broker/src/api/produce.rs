@@ -1,12 +1,19 @@
-//! Produce: validate each partition's record batch, append it to the leader's log, and
-//! answer per acks (0: no response; 1: after the append; -1/all: after a group-commit flush).
+//! Produce: validate each partition's record batch, check idempotent producer sequences,
+//! append it to the leader's log, and answer per acks (0: no response; 1: after the
+//! append; -1/all: once the whole ISR has it, `min.insync.replicas` holds, and the local
+//! group-commit flush is done).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use super::{now_ms, replica_error_code, s, tp, BrokerContext};
 use crate::log::batch::{self, BatchError};
+use crate::replica::producer_state::SequenceError;
+use crate::replica::{AppendError, Appended, Partition, ReplicationWaitError};
 
 fn partition_error(index: i32, code: i16, message: Option<String>) -> PartitionProduceResponse {
     let mut r = PartitionProduceResponse::default();
@@ -24,6 +31,8 @@ pub(super) async fn handle(ctx: &BrokerContext, _version: i16, request: ProduceR
     let cluster = ctx.cluster();
     let mut response = ProduceResponse::default();
     let mut appended_any = false;
+    // acks=all: (topic index, partition index in response, partition, demotions at append, last offset)
+    let mut to_replicate: Vec<(usize, usize, Arc<Partition>, u64, i64)> = Vec::new();
     for topic in request.topic_data {
         let name = topic.name.0.clone();
         let topic_meta = cluster.topics.get(name.as_str());
@@ -58,14 +67,29 @@ pub(super) async fn handle(ctx: &BrokerContext, _version: i16, request: ProduceR
                 Ok(p) => p,
                 Err(e) => {
                     tracing::debug!(%tp, error = %e, "produce refused");
-                    out.partition_responses.push(partition_error(
-                        data.index,
-                        replica_error_code(&e),
-                        Some(e.to_string()),
-                    ));
+                    let mut r = partition_error(data.index, replica_error_code(&e), Some(e.to_string()));
+                    if let Some(pm) = topic_meta.and_then(|t| t.partitions.get(&data.index)) {
+                        r.current_leader.leader_id = kafka_protocol::messages::BrokerId(pm.leader);
+                        r.current_leader.leader_epoch = pm.leader_epoch;
+                    }
+                    out.partition_responses.push(r);
                     continue;
                 }
             };
+            let role = partition.role();
+            if acks == -1 && role.isr.len() < role.min_insync_replicas {
+                let msg = format!(
+                    "{tp}: the ISR {:?} has fewer than min.insync.replicas={} replicas; nothing was written",
+                    role.isr, role.min_insync_replicas
+                );
+                tracing::debug!(%tp, "{msg}");
+                out.partition_responses.push(partition_error(
+                    data.index,
+                    ResponseError::NotEnoughReplicas.code(),
+                    Some(msg),
+                ));
+                continue;
+            }
             let records = data.records.unwrap_or_default();
             let batches = match batch::validate(&records, max_bytes) {
                 Ok(b) if b.len() == 1 => b,
@@ -90,24 +114,55 @@ pub(super) async fn handle(ctx: &BrokerContext, _version: i16, request: ProduceR
                 }
             };
             let record_count: u64 = batches.iter().map(|(h, _)| h.record_count as u64).sum();
-            let leader_epoch = partition.role().leader_epoch;
-            match partition.log.append(&batches, leader_epoch, log_append_time.then(now_ms)) {
-                Ok(info) => {
-                    appended_any = true;
-                    ctx.replicas.store().note_appended(record_count);
+            let demotions = partition.demotions();
+            match partition.append_as_leader(&batches, log_append_time.then(now_ms)) {
+                Ok(appended) => {
+                    let (base_offset, last_offset, append_time) = match appended {
+                        Appended::New(info) => {
+                            appended_any = true;
+                            ctx.replicas.store().note_appended(record_count);
+                            partition.maybe_advance_high_watermark();
+                            (info.base_offset, info.last_offset, info.log_append_time)
+                        }
+                        Appended::Duplicate { base_offset, last_offset } => {
+                            tracing::debug!(%tp, base_offset, "a retried batch was already written; answering with its offsets");
+                            (base_offset, last_offset, None)
+                        }
+                    };
                     let mut r = partition_error(data.index, 0, None);
-                    r.base_offset = info.base_offset;
-                    r.log_append_time_ms = info.log_append_time.unwrap_or(-1);
+                    r.base_offset = base_offset;
+                    r.log_append_time_ms = append_time.unwrap_or(-1);
                     r.log_start_offset = partition.log.offsets().log_start_offset;
+                    if acks == -1 {
+                        let index = response.responses.len();
+                        to_replicate.push((
+                            index,
+                            out.partition_responses.len(),
+                            partition.clone(),
+                            demotions,
+                            last_offset,
+                        ));
+                    }
                     out.partition_responses.push(r);
                 }
                 Err(e) => {
-                    tracing::error!(%tp, error = %e, "append failed; the producer will retry; check the data directory's disk");
-                    out.partition_responses.push(partition_error(
-                        data.index,
-                        ResponseError::KafkaStorageError.code(),
-                        Some(e.to_string()),
-                    ));
+                    let code = match &e {
+                        AppendError::Replica(r) => replica_error_code(r),
+                        AppendError::Sequence(SequenceError::InvalidEpoch { .. }) => {
+                            ResponseError::InvalidProducerEpoch.code()
+                        }
+                        AppendError::Sequence(SequenceError::OutOfOrder { .. }) => {
+                            ResponseError::OutOfOrderSequenceNumber.code()
+                        }
+                        AppendError::Log(_) => {
+                            tracing::error!(%tp, error = %e, "append failed; the producer will retry; check the data directory's disk");
+                            ResponseError::KafkaStorageError.code()
+                        }
+                    };
+                    if let AppendError::Sequence(_) = &e {
+                        tracing::debug!(%tp, error = %e, "refused a batch from an idempotent producer");
+                    }
+                    out.partition_responses.push(partition_error(data.index, code, Some(e.to_string())));
                 }
             }
         }
@@ -119,8 +174,41 @@ pub(super) async fn handle(ctx: &BrokerContext, _version: i16, request: ProduceR
     if acks == 0 {
         return None;
     }
-    if acks == -1 && appended_any {
-        if let Err(e) = ctx.replicas.store().flush().await {
+    if acks == -1 && !to_replicate.is_empty() {
+        let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
+        let flush = async {
+            if appended_any {
+                ctx.replicas.store().flush().await
+            } else {
+                Ok(())
+            }
+        };
+        let replicated = async {
+            let deadline = tokio::time::Instant::now() + timeout;
+            let mut failures = Vec::new();
+            for (t, i, partition, demotions, last_offset) in &to_replicate {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if let Err(e) = ctx.replicas.wait_replicated(partition, *demotions, *last_offset, left).await {
+                    failures.push((*t, *i, e));
+                }
+            }
+            failures
+        };
+        let (flushed, failures) = tokio::join!(flush, replicated);
+        for (t, i, e) in failures {
+            let tp_name = response.responses[t].name.0.to_string();
+            let p = &mut response.responses[t].partition_responses[i];
+            let code = match &e {
+                ReplicationWaitError::NotEnoughReplicasAfterAppend { .. } => {
+                    ResponseError::NotEnoughReplicasAfterAppend.code()
+                }
+                ReplicationWaitError::NotLeader { .. } => ResponseError::NotLeaderOrFollower.code(),
+                ReplicationWaitError::TimedOut { .. } => ResponseError::RequestTimedOut.code(),
+            };
+            tracing::debug!(topic = tp_name, partition = p.index, error = %e, "acks=all produce not confirmed");
+            *p = partition_error(p.index, code, Some(e.to_string()));
+        }
+        if let Err(e) = flushed {
             // Nothing appended in this request can be called durable.
             for topic in &mut response.responses {
                 for p in &mut topic.partition_responses {

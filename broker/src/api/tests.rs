@@ -47,15 +47,35 @@ fn fixture(name: &str) -> Fixture {
         },
     );
     let mut topic = TopicMetadata { id: Some(topic_id), ..Default::default() };
-    topic.partitions.insert(0, PartitionMetadata { replicas: vec![1], leader: 1, leader_epoch: 3, isr: vec![1] });
+    topic.partitions.insert(
+        0,
+        PartitionMetadata {
+            replicas: vec![1],
+            leader: 1,
+            leader_epoch: 3,
+            isr: vec![1],
+            state_version: 0,
+            controller_epoch: 1,
+        },
+    );
     meta.topics.insert("t".into(), topic);
     meta.topic_names.insert(topic_id, "t".into());
     let offsets_id = TopicId::random();
     let mut offsets = TopicMetadata { id: Some(offsets_id), ..Default::default() };
-    offsets.partitions.insert(0, PartitionMetadata { replicas: vec![1], leader: 1, leader_epoch: 0, isr: vec![1] });
+    offsets.partitions.insert(
+        0,
+        PartitionMetadata {
+            replicas: vec![1],
+            leader: 1,
+            leader_epoch: 0,
+            isr: vec![1],
+            state_version: 0,
+            controller_epoch: 1,
+        },
+    );
     meta.topics.insert(tributary_common::topic::CONSUMER_OFFSETS.into(), offsets);
     meta.topic_names.insert(offsets_id, tributary_common::topic::CONSUMER_OFFSETS.into());
-    let replicas = ReplicaManager::new(1, store);
+    let replicas = Arc::new(ReplicaManager::new(1, store, 1));
     replicas.reconcile(&meta);
     let groups = crate::group::GroupCoordinator::new(1, crate::group::GroupConfig::default());
     for (p, epoch, local) in groups.on_metadata(&meta, &replicas) {

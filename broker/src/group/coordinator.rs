@@ -570,7 +570,8 @@ impl GroupCoordinator {
             code(ResponseError::CoordinatorNotAvailable)
         })?;
         replicas.store().note_appended(recs.len() as u64);
-        replicas.appended.notify_waiters();
+        p.maybe_advance_high_watermark();
+        replicas.notify_progress();
         Ok(())
     }
 }

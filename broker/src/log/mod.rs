@@ -63,12 +63,15 @@ const SEGMENT_SIZE: usize = 8 << 20;
 
 /// Everything about one partition that is not batch data.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 struct PartitionMeta {
     topic_id: Option<String>,
     log_start_offset: i64,
     recovery_point: i64,
     /// (leader epoch, first offset written in it), ascending.
     epochs: Vec<(i32, i64)>,
+    /// The last checkpointed high watermark (Kafka's replication-offset-checkpoint).
+    high_watermark: i64,
 }
 
 /// The sled database holding every partition of this broker.
@@ -186,6 +189,24 @@ pub struct Offsets {
     pub size_bytes: u64,
 }
 
+/// Why a replicated append was refused.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum ReplicaAppendError {
+    /// The batches do not start at this log's end or are not contiguous.
+    #[error("{tp}: replicated batch at offset {base_offset} does not follow the log end {log_end_offset}")]
+    NotContiguous {
+        /// Partition.
+        tp: TopicPartition,
+        /// First offset offered.
+        base_offset: i64,
+        /// This log's end.
+        log_end_offset: i64,
+    },
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] Error),
+}
+
 struct LogState {
     offsets: Offsets,
     meta: PartitionMeta,
@@ -274,6 +295,7 @@ impl PartitionLog {
             meta.log_start_offset = meta.log_start_offset.max(first).min(log_end_offset);
         }
         meta.recovery_point = log_end_offset;
+        meta.high_watermark = meta.high_watermark.min(log_end_offset);
         meta.epochs.retain(|(_, start)| *start <= log_end_offset);
         let log = PartitionLog {
             tp,
@@ -336,6 +358,124 @@ impl PartitionLog {
         Ok(AppendInfo { base_offset, last_offset: next - 1, log_append_time })
     }
 
+    /// Appends batches fetched from the leader exactly as they are (offsets and leader epochs
+    /// already assigned), extending the epoch cache from their `partitionLeaderEpoch`.
+    ///
+    /// # Errors
+    /// [`ReplicaAppendError::NotContiguous`] unless the batches start at the log end and
+    /// follow each other; [`ReplicaAppendError::Storage`] when sled fails.
+    pub fn append_replicated(&self, batches: &[(BatchHeader, Bytes)]) -> Result<AppendInfo, ReplicaAppendError> {
+        let mut state = self.state.lock().expect("log state lock");
+        let base_offset = state.offsets.log_end_offset;
+        let mut next = base_offset;
+        let mut write = sled::Batch::default();
+        let mut added = 0u64;
+        let mut epochs_changed = false;
+        for (header, bytes) in batches {
+            if header.base_offset != next {
+                return Err(ReplicaAppendError::NotContiguous {
+                    tp: self.tp.clone(),
+                    base_offset: header.base_offset,
+                    log_end_offset: next,
+                });
+            }
+            if state.meta.epochs.last().is_none_or(|(e, _)| *e < header.partition_leader_epoch) {
+                state.meta.epochs.push((header.partition_leader_epoch, next));
+                epochs_changed = true;
+            }
+            added += bytes.len() as u64;
+            write.insert(&key(next), bytes.as_ref());
+            next = header.last_offset() + 1;
+        }
+        self.tree.apply_batch(write).map_err(storage(format!("appending replicated batches to {}", self.tp)))?;
+        if epochs_changed {
+            self.persist_meta(&state.meta)?;
+        }
+        state.offsets.log_end_offset = next;
+        state.offsets.size_bytes += added;
+        Ok(AppendInfo { base_offset, last_offset: next - 1, log_append_time: None })
+    }
+
+    /// Removes every batch holding an offset at or after `offset` (a batch straddling it
+    /// goes whole, so the log end may end up below `offset`), with the epoch-cache entries
+    /// that start there. Returns the new log end offset.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when sled fails.
+    pub fn truncate_to(&self, offset: i64) -> Result<i64, Error> {
+        let mut state = self.state.lock().expect("log state lock");
+        if offset >= state.offsets.log_end_offset {
+            return Ok(state.offsets.log_end_offset);
+        }
+        let mut cut = offset.max(state.offsets.log_start_offset);
+        if let Some(item) = self.tree.range(..key(cut)).next_back() {
+            let (k, v) = item.map_err(storage(format!("truncating {}", self.tp)))?;
+            if BatchHeader::parse(&v).is_some_and(|h| h.last_offset() >= cut) {
+                cut = key_offset(&k);
+            }
+        }
+        let mut removed = 0u64;
+        for item in self.tree.range(key(cut)..) {
+            let (k, v) = item.map_err(storage(format!("truncating {}", self.tp)))?;
+            self.tree.remove(k).map_err(storage(format!("truncating {}", self.tp)))?;
+            removed += v.len() as u64;
+        }
+        state.offsets.log_end_offset = cut;
+        state.offsets.size_bytes = state.offsets.size_bytes.saturating_sub(removed);
+        state.meta.epochs.retain(|(_, start)| *start < cut);
+        state.meta.recovery_point = state.meta.recovery_point.min(cut);
+        state.meta.high_watermark = state.meta.high_watermark.min(cut);
+        self.persist_meta(&state.meta)?;
+        Ok(cut)
+    }
+
+    /// Empties the log and restarts it at `offset` (a follower that fell behind the
+    /// leader's log start).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when sled fails.
+    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), Error> {
+        let mut state = self.state.lock().expect("log state lock");
+        self.tree.clear().map_err(storage(format!("emptying {}", self.tp)))?;
+        state.offsets = Offsets { log_start_offset: offset, log_end_offset: offset, size_bytes: 0 };
+        state.meta.log_start_offset = offset;
+        state.meta.recovery_point = offset;
+        state.meta.high_watermark = offset;
+        state.meta.epochs.clear();
+        self.persist_meta(&state.meta)?;
+        Ok(())
+    }
+
+    /// The latest leader epoch in the epoch cache.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.state.lock().expect("log state lock").meta.epochs.last().map(|(e, _)| *e)
+    }
+
+    /// The offset where `epoch` starts, if the cache has it.
+    pub fn epoch_start_offset(&self, epoch: i32) -> Option<i64> {
+        let state = self.state.lock().expect("log state lock");
+        state.meta.epochs.iter().find(|(e, _)| *e == epoch).map(|(_, start)| *start)
+    }
+
+    /// The high watermark checkpointed last, capped at the log end.
+    pub fn checkpointed_high_watermark(&self) -> i64 {
+        let state = self.state.lock().expect("log state lock");
+        state.meta.high_watermark.clamp(state.offsets.log_start_offset, state.offsets.log_end_offset)
+    }
+
+    /// Every batch header from `from` on, in offset order (rebuilding producer state).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when sled fails.
+    pub fn headers_from(&self, from: i64) -> Result<Vec<BatchHeader>, Error> {
+        let mut out = Vec::new();
+        for item in self.tree.range(key(from)..) {
+            let (_, v) = item.map_err(storage(format!("scanning {}", self.tp)))?;
+            out.extend(BatchHeader::parse(&v));
+        }
+        Ok(out)
+    }
+
     /// Records that a new leader epoch starts at the current log end (called when this
     /// broker becomes leader, as Kafka's `makeLeader` does), so OffsetForLeaderEpoch can
     /// answer for it before anything is written.
@@ -358,8 +498,23 @@ impl PartitionLog {
     /// [`Error::Storage`] when sled fails.
     pub fn set_recovery_point(&self, offset: i64) -> Result<(), Error> {
         let mut state = self.state.lock().expect("log state lock");
+        let offset = offset.min(state.offsets.log_end_offset);
         if offset > state.meta.recovery_point {
             state.meta.recovery_point = offset;
+            self.persist_meta(&state.meta)?;
+        }
+        Ok(())
+    }
+
+    /// Checkpoints the high watermark, so that a restarted replica does not expose records
+    /// that were never committed (nor hide ones that were).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when sled fails.
+    pub fn checkpoint_high_watermark(&self, high_watermark: i64) -> Result<(), Error> {
+        let mut state = self.state.lock().expect("log state lock");
+        if high_watermark != state.meta.high_watermark {
+            state.meta.high_watermark = high_watermark;
             self.persist_meta(&state.meta)?;
         }
         Ok(())

@@ -152,6 +152,51 @@ async fn epochs_map_to_end_offsets() {
 }
 
 #[tokio::test]
+async fn a_follower_stores_the_leaders_batches_unchanged_and_truncates_at_batch_boundaries() {
+    let dir = tempdir();
+    let store = LogStore::open(dir.path(), policy()).unwrap();
+    let leader = store.open_partition(&tp(), None).unwrap();
+    leader.append(&[records(2, 1)], 1, None).unwrap();
+    leader.append(&[records(3, 1)], 4, None).unwrap();
+    let follower = store.open_partition(&TopicPartition::new("t", 1), None).unwrap();
+    let fetched = batch::validate(&leader.read(0, 1 << 20, 5).unwrap(), usize::MAX).unwrap();
+    // Batches must start at the follower's log end.
+    assert!(matches!(follower.append_replicated(&fetched[1..]), Err(ReplicaAppendError::NotContiguous { .. })));
+    follower.append_replicated(&fetched).unwrap();
+    assert_eq!(follower.read(0, 1 << 20, 5).unwrap(), leader.read(0, 1 << 20, 5).unwrap());
+    // The epoch cache follows the batches' leader epochs.
+    assert_eq!(follower.end_offset_for_epoch(1), Some((1, 2)));
+    assert_eq!(follower.end_offset_for_epoch(4), Some((4, 5)));
+    // Truncating inside the second batch removes it whole, with its epoch.
+    assert_eq!(follower.truncate_to(3).unwrap(), 2);
+    assert_eq!(follower.offsets().log_end_offset, 2);
+    assert_eq!(follower.latest_epoch(), Some(1));
+    assert!(follower.read(2, 1 << 20, 10).unwrap().is_empty());
+    // A reset restarts the log at the leader's log start.
+    follower.truncate_fully_and_start_at(4).unwrap();
+    assert_eq!((follower.offsets().log_start_offset, follower.offsets().log_end_offset), (4, 4));
+    assert_eq!(follower.latest_epoch(), None);
+}
+
+#[tokio::test]
+async fn the_high_watermark_checkpoint_survives_a_restart_capped_at_the_log_end() {
+    let dir = tempdir();
+    {
+        let store = LogStore::open(dir.path(), policy()).unwrap();
+        let log = store.open_partition(&tp(), None).unwrap();
+        log.append(&[records(4, 1)], 0, None).unwrap();
+        log.checkpoint_high_watermark(3).unwrap();
+        store.flush().await.unwrap();
+        store.close().await;
+    }
+    let store = reopen(dir.path());
+    let log = store.open_partition(&tp(), None).unwrap();
+    assert_eq!(log.checkpointed_high_watermark(), 3);
+    log.truncate_to(0).unwrap();
+    assert_eq!(log.checkpointed_high_watermark(), 0);
+}
+
+#[tokio::test]
 async fn timestamps_find_offsets() {
     let dir = tempdir();
     let store = LogStore::open(dir.path(), policy()).unwrap();

@@ -8,8 +8,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use tributary_common::ids::{BrokerId, TopicId};
-use tributary_common::zk::{ephemeral, persistent, TopicWriteError};
-use tributary_common::znode::{self, BrokerRegistration, ClusterIdZNode, ProducerIdBlock, TopicAssignment};
+use tributary_common::zk::{ephemeral, persistent, persistent_sequential, TopicWriteError};
+use tributary_common::znode::{
+    self, BrokerRegistration, ClusterIdZNode, IsrChangeNotification, PartitionState, ProducerIdBlock, TopicAssignment,
+};
 use zookeeper_client::Client;
 
 use crate::metadata::{BrokerInfo, ClusterMetadata, PartitionMetadata, TopicMetadata};
@@ -130,6 +132,40 @@ impl ZkHandle {
             .map_err(client_err(znode::delete_topic_path(topic)))
     }
 
+    /// Writes an ISR change as the partition's leader (Kafka's legacy path): a conditional
+    /// setData on the state znode at the zkVersion the leader last saw, keeping leader
+    /// epoch and controller epoch. Returns the new zkVersion.
+    ///
+    /// # Errors
+    /// [`Error::BadVersion`] when the state changed meanwhile (the controller elected
+    /// someone else, or bumped the epoch): the leader must not act on its stale view.
+    pub async fn write_isr(
+        &self,
+        topic: &str,
+        partition: i32,
+        state: &PartitionState,
+        expected_version: i32,
+    ) -> Result<i32, Error> {
+        let client = self.client()?;
+        let path = znode::partition_state_path(topic, partition);
+        let stat = client.set_data(&path, &state.encode(), Some(expected_version)).await.map_err(client_err(&path))?;
+        Ok(stat.version)
+    }
+
+    /// Announces ISR changes in `/isr_change_notification` for the controller.
+    ///
+    /// # Errors
+    /// ZooKeeper errors.
+    pub async fn notify_isr_change(&self, partitions: Vec<(String, i32)>) -> Result<(), Error> {
+        let client = self.client()?;
+        let payload = IsrChangeNotification::new(partitions).encode();
+        client
+            .create(znode::ISR_CHANGE_PREFIX, &payload, &persistent_sequential())
+            .await
+            .map_err(client_err(znode::ISR_CHANGE_PREFIX))?;
+        Ok(())
+    }
+
     /// Takes the next block of 1000 producer ids through `/latest_producer_id_block`,
     /// with a conditional write so two brokers never get the same block.
     ///
@@ -225,11 +261,21 @@ pub(crate) async fn load_metadata(client: &Client, cluster_id: &str) -> Result<C
             .partitions
             .into_iter()
             .map(|(p, ps)| {
-                let (leader, leader_epoch, isr) = match ps.state {
-                    Some((s, _)) => (s.leader, s.leader_epoch, s.isr),
-                    None => (znode::NO_LEADER, -1, Vec::new()),
+                let (leader, leader_epoch, isr, state_version, controller_epoch) = match ps.state {
+                    Some((s, version)) => (s.leader, s.leader_epoch, s.isr, version, s.controller_epoch),
+                    None => (znode::NO_LEADER, -1, Vec::new(), -1, -1),
                 };
-                (p, PartitionMetadata { replicas: ps.replicas, leader, leader_epoch, isr })
+                (
+                    p,
+                    PartitionMetadata {
+                        replicas: ps.replicas,
+                        leader,
+                        leader_epoch,
+                        isr,
+                        state_version,
+                        controller_epoch,
+                    },
+                )
             })
             .collect();
         let topic = TopicMetadata {

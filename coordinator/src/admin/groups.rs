@@ -19,8 +19,8 @@ use serde_json::{json, Value};
 use tributary_common::ids::BrokerId as Id;
 use tributary_common::snapshot::ClusterSnapshot;
 
-use super::kafka::Connection;
 use super::{AdminState, ApiError};
+use tributary_common::kafka_client::Connection;
 
 fn broker_address(snapshot: &ClusterSnapshot, id: Id) -> Option<(String, u16)> {
     let b = snapshot.brokers.get(&id)?;
@@ -31,7 +31,7 @@ fn broker_address(snapshot: &ClusterSnapshot, id: Id) -> Option<(String, u16)> {
 async fn connect(snapshot: &ClusterSnapshot, id: Id) -> Result<Connection, ApiError> {
     let (host, port) = broker_address(snapshot, id)
         .ok_or_else(|| ApiError::Unavailable(format!("broker {id} is not registered in ZooKeeper")))?;
-    Connection::connect(&host, port).await.map_err(ApiError::Unavailable)
+    Connection::connect(&host, port, "tributary-coordinator").await.map_err(ApiError::Unavailable)
 }
 
 fn error_name(code: i16) -> String {
@@ -210,7 +210,7 @@ async fn log_end_offsets(
     snapshot: &ClusterSnapshot,
     partitions: &[(String, i32, i64, String)],
 ) -> BTreeMap<(String, i32), i64> {
-    let mut by_leader: BTreeMap<Id, BTreeMap<String, Vec<i32>>> = BTreeMap::new();
+    let mut by_leader: BTreeMap<Id, Vec<(String, i32)>> = BTreeMap::new();
     for (topic, partition, _, _) in partitions {
         let leader = snapshot
             .topics
@@ -219,14 +219,37 @@ async fn log_end_offsets(
             .and_then(|p| p.state.as_ref())
             .map(|(s, _)| s.leader);
         if let Some(leader) = leader.filter(|l| *l >= 0) {
-            by_leader.entry(leader).or_default().entry(topic.clone()).or_default().push(*partition);
+            by_leader.entry(leader).or_default().push((topic.clone(), *partition));
         }
     }
+    latest_offsets(snapshot, by_leader, CONSUMER_REPLICA_ID)
+        .await
+        .into_iter()
+        .map(|((_, topic, partition), offset)| ((topic, partition), offset))
+        .collect()
+}
+
+/// ListOffsets replica id of consumers: "latest" is the high watermark, leaders only.
+pub(super) const CONSUMER_REPLICA_ID: i32 = -1;
+/// ListOffsets replica id of debugging tools: "latest" is the replica's log end offset, any replica.
+pub(super) const DEBUGGING_REPLICA_ID: i32 = -2;
+
+/// Asks each broker for the latest offset of its listed partitions, as `replica_id` sees
+/// it; brokers that cannot be reached and partitions answered with an error are left out.
+pub(super) async fn latest_offsets(
+    snapshot: &ClusterSnapshot,
+    by_broker: BTreeMap<Id, Vec<(String, i32)>>,
+    replica_id: i32,
+) -> BTreeMap<(Id, String, i32), i64> {
     let mut out = BTreeMap::new();
-    for (leader, topics) in by_leader {
-        let Ok(mut conn) = connect(snapshot, leader).await else { continue };
+    for (broker, partitions) in by_broker {
+        let Ok(mut conn) = connect(snapshot, broker).await else { continue };
+        let mut topics: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+        for (topic, partition) in partitions {
+            topics.entry(topic).or_default().push(partition);
+        }
         let mut req = ListOffsetsRequest::default();
-        req.replica_id = BrokerId(-1);
+        req.replica_id = BrokerId(replica_id);
         req.topics = topics
             .iter()
             .map(|(t, parts)| {
@@ -249,7 +272,7 @@ async fn log_end_offsets(
             for t in r.topics {
                 for p in t.partitions {
                     if p.error_code == 0 {
-                        out.insert((t.name.to_string(), p.partition_index), p.offset);
+                        out.insert((broker, t.name.to_string(), p.partition_index), p.offset);
                     }
                 }
             }

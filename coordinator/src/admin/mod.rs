@@ -15,7 +15,6 @@
 //! | DELETE | /groups/{id} | delete an empty group and its offsets |
 
 mod groups;
-mod kafka;
 
 use std::collections::BTreeMap;
 
@@ -23,7 +22,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -98,11 +97,13 @@ pub fn router(state: AdminState) -> Router {
         .route("/brokers", get(brokers))
         .route("/topics", get(list_topics).post(create))
         .route("/topics/{name}", get(describe_topic).delete(delete))
+        .route("/partitions", get(partitions_summary))
+        .route("/partitions/preferred-leader-election", post(preferred_leader_election))
         .route("/groups", get(groups::list))
         .route("/groups/{id}", get(groups::describe).delete(groups::delete))
         .fallback(|| async {
             ApiError::NotFound(
-                "no such endpoint; see /health, /brokers, /topics, /topics/{name}, /groups, /groups/{id}".into(),
+                "no such endpoint; see /health, /brokers, /topics, /topics/{name}, /partitions, /partitions/preferred-leader-election, /groups, /groups/{id}".into(),
             )
         })
         .with_state(state)
@@ -189,6 +190,12 @@ struct PartitionView {
     leader_epoch: Option<i32>,
     isr: Vec<BrokerId>,
     offline_replicas: Vec<BrokerId>,
+    /// The leader's high watermark (null when the leader could not be asked).
+    high_watermark: Option<i64>,
+    /// The leader's log end offset.
+    log_end_offset: Option<i64>,
+    /// Each live replica's log end offset.
+    replica_log_end_offsets: BTreeMap<BrokerId, i64>,
 }
 
 #[derive(Serialize)]
@@ -206,6 +213,21 @@ async fn describe_topic(
 ) -> Result<Json<TopicView>, ApiError> {
     let (_, s) = state.snapshot().await?;
     let t = s.topics.get(&name).ok_or_else(|| ApiError::NotFound(format!("topic {name:?} does not exist")))?;
+    // Offsets come from the brokers: high watermarks from leaders, log ends from every replica.
+    let mut leaders: BTreeMap<BrokerId, Vec<(String, i32)>> = BTreeMap::new();
+    let mut holders: BTreeMap<BrokerId, Vec<(String, i32)>> = BTreeMap::new();
+    for (p, ps) in &t.partitions {
+        if let Some((st, _)) = &ps.state {
+            if st.leader != NO_LEADER && s.brokers.contains_key(&st.leader) {
+                leaders.entry(st.leader).or_default().push((name.clone(), *p));
+            }
+        }
+        for r in ps.replicas.iter().filter(|r| s.brokers.contains_key(r)) {
+            holders.entry(*r).or_default().push((name.clone(), *p));
+        }
+    }
+    let hws = groups::latest_offsets(&s, leaders, groups::CONSUMER_REPLICA_ID).await;
+    let leos = groups::latest_offsets(&s, holders, groups::DEBUGGING_REPLICA_ID).await;
     let partitions = t
         .partitions
         .iter()
@@ -218,6 +240,13 @@ async fn describe_topic(
                 leader_epoch: state.map(|st| st.leader_epoch),
                 isr: state.map(|st| st.isr.clone()).unwrap_or_default(),
                 offline_replicas: ps.replicas.iter().copied().filter(|r| !s.brokers.contains_key(r)).collect(),
+                high_watermark: state.and_then(|st| hws.get(&(st.leader, name.clone(), *p)).copied()),
+                log_end_offset: state.and_then(|st| leos.get(&(st.leader, name.clone(), *p)).copied()),
+                replica_log_end_offsets: ps
+                    .replicas
+                    .iter()
+                    .filter_map(|r| leos.get(&(*r, name.clone(), *p)).map(|o| (*r, *o)))
+                    .collect(),
             }
         })
         .collect();
@@ -228,6 +257,115 @@ async fn describe_topic(
         marked_for_deletion: s.pending_deletions.contains(&name),
         partitions,
     }))
+}
+
+#[derive(Serialize)]
+struct PartitionRef {
+    topic: String,
+    partition: i32,
+    leader: Option<BrokerId>,
+    replicas: Vec<BrokerId>,
+    isr: Vec<BrokerId>,
+}
+
+/// `GET /partitions`: partitions needing attention. Under-replicated: the ISR is smaller
+/// than the assignment. Under min ISR: smaller than the topic's `min.insync.replicas`
+/// (acks=all producers are refused). Offline: no live leader. Plus the assigned brokers
+/// that are not registered.
+async fn partitions_summary(State(state): State<AdminState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let (_, s) = state.snapshot().await?;
+    let mut under_replicated = Vec::new();
+    let mut under_min_isr = Vec::new();
+    let mut offline = Vec::new();
+    let mut offline_brokers = std::collections::BTreeSet::new();
+    let mut total = 0;
+    for (topic, t) in &s.topics {
+        let min_isr: usize = t.config.get("min.insync.replicas").and_then(|v| v.parse().ok()).unwrap_or(1);
+        for (p, ps) in &t.partitions {
+            total += 1;
+            let state = ps.state.as_ref().map(|(st, _)| st);
+            let leader = state.map(|st| st.leader).filter(|l| *l != NO_LEADER && s.brokers.contains_key(l));
+            let isr = state.map(|st| st.isr.clone()).unwrap_or_default();
+            offline_brokers.extend(ps.replicas.iter().copied().filter(|r| !s.brokers.contains_key(r)));
+            let r = || PartitionRef {
+                topic: topic.clone(),
+                partition: *p,
+                leader,
+                replicas: ps.replicas.clone(),
+                isr: isr.clone(),
+            };
+            if leader.is_none() {
+                offline.push(r());
+            }
+            if isr.len() < ps.replicas.len() {
+                under_replicated.push(r());
+            }
+            if isr.len() < min_isr {
+                under_min_isr.push(r());
+            }
+        }
+    }
+    Ok(Json(json!({
+        "partitions": total,
+        "under_replicated": under_replicated,
+        "under_min_isr": under_min_isr,
+        "offline": offline,
+        "offline_brokers": offline_brokers,
+        "live_brokers": s.brokers.keys().collect::<Vec<_>>(),
+    })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ElectionRequest {
+    #[serde(default)]
+    partitions: Vec<ElectionPartition>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ElectionPartition {
+    topic: String,
+    partition: i32,
+}
+
+/// `POST /partitions/preferred-leader-election`: moves leadership back to each partition's
+/// preferred (first) replica where it is live and in sync, through
+/// `/admin/preferred_replica_election` as Kafka's legacy tool does. An empty body or
+/// `{"partitions": []}` means every partition.
+async fn preferred_leader_election(State(state): State<AdminState>, body: Bytes) -> Result<Response, ApiError> {
+    let req: ElectionRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ElectionRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::BadRequest(format!(
+                "request body must be empty or JSON like {{\"partitions\": [{{\"topic\": \"t\", \"partition\": 0}}]}}: {e}"
+            ))
+        })?
+    };
+    let (client, s) = state.snapshot().await?;
+    for p in &req.partitions {
+        if !s.topics.get(&p.topic).is_some_and(|t| t.partitions.contains_key(&p.partition)) {
+            return Err(ApiError::NotFound(format!("partition {}-{} does not exist", p.topic, p.partition)));
+        }
+    }
+    let count = if req.partitions.is_empty() {
+        s.topics.values().map(|t| t.partitions.len()).sum()
+    } else {
+        req.partitions.len()
+    };
+    let payload =
+        znode::PreferredReplicaElection::new(req.partitions.into_iter().map(|p| (p.topic, p.partition))).encode();
+    match client.create(znode::PREFERRED_REPLICA_ELECTION, &payload, &tributary_common::zk::persistent()).await {
+        Ok(_) => {
+            Ok((StatusCode::ACCEPTED, Json(json!({ "status": "requested", "partitions": count }))).into_response())
+        }
+        Err(zookeeper_client::Error::NodeExists) => Err(ApiError::Conflict(
+            "a preferred-leader election is already in progress; retry when /admin/preferred_replica_election is gone"
+                .into(),
+        )),
+        Err(e) => Err(ApiError::Unavailable(format!("writing {}: {e}", znode::PREFERRED_REPLICA_ELECTION))),
+    }
 }
 
 #[derive(Deserialize)]

@@ -30,6 +30,12 @@ pub struct ControllerConfig {
     pub session_timeout: Duration,
     /// unclean.leader.election.enable (cluster default)
     pub unclean_leader_election: bool,
+    /// auto.leader.rebalance.enable
+    pub auto_leader_rebalance: bool,
+    /// leader.imbalance.check.interval.seconds
+    pub leader_imbalance_check_interval: Duration,
+    /// leader.imbalance.per.broker.percentage
+    pub leader_imbalance_per_broker_percentage: u32,
 }
 
 /// What the admin API reports about this coordinator.
@@ -218,10 +224,40 @@ fn log_action(action: &Action, controller_epoch: i32) {
     }
 }
 
-/// One reconcile pass: read, plan, write.
-async fn reconcile(client: &Client, epoch: i32, epoch_version: i32, unclean: bool) -> Result<(), Error> {
-    let snapshot = snapshot::load(client).await.map_err(|e| Error::Zk { path: e.path, source: e.source })?;
-    for action in plan::plan(&snapshot, epoch, unclean) {
+/// Deletes the ISR change notifications leaders left in `/isr_change_notification` (Kafka's
+/// controller reads them to refresh brokers' caches; here brokers watch the state znodes
+/// themselves, so the controller only logs and removes them), fenced like every write.
+async fn consume_isr_notifications(client: &Client, epoch: i32, epoch_version: i32) -> Result<(), Error> {
+    let children = match client.list_children(znode::ISR_CHANGE_NOTIFICATION).await {
+        Ok(c) => c,
+        Err(zookeeper_client::Error::NoNode) => return Ok(()),
+        Err(e) => return Err(zk(znode::ISR_CHANGE_NOTIFICATION)(e)),
+    };
+    for child in children {
+        let path = format!("{}/{child}", znode::ISR_CHANGE_NOTIFICATION);
+        if let Ok((data, _)) = client.get_data(&path).await {
+            if let Ok(n) = znode::IsrChangeNotification::decode(&path, &data) {
+                let partitions: Vec<String> =
+                    n.partitions.iter().map(|p| format!("{}-{}", p.topic, p.partition)).collect();
+                tracing::debug!(controller_epoch = epoch, ?partitions, "leaders reported ISR changes");
+            }
+        }
+        let mut w = client
+            .new_check_writer(znode::CONTROLLER_EPOCH, Some(epoch_version))
+            .map_err(zk(znode::CONTROLLER_EPOCH))?;
+        w.add_delete(&path, None).map_err(zk(&path))?;
+        match w.commit().await {
+            Ok(_) => {}
+            Err(CheckWriteError::CheckFailed { .. }) => return Err(Error::Fenced { expected_version: epoch_version }),
+            Err(_) => {} // deleted by someone else meanwhile
+        }
+    }
+    Ok(())
+}
+
+/// Applies planned actions in order; a fenced write ends the pass (and this controller's term).
+async fn apply_all(client: &Client, epoch: i32, epoch_version: i32, actions: Vec<Action>) -> Result<(), Error> {
+    for action in actions {
         match apply(client, epoch_version, &action).await {
             Ok(()) => log_action(&action, epoch),
             Err(Error::Fenced { expected_version }) => return Err(Error::Fenced { expected_version }),
@@ -231,6 +267,60 @@ async fn reconcile(client: &Client, epoch: i32, epoch_version: i32, unclean: boo
         }
     }
     Ok(())
+}
+
+/// Runs a requested preferred-replica election (`/admin/preferred_replica_election`, written
+/// by the HTTP API or legacy tools), then removes the request.
+async fn preferred_election_request(client: &Client, epoch: i32, epoch_version: i32) -> Result<(), Error> {
+    let path = znode::PREFERRED_REPLICA_ELECTION;
+    let (data, stat) = match client.get_data(path).await {
+        Ok(found) => found,
+        Err(zookeeper_client::Error::NoNode) => return Ok(()),
+        Err(e) => return Err(zk(path)(e)),
+    };
+    let snapshot = snapshot::load(client).await.map_err(|e| Error::Zk { path: e.path, source: e.source })?;
+    match znode::PreferredReplicaElection::decode(&data) {
+        Ok(request) => {
+            let wanted: std::collections::BTreeSet<(String, i32)> =
+                request.partitions.into_iter().map(|p| (p.topic, p.partition)).collect();
+            let actions = plan::preferred_elections(&snapshot, epoch, (!wanted.is_empty()).then_some(&wanted));
+            tracing::info!(
+                controller_epoch = epoch,
+                requested = wanted.len(),
+                moving = actions.len(),
+                "preferred-replica election requested"
+            );
+            apply_all(client, epoch, epoch_version, actions).await?;
+        }
+        Err(e) => {
+            tracing::warn!(controller_epoch = epoch, error = %e, "ignoring a preferred-replica election request that is not Kafka's JSON");
+        }
+    }
+    let mut w =
+        client.new_check_writer(znode::CONTROLLER_EPOCH, Some(epoch_version)).map_err(zk(znode::CONTROLLER_EPOCH))?;
+    w.add_delete(path, Some(stat.version)).map_err(zk(path))?;
+    match w.commit().await {
+        Err(CheckWriteError::CheckFailed { .. }) => Err(Error::Fenced { expected_version: epoch_version }),
+        _ => Ok(()),
+    }
+}
+
+/// One reconcile pass: read, plan, write.
+async fn reconcile(client: &Client, epoch: i32, epoch_version: i32, unclean: bool) -> Result<(), Error> {
+    consume_isr_notifications(client, epoch, epoch_version).await?;
+    preferred_election_request(client, epoch, epoch_version).await?;
+    let snapshot = snapshot::load(client).await.map_err(|e| Error::Zk { path: e.path, source: e.source })?;
+    apply_all(client, epoch, epoch_version, plan::plan(&snapshot, epoch, unclean)).await
+}
+
+/// Kafka's periodic automatic leader rebalance.
+async fn rebalance_leaders(client: &Client, epoch: i32, epoch_version: i32, percentage: u32) -> Result<(), Error> {
+    let snapshot = snapshot::load(client).await.map_err(|e| Error::Zk { path: e.path, source: e.source })?;
+    let actions = plan::auto_rebalance(&snapshot, epoch, percentage);
+    if !actions.is_empty() {
+        tracing::info!(controller_epoch = epoch, partitions = actions.len(), "leader imbalance above leader.imbalance.per.broker.percentage; moving leadership back to preferred replicas");
+    }
+    apply_all(client, epoch, epoch_version, actions).await
 }
 
 async fn active(
@@ -246,9 +336,12 @@ async fn active(
             client.watch(znode::DELETE_TOPICS, AddWatchMode::PersistentRecursive).await?,
             client.watch(znode::CONFIG_TOPICS, AddWatchMode::PersistentRecursive).await?,
             client.watch(znode::CONTROLLER, AddWatchMode::Persistent).await?,
+            client.watch(znode::ISR_CHANGE_NOTIFICATION, AddWatchMode::Persistent).await?,
+            client.watch(znode::PREFERRED_REPLICA_ELECTION, AddWatchMode::Persistent).await?,
         ))
     };
-    let (mut brokers, mut deletions, mut configs, mut controller) = match watches.await {
+    let (mut brokers, mut deletions, mut configs, mut controller, mut isr_changes, mut elections) = match watches.await
+    {
         Ok(w) => w,
         Err(e) => {
             tracing::warn!(error = %e, "could not set watches as controller; resigning");
@@ -257,6 +350,10 @@ async fn active(
     };
     let mut state = client.state_watcher();
     let mut periodic = tokio::time::interval(Duration::from_secs(10));
+    let mut imbalance = tokio::time::interval_at(
+        tokio::time::Instant::now() + cfg.leader_imbalance_check_interval,
+        cfg.leader_imbalance_check_interval,
+    );
     loop {
         match reconcile(client, epoch, epoch_version, cfg.unclean_leader_election).await {
             Err(Error::Fenced { .. }) => return Resign::Fenced,
@@ -269,6 +366,17 @@ async fn active(
             e = brokers.changed() => Some(e),
             e = deletions.changed() => Some(e),
             e = configs.changed() => Some(e),
+            e = isr_changes.changed() => Some(e),
+            e = elections.changed() => Some(e),
+            _ = imbalance.tick(), if cfg.auto_leader_rebalance => {
+                let percentage = cfg.leader_imbalance_per_broker_percentage;
+                match rebalance_leaders(client, epoch, epoch_version, percentage).await {
+                    Err(Error::Fenced { .. }) => return Resign::Fenced,
+                    Err(e) => tracing::warn!(controller_epoch = epoch, error = %e, "leader rebalance check failed; retrying next interval"),
+                    Ok(()) => {}
+                }
+                None
+            },
             e = controller.changed() => {
                 if e.event_type == EventType::NodeDeleted || e.event_type == EventType::NodeDataChanged {
                     tracing::warn!(controller_epoch = epoch, "/controller was removed or replaced; resigning");

@@ -2,7 +2,7 @@
 //! model is Kafka's `Election.scala` and the partition/replica state machines). Every
 //! rule here is table-tested without ZooKeeper.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use tributary_common::ids::BrokerId;
 use tributary_common::snapshot::ClusterSnapshot;
@@ -80,6 +80,79 @@ pub fn plan(snapshot: &ClusterSnapshot, controller_epoch: i32, unclean_default: 
         }
     }
     actions
+}
+
+/// Preferred-replica election: the first assigned replica leads again, if it is live, in
+/// the ISR and not already leading. The ISR is unchanged; the leader epoch goes up.
+pub fn preferred_leader(
+    replicas: &[BrokerId],
+    current: &PartitionState,
+    live: &BTreeSet<BrokerId>,
+    controller_epoch: i32,
+) -> Option<PartitionState> {
+    let preferred = *replicas.first()?;
+    if current.leader == preferred || !live.contains(&preferred) || !current.isr.contains(&preferred) {
+        return None;
+    }
+    Some(PartitionState::new(preferred, current.leader_epoch + 1, controller_epoch, current.isr.clone()))
+}
+
+/// Preferred-replica elections: for the partitions named in `wanted` (all when `None`).
+pub fn preferred_elections(
+    snapshot: &ClusterSnapshot,
+    controller_epoch: i32,
+    wanted: Option<&BTreeSet<(String, i32)>>,
+) -> Vec<Action> {
+    let live: BTreeSet<BrokerId> = snapshot.brokers.keys().copied().collect();
+    let mut actions = Vec::new();
+    for (topic, t) in &snapshot.topics {
+        if snapshot.pending_deletions.contains(topic) {
+            continue;
+        }
+        for (partition, p) in &t.partitions {
+            if wanted.is_some_and(|w| !w.contains(&(topic.clone(), *partition))) {
+                continue;
+            }
+            let Some((current, version)) = &p.state else { continue };
+            if let Some(state) = preferred_leader(&p.replicas, current, &live, controller_epoch) {
+                actions.push(Action::UpdateState {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    state,
+                    expected_version: *version,
+                });
+            }
+        }
+    }
+    actions
+}
+
+/// Kafka's automatic leader rebalance: for each broker, the share of the partitions it
+/// prefers to lead that another broker leads; when that share exceeds
+/// `imbalance_percentage`, those partitions are moved back (where the preferred replica
+/// is live and in sync).
+pub fn auto_rebalance(snapshot: &ClusterSnapshot, controller_epoch: i32, imbalance_percentage: u32) -> Vec<Action> {
+    let mut preferred: BTreeMap<BrokerId, (usize, BTreeSet<(String, i32)>)> = BTreeMap::new();
+    for (topic, t) in &snapshot.topics {
+        for (partition, p) in &t.partitions {
+            let (Some(first), Some((state, _))) = (p.replicas.first(), &p.state) else { continue };
+            let entry = preferred.entry(*first).or_default();
+            entry.0 += 1;
+            if state.leader != *first {
+                entry.1.insert((topic.clone(), *partition));
+            }
+        }
+    }
+    let mut wanted = BTreeSet::new();
+    for (total, not_led) in preferred.into_values() {
+        if total > 0 && not_led.len() * 100 > total * imbalance_percentage as usize {
+            wanted.extend(not_led);
+        }
+    }
+    if wanted.is_empty() {
+        return Vec::new();
+    }
+    preferred_elections(snapshot, controller_epoch, Some(&wanted))
 }
 
 /// A partition without state: the first live replica leads, all live replicas form the ISR.
@@ -226,6 +299,43 @@ mod tests {
                 state: PartitionState::new(1, 0, 3, vec![1, 2])
             }]
         );
+    }
+
+    #[test]
+    #[allow(clippy::type_complexity)]
+    fn preferred_replicas_lead_again_only_when_live_and_in_sync() {
+        // (replicas, state, live) -> expected
+        let cases: &[(&[BrokerId], PartitionState, &[BrokerId], Option<PartitionState>)] = &[
+            (&[1, 2, 3], st(2, 4, &[2, 3, 1]), &[1, 2, 3], Some(st(1, 5, &[2, 3, 1]))),
+            // Already leading.
+            (&[1, 2, 3], st(1, 4, &[1, 2, 3]), &[1, 2, 3], None),
+            // Not in the ISR yet (still catching up).
+            (&[1, 2, 3], st(2, 4, &[2, 3]), &[1, 2, 3], None),
+            // Not live.
+            (&[1, 2, 3], st(2, 4, &[2, 3, 1]), &[2, 3], None),
+        ];
+        for (replicas, state, up, expected) in cases {
+            assert_eq!(preferred_leader(replicas, state, &live(up), 1), *expected, "{replicas:?} {state:?} {up:?}");
+        }
+    }
+
+    #[test]
+    fn auto_rebalance_moves_leadership_back_past_the_imbalance_threshold() {
+        let mut s = snapshot();
+        // Partition 1 prefers broker 2 but broker 1 leads it: broker 2's imbalance is 100 %.
+        let t = s.topics.get_mut("t").unwrap();
+        t.partitions.get_mut(&1).unwrap().state = Some((st(1, 3, &[1, 2]), 7));
+        let expected = vec![Action::UpdateState {
+            topic: "t".into(),
+            partition: 1,
+            state: PartitionState::new(2, 4, 3, vec![1, 2]),
+            expected_version: 7,
+        }];
+        assert_eq!(auto_rebalance(&s, 3, 10), expected);
+        // Nothing to do when leaders are the preferred ones.
+        let t = s.topics.get_mut("t").unwrap();
+        t.partitions.get_mut(&1).unwrap().state = Some((st(2, 3, &[2, 1]), 7));
+        assert!(auto_rebalance(&s, 3, 10).is_empty());
     }
 
     #[test]

@@ -301,7 +301,11 @@ fn the_protocol_is_the_one_most_members_prefer_among_those_all_support() {
 fn commit_checks_follow_kafka() {
     let mut empty = Group::new("g", 0);
     assert_eq!(empty.check_commit("", None, -1, 0), Ok(()), "simple commit to an empty group");
-    assert_eq!(empty.check_commit("x", None, -1, 0), Ok(()), "generation -1 commits to an empty group, whatever the member id");
+    assert_eq!(
+        empty.check_commit("x", None, -1, 0),
+        Ok(()),
+        "generation -1 commits to an empty group, whatever the member id"
+    );
     assert_eq!(empty.check_commit("x", None, 1, 0), Err(ResponseError::UnknownMemberId.code()));
 
     let mut g = Group::new("g", 0);

@@ -1,6 +1,6 @@
-//! A small Kafka client (over `kafka-protocol`) for the admin API's group endpoints: group
-//! state lives in the brokers that coordinate the groups, not in ZooKeeper, so the
-//! coordinator asks them with the same requests `kafka-consumer-groups.sh` sends.
+//! A small Kafka client over `kafka-protocol`: one connection, one request at a time.
+//! The coordinator's admin API asks brokers about groups and offsets with it, and a
+//! follower broker's replica fetcher uses it to fetch from partition leaders.
 
 use std::time::Duration;
 
@@ -10,41 +10,57 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, Str
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a request may take before the connection is given up.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Largest response accepted (a DescribeGroups of a huge group stays far below).
-const MAX_RESPONSE: usize = 64 << 20;
+/// Largest response accepted (a DescribeGroups of a huge group or a replica fetch stays far below).
+const MAX_RESPONSE: usize = 256 << 20;
 
 /// One connection to a broker.
-pub(super) struct Connection {
+pub struct Connection {
     stream: TcpStream,
     address: String,
+    client_id: &'static str,
     correlation_id: i32,
+    timeout: Duration,
 }
 
 impl Connection {
-    /// Connects to `host:port`.
+    /// Connects to `host:port`, naming itself `client_id` in request headers.
     ///
     /// # Errors
     /// A message naming the broker when it cannot be reached in time.
-    pub(super) async fn connect(host: &str, port: u16) -> Result<Connection, String> {
+    pub async fn connect(host: &str, port: u16, client_id: &'static str) -> Result<Connection, String> {
         let address = format!("{host}:{port}");
-        let stream = tokio::time::timeout(TIMEOUT, TcpStream::connect(&address))
+        let stream = tokio::time::timeout(DEFAULT_TIMEOUT, TcpStream::connect(&address))
             .await
             .map_err(|_| format!("connecting to broker {address} timed out"))?
             .map_err(|e| format!("cannot connect to broker {address}: {e}"))?;
         let _ = stream.set_nodelay(true);
-        Ok(Connection { stream, address, correlation_id: 0 })
+        Ok(Connection { stream, address, client_id, correlation_id: 0, timeout: DEFAULT_TIMEOUT })
     }
 
-    /// Sends `request` at `version` and reads its response.
+    /// Sets how long one request may take (default 10 s); a long-polling fetch needs its
+    /// wait time on top of the usual margin.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
+    /// The `host:port` this connection goes to.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Sends `request` at `version` and reads its response. After an error the connection
+    /// is in an unknown state: drop it and connect again.
     ///
     /// # Errors
     /// A message naming the broker and what failed (I/O, timeout, undecodable response).
-    pub(super) async fn call<R: Request>(&mut self, version: i16, request: &R) -> Result<R::Response, String> {
-        tokio::time::timeout(TIMEOUT, self.exchange(version, request))
+    pub async fn call<R: Request>(&mut self, version: i16, request: &R) -> Result<R::Response, String> {
+        let timeout = self.timeout;
+        tokio::time::timeout(timeout, self.exchange(version, request))
             .await
-            .map_err(|_| format!("broker {} did not answer within {} s", self.address, TIMEOUT.as_secs()))?
+            .map_err(|_| format!("broker {} did not answer within {} ms", self.address, timeout.as_millis()))?
     }
 
     async fn exchange<R: Request>(&mut self, version: i16, request: &R) -> Result<R::Response, String> {
@@ -54,7 +70,7 @@ impl Connection {
         header.request_api_key = R::KEY;
         header.request_api_version = version;
         header.correlation_id = self.correlation_id;
-        header.client_id = Some(StrBytes::from_static_str("tributary-coordinator"));
+        header.client_id = Some(StrBytes::from_static_str(self.client_id));
         let mut body = BytesMut::new();
         header.encode(&mut body, R::header_version(version)).map_err(|e| fail("encoding a request header", &e))?;
         request.encode(&mut body, version).map_err(|e| fail("encoding a request", &e))?;

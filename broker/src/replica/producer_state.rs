@@ -1,0 +1,266 @@
+//! Idempotent producer state of one partition (KIP-98, KIP-360): per producer id the epoch
+//! and the last five batches' sequence ranges with their offsets. The leader checks each
+//! batch against it before appending; every replica updates it from the batches it
+//! stores, so a new leader already knows what the old one accepted.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::log::batch::BatchHeader;
+
+/// How many batches per producer are remembered for duplicate detection (Kafka keeps 5,
+/// matching `max.in.flight.requests.per.connection` for idempotent producers).
+pub const RETAINED_BATCHES: usize = 5;
+
+/// One appended batch of a producer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchMetadata {
+    /// Sequence of the first record.
+    pub first_sequence: i32,
+    /// Sequence of the last record.
+    pub last_sequence: i32,
+    /// Offset of the first record.
+    pub first_offset: i64,
+    /// Offset of the last record.
+    pub last_offset: i64,
+}
+
+/// What the partition knows of one producer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProducerEntry {
+    /// Current producer epoch.
+    pub epoch: i16,
+    /// Its last batches, oldest first.
+    pub batches: VecDeque<BatchMetadata>,
+}
+
+/// Why a batch was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SequenceError {
+    /// The producer was fenced by a newer epoch: INVALID_PRODUCER_EPOCH.
+    #[error("producer {producer_id} epoch {epoch} is older than the current epoch {current}")]
+    InvalidEpoch {
+        /// Producer.
+        producer_id: i64,
+        /// Its epoch.
+        epoch: i16,
+        /// Ours.
+        current: i16,
+    },
+    /// A gap or a reordering: OUT_OF_ORDER_SEQUENCE_NUMBER.
+    #[error("producer {producer_id} epoch {epoch}: sequence {first_sequence} does not follow {expected_after}")]
+    OutOfOrder {
+        /// Producer.
+        producer_id: i64,
+        /// Its epoch.
+        epoch: i16,
+        /// The batch's first sequence.
+        first_sequence: i32,
+        /// The last sequence appended (-1 for a new epoch, which must start at 0).
+        expected_after: i32,
+    },
+}
+
+/// Outcome of a check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Check {
+    /// Append it.
+    Append,
+    /// Already appended: answer with the original offsets, write nothing.
+    Duplicate(BatchMetadata),
+}
+
+/// Sequence `b` directly follows `a`, wrapping at `i32::MAX` as Kafka does.
+fn follows(a: i32, b: i32) -> bool {
+    if a == i32::MAX {
+        b == 0
+    } else {
+        b == a + 1
+    }
+}
+
+fn last_sequence(h: &BatchHeader) -> i32 {
+    // Sequences wrap: base + delta modulo 2^31.
+    ((i64::from(h.base_sequence) + i64::from(h.last_offset_delta)) % (i64::from(i32::MAX) + 1)) as i32
+}
+
+/// All producers of one partition.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProducerStates {
+    producers: HashMap<i64, ProducerEntry>,
+}
+
+impl ProducerStates {
+    /// Checks a batch from the produce path. Batches without a producer id always append.
+    ///
+    /// # Errors
+    /// [`SequenceError`] as documented on its variants.
+    pub fn check(&self, h: &BatchHeader) -> Result<Check, SequenceError> {
+        if h.producer_id < 0 {
+            return Ok(Check::Append);
+        }
+        let Some(entry) = self.producers.get(&h.producer_id) else {
+            // Unknown producer (new, or its state expired with the log): any sequence starts it.
+            return Ok(Check::Append);
+        };
+        if h.producer_epoch < entry.epoch {
+            return Err(SequenceError::InvalidEpoch {
+                producer_id: h.producer_id,
+                epoch: h.producer_epoch,
+                current: entry.epoch,
+            });
+        }
+        let last = last_sequence(h);
+        if h.producer_epoch > entry.epoch {
+            if h.base_sequence != 0 {
+                return Err(SequenceError::OutOfOrder {
+                    producer_id: h.producer_id,
+                    epoch: h.producer_epoch,
+                    first_sequence: h.base_sequence,
+                    expected_after: -1,
+                });
+            }
+            return Ok(Check::Append);
+        }
+        if let Some(dup) = entry.batches.iter().find(|b| b.first_sequence == h.base_sequence && b.last_sequence == last)
+        {
+            return Ok(Check::Duplicate(*dup));
+        }
+        match entry.batches.back() {
+            Some(b) if !follows(b.last_sequence, h.base_sequence) => Err(SequenceError::OutOfOrder {
+                producer_id: h.producer_id,
+                epoch: h.producer_epoch,
+                first_sequence: h.base_sequence,
+                expected_after: b.last_sequence,
+            }),
+            _ => Ok(Check::Append),
+        }
+    }
+
+    /// Records a stored batch (leader or follower) at its assigned offsets.
+    pub fn update(&mut self, h: &BatchHeader, first_offset: i64) {
+        if h.producer_id < 0 || h.is_control() {
+            return;
+        }
+        let entry = self.producers.entry(h.producer_id).or_default();
+        if h.producer_epoch != entry.epoch {
+            entry.epoch = h.producer_epoch;
+            entry.batches.clear();
+        }
+        entry.batches.push_back(BatchMetadata {
+            first_sequence: h.base_sequence,
+            last_sequence: last_sequence(h),
+            first_offset,
+            last_offset: first_offset + i64::from(h.last_offset_delta),
+        });
+        while entry.batches.len() > RETAINED_BATCHES {
+            entry.batches.pop_front();
+        }
+    }
+
+    /// Rebuilds the state from stored batch headers, oldest first.
+    pub fn rebuild<'a>(headers: impl IntoIterator<Item = &'a BatchHeader>) -> Self {
+        let mut states = ProducerStates::default();
+        for h in headers {
+            states.update(h, h.base_offset);
+        }
+        states
+    }
+
+    /// Number of producers known.
+    pub fn len(&self) -> usize {
+        self.producers.len()
+    }
+
+    /// Whether no producer is known.
+    pub fn is_empty(&self) -> bool {
+        self.producers.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(pid: i64, epoch: i16, seq: i32, count: i32, offset: i64) -> BatchHeader {
+        BatchHeader {
+            base_offset: offset,
+            batch_length: 0,
+            partition_leader_epoch: 0,
+            magic: 2,
+            crc: 0,
+            attributes: 0,
+            last_offset_delta: count - 1,
+            base_timestamp: 0,
+            max_timestamp: 0,
+            producer_id: pid,
+            producer_epoch: epoch,
+            base_sequence: seq,
+            record_count: count,
+        }
+    }
+
+    #[test]
+    fn sequences_follow_kafka_rules() {
+        let mut s = ProducerStates::default();
+        for (seq, offset) in [(0, 0), (3, 3), (6, 6)] {
+            assert_eq!(s.check(&batch(7, 0, seq, 3, 0)), Ok(Check::Append));
+            s.update(&batch(7, 0, seq, 3, 0), offset);
+        }
+        let meta = |seq, off| BatchMetadata {
+            first_sequence: seq,
+            last_sequence: seq + 2,
+            first_offset: off,
+            last_offset: off + 2,
+        };
+        // (batch, expected)
+        let cases: Vec<(BatchHeader, Result<Check, SequenceError>)> = vec![
+            (batch(7, 0, 9, 3, 0), Ok(Check::Append)),
+            // A retry of an appended batch: the original offsets, nothing written.
+            (batch(7, 0, 3, 3, 0), Ok(Check::Duplicate(meta(3, 3)))),
+            (batch(7, 0, 6, 3, 0), Ok(Check::Duplicate(meta(6, 6)))),
+            // A gap.
+            (
+                batch(7, 0, 10, 3, 0),
+                Err(SequenceError::OutOfOrder { producer_id: 7, epoch: 0, first_sequence: 10, expected_after: 8 }),
+            ),
+            // A fenced epoch.
+            (batch(7, -1, 9, 3, 0), Err(SequenceError::InvalidEpoch { producer_id: 7, epoch: -1, current: 0 })),
+            // A new epoch must start at 0.
+            (
+                batch(7, 1, 9, 1, 0),
+                Err(SequenceError::OutOfOrder { producer_id: 7, epoch: 1, first_sequence: 9, expected_after: -1 }),
+            ),
+            (batch(7, 1, 0, 1, 0), Ok(Check::Append)),
+            // Unknown producers and non-idempotent batches start anywhere.
+            (batch(8, 0, 42, 1, 0), Ok(Check::Append)),
+            (batch(-1, -1, -1, 1, 0), Ok(Check::Append)),
+        ];
+        for (b, expected) in cases {
+            assert_eq!(s.check(&b), expected, "{b:?}");
+        }
+    }
+
+    #[test]
+    fn only_the_last_five_batches_are_remembered_and_sequences_wrap() {
+        let mut s = ProducerStates::default();
+        for i in 0..7 {
+            s.update(&batch(1, 0, i, 1, i64::from(i)), i64::from(i));
+        }
+        assert!(matches!(s.check(&batch(1, 0, 2, 1, 0)), Ok(Check::Duplicate(_))));
+        assert!(matches!(s.check(&batch(1, 0, 1, 1, 0)), Err(SequenceError::OutOfOrder { .. })));
+        let mut w = ProducerStates::default();
+        w.update(&batch(2, 0, i32::MAX - 1, 2, 0), 0);
+        assert_eq!(w.check(&batch(2, 0, 0, 1, 0)), Ok(Check::Append));
+    }
+
+    #[test]
+    fn state_rebuilt_from_headers_matches_the_live_state() {
+        let headers = [batch(1, 0, 0, 2, 0), batch(2, 0, 0, 1, 2), batch(1, 0, 2, 2, 3)];
+        let mut live = ProducerStates::default();
+        for h in &headers {
+            live.update(h, h.base_offset);
+        }
+        assert_eq!(ProducerStates::rebuild(&headers), live);
+        assert_eq!(live.len(), 2);
+    }
+}
