@@ -1,5 +1,6 @@
 """Benchmark: produce and consume throughput and end-to-end latency, driven by librdkafka
-against a one-broker cluster built in release mode. Throughput uses kcat (librdkafka in
+against a cluster built in release mode: one broker, or `--brokers 3` with every topic
+replicated to all of them (RF 3, min.insync.replicas 2). Throughput uses kcat (librdkafka in
 C, reading records from a file) so the client is not the bottleneck; latency uses
 confluent-kafka (librdkafka) with a producer and a consumer in separate processes.
 
@@ -40,19 +41,23 @@ def record_file(size, count):
     return path
 
 
-def broker_cpu_s(pid):
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def broker_cpu_s(pids):
+    """User + system CPU seconds of the broker processes together."""
+    total = 0
+    for pid in pids:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
-def produce(bootstrap, topic, size, count, acks, broker_pid):
+def produce(bootstrap, topic, size, count, acks, broker_pids):
     path = record_file(size, count)
-    cpu0 = broker_cpu_s(broker_pid)
+    cpu0 = broker_cpu_s(broker_pids)
     start = time.perf_counter()
     subprocess.run(["kcat", "-P", "-b", bootstrap, "-t", topic, "-X", "linger.ms=5", "-X", "batch.size=1000000",
                     "-X", f"acks={acks}", "-X", "queue.buffering.max.kbytes=1048576"], stdin=open(path, "rb"), check=True)
     elapsed = time.perf_counter() - start
-    cpu = broker_cpu_s(broker_pid) - cpu0
+    cpu = broker_cpu_s(broker_pids) - cpu0
     return {"records_per_s": round(count / elapsed), "MiB_per_s": round(count * size / elapsed / MiB, 1),
             "broker_cpu_s_per_GiB": round(cpu / (count * size / 1024 ** 3), 2)}
 
@@ -154,6 +159,7 @@ def main():
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--latency-only", action="store_true")
     ap.add_argument("--group-only", action="store_true", help="only the produce 1 KiB acks=1 and consumer-group read runs")
+    ap.add_argument("--brokers", type=int, default=1, help="brokers; topics are replicated to all of them")
     ap.add_argument("--broker-arg", action="append", default=[], help="extra broker flag, e.g. --broker-arg=--log-flush-interval-ms=60000")
     args = ap.parse_args()
     logs = Path(tempfile.mkdtemp(prefix="tributary-bench-"))
@@ -162,12 +168,20 @@ def main():
     results = {}
     try:
         cluster.start_coordinator()
-        cluster.start_broker(1, *args.broker_arg)
+        for b in range(1, args.brokers + 1):
+            cluster.start_broker(b, *args.broker_arg)
         bootstrap = cluster.bootstrap()
         admin = AdminClient({"bootstrap.servers": bootstrap})
+        rf = args.brokers
+        topic_config = {"min.insync.replicas": str(min(2, rf))}
+        pids = [p.proc.pid for p in cluster.brokers.values()]
+        for b in cluster.brokers:
+            view = AdminClient({"bootstrap.servers": cluster.bootstrap([b])})
+            while len(view.list_topics(timeout=10).brokers) < rf:
+                time.sleep(0.1)
         # Latency first, on a quiet broker: right after the throughput runs the disk is still
         # writing back gigabytes, which shows in the tail (see the README).
-        admin.create_topics([NewTopic("latency", 1, 1)], operation_timeout=30)["latency"].result()
+        admin.create_topics([NewTopic("latency", 1, rf, config=topic_config)], operation_timeout=30)["latency"].result()
         cluster.wait_topic_led("latency", partitions=1)
         # The latency consumer has a group.id, so librdkafka looks up its coordinator, and the
         # first lookup creates __consumer_offsets (50 partitions). Do that before measuring.
@@ -181,10 +195,10 @@ def main():
         for size in sizes:
             for acks in ("1",) if args.group_only else ("1", "all"):
                 topic = f"bench-{size}-{acks}"
-                admin.create_topics([NewTopic(topic, args.partitions, 1)], operation_timeout=30)[topic].result()
+                admin.create_topics([NewTopic(topic, args.partitions, rf, config=topic_config)], operation_timeout=30)[topic].result()
                 cluster.wait_topic_led(topic, partitions=args.partitions)
                 count = args.records * (3 if size == 100 else 1)
-                results[f"produce {size} B acks={acks}"] = produce(bootstrap, topic, size, count, acks, cluster.brokers[1].proc.pid)
+                results[f"produce {size} B acks={acks}"] = produce(bootstrap, topic, size, count, acks, pids)
                 if acks == "1":
                     results[f"consume {size} B"] = consume(bootstrap, topic, size, count)
                     results[f"consume {size} B, group of 3"] = group_consume(bootstrap, topic, size, count, 3)

@@ -59,13 +59,15 @@ class ZooKeeper:
         self.dir = Path(data_dir or tempfile.mkdtemp(prefix="tributary-zk-"))
         self.log_dir = Path(log_dir)
         self.proc = None
+        self.extra_config = ""
 
-    def start(self):
+    def start(self, wait=True):
         (self.dir / "data").mkdir(parents=True, exist_ok=True)
         cfg = self.dir / "zoo.cfg"
         cfg.write_text(
             f"tickTime=500\ndataDir={self.dir / 'data'}\nclientPort={self.port}\nclientPortAddress=127.0.0.1\n"
             "admin.enableServer=false\nminSessionTimeout=1000\nmaxSessionTimeout=60000\n4lw.commands.whitelist=*\n"
+            + self.extra_config
         )
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_dir / f"zookeeper-{self.port}.log", "ab")
@@ -74,8 +76,27 @@ class ZooKeeper:
             ["java", "-Xmx256m", "-cp", ZK_CLASSPATH, "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(cfg)],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
         )
-        wait_until(self.ready, timeout=60, what=f"ZooKeeper on port {self.port}")
+        if wait:
+            wait_until(self.ready, timeout=60, what=f"ZooKeeper on port {self.port}")
         return self
+
+    def mode(self):
+        """standalone, leader or follower (from the srvr four-letter word); None if not serving."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                s.sendall(b"srvr")
+                text = b""
+                while chunk := s.recv(4096):
+                    text += chunk
+        except OSError:
+            return None
+        for line in text.decode(errors="replace").splitlines():
+            if line.startswith("Mode: "):
+                return line.split(": ", 1)[1].strip()
+        return None
+
+    def serving(self):
+        return self.mode() in ("standalone", "leader", "follower")
 
     def ready(self):
         try:
@@ -98,6 +119,36 @@ class ZooKeeper:
     @property
     def connect(self):
         return f"127.0.0.1:{self.port}"
+
+
+class Ensemble:
+    """Three ZooKeeper servers forming one quorum, each on its own client port."""
+
+    def __init__(self, log_dir, size=3):
+        self.members = [ZooKeeper(log_dir) for _ in range(size)]
+        self.peer_ports = [(free_port(), free_port()) for _ in range(size)]
+
+    def start(self):
+        servers = "".join(f"server.{i + 1}=127.0.0.1:{a}:{b}\n" for i, (a, b) in enumerate(self.peer_ports))
+        for i, m in enumerate(self.members):
+            (m.dir / "data").mkdir(parents=True, exist_ok=True)
+            (m.dir / "data" / "myid").write_text(str(i + 1))
+            m.extra_config = "initLimit=10\nsyncLimit=5\n" + servers
+            m.start(wait=False)
+        for m in self.members:
+            wait_until(m.serving, timeout=90, what=f"ZooKeeper {m.port} to join the quorum")
+        return self
+
+    def leader(self):
+        return next(m for m in self.members if m.mode() == "leader")
+
+    def destroy(self):
+        for m in self.members:
+            m.destroy()
+
+    @property
+    def connect(self):
+        return ",".join(m.connect for m in self.members)
 
 
 class Process:

@@ -82,6 +82,11 @@ impl ClusterMetadata {
         self.brokers.keys().copied().collect()
     }
 
+    /// Live brokers with their `broker.rack`, for replica placement.
+    pub fn placement_brokers(&self) -> Vec<tributary_common::topic::PlacementBroker> {
+        self.brokers.iter().map(|(id, b)| (*id, b.rack.clone())).collect()
+    }
+
     /// Looks up a topic by id.
     pub fn topic_by_id(&self, id: &TopicId) -> Option<(&String, &TopicMetadata)> {
         let name = self.topic_names.get(id)?;

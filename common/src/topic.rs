@@ -52,7 +52,18 @@ pub enum AssignmentError {
         /// The value.
         value: i32,
     },
+    /// Some brokers declare `broker.rack` and others do not (Kafka refuses this too).
+    #[error(
+        "brokers {missing:?} have no broker.rack while others have one; set broker.rack on every broker or on none"
+    )]
+    PartialRackInfo {
+        /// Brokers without a rack.
+        missing: Vec<BrokerId>,
+    },
 }
+
+/// A live broker as placement sees it: its id and `broker.rack`.
+pub type PlacementBroker = (BrokerId, Option<String>);
 
 /// Places a new topic's replicas as Kafka does, with a random start broker and follower
 /// shift (so that topics do not all lead on the same broker).
@@ -60,12 +71,144 @@ pub enum AssignmentError {
 /// # Errors
 /// As [`assign_replicas`].
 pub fn assign_new_topic(
-    brokers: &[BrokerId],
+    brokers: &[PlacementBroker],
     partitions: i32,
     replication_factor: i32,
 ) -> Result<BTreeMap<i32, Vec<BrokerId>>, AssignmentError> {
     let n = brokers.len().max(1);
-    assign_replicas(brokers, partitions, replication_factor, 0, random_below(n), random_below(n))
+    place(brokers, partitions, replication_factor, 0, random_below(n), random_below(n))
+}
+
+/// Kafka's placement: rack-aware when every broker declares `broker.rack`, rack-unaware
+/// when none does. `start_index` indexes the (rack-alternated) broker list.
+///
+/// # Errors
+/// [`AssignmentError`]: bad counts, too few brokers, or rack information on only some brokers.
+pub fn place(
+    brokers: &[PlacementBroker],
+    partitions: i32,
+    replication_factor: i32,
+    first_partition: i32,
+    start_index: usize,
+    start_shift: usize,
+) -> Result<BTreeMap<i32, Vec<BrokerId>>, AssignmentError> {
+    let missing: Vec<BrokerId> = brokers.iter().filter(|(_, r)| r.is_none()).map(|(id, _)| *id).collect();
+    if missing.is_empty() && !brokers.is_empty() {
+        let racked: Vec<(BrokerId, String)> =
+            brokers.iter().map(|(id, r)| (*id, r.clone().expect("checked above"))).collect();
+        return assign_replicas_rack_aware(
+            &racked,
+            partitions,
+            replication_factor,
+            first_partition,
+            start_index,
+            start_shift,
+        );
+    }
+    if missing.len() != brokers.len() {
+        return Err(AssignmentError::PartialRackInfo { missing });
+    }
+    let ids: Vec<BrokerId> = brokers.iter().map(|(id, _)| *id).collect();
+    assign_replicas(&ids, partitions, replication_factor, first_partition, start_index, start_shift)
+}
+
+/// Positive counts, and no more replicas than live brokers.
+fn check_counts(partitions: i32, replication_factor: i32, live: usize) -> Result<(), AssignmentError> {
+    if partitions <= 0 {
+        return Err(AssignmentError::NonPositive { what: "number of partitions", value: partitions });
+    }
+    if replication_factor <= 0 {
+        return Err(AssignmentError::NonPositive { what: "replication factor", value: replication_factor });
+    }
+    if replication_factor as usize > live {
+        return Err(AssignmentError::NotEnoughBrokers { replication_factor, live });
+    }
+    Ok(())
+}
+
+/// Brokers ordered so that racks alternate (Kafka's `getRackAlternatedBrokerList`): racks
+/// sorted, brokers sorted within each, then one from each rack in turn.
+pub fn rack_alternated(brokers: &[(BrokerId, String)]) -> Vec<BrokerId> {
+    let mut by_rack: BTreeMap<&str, Vec<BrokerId>> = BTreeMap::new();
+    for (id, rack) in brokers {
+        by_rack.entry(rack.as_str()).or_default().push(*id);
+    }
+    for ids in by_rack.values_mut() {
+        ids.sort_unstable();
+        ids.dedup();
+    }
+    let mut out = Vec::new();
+    let longest = by_rack.values().map(Vec::len).max().unwrap_or(0);
+    for i in 0..longest {
+        for ids in by_rack.values() {
+            if let Some(id) = ids.get(i) {
+                out.push(*id);
+            }
+        }
+    }
+    out
+}
+
+/// Kafka's rack-aware placement (`AdminUtils.assignReplicasToBrokersRackAware`): leaders
+/// walk the rack-alternated list; each follower is the next broker (by the shifting step)
+/// on a rack that has no replica of the partition yet, until every rack has one.
+///
+/// # Errors
+/// [`AssignmentError`] when the counts are not positive or exceed the live brokers.
+pub fn assign_replicas_rack_aware(
+    brokers: &[(BrokerId, String)],
+    partitions: i32,
+    replication_factor: i32,
+    first_partition: i32,
+    start_index: usize,
+    start_shift: usize,
+) -> Result<BTreeMap<i32, Vec<BrokerId>>, AssignmentError> {
+    let arranged = rack_alternated(brokers);
+    let n = arranged.len();
+    check_counts(partitions, replication_factor, n)?;
+    let rack_of: BTreeMap<BrokerId, &str> = brokers.iter().map(|(id, r)| (*id, r.as_str())).collect();
+    let num_racks = rack_of.values().collect::<std::collections::BTreeSet<_>>().len();
+    Ok(walk_partitions(n, first_partition, partitions, start_index, start_shift, |first, shift| {
+        let leader = arranged[first];
+        let mut replicas = vec![leader];
+        let mut racks: std::collections::BTreeSet<&str> = [rack_of[&leader]].into();
+        let mut k = 0usize;
+        while replicas.len() < replication_factor as usize {
+            let step = if n > 1 { 1 + (shift * num_racks + k) % (n - 1) } else { 0 };
+            let broker = arranged[(first + step) % n];
+            let rack = rack_of[&broker];
+            if (!racks.contains(rack) || racks.len() == num_racks) && !replicas.contains(&broker) {
+                replicas.push(broker);
+                racks.insert(rack);
+            }
+            k += 1;
+        }
+        replicas
+    }))
+}
+
+/// Kafka's walk over new partitions: partition `p` starts at index `(p + start_index) % n`,
+/// and the follower shift grows by one every `n` partitions. `pick(first, shift)` chooses
+/// the replicas.
+fn walk_partitions(
+    n: usize,
+    first_partition: i32,
+    partitions: i32,
+    start_index: usize,
+    start_shift: usize,
+    mut pick: impl FnMut(usize, usize) -> Vec<BrokerId>,
+) -> BTreeMap<i32, Vec<BrokerId>> {
+    let start_index = start_index % n;
+    let mut shift = start_shift % n;
+    let mut out = BTreeMap::new();
+    for p in first_partition.max(0)..first_partition.max(0) + partitions {
+        let p_usize = p as usize;
+        if p_usize > 0 && p_usize.is_multiple_of(n) {
+            shift += 1;
+        }
+        out.insert(p, pick((p_usize + start_index) % n, shift));
+    }
+    out
 }
 
 /// A random number in `0..n` (placement only needs it spread, not secret).
@@ -90,36 +233,19 @@ pub fn assign_replicas(
     start_index: usize,
     start_shift: usize,
 ) -> Result<BTreeMap<i32, Vec<BrokerId>>, AssignmentError> {
-    if partitions <= 0 {
-        return Err(AssignmentError::NonPositive { what: "number of partitions", value: partitions });
-    }
-    if replication_factor <= 0 {
-        return Err(AssignmentError::NonPositive { what: "replication factor", value: replication_factor });
-    }
     let mut sorted = brokers.to_vec();
     sorted.sort_unstable();
     sorted.dedup();
     let n = sorted.len();
-    if replication_factor as usize > n {
-        return Err(AssignmentError::NotEnoughBrokers { replication_factor, live: n });
-    }
-    let start_index = start_index % n;
-    let mut shift = start_shift % n;
-    let mut out = BTreeMap::new();
-    for p in first_partition.max(0)..first_partition.max(0) + partitions {
-        let p_usize = p as usize;
-        if p_usize > 0 && p_usize.is_multiple_of(n) {
-            shift += 1;
-        }
-        let first = (p_usize + start_index) % n;
+    check_counts(partitions, replication_factor, n)?;
+    Ok(walk_partitions(n, first_partition, partitions, start_index, start_shift, |first, shift| {
         let mut replicas = vec![sorted[first]];
         for j in 0..(replication_factor as usize - 1) {
             let step = 1 + (shift + j) % (n - 1);
             replicas.push(sorted[(first + step) % n]);
         }
-        out.insert(p, replicas);
-    }
-    Ok(out)
+        replicas
+    }))
 }
 
 /// DescribeConfigs `config_type` values of topic-level keys.
@@ -299,6 +425,43 @@ mod tests {
         assert_eq!(a[&4], vec![4, 0, 1]);
         assert_eq!(a[&5], vec![0, 2, 3]);
         assert_eq!(a[&9], vec![4, 1, 2]);
+    }
+
+    #[test]
+    fn rack_aware_placement_spreads_each_partition_over_racks() {
+        let brokers: Vec<(BrokerId, String)> =
+            vec![(1, "a".into()), (2, "a".into()), (3, "b".into()), (4, "b".into()), (5, "c".into()), (6, "c".into())];
+        assert_eq!(rack_alternated(&brokers), vec![1, 3, 5, 2, 4, 6]);
+        for start in 0..6 {
+            for shift in 0..6 {
+                let out = assign_replicas_rack_aware(&brokers, 12, 3, 0, start, shift).unwrap();
+                for replicas in out.values() {
+                    let racks: std::collections::BTreeSet<&str> =
+                        replicas.iter().map(|r| brokers.iter().find(|(id, _)| id == r).unwrap().1.as_str()).collect();
+                    assert_eq!(racks.len(), 3, "{replicas:?} (start {start}, shift {shift})");
+                }
+                // Leaders rotate over every broker.
+                let leaders: std::collections::BTreeSet<BrokerId> = out.values().map(|r| r[0]).collect();
+                assert_eq!(leaders.len(), 6);
+            }
+        }
+        // Two racks, RF 3: both racks get a replica, and no broker twice.
+        let two: Vec<(BrokerId, String)> = vec![(1, "a".into()), (2, "a".into()), (3, "b".into()), (4, "b".into())];
+        for replicas in assign_replicas_rack_aware(&two, 8, 3, 0, 1, 2).unwrap().values() {
+            let mut sorted = replicas.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            assert_eq!(sorted.len(), 3);
+            assert!(replicas.iter().any(|r| *r <= 2) && replicas.iter().any(|r| *r >= 3), "{replicas:?}");
+        }
+    }
+
+    #[test]
+    fn placement_is_rack_aware_only_with_racks_on_every_broker() {
+        let none: Vec<PlacementBroker> = vec![(1, None), (2, None)];
+        assert_eq!(place(&none, 2, 2, 0, 0, 0).unwrap(), assign_replicas(&[1, 2], 2, 2, 0, 0, 0).unwrap());
+        let mixed: Vec<PlacementBroker> = vec![(1, Some("a".into())), (2, None)];
+        assert_eq!(place(&mixed, 1, 1, 0, 0, 0), Err(AssignmentError::PartialRackInfo { missing: vec![2] }));
     }
 
     #[test]

@@ -17,7 +17,9 @@ use kafka_protocol::messages::{
     DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse, TopicName,
 };
 use tributary_common::ids::{BrokerId, TopicId};
-use tributary_common::topic::{assign_new_topic, assign_replicas, random_below, validate_topic_name, AssignmentError};
+use tributary_common::topic::{
+    assign_new_topic, place, rack_alternated, random_below, validate_topic_name, AssignmentError,
+};
 
 use super::{s, BrokerContext};
 use crate::metadata::TopicMetadata;
@@ -101,7 +103,8 @@ pub(crate) fn plan_topic(
         }
         return Ok(assignment);
     }
-    assign_new_topic(&live, partitions, i32::from(replication_factor)).map_err(|e| match e {
+    assign_new_topic(&cluster.placement_brokers(), partitions, i32::from(replication_factor)).map_err(|e| match e {
+        AssignmentError::PartialRackInfo { .. } => admin_err(ResponseError::InvalidReplicaAssignment, e.to_string()),
         AssignmentError::NotEnoughBrokers { .. } => admin_err(
             ResponseError::InvalidReplicationFactor,
             format!("{e}; start more brokers or lower the replication factor"),
@@ -401,16 +404,31 @@ async fn grow_topic(
             list.into_iter().enumerate().map(|(i, r)| (current + i as i32, r)).collect()
         }
         None => {
-            let mut sorted = live.clone();
-            sorted.sort_unstable();
+            // Kafka continues from partition 0's first replica in the (rack-alternated) order.
+            let placement = cluster.placement_brokers();
+            let sorted: Vec<BrokerId> = if placement.iter().all(|(_, r)| r.is_some()) {
+                rack_alternated(
+                    &placement.iter().map(|(id, r)| (*id, r.clone().unwrap_or_default())).collect::<Vec<_>>(),
+                )
+            } else {
+                let mut ids = live.clone();
+                ids.sort_unstable();
+                ids
+            };
             let start = topic
                 .partitions
                 .get(&0)
                 .and_then(|p| p.replicas.first())
                 .and_then(|b| sorted.iter().position(|x| x == b))
                 .unwrap_or(0);
-            assign_replicas(&live, count - current, rf as i32, current, start, random_below(sorted.len()))
-                .map_err(|e| admin_err(ResponseError::InvalidReplicationFactor, format!("{e}; start more brokers")))?
+            place(&placement, count - current, rf as i32, current, start, random_below(sorted.len())).map_err(|e| {
+                match e {
+                    AssignmentError::PartialRackInfo { .. } => {
+                        admin_err(ResponseError::InvalidReplicaAssignment, e.to_string())
+                    }
+                    e => admin_err(ResponseError::InvalidReplicationFactor, format!("{e}; start more brokers")),
+                }
+            })?
         }
     };
     if validate_only {

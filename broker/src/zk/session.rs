@@ -75,6 +75,9 @@ pub async fn establish(cfg: &SessionConfig) -> anyhow::Result<Registered> {
 enum Outcome {
     Expired,
     Shutdown,
+    /// Connected again (possibly to another ensemble member) after a disconnection: the
+    /// persistent watches are set afresh, as they do not reliably survive the move.
+    Reconnected,
 }
 
 /// Runs until `shutdown`: publishes metadata snapshots to `metadata`, re-registers after
@@ -90,8 +93,13 @@ pub async fn run_session(
     loop {
         handle.set(Some(registered.client.clone()));
         let outcome = watch_metadata(&registered.client, &registered.cluster_id, &metadata, &shutdown).await;
+        if matches!(outcome, Outcome::Reconnected) {
+            tracing::info!(broker_id = cfg.broker_id, "reconnected to ZooKeeper; setting the metadata watches again");
+            continue;
+        }
         handle.set(None);
         match outcome {
+            Outcome::Reconnected => unreachable!("handled above"),
             Outcome::Shutdown => {
                 close(registered.client).await;
                 return;
@@ -176,6 +184,7 @@ async fn watch_metadata(
         }
     };
     let mut state = client.state_watcher();
+    let mut disconnected = false;
     reload(client, cluster_id, metadata).await;
     // Several znodes change per topic creation; coalesce bursts into one reload.
     let debounce = Duration::from_millis(15);
@@ -186,13 +195,18 @@ async fn watch_metadata(
             e = deletions.changed() => e,
             s = state.changed() => {
                 match s {
-                    SessionState::SyncConnected | SessionState::ConnectedReadOnly => {
-                        // Events may be lost across a reconnect (ZOOKEEPER-4698): re-read.
-                        reload(client, cluster_id, metadata).await;
-                        continue;
+                    SessionState::SyncConnected | SessionState::ConnectedReadOnly if disconnected => {
+                        // Persistent watches may lose events across a reconnect
+                        // (ZOOKEEPER-4698), or be gone after moving to another server:
+                        // set them again and re-read everything.
+                        return Outcome::Reconnected;
                     },
+                    SessionState::SyncConnected | SessionState::ConnectedReadOnly => continue,
                     s if s.is_terminated() => return Outcome::Expired,
-                    _ => continue,
+                    _ => {
+                        disconnected = true;
+                        continue
+                    },
                 }
             },
             _ = shutdown.cancelled() => return Outcome::Shutdown,

@@ -396,7 +396,8 @@ async fn create(State(state): State<AdminState>, body: Bytes) -> Result<Response
     if s.topics.contains_key(&req.name) {
         return Err(ApiError::Conflict(format!("topic {:?} already exists", req.name)));
     }
-    let live: Vec<BrokerId> = s.brokers.keys().copied().collect();
+    let live: Vec<(BrokerId, Option<String>)> =
+        s.brokers.iter().map(|(id, b)| (*id, b.registration.rack.clone())).collect();
     let replicas = assign_new_topic(&live, req.partitions, req.replication_factor)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let topic_id = TopicId::random();

@@ -323,6 +323,28 @@ async fn rebalance_leaders(client: &Client, epoch: i32, epoch_version: i32, perc
     apply_all(client, epoch, epoch_version, actions).await
 }
 
+type Watches = (
+    zookeeper_client::PersistentWatcher,
+    zookeeper_client::PersistentWatcher,
+    zookeeper_client::PersistentWatcher,
+    zookeeper_client::PersistentWatcher,
+    zookeeper_client::PersistentWatcher,
+    zookeeper_client::PersistentWatcher,
+);
+
+/// The active controller's watches: brokers and topics (recursively), deletion marks,
+/// topic configs, `/controller` itself, ISR notifications and election requests.
+async fn controller_watches(client: &Client) -> Result<Watches, zookeeper_client::Error> {
+    Ok((
+        client.watch("/brokers", AddWatchMode::PersistentRecursive).await?,
+        client.watch(znode::DELETE_TOPICS, AddWatchMode::PersistentRecursive).await?,
+        client.watch(znode::CONFIG_TOPICS, AddWatchMode::PersistentRecursive).await?,
+        client.watch(znode::CONTROLLER, AddWatchMode::Persistent).await?,
+        client.watch(znode::ISR_CHANGE_NOTIFICATION, AddWatchMode::Persistent).await?,
+        client.watch(znode::PREFERRED_REPLICA_ELECTION, AddWatchMode::Persistent).await?,
+    ))
+}
+
 async fn active(
     client: &Client,
     cfg: &ControllerConfig,
@@ -330,18 +352,7 @@ async fn active(
     epoch_version: i32,
     shutdown: &CancellationToken,
 ) -> Resign {
-    let watches = async {
-        Ok::<_, zookeeper_client::Error>((
-            client.watch("/brokers", AddWatchMode::PersistentRecursive).await?,
-            client.watch(znode::DELETE_TOPICS, AddWatchMode::PersistentRecursive).await?,
-            client.watch(znode::CONFIG_TOPICS, AddWatchMode::PersistentRecursive).await?,
-            client.watch(znode::CONTROLLER, AddWatchMode::Persistent).await?,
-            client.watch(znode::ISR_CHANGE_NOTIFICATION, AddWatchMode::Persistent).await?,
-            client.watch(znode::PREFERRED_REPLICA_ELECTION, AddWatchMode::Persistent).await?,
-        ))
-    };
-    let (mut brokers, mut deletions, mut configs, mut controller, mut isr_changes, mut elections) = match watches.await
-    {
+    let mut watches = match controller_watches(client).await {
         Ok(w) => w,
         Err(e) => {
             tracing::warn!(error = %e, "could not set watches as controller; resigning");
@@ -349,6 +360,7 @@ async fn active(
         }
     };
     let mut state = client.state_watcher();
+    let mut disconnected = false;
     let mut periodic = tokio::time::interval(Duration::from_secs(10));
     let mut imbalance = tokio::time::interval_at(
         tokio::time::Instant::now() + cfg.leader_imbalance_check_interval,
@@ -362,6 +374,7 @@ async fn active(
             }
             Ok(()) => {}
         }
+        let (brokers, deletions, configs, controller, isr_changes, elections) = &mut watches;
         let event = tokio::select! {
             e = brokers.changed() => Some(e),
             e = deletions.changed() => Some(e),
@@ -387,6 +400,20 @@ async fn active(
             s = state.changed() => {
                 if s.is_terminated() {
                     return Resign::SessionLost;
+                }
+                if s == SessionState::Disconnected {
+                    disconnected = true;
+                } else if s == SessionState::SyncConnected && disconnected {
+                    // Persistent watches may not survive a move to another ensemble member
+                    // (ZOOKEEPER-4698): set them again; the pass below re-reads everything.
+                    disconnected = false;
+                    match controller_watches(client).await {
+                        Ok(w) => watches = w,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not set watches again after reconnecting; resigning");
+                            return Resign::SessionLost;
+                        }
+                    }
                 }
                 None
             },
