@@ -350,7 +350,7 @@ impl Fetcher {
                     None => {
                         let records = r.records.unwrap_or_default();
                         if !records.is_empty() {
-                            let batches = match batch::validate(&records, usize::MAX) {
+                            let batches = match batch::verify_replicated(&records) {
                                 Ok(b) => b,
                                 Err(e) => {
                                     tracing::error!(%tp, leader = self.leader, error = %e, "the leader sent a batch that fails validation; not storing it, retrying");

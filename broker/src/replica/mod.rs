@@ -141,11 +141,6 @@ impl Partition {
         self.demotions.load(Ordering::Acquire)
     }
 
-    /// Whether this broker leads the partition.
-    pub fn is_leader(&self) -> bool {
-        self.role_lock().leader == self.broker_id
-    }
-
     /// The high watermark: what consumers may read.
     pub fn high_watermark(&self) -> i64 {
         self.high_watermark.load(Ordering::Acquire)
@@ -319,12 +314,6 @@ impl Partition {
         role.state_version = new_version;
         let followers = self.followers.lock().expect("followers lock");
         self.advance_high_watermark(&role, &followers)
-    }
-
-    /// Leader end and follower positions, for the admin view.
-    pub fn replication_status(&self) -> (i64, BTreeMap<BrokerId, i64>) {
-        let followers = self.followers.lock().expect("followers lock");
-        (self.log.offsets().log_end_offset, followers.iter().map(|(id, f)| (*id, f.log_end_offset)).collect())
     }
 }
 
