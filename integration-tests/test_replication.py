@@ -329,3 +329,52 @@ def test_a_three_node_zookeeper_ensemble_losing_one_node_keeps_the_cluster_servi
     finally:
         c.stop()
         ensemble.destroy()
+
+
+def test_committed_offsets_survive_the_group_coordinators_death(empty_cluster):
+    """__consumer_offsets replicated 3 ways: kill -9 the group's coordinator and a new
+    consumer of the group resumes from the committed offsets, served by the new leader."""
+    c = empty_cluster
+    c.start_coordinator()
+    for b in (1, 2, 3):
+        c.start_broker(b, "--offsets-topic-replication-factor", "3", "--replica-lag-time-max-ms", "10000")
+    for b in (1, 2, 3):
+        admin = AdminClient({"bootstrap.servers": c.bootstrap([b])})
+        wait_until(lambda: len(admin.list_topics(timeout=5).brokers) == 3, what=f"broker {b} seeing three live brokers")
+    create_rf3(c, partitions=1)
+    producer = Producer({"bootstrap.servers": c.bootstrap(), "acks": "all"})
+    for i in range(100):
+        producer.produce(TOPIC, value=f"k:{i}".encode(), partition=0)
+    assert producer.flush(30) == 0
+
+    def consumer():
+        k = Consumer({"bootstrap.servers": c.bootstrap(), "group.id": "resume", "enable.auto.commit": False,
+                      "auto.offset.reset": "earliest", "session.timeout.ms": 6000})
+        k.subscribe([TOPIC])
+        return k
+
+    first = consumer()
+    read = []
+    while len(read) < 60:
+        m = first.poll(1.0)
+        if m is not None and not m.error():
+            read.append(m.offset())
+            if len(read) == 60:
+                first.commit(message=m, asynchronous=False)
+    first.close()
+    wait_until(lambda: len(http_get(c.http + "/topics/__consumer_offsets")[1].get("partitions", [])) == 50,
+               what="__consumer_offsets")
+    group = http_get(c.http + "/groups/resume")[1]
+    coordinator = group["coordinator"]
+    assert [o["committed_offset"] for o in group["offsets"]] == [60], group
+    c.brokers[coordinator].kill()
+    # A new member of the group, once the offsets partition has a new leader, starts at 60.
+    second = consumer()
+    got = []
+    deadline = time.monotonic() + 60
+    while len(got) < 40 and time.monotonic() < deadline:
+        m = second.poll(1.0)
+        if m is not None and not m.error():
+            got.append(m.offset())
+    second.close()
+    assert got and got[0] == 60 and len(got) == 40, got[:5]
