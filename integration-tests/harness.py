@@ -278,6 +278,38 @@ class Cluster:
         shutil.rmtree(self.data_root, ignore_errors=True)
 
 
+def consume_all(bootstrap, topic, partitions, expected_keys, timeout=60, read_on_s=0):
+    """Reads until every (partition, offset) in `expected_keys` has been seen, or the timeout;
+    then, with `read_on_s`, goes on until nothing new arrived for that long (so records past
+    the expected ones, such as duplicates, are seen too). Returns {(partition, offset): value}.
+
+    Stopping at a record count would be wrong after a kill: records the broker stored but
+    whose acknowledgement never reached the producer count too, and would end the read
+    before the last acknowledged ones of another partition.
+    """
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "verify", "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    got = {}
+    missing = set(expected_keys)
+    deadline = time.monotonic() + timeout
+    while missing and time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is None or msg.error():
+            continue
+        got[(msg.partition(), msg.offset())] = msg.value()
+        missing.discard((msg.partition(), msg.offset()))
+    idle = time.monotonic() + read_on_s
+    while time.monotonic() < idle:
+        msg = consumer.poll(0.5)
+        if msg is not None and not msg.error():
+            got[(msg.partition(), msg.offset())] = msg.value()
+            idle = time.monotonic() + read_on_s
+    consumer.close()
+    return got
+
+
 def _raise(message):
     raise AssertionError(message)
 

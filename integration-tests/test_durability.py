@@ -1,33 +1,10 @@
 """Acknowledged records survive kill -9 of the broker; restarts keep data."""
 import threading
-import time
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from harness import wait_until
-
-
-def consume_all(bootstrap, topic, partitions, expected_keys, timeout=60):
-    """Reads until every (partition, offset) in `expected_keys` has been seen, or the timeout.
-
-    Stopping at a record count would be wrong after a kill: records the broker stored but
-    whose acknowledgement never reached the producer count too, and would end the read
-    before the last acknowledged ones of another partition.
-    """
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "verify", "enable.auto.commit": False})
-    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-    got = {}
-    missing = set(expected_keys)
-    deadline = time.monotonic() + timeout
-    while missing and time.monotonic() < deadline:
-        msg = consumer.poll(0.5)
-        if msg is None or msg.error():
-            continue
-        got[(msg.partition(), msg.offset())] = msg.value()
-        missing.discard((msg.partition(), msg.offset()))
-    consumer.close()
-    return got
+from harness import consume_all, wait_until
 
 
 def test_kill_9_keeps_every_acknowledged_record(cluster):

@@ -9,7 +9,7 @@ import time
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from harness import Cluster, Ensemble, http_get, http_request, wait_until
+from harness import Cluster, Ensemble, consume_all, http_get, http_request, wait_until
 
 TOPIC = "replicated"
 PARTITIONS = 3
@@ -123,26 +123,8 @@ def verify(cluster, acked, bootstrap=None, acked_without_offset=()):
     """Every acknowledged record is read back at its offset (or, acknowledged without one,
     in its partition); per partition, each key's sequence numbers only grow, and no value
     appears twice."""
-    consumer = Consumer({"bootstrap.servers": bootstrap or cluster.bootstrap(), "group.id": "verify",
-                         "enable.auto.commit": False})
-    consumer.assign([TopicPartition(TOPIC, p, 0) for p in range(PARTITIONS)])
-    got = {}
-    missing = set(acked)
-    deadline = time.monotonic() + 90
-    while missing and time.monotonic() < deadline:
-        msg = consumer.poll(0.5)
-        if msg is None or msg.error():
-            continue
-        got[(msg.partition(), msg.offset())] = msg.value()
-        missing.discard((msg.partition(), msg.offset()))
-    # Read on to the end, so duplicates after the last acknowledged record are seen too.
-    idle = time.monotonic() + 3
-    while time.monotonic() < idle:
-        msg = consumer.poll(0.5)
-        if msg is not None and not msg.error():
-            got[(msg.partition(), msg.offset())] = msg.value()
-            idle = time.monotonic() + 3
-    consumer.close()
+    got = consume_all(bootstrap or cluster.bootstrap(), TOPIC, PARTITIONS, acked, timeout=90, read_on_s=3)
+    missing = set(acked) - set(got)
     assert not missing, f"{len(missing)} acknowledged records lost, e.g. {sorted(missing)[:5]}"
     for k, v in acked.items():
         assert got[k] == v, f"record at {k} is {got[k]!r}, producer was told {v!r}"

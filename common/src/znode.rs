@@ -375,16 +375,24 @@ pub struct NotifiedPartition {
     pub partition: i32,
 }
 
-/// `/isr_change_notification/isr_change_<seq>`: `{"version":1,"partitions":[{"topic","partition"}]}`.
+/// `{"version":1,"partitions":[{"topic","partition"}]}`: the payload Kafka uses both for
+/// `/isr_change_notification/isr_change_<seq>` (partitions whose ISR a leader changed) and
+/// for `/admin/preferred_replica_election` (partitions to move back to their preferred
+/// replica; an empty list, as Tributary's HTTP API writes for "all", means every partition).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IsrChangeNotification {
+pub struct PartitionList {
     /// Payload version (1).
     pub version: i32,
-    /// Partitions whose ISR changed.
+    /// The partitions.
     pub partitions: Vec<NotifiedPartition>,
 }
 
-impl IsrChangeNotification {
+/// `/isr_change_notification/isr_change_<seq>`.
+pub type IsrChangeNotification = PartitionList;
+/// `/admin/preferred_replica_election`.
+pub type PreferredReplicaElection = PartitionList;
+
+impl PartitionList {
     /// A v1 payload for `partitions`.
     pub fn new(partitions: impl IntoIterator<Item = (String, i32)>) -> Self {
         let partitions =
@@ -395,42 +403,12 @@ impl IsrChangeNotification {
     pub fn encode(&self) -> Vec<u8> {
         encode_json(self)
     }
-    /// Parses a notification stored at `path`.
+    /// Parses a payload stored at `path`.
     ///
     /// # Errors
     /// [`DecodeError::Malformed`] when it is not Kafka's JSON.
     pub fn decode(path: &str, data: &[u8]) -> Result<Self, DecodeError> {
         decode_json(path, data)
-    }
-}
-
-/// `/admin/preferred_replica_election`: `{"version":1,"partitions":[{"topic","partition"}]}`.
-/// An empty list (Tributary's HTTP API writes one for "all") means every partition.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PreferredReplicaElection {
-    /// Payload version (1).
-    pub version: i32,
-    /// Partitions to elect.
-    pub partitions: Vec<NotifiedPartition>,
-}
-
-impl PreferredReplicaElection {
-    /// A v1 payload for `partitions`.
-    pub fn new(partitions: impl IntoIterator<Item = (String, i32)>) -> Self {
-        let partitions =
-            partitions.into_iter().map(|(topic, partition)| NotifiedPartition { topic, partition }).collect();
-        Self { version: 1, partitions }
-    }
-    /// JSON bytes.
-    pub fn encode(&self) -> Vec<u8> {
-        encode_json(self)
-    }
-    /// Parses the payload.
-    ///
-    /// # Errors
-    /// [`DecodeError::Malformed`] when it is not Kafka's JSON.
-    pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
-        decode_json(PREFERRED_REPLICA_ELECTION, data)
     }
 }
 

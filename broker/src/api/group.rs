@@ -442,6 +442,46 @@ fn fetch_one(
     ctx.groups.fetch_offsets(group, topics)
 }
 
+/// A committed offset as OffsetFetch answers it: (offset, leader epoch, metadata), or
+/// (-1, -1, "") when there is none.
+fn committed(v: Option<OffsetValue>) -> (i64, i32, StrBytes) {
+    match v {
+        Some(v) => (v.offset, v.leader_epoch, s(v.metadata)),
+        None => (-1, -1, StrBytes::default()),
+    }
+}
+
+/// OffsetFetch v1-7 topics (one group per request), each partition with `error_code`.
+fn topics_v1_to_7(
+    topics: Vec<(String, Vec<FetchedPartition>)>,
+    version: i16,
+    error_code: i16,
+) -> Vec<OffsetFetchResponseTopic> {
+    topics
+        .into_iter()
+        .map(|(t, parts)| {
+            let mut rt = OffsetFetchResponseTopic::default();
+            rt.name = TopicName(s(t));
+            rt.partitions = parts
+                .into_iter()
+                .map(|(p, v)| {
+                    let (offset, leader_epoch, metadata) = committed(v);
+                    let mut rp = OffsetFetchResponsePartition::default();
+                    rp.partition_index = p;
+                    rp.committed_offset = offset;
+                    if version >= 5 {
+                        rp.committed_leader_epoch = leader_epoch;
+                    }
+                    rp.metadata = Some(metadata);
+                    rp.error_code = error_code;
+                    rp
+                })
+                .collect();
+            rt
+        })
+        .collect()
+}
+
 pub(super) fn offset_fetch(ctx: &BrokerContext, version: i16, r: OffsetFetchRequest) -> OffsetFetchResponse {
     let mut response = OffsetFetchResponse::default();
     if version >= 8 {
@@ -459,11 +499,12 @@ pub(super) fn offset_fetch(ctx: &BrokerContext, version: i16, r: OffsetFetchRequ
                             rt.partitions = parts
                                 .into_iter()
                                 .map(|(p, v)| {
+                                    let (offset, leader_epoch, metadata) = committed(v);
                                     let mut rp = OffsetFetchResponsePartitions::default();
                                     rp.partition_index = p;
-                                    rp.committed_offset = v.as_ref().map_or(-1, |v| v.offset);
-                                    rp.committed_leader_epoch = v.as_ref().map_or(-1, |v| v.leader_epoch);
-                                    rp.metadata = Some(s(v.map(|v| v.metadata).unwrap_or_default()));
+                                    rp.committed_offset = offset;
+                                    rp.committed_leader_epoch = leader_epoch;
+                                    rp.metadata = Some(metadata);
                                     rp
                                 })
                                 .collect();
@@ -482,52 +523,16 @@ pub(super) fn offset_fetch(ctx: &BrokerContext, version: i16, r: OffsetFetchRequ
         r.topics.map(|ts| ts.into_iter().map(|t| (t.name.as_str().to_string(), t.partition_indexes)).collect());
     let requested = wanted.clone();
     match fetch_one(ctx, r.group_id.as_str(), wanted) {
-        Ok(topics) => {
-            response.topics = topics
-                .into_iter()
-                .map(|(t, parts)| {
-                    let mut rt = OffsetFetchResponseTopic::default();
-                    rt.name = TopicName(s(t));
-                    rt.partitions = parts
-                        .into_iter()
-                        .map(|(p, v)| {
-                            let mut rp = OffsetFetchResponsePartition::default();
-                            rp.partition_index = p;
-                            rp.committed_offset = v.as_ref().map_or(-1, |v| v.offset);
-                            if version >= 5 {
-                                rp.committed_leader_epoch = v.as_ref().map_or(-1, |v| v.leader_epoch);
-                            }
-                            rp.metadata = Some(s(v.map(|v| v.metadata).unwrap_or_default()));
-                            rp
-                        })
-                        .collect();
-                    rt
-                })
-                .collect();
-        }
+        Ok(topics) => response.topics = topics_v1_to_7(topics, version, 0),
         Err(e) if version >= 2 => response.error_code = e,
         Err(e) => {
             // v1 has no top-level error: every requested partition carries it.
-            response.topics = requested
+            let none = requested
                 .unwrap_or_default()
                 .into_iter()
-                .map(|(t, parts)| {
-                    let mut rt = OffsetFetchResponseTopic::default();
-                    rt.name = TopicName(s(t));
-                    rt.partitions = parts
-                        .into_iter()
-                        .map(|p| {
-                            let mut rp = OffsetFetchResponsePartition::default();
-                            rp.partition_index = p;
-                            rp.committed_offset = -1;
-                            rp.metadata = Some(StrBytes::default());
-                            rp.error_code = e;
-                            rp
-                        })
-                        .collect();
-                    rt
-                })
+                .map(|(t, parts)| (t, parts.into_iter().map(|p| (p, None)).collect()))
                 .collect();
+            response.topics = topics_v1_to_7(none, version, e);
         }
     }
     response

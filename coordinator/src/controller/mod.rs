@@ -279,7 +279,7 @@ async fn preferred_election_request(client: &Client, epoch: i32, epoch_version: 
         Err(e) => return Err(zk(path)(e)),
     };
     let snapshot = snapshot::load(client).await.map_err(|e| Error::Zk { path: e.path, source: e.source })?;
-    match znode::PreferredReplicaElection::decode(&data) {
+    match znode::PreferredReplicaElection::decode(path, &data) {
         Ok(request) => {
             let wanted: std::collections::BTreeSet<(String, i32)> =
                 request.partitions.into_iter().map(|p| (p.topic, p.partition)).collect();
