@@ -50,16 +50,36 @@ def broker_cpu_s(pids):
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def broker_write_bytes(pids):
+    """Bytes the broker processes together sent to the disk (counted when pages are dirtied)."""
+    total = 0
+    for pid in pids:
+        for line in open(f"/proc/{pid}/io"):
+            if line.startswith("write_bytes:"):
+                total += int(line.split()[1])
+    return total
+
+
+def settle_disk():
+    """Writes back what earlier runs left dirty, so that each run starts on a quiet disk
+    instead of paying for its predecessor's writes (the runs differ in length)."""
+    os.sync()
+
+
 def produce(bootstrap, topic, size, count, acks, broker_pids):
     path = record_file(size, count)
+    settle_disk()
     cpu0 = broker_cpu_s(broker_pids)
+    written0 = broker_write_bytes(broker_pids)
     start = time.perf_counter()
     subprocess.run(["kcat", "-P", "-b", bootstrap, "-t", topic, "-X", "linger.ms=5", "-X", "batch.size=1000000",
                     "-X", f"acks={acks}", "-X", "queue.buffering.max.kbytes=1048576"], stdin=open(path, "rb"), check=True)
     elapsed = time.perf_counter() - start
     cpu = broker_cpu_s(broker_pids) - cpu0
+    written = broker_write_bytes(broker_pids) - written0
     return {"records_per_s": round(count / elapsed), "MiB_per_s": round(count * size / elapsed / MiB, 1),
-            "broker_cpu_s_per_GiB": round(cpu / (count * size / 1024 ** 3), 2)}
+            "broker_cpu_s_per_GiB": round(cpu / (count * size / 1024 ** 3), 2),
+            "disk_bytes_per_record_byte": round(written / (count * size), 2)}
 
 
 def consume(bootstrap, topic, size, count):
@@ -179,8 +199,8 @@ def main():
             view = AdminClient({"bootstrap.servers": cluster.bootstrap([b])})
             while len(view.list_topics(timeout=10).brokers) < rf:
                 time.sleep(0.1)
-        # Latency first, on a quiet broker: right after the throughput runs the disk is still
-        # writing back gigabytes, which shows in the tail (see the README).
+        # Latency first, on a quiet broker: right after the throughput runs the page cache
+        # holds gigabytes still to be written, which shows in the tail (see the README).
         admin.create_topics([NewTopic("latency", 1, rf, config=topic_config)], operation_timeout=30)["latency"].result()
         cluster.wait_topic_led("latency", partitions=1)
         # The latency consumer has a group.id, so librdkafka looks up its coordinator, and the
@@ -189,6 +209,7 @@ def main():
         warm.committed([TopicPartition("latency", 0)], timeout=30)
         warm.close()
         cluster.wait_topic_led("__consumer_offsets")
+        settle_disk()
         results["end-to-end latency 1 KiB at 5000 msg/s"] = latency(bootstrap, "latency", 5000, 10, 1024)
         print(json.dumps(results), flush=True)
         sizes = () if args.latency_only else (1024,) if args.group_only else (100, 1024)

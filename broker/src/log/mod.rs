@@ -1,10 +1,12 @@
 //! Partition logs stored in sled.
 //!
-//! One sled database per broker (`log.dirs`), one tree per partition. A tree maps the
-//! big-endian base offset of each record batch to the batch bytes exactly as they are
-//! served, so a fetch from offset `o` is one reverse seek (the batch holding `o`) plus a
-//! forward range read. Whole batches are the unit of storage because sled is fast with
-//! values of tens of KiB and slow with per-record keys (see MEASUREMENTS.md).
+//! One sled database per broker (`log.dirs`). A partition's log is a run of sled trees,
+//! each holding a few consecutive batches ([`chunks`]: that is what keeps sled from
+//! writing every batch three times). A tree maps the big-endian base offset of each record
+//! batch to the batch bytes exactly as they are served, so a fetch from offset `o` is one
+//! reverse seek (the batch holding `o`) plus forward range reads. Whole batches are the
+//! unit of storage because sled is fast with values of tens of KiB and slow with
+//! per-record keys (see MEASUREMENTS.md).
 //!
 //! Per-partition metadata (topic id, log start offset, recovery point, leader-epoch cache)
 //! lives in the `partition-meta` tree. On open, batches after the recovery point are
@@ -15,9 +17,11 @@
 //! (group commit). Produce with acks=all waits for it.
 
 pub mod batch;
+mod chunks;
 mod flush;
 
 use std::path::Path;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use tributary_common::ids::{TopicId, TopicPartition};
 
 use self::batch::BatchHeader;
+use self::chunks::Chunks;
 pub use self::flush::FlushPolicy;
 
 /// Storage errors.
@@ -80,6 +85,8 @@ pub struct LogStore {
     db: sled::Db,
     meta: sled::Tree,
     flusher: flush::Flusher,
+    /// Size of sled's list of trees (see [`chunks`]).
+    listed_bytes: Arc<AtomicU64>,
 }
 
 impl LogStore {
@@ -101,7 +108,8 @@ impl LogStore {
             .map_err(storage(format!("opening {}", dir.display())))?;
         let meta = db.open_tree("partition-meta").map_err(storage("opening partition-meta"))?;
         let flusher = flush::Flusher::start(db.clone(), policy);
-        Ok(LogStore { db, meta, flusher })
+        let listed_bytes = Arc::new(AtomicU64::new(db.tree_names().iter().map(|n| chunks::listed(n)).sum()));
+        Ok(LogStore { db, meta, flusher, listed_bytes })
     }
 
     fn tree_name(tp: &TopicPartition) -> String {
@@ -142,8 +150,8 @@ impl LogStore {
         if wanted.is_some() {
             meta.topic_id = wanted;
         }
-        let tree = self.db.open_tree(&name).map_err(storage(format!("opening log of {tp}")))?;
-        let log = PartitionLog::recover(tp.clone(), tree, self.meta.clone(), name, meta)?;
+        let chunks = Chunks::open(self.db.clone(), name.clone(), self.listed_bytes.clone())?;
+        let log = PartitionLog::recover(tp.clone(), chunks, self.meta.clone(), name, meta)?;
         Ok(Arc::new(log))
     }
 
@@ -153,7 +161,11 @@ impl LogStore {
     /// [`Error::Storage`] when sled fails.
     pub fn delete_partition(&self, tp: &TopicPartition) -> Result<(), Error> {
         let name = Self::tree_name(tp);
-        self.db.drop_tree(&name).map_err(storage(format!("deleting log of {tp}")))?;
+        for tree in chunks::tree_names(&self.db, &name) {
+            if self.db.drop_tree(&tree).map_err(storage(format!("deleting log of {tp}")))? {
+                self.listed_bytes.fetch_sub(chunks::listed(&tree), std::sync::atomic::Ordering::Relaxed);
+            }
+        }
         self.meta.remove(&name).map_err(storage(format!("deleting meta of {tp}")))?;
         Ok(())
     }
@@ -210,6 +222,7 @@ pub enum ReplicaAppendError {
 struct LogState {
     offsets: Offsets,
     meta: PartitionMeta,
+    chunks: Chunks,
 }
 
 /// What an append assigned.
@@ -226,7 +239,6 @@ pub struct AppendInfo {
 /// One partition's log.
 pub struct PartitionLog {
     tp: TopicPartition,
-    tree: sled::Tree,
     meta_tree: sled::Tree,
     meta_key: String,
     state: Mutex<LogState>,
@@ -245,7 +257,7 @@ fn key_offset(k: &[u8]) -> i64 {
 impl PartitionLog {
     fn recover(
         tp: TopicPartition,
-        tree: sled::Tree,
+        mut chunks: Chunks,
         meta_tree: sled::Tree,
         meta_key: String,
         mut meta: PartitionMeta,
@@ -255,41 +267,57 @@ impl PartitionLog {
         // does not follow on from its predecessor.
         let mut size_bytes = 0u64;
         let mut expected: Option<i64> = None;
-        let mut cut_from: Option<i64> = None;
-        for item in tree.iter() {
-            let (k, v) = item.map_err(storage(format!("scanning log of {tp}")))?;
-            let offset = key_offset(&k);
-            let valid = match BatchHeader::parse(&v) {
-                Some(h) if h.total_len() == v.len() && h.base_offset == offset => {
-                    let follows = expected.is_none_or(|e| e == offset);
-                    let checked = offset < meta.recovery_point
-                        || batch::validate(&Bytes::copy_from_slice(&v), usize::MAX).is_ok();
-                    if follows && checked {
-                        expected = Some(h.last_offset() + 1);
-                        true
-                    } else {
-                        false
+        let mut cut: Option<(i64, i64)> = None;
+        let bases: Vec<i64> = chunks.iter().map(|(base, _)| base).collect();
+        'chunks: for base in bases {
+            let chunk = chunks.get_mut(base).expect("base listed just before");
+            for item in chunk.tree.clone().iter() {
+                let (k, v) = item.map_err(storage(format!("scanning log of {tp}")))?;
+                let offset = key_offset(&k);
+                let valid = match BatchHeader::parse(&v) {
+                    Some(h) if h.total_len() == v.len() && h.base_offset == offset => {
+                        let follows = expected.is_none_or(|e| e == offset);
+                        let checked = offset < meta.recovery_point
+                            || batch::validate(&Bytes::copy_from_slice(&v), usize::MAX).is_ok();
+                        if follows && checked {
+                            expected = Some(h.last_offset() + 1);
+                            true
+                        } else {
+                            false
+                        }
                     }
+                    _ => false,
+                };
+                if !valid {
+                    cut = Some((base, offset));
+                    break 'chunks;
                 }
-                _ => false,
-            };
-            if !valid {
-                cut_from = Some(offset);
-                break;
+                chunk.batches += 1;
+                chunk.bytes += v.len() as u64;
+                size_bytes += v.len() as u64;
             }
-            size_bytes += v.len() as u64;
         }
-        if let Some(from) = cut_from {
+        if let Some((base, from)) = cut {
+            let chunk = chunks.get_mut(base).expect("cut inside a listed chunk");
             let mut removed = 0;
-            for k in tree.range(key(from)..).keys() {
+            for k in chunk.tree.range(key(from)..).keys() {
                 let k = k.map_err(storage(format!("truncating log of {tp}")))?;
-                tree.remove(k).map_err(storage(format!("truncating log of {tp}")))?;
+                chunk.tree.remove(k).map_err(storage(format!("truncating log of {tp}")))?;
                 removed += 1;
             }
-            tracing::warn!(%tp, from_offset = from, batches = removed, "cut off a torn or invalid tail found during recovery");
+            let emptied = chunk.batches == 0;
+            let later = chunks.len() - chunks.iter().take_while(|(b, _)| *b <= base).count();
+            chunks.drop_from(base + 1)?;
+            if emptied {
+                chunks.drop_chunk(base)?;
+            }
+            tracing::warn!(%tp, from_offset = from, batches = removed, later_chunks = later, "cut off a torn or invalid tail found during recovery");
         }
-        let first = tree.first().map_err(storage("reading first batch"))?.map(|(k, _)| key_offset(&k));
-        // An empty tree (new, or emptied by retention) ends where it starts.
+        let first = match chunks.iter().next() {
+            Some((_, c)) => c.tree.first().map_err(storage("reading first batch"))?.map(|(k, _)| key_offset(&k)),
+            None => None,
+        };
+        // An empty log (new, or emptied by retention) ends where it starts.
         let log_end_offset = expected.unwrap_or(meta.log_start_offset);
         if let Some(first) = first {
             meta.log_start_offset = meta.log_start_offset.max(first).min(log_end_offset);
@@ -299,12 +327,12 @@ impl PartitionLog {
         meta.epochs.retain(|(_, start)| *start <= log_end_offset);
         let log = PartitionLog {
             tp,
-            tree,
             meta_tree,
             meta_key,
             state: Mutex::new(LogState {
                 offsets: Offsets { log_start_offset: meta.log_start_offset, log_end_offset, size_bytes },
                 meta,
+                chunks,
             }),
         };
         log.persist_meta(&log.state.lock().expect("log state lock").meta)?;
@@ -317,6 +345,40 @@ impl PartitionLog {
             .insert(self.meta_key.as_bytes(), raw)
             .map_err(storage(format!("writing meta of {}", self.tp)))?;
         Ok(())
+    }
+
+    /// Stores one batch at `offset` (the log end), in a new chunk if the last is full. A
+    /// crash part-way through a multi-batch append leaves a prefix, which recovery accepts.
+    fn insert(&self, state: &mut LogState, offset: i64, value: sled::IVec) -> Result<(), Error> {
+        let chunk = state.chunks.for_append(offset)?;
+        let len = value.len() as u64;
+        chunk.tree.insert(key(offset), value).map_err(storage(format!("appending to {}", self.tp)))?;
+        chunk.batches += 1;
+        chunk.bytes += len;
+        Ok(())
+    }
+
+    /// The stored batches starting in `[from, upper)`, in offset order, read from the
+    /// chunks as they were when called.
+    fn scan(&self, from: i64, upper: i64) -> impl Iterator<Item = Result<(sled::IVec, sled::IVec), sled::Error>> {
+        let trees = self.state.lock().expect("log state lock").chunks.covering(from, upper);
+        let (low, high) = (key(from.max(0)), key(upper.max(0)));
+        trees.into_iter().flat_map(move |tree| tree.range(low..high))
+    }
+
+    /// A failed read: out of range when retention removed the offset meanwhile (its chunk
+    /// may have been dropped under the reader), a storage failure otherwise.
+    fn read_error(&self, offset: i64, e: sled::Error) -> Error {
+        let offsets = self.offsets();
+        if offset < offsets.log_start_offset {
+            return Error::OffsetOutOfRange {
+                tp: self.tp.clone(),
+                offset,
+                log_start_offset: offsets.log_start_offset,
+                log_end_offset: offsets.log_end_offset,
+            };
+        }
+        storage(format!("reading {}", self.tp))(e)
     }
 
     /// Current offsets.
@@ -337,17 +399,15 @@ impl PartitionLog {
         let mut state = self.state.lock().expect("log state lock");
         let base_offset = state.offsets.log_end_offset;
         let mut next = base_offset;
-        let mut write = sled::Batch::default();
         let mut added = 0u64;
         for (header, bytes) in batches {
             // One copy, into the value sled keeps; the leader's fields are stamped there.
             let mut value = sled::IVec::from(bytes.as_ref());
             batch::stamp_in_place(&mut value, next, leader_epoch, log_append_time);
             added += value.len() as u64;
-            write.insert(&key(next), value);
+            self.insert(&mut state, next, value)?;
             next += i64::from(header.last_offset_delta) + 1;
         }
-        self.tree.apply_batch(write).map_err(storage(format!("appending to {}", self.tp)))?;
         if state.meta.epochs.last().is_none_or(|(e, _)| *e < leader_epoch) {
             state.meta.epochs.push((leader_epoch, base_offset));
             self.persist_meta(&state.meta)?;
@@ -368,7 +428,6 @@ impl PartitionLog {
         let mut state = self.state.lock().expect("log state lock");
         let base_offset = state.offsets.log_end_offset;
         let mut next = base_offset;
-        let mut write = sled::Batch::default();
         let mut added = 0u64;
         let mut epochs_changed = false;
         for (header, bytes) in batches {
@@ -384,10 +443,9 @@ impl PartitionLog {
                 epochs_changed = true;
             }
             added += bytes.len() as u64;
-            write.insert(&key(next), bytes.as_ref());
+            self.insert(&mut state, next, sled::IVec::from(bytes.as_ref()))?;
             next = header.last_offset() + 1;
         }
-        self.tree.apply_batch(write).map_err(storage(format!("appending replicated batches to {}", self.tp)))?;
         if epochs_changed {
             self.persist_meta(&state.meta)?;
         }
@@ -408,17 +466,24 @@ impl PartitionLog {
             return Ok(state.offsets.log_end_offset);
         }
         let mut cut = offset.max(state.offsets.log_start_offset);
-        if let Some(item) = self.tree.range(..key(cut)).next_back() {
-            let (k, v) = item.map_err(storage(format!("truncating {}", self.tp)))?;
-            if BatchHeader::parse(&v).is_some_and(|h| h.last_offset() >= cut) {
-                cut = key_offset(&k);
+        if let Some((_, chunk)) = state.chunks.holding(cut) {
+            if let Some(item) = chunk.tree.range(..=key(cut)).next_back() {
+                let (k, v) = item.map_err(storage(format!("truncating {}", self.tp)))?;
+                if BatchHeader::parse(&v).is_some_and(|h| h.last_offset() >= cut) {
+                    cut = key_offset(&k);
+                }
             }
         }
-        let mut removed = 0u64;
-        for item in self.tree.range(key(cut)..) {
-            let (k, v) = item.map_err(storage(format!("truncating {}", self.tp)))?;
-            self.tree.remove(k).map_err(storage(format!("truncating {}", self.tp)))?;
-            removed += v.len() as u64;
+        let mut removed = state.chunks.drop_from(cut)?;
+        if let Some((base, _)) = state.chunks.holding(cut) {
+            let chunk = state.chunks.get_mut(base).expect("chunk just found");
+            for item in chunk.tree.clone().range(key(cut)..) {
+                let (k, v) = item.map_err(storage(format!("truncating {}", self.tp)))?;
+                chunk.tree.remove(k).map_err(storage(format!("truncating {}", self.tp)))?;
+                removed += v.len() as u64;
+                chunk.batches -= 1;
+                chunk.bytes -= v.len() as u64;
+            }
         }
         state.offsets.log_end_offset = cut;
         state.offsets.size_bytes = state.offsets.size_bytes.saturating_sub(removed);
@@ -436,7 +501,7 @@ impl PartitionLog {
     /// [`Error::Storage`] when sled fails.
     pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), Error> {
         let mut state = self.state.lock().expect("log state lock");
-        self.tree.clear().map_err(storage(format!("emptying {}", self.tp)))?;
+        state.chunks.drop_from(i64::MIN)?;
         state.offsets = Offsets { log_start_offset: offset, log_end_offset: offset, size_bytes: 0 };
         state.meta.log_start_offset = offset;
         state.meta.recovery_point = offset;
@@ -469,7 +534,7 @@ impl PartitionLog {
     /// [`Error::Storage`] when sled fails.
     pub fn headers_from(&self, from: i64) -> Result<Vec<BatchHeader>, Error> {
         let mut out = Vec::new();
-        for item in self.tree.range(key(from)..) {
+        for item in self.scan(from, i64::MAX) {
             let (_, v) = item.map_err(storage(format!("scanning {}", self.tp)))?;
             out.extend(BatchHeader::parse(&v));
         }
@@ -540,17 +605,18 @@ impl PartitionLog {
         if offset >= upper {
             return Ok(out.freeze());
         }
-        // The batch holding `offset` starts at or before it.
-        let start = match self.tree.range(..=key(offset)).next_back() {
+        // The batch holding `offset` starts at or before it, in the chunk holding `offset`.
+        let holding = self.state.lock().expect("log state lock").chunks.holding(offset).map(|(_, c)| c.tree.clone());
+        let start = match holding.and_then(|tree| tree.range(..=key(offset)).next_back()) {
             Some(Ok((k, v))) => match BatchHeader::parse(&v) {
                 Some(h) if h.last_offset() >= offset => key_offset(&k),
                 _ => offset,
             },
-            Some(Err(e)) => return Err(storage(format!("reading {}", self.tp))(e)),
+            Some(Err(e)) => return Err(self.read_error(offset, e)),
             None => offset,
         };
-        for item in self.tree.range(key(start)..key(upper)) {
-            let (_, v) = item.map_err(storage(format!("reading {}", self.tp)))?;
+        for item in self.scan(start, upper) {
+            let (_, v) = item.map_err(|e| self.read_error(offset, e))?;
             if !out.is_empty() && out.len() + v.len() > max_bytes {
                 break;
             }
@@ -568,7 +634,7 @@ impl PartitionLog {
     /// # Errors
     /// [`Error::Storage`] when sled fails.
     pub fn offset_for_timestamp(&self, timestamp: i64, upper: i64) -> Result<Option<(i64, i64)>, Error> {
-        for item in self.tree.range(..key(upper)) {
+        for item in self.scan(0, upper) {
             let (_, v) = item.map_err(storage(format!("searching {}", self.tp)))?;
             let Some(h) = BatchHeader::parse(&v) else { continue };
             if h.max_timestamp >= timestamp {
@@ -584,7 +650,7 @@ impl PartitionLog {
     /// [`Error::Storage`] when sled fails.
     pub fn max_timestamp(&self, upper: i64) -> Result<Option<(i64, i64)>, Error> {
         let mut best: Option<(i64, i64)> = None;
-        for item in self.tree.range(..key(upper)) {
+        for item in self.scan(0, upper) {
             let (_, v) = item.map_err(storage(format!("searching {}", self.tp)))?;
             let Some(h) = BatchHeader::parse(&v) else { continue };
             if best.is_none_or(|(_, ts)| h.max_timestamp > ts) {
@@ -607,7 +673,8 @@ impl PartitionLog {
 
     /// Deletes whole batches from the front while they are older than `retention_ms` or the
     /// log is larger than `retention_bytes` (negative disables a limit). The newest batch is
-    /// never deleted by time, so the log end stays readable. Returns how many were deleted.
+    /// never deleted by time, so the log end stays readable. A chunk that goes entirely is
+    /// dropped as a whole. Returns how many batches were deleted.
     ///
     /// # Errors
     /// [`Error::Storage`] when sled fails.
@@ -618,24 +685,49 @@ impl PartitionLog {
         retention_bytes: i64,
         upper: i64,
     ) -> Result<usize, Error> {
+        let failed = || storage(format!("retention on {}", self.tp));
         let mut deleted = 0;
         loop {
-            let Some((k, v)) = self.tree.first().map_err(storage(format!("retention on {}", self.tp)))? else { break };
-            let Some(h) = BatchHeader::parse(&v) else { break };
-            let next = h.last_offset() + 1;
             let mut state = self.state.lock().expect("log state lock");
-            let too_old =
-                retention_ms >= 0 && now_ms - h.max_timestamp > retention_ms && next < state.offsets.log_end_offset;
-            let too_big = retention_bytes >= 0 && state.offsets.size_bytes > retention_bytes as u64;
-            if !(too_old || too_big) || next > upper {
+            let Some((base, chunk)) = state.chunks.iter().next() else { break };
+            let last_chunk = state.chunks.len() == 1;
+            let (tree, batches) = (chunk.tree.clone(), chunk.batches);
+            // The batches at the front of the first chunk that may go, with the log start after each.
+            let mut size = state.offsets.size_bytes;
+            let mut doomed = Vec::new();
+            for item in tree.iter() {
+                let (k, v) = item.map_err(failed())?;
+                let Some(h) = BatchHeader::parse(&v) else { break };
+                let next = h.last_offset() + 1;
+                let too_old =
+                    retention_ms >= 0 && now_ms - h.max_timestamp > retention_ms && next < state.offsets.log_end_offset;
+                let too_big = retention_bytes >= 0 && size > retention_bytes as u64;
+                if !(too_old || too_big) || next > upper {
+                    break;
+                }
+                size -= v.len() as u64;
+                doomed.push((k, v.len() as u64, next));
+            }
+            let Some(&(_, _, log_start)) = doomed.last() else { break };
+            let whole = doomed.len() == batches && !last_chunk;
+            if whole {
+                state.chunks.drop_chunk(base)?;
+            } else {
+                let chunk = state.chunks.get_mut(base).expect("first chunk");
+                for (k, len, _) in &doomed {
+                    chunk.tree.remove(k).map_err(failed())?;
+                    chunk.batches -= 1;
+                    chunk.bytes -= len;
+                }
+            }
+            state.offsets.size_bytes = size;
+            state.offsets.log_start_offset = log_start;
+            state.meta.log_start_offset = log_start;
+            self.persist_meta(&state.meta)?;
+            deleted += doomed.len();
+            if !whole {
                 break;
             }
-            self.tree.remove(&k).map_err(storage(format!("retention on {}", self.tp)))?;
-            state.offsets.size_bytes -= v.len() as u64;
-            state.offsets.log_start_offset = next;
-            state.meta.log_start_offset = next;
-            self.persist_meta(&state.meta)?;
-            deleted += 1;
         }
         Ok(deleted)
     }

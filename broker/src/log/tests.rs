@@ -87,17 +87,18 @@ async fn recovery_cuts_a_corrupt_tail_and_keeps_what_precedes_it() {
         log.append(&[records(2, 1)], 0, None).unwrap();
         log.append(&[records(2, 1)], 0, None).unwrap();
         // Damage the middle batch as a torn write would: its bytes no longer match the CRC.
-        let mut damaged = log.tree.get(key(2)).unwrap().unwrap().to_vec();
+        let tree = tree_holding(&log, 2);
+        let mut damaged = tree.get(key(2)).unwrap().unwrap().to_vec();
         let last = damaged.len() - 1;
         damaged[last] ^= 0xff;
-        log.tree.insert(key(2), damaged).unwrap();
+        tree.insert(key(2), damaged).unwrap();
         store.flush().await.unwrap();
         store.close().await;
     }
     let store = reopen(dir.path());
     let log = store.open_partition(&tp(), None).unwrap();
     assert_eq!(log.offsets().log_end_offset, 2, "the damaged batch and everything after it are cut");
-    assert!(log.tree.get(key(4)).unwrap().is_none());
+    assert!(tree_holding(&log, 4).get(key(4)).unwrap().is_none());
     // New appends continue from the cut.
     assert_eq!(log.append(&[records(1, 1)], 0, None).unwrap().base_offset, 2);
 }
@@ -207,6 +208,88 @@ async fn timestamps_find_offsets() {
     assert_eq!(log.offset_for_timestamp(200, 4).unwrap(), Some((2, 300)));
     assert_eq!(log.offset_for_timestamp(400, 4).unwrap(), None);
     assert_eq!(log.max_timestamp(4).unwrap(), Some((3, 300)));
+}
+
+fn tree_holding(log: &PartitionLog, offset: i64) -> sled::Tree {
+    log.state.lock().unwrap().chunks.holding(offset).unwrap().1.tree.clone()
+}
+
+fn chunk_sizes(log: &PartitionLog) -> Vec<(i64, usize)> {
+    log.state.lock().unwrap().chunks.iter().map(|(base, c)| (base, c.batches)).collect()
+}
+
+/// A one-record batch with a value of `len` bytes.
+fn big(len: usize, ts: i64) -> (BatchHeader, Bytes) {
+    let value = vec![b'x'; len];
+    let b = batch::build(0, ts, &[(None, Some(value.as_slice()))]);
+    batch::validate(&b, usize::MAX).unwrap().remove(0)
+}
+
+#[tokio::test]
+async fn large_batches_go_nine_to_a_tree_and_read_back_across_trees() {
+    let dir = tempdir();
+    let store = LogStore::open(dir.path(), policy()).unwrap();
+    let log = store.open_partition(&tp(), None).unwrap();
+    // 120 KiB batches: nine make a chunk of more than 1 MiB.
+    for i in 0..20 {
+        log.append(&[big(120 << 10, i)], 0, None).unwrap();
+    }
+    assert_eq!(chunk_sizes(&log), vec![(0, 9), (9, 9), (18, 2)]);
+    // One read crosses from the first tree into the second.
+    let read = log.read(7, 3 * (121 << 10), 20).unwrap();
+    let offsets: Vec<i64> = batch::validate(&read, usize::MAX).unwrap().iter().map(|(h, _)| h.base_offset).collect();
+    assert_eq!(offsets, vec![7, 8, 9]);
+    assert_eq!(log.headers_from(0).unwrap().len(), 20);
+    assert_eq!(log.offset_for_timestamp(15, 20).unwrap().map(|(o, _)| o), Some(15));
+    assert_eq!(log.max_timestamp(20).unwrap().map(|(o, _)| o), Some(19));
+
+    // Truncating inside the second tree drops the third and cuts the second.
+    assert_eq!(log.truncate_to(12).unwrap(), 12);
+    assert_eq!(chunk_sizes(&log), vec![(0, 9), (9, 3)]);
+    log.append(&[big(120 << 10, 12)], 0, None).unwrap();
+    assert_eq!(chunk_sizes(&log), vec![(0, 9), (9, 4)]);
+    store.flush().await.unwrap();
+    let size = log.offsets().size_bytes;
+    drop(log);
+
+    // Reopened, the same chunks and offsets.
+    let log = store.open_partition(&tp(), None).unwrap();
+    assert_eq!(chunk_sizes(&log), vec![(0, 9), (9, 4)]);
+    assert_eq!((log.offsets().log_end_offset, log.offsets().size_bytes), (13, size));
+
+    // Retention by size drops the first tree whole, then cuts into the second.
+    let one = size / 13;
+    assert_eq!(log.apply_retention(0, -1, (3 * one) as i64, 13).unwrap(), 10);
+    assert_eq!(chunk_sizes(&log), vec![(9, 3)]);
+    assert_eq!(log.offsets().log_start_offset, 10);
+    assert!(matches!(log.read(5, 1 << 20, 13), Err(Error::OffsetOutOfRange { .. })));
+    assert_eq!(BatchHeader::parse(&log.read(10, 1, 13).unwrap()).unwrap().base_offset, 10);
+
+    // Deleting the partition drops every tree it had.
+    drop(log);
+    store.delete_partition(&tp()).unwrap();
+    assert!(chunks::tree_names(&store.db, "log/t/0").is_empty());
+}
+
+#[tokio::test]
+async fn a_log_written_as_one_tree_opens_and_continues_in_chunks() {
+    let dir = tempdir();
+    let store = LogStore::open(dir.path(), policy()).unwrap();
+    // The layout before chunks: every batch in the partition's own tree.
+    let old = store.db.open_tree("log/t/0").unwrap();
+    let mut offset = 0;
+    for _ in 0..12 {
+        let (h, bytes) = big(120 << 10, 1);
+        let mut value = sled::IVec::from(bytes.as_ref());
+        batch::stamp_in_place(&mut value, offset, 0, None);
+        old.insert(key(offset), value).unwrap();
+        offset += i64::from(h.last_offset_delta) + 1;
+    }
+    let log = store.open_partition(&tp(), None).unwrap();
+    assert_eq!(log.offsets().log_end_offset, 12);
+    assert_eq!(log.append(&[big(120 << 10, 1)], 0, None).unwrap().base_offset, 12);
+    assert_eq!(chunk_sizes(&log), vec![(0, 12), (12, 1)]);
+    assert_eq!(log.headers_from(11).unwrap().len(), 2);
 }
 
 /// Reopens a store just closed: sled releases its file lock from a background thread
