@@ -1,7 +1,13 @@
 //! Produce: validate each partition's record batch, check idempotent producer sequences,
 //! append it to the leader's log, and answer per acks (0: no response; 1: after the
-//! append; -1/all: once the whole ISR has it, `min.insync.replicas` holds, and the local
-//! group-commit flush is done).
+//! append; -1/all: once the whole ISR has it and `min.insync.replicas` holds).
+//!
+//! acks=all also waits for the local group-commit flush while the leader is the only
+//! in-sync replica, so that `kill -9` of a lone broker never loses an acknowledged record.
+//! With another in-sync replica holding the batch, replication is the durability, as in
+//! Kafka (which never waits for an fsync): the flush follows within
+//! `log.flush.interval.ms`. `log.flush.interval.messages=1` makes every acks=all wait
+//! for the flush.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -176,8 +182,12 @@ pub(super) async fn handle(ctx: &BrokerContext, _version: i16, request: ProduceR
     }
     if acks == -1 && !to_replicate.is_empty() {
         let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
+        let always_flush = ctx.config.log_flush_interval_messages <= 1;
+        let flush_needed =
+            || appended_any && (always_flush || to_replicate.iter().any(|(_, _, p, _, _)| p.role().isr.len() < 2));
+        let flush_first = flush_needed();
         let flush = async {
-            if appended_any {
+            if flush_first {
                 ctx.replicas.store().flush().await
             } else {
                 Ok(())
@@ -194,7 +204,11 @@ pub(super) async fn handle(ctx: &BrokerContext, _version: i16, request: ProduceR
             }
             failures
         };
-        let (flushed, failures) = tokio::join!(flush, replicated);
+        let (mut flushed, failures) = tokio::join!(flush, replicated);
+        // An ISR that shrank to this leader alone during the wait leaves its copy the only one.
+        if flushed.is_ok() && !flush_first && flush_needed() {
+            flushed = ctx.replicas.store().flush().await;
+        }
         for (t, i, e) in failures {
             let tp_name = response.responses[t].name.0.to_string();
             let p = &mut response.responses[t].partition_responses[i];

@@ -227,18 +227,21 @@ pub(crate) async fn register_broker(
     registration: &BrokerRegistration,
 ) -> Result<i64, Error> {
     let path = znode::broker_path(id);
-    match client.create(&path, &registration.encode(), &ephemeral()).await {
-        Ok((stat, _)) => Ok(stat.czxid),
-        Err(zookeeper_client::Error::NodeExists) => {
-            let (data, stat) = client.get_data(&path).await.map_err(client_err(&path))?;
-            if stat.ephemeral_owner == client.session_id().0 {
-                Ok(stat.czxid)
-            } else {
-                let endpoints = BrokerRegistration::decode(id, &data).map(|r| r.endpoints).unwrap_or_default();
-                Err(Error::DuplicateBrokerId { broker_id: id, owner: stat.ephemeral_owner, endpoints })
-            }
+    loop {
+        match client.create(&path, &registration.encode(), &ephemeral()).await {
+            Ok((stat, _)) => return Ok(stat.czxid),
+            Err(zookeeper_client::Error::NodeExists) => match client.get_data(&path).await {
+                Ok((_, stat)) if stat.ephemeral_owner == client.session_id().0 => return Ok(stat.czxid),
+                Ok((data, stat)) => {
+                    let endpoints = BrokerRegistration::decode(id, &data).map(|r| r.endpoints).unwrap_or_default();
+                    return Err(Error::DuplicateBrokerId { broker_id: id, owner: stat.ephemeral_owner, endpoints });
+                }
+                // The other session expired between our create and our read: try again.
+                Err(zookeeper_client::Error::NoNode) => continue,
+                Err(e) => return Err(client_err(&path)(e)),
+            },
+            Err(e) => return Err(client_err(path)(e)),
         }
-        Err(e) => Err(client_err(path)(e)),
     }
 }
 
