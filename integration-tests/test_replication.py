@@ -208,6 +208,21 @@ def test_followers_replicate_and_acks_all_needs_min_insync_replicas(empty_cluste
                what="preferred leaders back in place")
 
 
+def kill_leader_and_rejoin(c, stream, partition, what):
+    """kill -9 the leader of `partition`, wait for `what` (a new leader) and for the producer
+    to make progress, restart the victim and wait for full ISRs. Returns seconds from the
+    kill to the new leader."""
+    victim = leader_of(c, partition)
+    killed = time.monotonic()
+    c.brokers[victim].kill()
+    wait_until(lambda: leader_of(c, partition) not in (None, victim), timeout=30, what=what)
+    took = time.monotonic() - killed
+    stream.wait_progress()
+    c.start_broker(victim, "--replica-lag-time-max-ms", "10000")
+    wait_until(lambda: all(len(p["isr"]) == 3 for p in partitions_of(c)), timeout=60, what="full ISRs again")
+    return took
+
+
 def test_no_acknowledged_record_lost_across_leader_and_coordinator_failures(empty_cluster):
     c = empty_cluster
     start_three(c)
@@ -219,30 +234,16 @@ def test_no_acknowledged_record_lost_across_leader_and_coordinator_failures(empt
         stream.wait_progress()
         # (a) kill -9 the leader of partition 0 three times; each victim returns and rejoins.
         for _ in range(3):
-            victim = leader_of(c, 0)
-            killed = time.monotonic()
-            c.brokers[victim].kill()
-            wait_until(lambda: leader_of(c, 0) not in (None, victim), timeout=30, what="a new leader")
-            longest = max(longest, time.monotonic() - killed)
+            longest = max(longest, kill_leader_and_rejoin(c, stream, 0, "a new leader"))
             failovers += 1
-            stream.wait_progress()
-            c.start_broker(victim, "--replica-lag-time-max-ms", "10000")
-            wait_until(lambda: all(len(p["isr"]) == 3 for p in partitions_of(c)), timeout=60, what="full ISRs again")
         # (c) kill the active coordinator; the standby takes over and handles the next failure.
         active = next(p for p in c.coordinators if http_get(p.http + "/health")[1]["this_coordinator"]["active_controller"])
         active.kill()
         standby = next(p for p in c.coordinators if p is not active)
         wait_until(lambda: http_get(standby.http + "/health")[1]["this_coordinator"]["active_controller"], timeout=30,
                    what="the standby coordinator taking over")
-        victim = leader_of(c, 1)
-        killed = time.monotonic()
-        c.brokers[victim].kill()
-        wait_until(lambda: leader_of(c, 1) not in (None, victim), timeout=30, what="a leader elected by the new controller")
-        longest = max(longest, time.monotonic() - killed)
+        longest = max(longest, kill_leader_and_rejoin(c, stream, 1, "a leader elected by the new controller"))
         failovers += 1
-        stream.wait_progress()
-        c.start_broker(victim, "--replica-lag-time-max-ms", "10000")
-        wait_until(lambda: all(len(p["isr"]) == 3 for p in partitions_of(c)), timeout=60, what="full ISRs again")
         stream.wait_progress()
     print(f"\nfailovers: {failovers}; longest time from kill -9 to a new leader: {longest:.1f} s; "
           f"longest time a partition was offline: {stream.longest_leaderless:.1f} s; "

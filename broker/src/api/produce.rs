@@ -6,8 +6,8 @@
 //! in-sync replica, so that `kill -9` of a lone broker never loses an acknowledged record.
 //! With another in-sync replica holding the batch, replication is the durability, as in
 //! Kafka (which never waits for an fsync): the flush follows within
-//! `log.flush.interval.ms`. `log.flush.interval.messages=1` makes every acks=all wait
-//! for the flush.
+//! `log.flush.interval.ms`. `log.flush.interval.messages=1` (or a topic's
+//! `flush.messages=1`) makes acks=all wait for the flush anyway.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -37,6 +37,9 @@ pub(super) async fn handle(ctx: &BrokerContext, _version: i16, request: ProduceR
     let cluster = ctx.cluster();
     let mut response = ProduceResponse::default();
     let mut appended_any = false;
+    // log.flush.interval.messages=1, or flush.messages=1 on a topic written here: acks=all
+    // waits for the flush even with other in-sync replicas (every message flushed, as in Kafka).
+    let mut always_flush = ctx.config.log_flush_interval_messages <= 1;
     // acks=all: (topic index, partition index in response, partition, demotions at append, last offset)
     let mut to_replicate: Vec<(usize, usize, Arc<Partition>, u64, i64)> = Vec::new();
     for topic in request.topic_data {
@@ -48,6 +51,10 @@ pub(super) async fn handle(ctx: &BrokerContext, _version: i16, request: ProduceR
             .unwrap_or(ctx.config.message_max_bytes as usize);
         let log_append_time =
             topic_meta.and_then(|t| t.config.get("message.timestamp.type")).is_some_and(|v| v == "LogAppendTime");
+        let topic_flushes_every_message = topic_meta
+            .and_then(|t| t.config.get("flush.messages"))
+            .and_then(|v| v.parse::<i64>().ok())
+            .is_some_and(|n| n <= 1);
         let mut out = TopicProduceResponse::default();
         out.name = topic.name.clone();
         out.topic_id = topic.topic_id;
@@ -126,6 +133,7 @@ pub(super) async fn handle(ctx: &BrokerContext, _version: i16, request: ProduceR
                     let (base_offset, last_offset, append_time) = match appended {
                         Appended::New(info) => {
                             appended_any = true;
+                            always_flush |= topic_flushes_every_message;
                             ctx.replicas.store().note_appended(record_count);
                             partition.maybe_advance_high_watermark();
                             (info.base_offset, info.last_offset, info.log_append_time)
@@ -182,7 +190,6 @@ pub(super) async fn handle(ctx: &BrokerContext, _version: i16, request: ProduceR
     }
     if acks == -1 && !to_replicate.is_empty() {
         let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
-        let always_flush = ctx.config.log_flush_interval_messages <= 1;
         let flush_needed =
             || appended_any && (always_flush || to_replicate.iter().any(|(_, _, p, _, _)| p.role().isr.len() < 2));
         let flush_first = flush_needed();

@@ -8,11 +8,15 @@ fn policy() -> FlushPolicy {
     FlushPolicy { interval_ms: Some(1000), interval_messages: u64::MAX }
 }
 
-fn records(n: usize, ts: i64) -> (BatchHeader, Bytes) {
-    let values: Vec<Vec<u8>> = (0..n).map(|i| format!("v{i}").into_bytes()).collect();
+/// A batch of one record per value, timestamped `ts`.
+fn batch_of(values: &[Vec<u8>], ts: i64) -> (BatchHeader, Bytes) {
     let recs: Vec<batch::KeyValue<'_>> = values.iter().map(|v| (None, Some(v.as_slice()))).collect();
     let b = batch::build(0, ts, &recs);
     batch::validate(&b, usize::MAX).unwrap().remove(0)
+}
+
+fn records(n: usize, ts: i64) -> (BatchHeader, Bytes) {
+    batch_of(&(0..n).map(|i| format!("v{i}").into_bytes()).collect::<Vec<_>>(), ts)
 }
 
 #[tokio::test]
@@ -220,9 +224,7 @@ fn chunk_sizes(log: &PartitionLog) -> Vec<(i64, usize)> {
 
 /// A one-record batch with a value of `len` bytes.
 fn big(len: usize, ts: i64) -> (BatchHeader, Bytes) {
-    let value = vec![b'x'; len];
-    let b = batch::build(0, ts, &[(None, Some(value.as_slice()))]);
-    batch::validate(&b, usize::MAX).unwrap().remove(0)
+    batch_of(&[vec![b'x'; len]], ts)
 }
 
 #[tokio::test]
