@@ -136,6 +136,21 @@ impl LogStore {
     /// # Errors
     /// [`Error::Storage`] when sled fails.
     pub fn open_partition(&self, tp: &TopicPartition, topic_id: Option<TopicId>) -> Result<Arc<PartitionLog>, Error> {
+        self.open_partition_observing(tp, topic_id, &mut |_| {})
+    }
+
+    /// [`LogStore::open_partition`], handing `on_batch` the header of every batch the
+    /// recovered log keeps, in offset order, from the same walk that checks them (so that
+    /// opening reads the log once, not again for producer state).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when sled fails.
+    pub fn open_partition_observing(
+        &self,
+        tp: &TopicPartition,
+        topic_id: Option<TopicId>,
+        on_batch: &mut dyn FnMut(&BatchHeader),
+    ) -> Result<Arc<PartitionLog>, Error> {
         let name = Self::tree_name(tp);
         let mut meta: PartitionMeta = match self.meta.get(&name).map_err(storage("reading partition meta"))? {
             Some(raw) => serde_json::from_slice(&raw).unwrap_or_default(),
@@ -151,7 +166,7 @@ impl LogStore {
             meta.topic_id = wanted;
         }
         let chunks = Chunks::open(self.db.clone(), name.clone(), self.listed_bytes.clone())?;
-        let log = PartitionLog::recover(tp.clone(), chunks, self.meta.clone(), name, meta)?;
+        let log = PartitionLog::recover(tp.clone(), chunks, self.meta.clone(), name, meta, on_batch)?;
         Ok(Arc::new(log))
     }
 
@@ -261,10 +276,11 @@ impl PartitionLog {
         meta_tree: sled::Tree,
         meta_key: String,
         mut meta: PartitionMeta,
+        on_batch: &mut dyn FnMut(&BatchHeader),
     ) -> Result<PartitionLog, Error> {
         // Everything before the recovery point was flushed and checked before; the tail is
         // walked batch by batch and cut at the first batch that is torn, fails its CRC or
-        // does not follow on from its predecessor.
+        // does not follow on from its predecessor. Only batches that stay are reported.
         let mut size_bytes = 0u64;
         let mut expected: Option<i64> = None;
         let mut cut: Option<(i64, i64)> = None;
@@ -281,6 +297,7 @@ impl PartitionLog {
                             || batch::validate(&Bytes::copy_from_slice(&v), usize::MAX).is_ok();
                         if follows && checked {
                             expected = Some(h.last_offset() + 1);
+                            on_batch(&h);
                             true
                         } else {
                             false

@@ -100,8 +100,10 @@ async fn recovery_cuts_a_corrupt_tail_and_keeps_what_precedes_it() {
         store.close().await;
     }
     let store = reopen(dir.path());
-    let log = store.open_partition(&tp(), None).unwrap();
+    let mut observed = Vec::new();
+    let log = store.open_partition_observing(&tp(), None, &mut |h| observed.push(h.base_offset)).unwrap();
     assert_eq!(log.offsets().log_end_offset, 2, "the damaged batch and everything after it are cut");
+    assert_eq!(observed, vec![0], "only the batches kept are reported");
     assert!(tree_holding(&log, 4).get(key(4)).unwrap().is_none());
     // New appends continue from the cut.
     assert_eq!(log.append(&[records(1, 1)], 0, None).unwrap().base_offset, 2);

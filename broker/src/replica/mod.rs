@@ -105,14 +105,8 @@ impl Partition {
         log: Arc<PartitionLog>,
         topic_id: Option<TopicId>,
         role: Role,
+        producers: ProducerStates,
     ) -> Self {
-        let producers = match log.headers_from(log.offsets().log_start_offset) {
-            Ok(headers) => ProducerStates::rebuild(&headers),
-            Err(e) => {
-                tracing::error!(%tp, error = %e, "could not rebuild idempotent producer state from the log; retried batches of existing producers may be refused as out of order");
-                ProducerStates::default()
-            }
-        };
         let high_watermark = AtomicI64::new(log.checkpointed_high_watermark());
         Partition {
             log,
@@ -534,19 +528,32 @@ impl ReplicaManager {
         for (tp, (topic_id, role)) in wanted {
             let partition = match partitions.get(&tp) {
                 Some(existing) => existing.clone(),
-                None => match self.store.open_partition(&tp, topic_id) {
-                    Ok(log) => {
-                        tracing::info!(target: "state_change", %tp, leader = role.leader, leader_epoch = role.leader_epoch, log_end_offset = log.offsets().log_end_offset, high_watermark = log.checkpointed_high_watermark(), "opened local replica");
-                        let placeholder = Role { leader: -1, leader_epoch: -1, ..role.clone() };
-                        let p = Arc::new(Partition::new(tp.clone(), self.broker_id, log, topic_id, placeholder));
-                        partitions.insert(tp.clone(), p.clone());
-                        p
+                None => {
+                    // Idempotent producers' state is rebuilt from the batches recovery walks.
+                    let mut producers = ProducerStates::default();
+                    let opened =
+                        self.store.open_partition_observing(&tp, topic_id, &mut |h| producers.update(h, h.base_offset));
+                    match opened {
+                        Ok(log) => {
+                            tracing::info!(target: "state_change", %tp, leader = role.leader, leader_epoch = role.leader_epoch, log_end_offset = log.offsets().log_end_offset, high_watermark = log.checkpointed_high_watermark(), "opened local replica");
+                            let placeholder = Role { leader: -1, leader_epoch: -1, ..role.clone() };
+                            let p = Arc::new(Partition::new(
+                                tp.clone(),
+                                self.broker_id,
+                                log,
+                                topic_id,
+                                placeholder,
+                                producers,
+                            ));
+                            partitions.insert(tp.clone(), p.clone());
+                            p
+                        }
+                        Err(e) => {
+                            tracing::error!(%tp, error = %e, "cannot open the partition's log; it stays offline on this broker; check the data directory");
+                            continue;
+                        }
                     }
-                    Err(e) => {
-                        tracing::error!(%tp, error = %e, "cannot open the partition's log; it stays offline on this broker; check the data directory");
-                        continue;
-                    }
-                },
+                }
             };
             self.apply_role(&tp, &partition, role, now);
         }
