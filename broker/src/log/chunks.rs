@@ -88,7 +88,7 @@ impl Chunks {
                     let base = super::key_offset(&k);
                     chunks.map.insert(base, Chunk { tree, name, batches: 0, bytes: 0 });
                 }
-                None => chunks.drop_tree(&name)?,
+                None => chunks.drop_tree(name.as_bytes())?,
             }
         }
         Ok(chunks)
@@ -148,16 +148,29 @@ impl Chunks {
     /// Drops the chunk starting at `base`; returns the bytes it held.
     pub(super) fn drop_chunk(&mut self, base: i64) -> Result<u64, Error> {
         let Some(chunk) = self.map.remove(&base) else { return Ok(0) };
-        self.drop_tree(&chunk.name)?;
+        self.drop_tree(chunk.name.as_bytes())?;
         Ok(chunk.bytes)
     }
 
-    fn drop_tree(&self, name: &str) -> Result<(), Error> {
-        if self.db.drop_tree(name).map_err(storage(format!("dropping {name}")))? {
-            self.listed_bytes.fetch_sub(listed(name.as_bytes()), Ordering::Relaxed);
-        }
-        Ok(())
+    fn drop_tree(&self, name: &[u8]) -> Result<(), Error> {
+        drop_named(&self.db, name, &self.listed_bytes)
     }
+}
+
+/// Drops the tree `name`, keeping the tree-list size in step.
+fn drop_named(db: &sled::Db, name: &[u8], listed_bytes: &AtomicU64) -> Result<(), Error> {
+    if db.drop_tree(name).map_err(storage(format!("dropping {}", String::from_utf8_lossy(name))))? {
+        listed_bytes.fetch_sub(listed(name), Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// Drops every chunk of partition tree `prefix` (deleting the partition).
+pub(super) fn drop_all(db: &sled::Db, prefix: &str, listed_bytes: &AtomicU64) -> Result<(), Error> {
+    for name in tree_names(db, prefix) {
+        drop_named(db, &name, listed_bytes)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

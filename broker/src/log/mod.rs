@@ -176,11 +176,7 @@ impl LogStore {
     /// [`Error::Storage`] when sled fails.
     pub fn delete_partition(&self, tp: &TopicPartition) -> Result<(), Error> {
         let name = Self::tree_name(tp);
-        for tree in chunks::tree_names(&self.db, &name) {
-            if self.db.drop_tree(&tree).map_err(storage(format!("deleting log of {tp}")))? {
-                self.listed_bytes.fetch_sub(chunks::listed(&tree), std::sync::atomic::Ordering::Relaxed);
-            }
-        }
+        chunks::drop_all(&self.db, &name, &self.listed_bytes)?;
         self.meta.remove(&name).map_err(storage(format!("deleting meta of {tp}")))?;
         Ok(())
     }
@@ -323,7 +319,7 @@ impl PartitionLog {
                 removed += 1;
             }
             let emptied = chunk.batches == 0;
-            let later = chunks.len() - chunks.iter().take_while(|(b, _)| *b <= base).count();
+            let later = chunks.iter().filter(|(b, _)| *b > base).count();
             chunks.drop_from(base + 1)?;
             if emptied {
                 chunks.drop_chunk(base)?;
