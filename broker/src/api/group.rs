@@ -34,7 +34,7 @@ use tributary_common::topic::CONSUMER_OFFSETS;
 use super::{admin, now_ms, s, BrokerContext};
 use crate::group::coordinator::{Commit, FetchedPartition};
 use crate::group::records::OffsetValue;
-use crate::group::state::{Code, GroupState, JoinRequest};
+use crate::group::state::{Code, GroupState, JoinRequest, MemberRef};
 use crate::group::GroupCoordinator;
 use crate::metadata::{ClusterMetadata, TopicMetadata};
 use tributary_common::ids::TopicPartition;
@@ -257,9 +257,7 @@ pub(super) async fn sync_group(ctx: &BrokerContext, version: i16, r: SyncGroupRe
         .sync(
             &ctx.replicas,
             r.group_id.as_str(),
-            r.member_id.as_str(),
-            instance,
-            r.generation_id,
+            MemberRef::new(r.member_id.as_str(), instance, r.generation_id),
             ptype,
             pname,
             assignments,
@@ -281,7 +279,8 @@ pub(super) fn heartbeat(ctx: &BrokerContext, version: i16, r: HeartbeatRequest) 
         Err(e) => e,
         Ok(()) => {
             let instance = if version >= 3 { opt(&r.group_instance_id) } else { None };
-            ctx.groups.heartbeat(r.group_id.as_str(), r.member_id.as_str(), instance, r.generation_id, now_ms())
+            let who = MemberRef::new(r.member_id.as_str(), instance, r.generation_id);
+            ctx.groups.heartbeat(r.group_id.as_str(), who, now_ms())
         }
     };
     response
@@ -390,9 +389,7 @@ pub(super) async fn offset_commit(ctx: &BrokerContext, version: i16, r: OffsetCo
         ctx.groups.commit(
             &ctx.replicas,
             r.group_id.as_str(),
-            r.member_id.as_str(),
-            instance,
-            r.generation_id_or_member_epoch,
+            MemberRef::new(r.member_id.as_str(), instance, r.generation_id_or_member_epoch),
             commits,
             now,
         )

@@ -16,7 +16,9 @@ use tributary_common::ids::{BrokerId, TopicPartition};
 use tributary_common::topic::CONSUMER_OFFSETS;
 
 use super::records::{self, OffsetValue, RecordKey};
-use super::state::{Code, Effects, Group, GroupConfig, GroupState, JoinRequest, JoinResponse, Outcome, SyncResponse};
+use super::state::{
+    Code, Effects, Group, GroupConfig, GroupState, JoinRequest, JoinResponse, MemberRef, Outcome, SyncResponse,
+};
 use crate::log::batch::{self, BatchHeader};
 use crate::log::PartitionLog;
 use crate::metadata::ClusterMetadata;
@@ -218,9 +220,7 @@ impl GroupCoordinator {
         &self,
         replicas: &ReplicaManager,
         group_id: &str,
-        member_id: &str,
-        instance_id: Option<&str>,
-        generation: i32,
+        who: MemberRef<'_>,
         protocol_type: Option<&str>,
         protocol: Option<&str>,
         assignments: Vec<(String, Bytes)>,
@@ -236,8 +236,7 @@ impl GroupCoordinator {
                 return SyncResponse::error(code(ResponseError::UnknownMemberId));
             };
             let mut fx = Effects::default();
-            let outcome =
-                group.sync(member_id, instance_id, generation, protocol_type, protocol, assignments, now, &mut fx);
+            let outcome = group.sync(who, protocol_type, protocol, assignments, now, &mut fx);
             match self.settle(&mut inner, replicas, p, group_id, outcome, fx, |i| &mut i.syncs) {
                 Ok(r) => return r,
                 Err(rx) => rx,
@@ -247,20 +246,13 @@ impl GroupCoordinator {
     }
 
     /// Heartbeat.
-    pub fn heartbeat(
-        &self,
-        group_id: &str,
-        member_id: &str,
-        instance_id: Option<&str>,
-        generation: i32,
-        now: i64,
-    ) -> Code {
+    pub fn heartbeat(&self, group_id: &str, who: MemberRef<'_>, now: i64) -> Code {
         let mut inner = self.lock();
         if let Err(e) = Self::status(&inner, group_id) {
             return e;
         }
         match inner.groups.get_mut(group_id) {
-            Some(g) => g.heartbeat(member_id, instance_id, generation, now),
+            Some(g) => g.heartbeat(who, now),
             None => code(ResponseError::UnknownMemberId),
         }
     }
@@ -291,23 +283,20 @@ impl GroupCoordinator {
     ///
     /// # Errors
     /// The code every partition of the request gets.
-    #[allow(clippy::too_many_arguments)]
     pub fn commit(
         &self,
         replicas: &ReplicaManager,
         group_id: &str,
-        member_id: &str,
-        instance_id: Option<&str>,
-        generation: i32,
+        who: MemberRef<'_>,
         offsets: Vec<Commit>,
         now: i64,
     ) -> Result<(), Code> {
         let mut inner = self.lock();
         let p = Self::status(&inner, group_id)?;
         match inner.groups.get_mut(group_id) {
-            Some(g) => g.check_commit(member_id, instance_id, generation, now)?,
-            None if generation < 0 && offsets.is_empty() => return Ok(()),
-            None if generation < 0 => {
+            Some(g) => g.check_commit(who, now)?,
+            None if who.generation < 0 && offsets.is_empty() => return Ok(()),
+            None if who.generation < 0 => {
                 inner.groups.insert(group_id.to_string(), Group::new(group_id, now));
             }
             None => return Err(code(ResponseError::IllegalGeneration)),

@@ -180,6 +180,24 @@ impl JoinResponse {
     }
 }
 
+/// Who a SyncGroup, Heartbeat or OffsetCommit comes from, as the request names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemberRef<'a> {
+    /// Member id.
+    pub member_id: &'a str,
+    /// `group.instance.id` for static members.
+    pub instance_id: Option<&'a str>,
+    /// The generation the member believes current (-1: none).
+    pub generation: i32,
+}
+
+impl<'a> MemberRef<'a> {
+    /// The member named by a request.
+    pub fn new(member_id: &'a str, instance_id: Option<&'a str>, generation: i32) -> Self {
+        MemberRef { member_id, instance_id, generation }
+    }
+}
+
 /// A SyncGroup answer.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct SyncResponse {
@@ -725,18 +743,16 @@ impl Group {
     }
 
     /// SyncGroup; the leader's call carries everyone's assignment.
-    #[allow(clippy::too_many_arguments)]
     pub fn sync(
         &mut self,
-        member_id: &str,
-        instance_id: Option<&str>,
-        generation: i32,
+        who: MemberRef<'_>,
         protocol_type: Option<&str>,
         protocol: Option<&str>,
         assignments: Vec<(String, Bytes)>,
         now: i64,
         fx: &mut Effects,
     ) -> Outcome<SyncResponse> {
+        let MemberRef { member_id, instance_id, generation } = who;
         let reply = |e: ResponseError| Outcome::Reply(SyncResponse::error(code(e)));
         if self.state == GroupState::Dead {
             return reply(ResponseError::CoordinatorNotAvailable);
@@ -803,7 +819,8 @@ impl Group {
     }
 
     /// Heartbeat: keeps the session alive and tells the member whether to rejoin.
-    pub fn heartbeat(&mut self, member_id: &str, instance_id: Option<&str>, generation: i32, now: i64) -> Code {
+    pub fn heartbeat(&mut self, who: MemberRef<'_>, now: i64) -> Code {
+        let MemberRef { member_id, instance_id, generation } = who;
         if self.state == GroupState::Dead {
             return code(ResponseError::CoordinatorNotAvailable);
         }
@@ -862,13 +879,8 @@ impl Group {
     ///
     /// # Errors
     /// The Kafka error code that refuses it.
-    pub fn check_commit(
-        &mut self,
-        member_id: &str,
-        instance_id: Option<&str>,
-        generation: i32,
-        now: i64,
-    ) -> Result<(), Code> {
+    pub fn check_commit(&mut self, who: MemberRef<'_>, now: i64) -> Result<(), Code> {
+        let MemberRef { member_id, instance_id, generation } = who;
         if self.state == GroupState::Dead {
             return Err(code(ResponseError::CoordinatorNotAvailable));
         }

@@ -58,7 +58,7 @@ fn stable(g: &mut Group, ids: &[&str]) -> i64 {
     let now = complete_initial_join(g, &mut fx);
     assert_eq!(g.state, GroupState::CompletingRebalance);
     let assignments = ids.iter().map(|id| (id.to_string(), Bytes::from(format!("asg-{id}")))).collect();
-    g.sync(ids[0], None, 1, None, None, assignments, now, &mut fx);
+    g.sync(MemberRef::new(ids[0], None, 1), None, None, assignments, now, &mut fx);
     assert_eq!(g.state, GroupState::Stable);
     now
 }
@@ -80,9 +80,7 @@ fn a_single_consumer_is_assigned_after_the_initial_delay() {
 
     let mut fx = Effects::default();
     let out = g.sync(
-        "c-1",
-        None,
-        1,
+        MemberRef::new("c-1", None, 1),
         Some("consumer"),
         Some("range"),
         vec![("c-1".into(), Bytes::from_static(b"a"))],
@@ -133,10 +131,10 @@ fn a_follower_sync_waits_for_the_leader_and_gets_its_own_assignment() {
     join_new(&mut g, "b", 0, &mut fx);
     let now = complete_initial_join(&mut g, &mut fx);
     let mut fx = Effects::default();
-    assert_eq!(g.sync("b", None, 1, None, None, vec![], now, &mut fx), Outcome::Parked("b".into()));
+    assert_eq!(g.sync(MemberRef::new("b", None, 1), None, None, vec![], now, &mut fx), Outcome::Parked("b".into()));
     assert!(fx.syncs.is_empty());
     let assignments = vec![("a".into(), Bytes::from_static(b"A")), ("b".into(), Bytes::from_static(b"B"))];
-    g.sync("a", None, 1, None, None, assignments, now, &mut fx);
+    g.sync(MemberRef::new("a", None, 1), None, None, assignments, now, &mut fx);
     let got: BTreeMap<_, _> = fx.syncs.iter().map(|(m, r)| (m.clone(), r.assignment.clone())).collect();
     assert_eq!(got, BTreeMap::from([("a".into(), Bytes::from_static(b"A")), ("b".into(), Bytes::from_static(b"B"))]));
 }
@@ -151,16 +149,20 @@ fn heartbeat_answers_follow_kafka() {
         ("a", None, 2, ResponseError::IllegalGeneration),
     ];
     for (member, instance, generation, expected) in cases {
-        assert_eq!(g.heartbeat(member, *instance, *generation, now), expected.code(), "{member} gen {generation}");
+        assert_eq!(
+            g.heartbeat(MemberRef::new(member, *instance, *generation), now),
+            expected.code(),
+            "{member} gen {generation}"
+        );
     }
-    assert_eq!(g.heartbeat("a", None, 1, now), 0);
+    assert_eq!(g.heartbeat(MemberRef::new("a", None, 1), now), 0);
     // A new member makes the group rebalance; existing members learn it from heartbeats.
     let mut fx = Effects::default();
     join_new(&mut g, "c", now, &mut fx);
-    assert_eq!(g.heartbeat("a", None, 1, now), ResponseError::RebalanceInProgress.code());
+    assert_eq!(g.heartbeat(MemberRef::new("a", None, 1), now), ResponseError::RebalanceInProgress.code());
     let mut fx = Effects::default();
     assert_eq!(
-        g.sync("a", None, 1, None, None, vec![], now, &mut fx),
+        g.sync(MemberRef::new("a", None, 1), None, None, vec![], now, &mut fx),
         Outcome::Reply(SyncResponse::error(ResponseError::RebalanceInProgress.code()))
     );
 }
@@ -171,12 +173,12 @@ fn an_expired_session_moves_partitions_to_the_survivors() {
     let now = stable(&mut g, &["a", "b"]);
     let mut fx = Effects::default();
     // b keeps heartbeating; a goes silent.
-    g.heartbeat("b", None, 1, now + 9_000);
+    g.heartbeat(MemberRef::new("b", None, 1), now + 9_000);
     g.tick(now + 10_000, &cfg(), &mut fx);
     assert_eq!(g.state, GroupState::PreparingRebalance);
     assert_eq!(fx.removed.len(), 1);
     assert_eq!(fx.removed[0].0, "a");
-    assert_eq!(g.heartbeat("b", None, 1, now + 10_001), ResponseError::RebalanceInProgress.code());
+    assert_eq!(g.heartbeat(MemberRef::new("b", None, 1), now + 10_001), ResponseError::RebalanceInProgress.code());
     // b rejoins: it is the only member, so the join completes at once, b leads generation 2.
     let out = g.join(req("b", "unused", &["range"]), now + 10_002, &cfg(), &mut fx);
     assert_eq!(out, Outcome::Parked("b".into()));
@@ -191,7 +193,7 @@ fn a_member_that_does_not_rejoin_is_removed_at_the_rebalance_timeout() {
     let mut fx = Effects::default();
     g.join(req("a", "unused", &["range"]), now, &cfg(), &mut fx);
     assert_eq!(g.state, GroupState::PreparingRebalance);
-    g.heartbeat("b", None, 1, now + 59_000);
+    g.heartbeat(MemberRef::new("b", None, 1), now + 59_000);
     g.tick(now + 59_999, &cfg(), &mut fx);
     assert!(fx.joins.is_empty());
     g.tick(now + 60_000, &cfg(), &mut fx);
@@ -225,7 +227,14 @@ fn a_static_member_restarting_keeps_its_assignment_without_a_rebalance() {
         "static members skip MEMBER_ID_REQUIRED"
     );
     g.tick(DELAY, &cfg(), &mut fx);
-    g.sync("s-1", Some("host-a"), 1, None, None, vec![("s-1".into(), Bytes::from_static(b"P0"))], DELAY, &mut fx);
+    g.sync(
+        MemberRef::new("s-1", Some("host-a"), 1),
+        None,
+        None,
+        vec![("s-1".into(), Bytes::from_static(b"P0"))],
+        DELAY,
+        &mut fx,
+    );
     assert_eq!(g.state, GroupState::Stable);
 
     let mut fx = Effects::default();
@@ -237,10 +246,16 @@ fn a_static_member_restarting_keeps_its_assignment_without_a_rebalance() {
     assert!(answer.skip_assignment);
     assert_eq!(g.state, GroupState::Stable);
     assert!(fx.store_group);
-    let Outcome::Reply(s) = g.sync("s-2", Some("host-a"), 1, None, None, vec![], DELAY + 2, &mut fx) else { panic!() };
+    let Outcome::Reply(s) = g.sync(MemberRef::new("s-2", Some("host-a"), 1), None, None, vec![], DELAY + 2, &mut fx)
+    else {
+        panic!()
+    };
     assert_eq!(s.assignment, Bytes::from_static(b"P0"));
     // The old instance is fenced.
-    assert_eq!(g.heartbeat("s-1", Some("host-a"), 1, DELAY + 3), ResponseError::FencedInstanceId.code());
+    assert_eq!(
+        g.heartbeat(MemberRef::new("s-1", Some("host-a"), 1), DELAY + 3),
+        ResponseError::FencedInstanceId.code()
+    );
     assert_eq!(g.leave("s-1", Some("host-a"), DELAY + 3, &cfg(), &mut fx), ResponseError::FencedInstanceId.code());
     // An admin can remove it by instance id alone (LeaveGroup v3+).
     assert_eq!(g.leave("", Some("host-a"), DELAY + 4, &cfg(), &mut fx), 0);
@@ -300,13 +315,13 @@ fn the_protocol_is_the_one_most_members_prefer_among_those_all_support() {
 #[test]
 fn commit_checks_follow_kafka() {
     let mut empty = Group::new("g", 0);
-    assert_eq!(empty.check_commit("", None, -1, 0), Ok(()), "simple commit to an empty group");
+    assert_eq!(empty.check_commit(MemberRef::new("", None, -1), 0), Ok(()), "simple commit to an empty group");
     assert_eq!(
-        empty.check_commit("x", None, -1, 0),
+        empty.check_commit(MemberRef::new("x", None, -1), 0),
         Ok(()),
         "generation -1 commits to an empty group, whatever the member id"
     );
-    assert_eq!(empty.check_commit("x", None, 1, 0), Err(ResponseError::UnknownMemberId.code()));
+    assert_eq!(empty.check_commit(MemberRef::new("x", None, 1), 0), Err(ResponseError::UnknownMemberId.code()));
 
     let mut g = Group::new("g", 0);
     let now = stable(&mut g, &["a"]);
@@ -318,7 +333,7 @@ fn commit_checks_follow_kafka() {
     ];
     for (member, generation, expected) in cases {
         assert_eq!(
-            g.check_commit(member, None, *generation, now),
+            g.check_commit(MemberRef::new(member, None, *generation), now),
             expected.map_err(|e| e.code()),
             "{member}/{generation}"
         );
@@ -327,7 +342,7 @@ fn commit_checks_follow_kafka() {
     let mut fx = Effects::default();
     g.join(req("a", "unused", &["range"]), now, &cfg(), &mut fx);
     assert_eq!(g.state, GroupState::CompletingRebalance);
-    assert_eq!(g.check_commit("a", None, 2, now), Err(ResponseError::RebalanceInProgress.code()));
+    assert_eq!(g.check_commit(MemberRef::new("a", None, 2), now), Err(ResponseError::RebalanceInProgress.code()));
 }
 
 #[test]
@@ -337,10 +352,10 @@ fn members_that_never_sync_are_removed_at_the_rebalance_timeout() {
     join_new(&mut g, "a", 0, &mut fx);
     join_new(&mut g, "b", 0, &mut fx);
     let now = complete_initial_join(&mut g, &mut fx);
-    g.sync("a", None, 1, None, None, vec![], now, &mut fx);
+    g.sync(MemberRef::new("a", None, 1), None, None, vec![], now, &mut fx);
     for t in (now..now + 60_000).step_by(5000) {
-        g.heartbeat("a", None, 1, t);
-        g.heartbeat("b", None, 1, t);
+        g.heartbeat(MemberRef::new("a", None, 1), t);
+        g.heartbeat(MemberRef::new("b", None, 1), t);
     }
     let mut fx = Effects::default();
     g.tick(now + 60_000, &cfg(), &mut fx);
