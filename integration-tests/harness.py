@@ -12,6 +12,7 @@ import socket
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -276,6 +277,60 @@ class Cluster:
         for p in list(self.brokers.values()) + self.coordinators:
             p.kill()
         shutil.rmtree(self.data_root, ignore_errors=True)
+
+
+def create_topic(cluster, topic, partitions=1, replication_factor=1, config=None):
+    """Creates a topic with the real AdminClient and waits until every partition has a leader."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap()})
+    new = NewTopic(topic, partitions, replication_factor, config=config or {})
+    admin.create_topics([new], operation_timeout=15)[topic].result()
+    cluster.wait_topic_led(topic, partitions=partitions)
+
+
+class ContinuousProducer:
+    """A confluent-kafka producer writing numbered records to `topic` from a thread until
+    stopped (the `with` block's end); `acked` maps (partition, offset) to the value of every
+    record the broker acknowledged. No retries, so a record is acknowledged once or never."""
+
+    def __init__(self, bootstrap, topic, acks="all", **config):
+        from confluent_kafka import Producer
+
+        self.topic = topic
+        self.acked = {}
+        self.failed = 0
+        self._stop = threading.Event()
+        self._producer = Producer({"bootstrap.servers": bootstrap, "acks": acks, "linger.ms": 2,
+                                   "message.timeout.ms": 4000, "retries": 0, **config})
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _on_delivery(self, err, msg):
+        if err is None:
+            self.acked[(msg.partition(), msg.offset())] = msg.value()
+        else:
+            self.failed += 1
+
+    def _run(self):
+        i = 0
+        while not self._stop.is_set():
+            try:
+                self._producer.produce(self.topic, key=str(i).encode(), value=f"record-{i}".encode(),
+                                       on_delivery=self._on_delivery)
+                i += 1
+            except BufferError:
+                pass
+            self._producer.poll(0.001)
+        self._producer.flush(10)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(30)
+        assert not self._thread.is_alive(), "the producer thread did not stop"
 
 
 def consume_all(bootstrap, topic, partitions, expected_keys, timeout=60, read_on_s=0):

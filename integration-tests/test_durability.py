@@ -1,52 +1,50 @@
-"""Acknowledged records survive kill -9 of the broker; restarts keep data."""
-import threading
+"""Acknowledged records survive kill -9 of the broker and a SIGTERM mid-stream; restarts keep data."""
+import signal
 
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
 
-from harness import consume_all, wait_until
+from harness import ContinuousProducer, consume_all, create_topic, wait_until
+
+
+def assert_all_acknowledged_records_read(cluster, topic, partitions, acked):
+    got = consume_all(cluster.bootstrap(), topic, partitions, acked.keys())
+    missing = {k: v for k, v in acked.items() if got.get(k) != v}
+    assert not missing, f"{len(missing)} acknowledged records lost or changed, e.g. {list(missing.items())[:3]}"
 
 
 def test_kill_9_keeps_every_acknowledged_record(cluster):
     topic = "durable"
-    admin = AdminClient({"bootstrap.servers": cluster.bootstrap()})
-    admin.create_topics([NewTopic(topic, 2, 1)], operation_timeout=15)[topic].result()
-    cluster.wait_topic_led(topic, partitions=2)
-    acked = {}
-    stop = threading.Event()
-
-    def produce():
-        producer = Producer({"bootstrap.servers": cluster.bootstrap(), "acks": "all", "linger.ms": 2,
-                             "message.timeout.ms": 4000, "retries": 0})
-
-        def on_delivery(err, msg):
-            if err is None:
-                acked[(msg.partition(), msg.offset())] = msg.value()
-
-        i = 0
-        while not stop.is_set():
-            try:
-                producer.produce(topic, key=str(i).encode(), value=f"record-{i}".encode(), on_delivery=on_delivery)
-                i += 1
-            except BufferError:
-                pass
-            producer.poll(0.001)
-        producer.flush(10)
-
-    writer = threading.Thread(target=produce)
-    writer.start()
-    wait_until(lambda: len(acked) >= 3000, timeout=60, what="3000 acknowledged records")
-    cluster.brokers[1].kill()  # kill -9 while the producer is mid-stream
-    stop.set()
-    writer.join(30)
-    before_restart = dict(acked)
+    create_topic(cluster, topic, partitions=2)
+    with ContinuousProducer(cluster.bootstrap(), topic, acks="all") as writer:
+        wait_until(lambda: len(writer.acked) >= 3000, timeout=60, what="3000 acknowledged records")
+        cluster.brokers[1].kill()  # kill -9 while the producer is mid-stream
+    before_restart = dict(writer.acked)
     assert len(before_restart) >= 3000
 
     cluster.start_broker(1)
     cluster.wait_topic_led(topic, partitions=2)
-    got = consume_all(cluster.bootstrap(), topic, 2, before_restart.keys())
-    missing = {k: v for k, v in before_restart.items() if got.get(k) != v}
-    assert not missing, f"{len(missing)} acknowledged records lost or changed, e.g. {list(missing.items())[:3]}"
+    assert_all_acknowledged_records_read(cluster, topic, 2, before_restart)
+
+
+def test_sigterm_during_acks_all_produce_keeps_every_acknowledged_record(cluster):
+    """Shutdown in Kafka's order: stop accepting, drain requests in progress, stop background
+    work, flush, close the ZooKeeper session; exit 0, and every acknowledged record is there
+    after a restart."""
+    topic = "graceful"
+    create_topic(cluster, topic, partitions=2)
+    broker = cluster.brokers[1]
+    with ContinuousProducer(cluster.bootstrap(), topic, acks="all") as writer:
+        wait_until(lambda: len(writer.acked) >= 3000, timeout=60, what="3000 acknowledged records")
+        broker.signal(signal.SIGTERM)
+        assert broker.wait_exit(30) == 0, broker.log()[-3000:]
+    log = broker.log()
+    assert "shut down: connections closed, fetchers stopped, log store flushed, ZooKeeper session closed" in log
+    before_restart = dict(writer.acked)
+    assert len(before_restart) >= 3000
+
+    cluster.start_broker(1)
+    cluster.wait_topic_led(topic, partitions=2)
+    assert_all_acknowledged_records_read(cluster, topic, 2, before_restart)
 
 
 def test_a_clean_restart_keeps_data_and_offsets(cluster):

@@ -122,8 +122,13 @@ def test_a_zookeeper_outage_does_not_stop_produce_and_fetch(log_dir):
             producer.produce("outage", value=f"during-{i}".encode())
         assert producer.flush(20) == 0, "the leader keeps accepting writes while ZooKeeper is away"
         zk.start()
-        wait_until(lambda: http_get(f"{cluster.http}/brokers")[1] == [] or len(http_get(f"{cluster.http}/brokers")[1]) == 1,
-                   timeout=30, what="the admin API to reconnect")
+        # While ZooKeeper is away the admin API answers 503 with an error body; it is back
+        # once it lists broker 1 again (re-registered on the same session or a new one).
+        def admin_sees_broker_1():
+            status, body = http_get(f"{cluster.http}/brokers")
+            return status == 200 and isinstance(body, list) and [b["id"] for b in body] == [1]
+
+        wait_until(admin_sees_broker_1, timeout=30, what="the admin API to reconnect and list broker 1")
         consumer = Consumer({"bootstrap.servers": cluster.bootstrap(), "group.id": "x", "enable.auto.commit": False})
         consumer.assign([TopicPartition("outage", 0, 0)])
         values = []

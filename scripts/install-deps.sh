@@ -36,7 +36,7 @@ fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c 'import kafka, confluent_kafka, kazoo, pytest, yaml' 2>/dev/null; then
+if ! .venv/bin/python -c 'import kafka, confluent_kafka, kazoo, pytest, pytest_timeout, yaml' 2>/dev/null; then
   echo "installing the Python test clients into .venv"
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -r integration-tests/requirements.txt

@@ -9,20 +9,26 @@
 //! its watches.
 //!
 //! Start-up follows Kafka's order: data directory, ZooKeeper session and registration,
-//! metadata, then the listener. Shutdown reverses it: stop accepting, drain connections
-//! within the grace period, flush the log store, and close the ZooKeeper session last so
-//! `/brokers/ids/<id>` disappears at once.
+//! metadata, then the listener. Partition logs open on the replica manager's storage
+//! thread while the broker already serves (a partition not open yet answers a retriable
+//! error). Shutdown reverses start-up, as `KafkaServer.shutdown` does: stop accepting,
+//! drain connections within the grace period and abort the rest, stop the background
+//! tasks and the replica fetchers and wait for them, finish queued storage work, flush the
+//! log store, and close the ZooKeeper session last so `/brokers/ids/<id>` disappears at once.
 
-pub mod api;
+mod api;
 pub mod config;
-pub mod group;
-pub mod log;
-pub mod metadata;
-pub mod net;
-pub mod replica;
-pub mod server;
-pub mod topic_config;
-pub mod zk;
+mod group;
+mod log;
+mod metadata;
+mod net;
+mod record;
+mod replica;
+mod server;
+#[cfg(test)]
+mod testkit;
+mod topic_config;
+mod zk;
 
 // jemalloc maps very large allocations lazily (MAP_NORESERVE under overcommit), so a hostile
 // frame whose array length claims billions of entries costs address space, not an abort,
@@ -47,6 +53,7 @@ use crate::group::GroupCoordinator;
 use crate::log::{FlushPolicy, LogStore};
 use crate::replica::fetcher::FetcherManager;
 use crate::replica::ReplicaManager;
+use crate::topic_config::TopicConfig;
 use crate::zk::session::{establish, run_session, SessionConfig};
 use crate::zk::ZkHandle;
 
@@ -91,71 +98,80 @@ fn check_meta_properties(dir: &Path, broker_id: i32, cluster_id: Option<&str>) -
 /// Start-up failures, each explained for the operator: data directory unusable, ZooKeeper
 /// unreachable, broker id already registered, data directory from another cluster.
 pub async fn run(config: BrokerConfig, listeners: Vec<TcpListener>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let broker_id = config.broker_id;
     let dir = config.data_dir.clone();
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create data directory {}", dir.display()))?;
-    check_meta_properties(&dir, config.broker_id, None)?;
-    let store = LogStore::open(
-        &dir,
-        FlushPolicy {
-            interval_ms: Some(config.log_flush_interval_ms),
-            interval_messages: config.log_flush_interval_messages,
-        },
-    )
-    .with_context(|| format!("cannot open the log store in {}", dir.display()))?;
+    check_meta_properties(&dir, broker_id, None)?;
+    let policy = FlushPolicy {
+        interval_ms: Some(config.log_flush_interval_ms),
+        interval_messages: config.log_flush_interval_messages,
+    };
+    // sled's own start-up scan reads the whole database: off the async workers.
+    let open_dir = dir.clone();
+    let store = tokio::task::spawn_blocking(move || LogStore::open(&open_dir, policy))
+        .await
+        .context("opening the log store panicked")?
+        .with_context(|| format!("cannot open the log store in {}", dir.display()))?;
 
     let session_config = SessionConfig {
         connect: config.zookeeper_connect.clone(),
         session_timeout: config.zookeeper_session_timeout,
         connection_timeout: config.zookeeper_connection_timeout,
-        broker_id: config.broker_id,
+        broker_id,
         endpoints: config.advertised_listeners.clone(),
         rack: config.rack.clone(),
     };
     let registered = establish(&session_config).await?;
-    check_meta_properties(&dir, config.broker_id, Some(&registered.cluster_id))?;
+    check_meta_properties(&dir, broker_id, Some(&registered.cluster_id))?;
 
-    let zk = ZkHandle::new(config.broker_id);
+    let zk = ZkHandle::new(broker_id);
     // Two channels: ZooKeeper's view goes to the reconciler first, and request handlers see a
-    // snapshot only once local replicas have taken it up. Otherwise Metadata could name this
-    // broker leader while Produce still answers NOT_LEADER_OR_FOLLOWER, and a client's retry
-    // of the refused batch lands after later ones (reordering).
+    // snapshot only once local replicas have taken it up (or, while logs are still opening
+    // after a restart, shortly after). Otherwise Metadata could name this broker leader
+    // while Produce still answers NOT_LEADER_OR_FOLLOWER for a partition it could serve.
     let (zk_view_tx, mut zk_view) = watch::channel(None);
     let (served_tx, served_rx) = watch::channel(None);
+    let replicas = ReplicaManager::new(broker_id, store.clone(), TopicConfig::defaults(&config));
     let ctx = Arc::new(BrokerContext {
-        replicas: Arc::new(ReplicaManager::new(config.broker_id, store.clone(), config.min_insync_replicas as usize)),
+        groups: GroupCoordinator::new(broker_id, config.group_config(), replicas.clone()),
+        replicas,
         metadata: served_rx,
         zk: zk.clone(),
         producer_ids: ProducerIds::default(),
-        groups: GroupCoordinator::new(config.broker_id, config.group_config()),
         config,
     });
+    // Background tasks run until the connections have drained.
     let background = TaskTracker::new();
+    let background_stop = CancellationToken::new();
     let zk_shutdown = CancellationToken::new();
     let session = tokio::spawn(run_session(zk, session_config, registered, zk_view_tx, zk_shutdown.clone()));
 
     // Keep local replicas in step with the metadata (and followers fetching from their
-    // leaders), then serve that metadata.
-    let fetcher_stop = CancellationToken::new();
-    let fetchers = FetcherManager::new(ctx.config.fetcher_config(), ctx.replicas.clone(), fetcher_stop.clone());
+    // leaders), then serve that metadata. Partitions finishing opening run it again.
+    let fetchers = Arc::new(FetcherManager::new(ctx.config.fetcher_config(), ctx.replicas.clone()));
     let reconciler = ctx.clone();
-    let stop = shutdown.clone();
+    let stop = background_stop.clone();
+    let reconciler_fetchers = fetchers.clone();
     background.spawn(async move {
         loop {
             let snapshot = zk_view.borrow_and_update().clone();
             if let Some(m) = snapshot {
                 reconciler.replicas.reconcile(&m);
-                fetchers.update(&m);
+                // New partitions open within milliseconds; a restart's recovery does not
+                // hold Metadata back for longer than this. Partitions that open later wake
+                // this loop, which then runs what follows again.
+                reconciler.replicas.wait_opened(SERVE_OPENING_WAIT).await;
+                reconciler_fetchers.update(&m);
                 // Group coordination follows leadership of __consumer_offsets partitions.
-                for (partition, epoch, local) in reconciler.groups.on_metadata(&m, &reconciler.replicas) {
+                for (partition, epoch, local) in reconciler.groups.on_metadata(&m) {
                     let loader = reconciler.clone();
-                    tokio::task::spawn_blocking(move || {
-                        loader.groups.load(partition, epoch, &local.log, api::now_ms())
-                    });
+                    tokio::task::spawn_blocking(move || loader.groups.load(partition, epoch, &local, api::now_ms()));
                 }
                 served_tx.send_replace(Some(m));
             }
             tokio::select! {
                 r = zk_view.changed() => if r.is_err() { return },
+                _ = reconciler.replicas.partitions_opened() => {},
                 _ = stop.cancelled() => return,
             }
         }
@@ -163,7 +179,7 @@ pub async fn run(config: BrokerConfig, listeners: Vec<TcpListener>, shutdown: Ca
     // ISR maintenance for partitions led here: followers that stopped keeping up leave the
     // ISR, caught-up ones rejoin; each change is a conditional write of the state znode.
     let isr = ctx.clone();
-    let stop = shutdown.clone();
+    let stop = background_stop.clone();
     background.spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -174,24 +190,29 @@ pub async fn run(config: BrokerConfig, listeners: Vec<TcpListener>, shutdown: Ca
             }
         }
     });
-    // Retention, recovery-point and high-watermark checkpoints.
+    // Retention, recovery-point and high-watermark checkpoints: storage walks, run on the
+    // blocking pool.
     let housekeeper = ctx.clone();
-    let stop = shutdown.clone();
+    let stop = background_stop.clone();
     background.spawn(async move {
-        let mut retention = tokio::time::interval(log::retention_interval(housekeeper.config.log_retention_check_interval_ms));
+        let mut retention =
+            tokio::time::interval(log::retention_interval(housekeeper.config.log_retention_check_interval_ms));
         let mut checkpoint = tokio::time::interval(Duration::from_secs(5));
         loop {
+            let replicas = housekeeper.replicas.clone();
             tokio::select! {
                 _ = retention.tick() => {
-                    let c = &housekeeper.config;
-                    housekeeper.replicas.apply_retention(api::now_ms(), c.log_retention_ms, c.log_retention_bytes, &housekeeper.cluster());
+                    let _ = tokio::task::spawn_blocking(move || replicas.apply_retention(api::now_ms())).await;
                 },
                 _ = checkpoint.tick() => {
-                    let offsets = housekeeper.replicas.end_offsets();
-                    if housekeeper.replicas.store().flush().await.is_ok() {
-                        housekeeper.replicas.checkpoint(&offsets);
-                    }
-                    housekeeper.replicas.checkpoint_high_watermarks();
+                    let offsets = replicas.end_offsets();
+                    let flushed = replicas.store().flush().await.is_ok();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        if flushed {
+                            replicas.checkpoint(&offsets);
+                        }
+                        replicas.checkpoint_high_watermarks();
+                    }).await;
                 },
                 _ = stop.cancelled() => return,
             }
@@ -200,15 +221,16 @@ pub async fn run(config: BrokerConfig, listeners: Vec<TcpListener>, shutdown: Ca
 
     // Group clocks (sessions, rebalance deadlines) and offset expiry.
     let groups = ctx.clone();
-    let stop = shutdown.clone();
+    let stop = background_stop.clone();
     background.spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut expiry = tokio::time::interval(Duration::from_millis(groups.config.offsets_retention_check_interval_ms));
+        let mut expiry =
+            tokio::time::interval(Duration::from_millis(groups.config.offsets_retention_check_interval_ms));
         loop {
             tokio::select! {
-                _ = tick.tick() => groups.groups.tick(&groups.replicas, api::now_ms()),
-                _ = expiry.tick() => groups.groups.expire(&groups.replicas, api::now_ms(), groups.config.offsets_retention_ms),
+                _ = tick.tick() => groups.groups.tick(api::now_ms()),
+                _ = expiry.tick() => groups.groups.expire(api::now_ms(), groups.config.offsets_retention_ms).await,
                 _ = stop.cancelled() => return,
             }
         }
@@ -217,36 +239,61 @@ pub async fn run(config: BrokerConfig, listeners: Vec<TcpListener>, shutdown: Ca
     // Serve only once the first metadata snapshot is in, so clients never see an empty cluster.
     let mut first = ctx.metadata.clone();
     if tokio::time::timeout(Duration::from_secs(10), first.wait_for(Option::is_some)).await.is_err() {
-        tracing::warn!("no metadata from ZooKeeper after 10 s; serving anyway, clients will retry");
+        tracing::warn!(broker_id, "no metadata from ZooKeeper after 10 s; serving anyway, clients will retry");
     }
     let connections = TaskTracker::new();
+    let abort_connections = CancellationToken::new();
     let mut acceptors = Vec::new();
     for listener in listeners {
         let addr = listener.local_addr().ok();
-        tracing::info!(broker_id = ctx.config.broker_id, listener = ?addr, advertised = ?ctx.config.advertised_listeners.iter().map(ToString::to_string).collect::<Vec<_>>(), "accepting Kafka clients");
-        acceptors.push(tokio::spawn(server::accept_loop(listener, ctx.clone(), shutdown.clone(), connections.clone())));
+        tracing::info!(broker_id, listener = ?addr, advertised = ?ctx.config.advertised_listeners.iter().map(ToString::to_string).collect::<Vec<_>>(), partitions_opening = ctx.replicas.opening_count(), "accepting Kafka clients");
+        let conns = server::Connections {
+            tracker: connections.clone(),
+            drain: shutdown.clone(),
+            abort: abort_connections.clone(),
+        };
+        acceptors.push(tokio::spawn(server::accept_loop(listener, ctx.clone(), conns)));
     }
 
     shutdown.cancelled().await;
-    tracing::info!(broker_id = ctx.config.broker_id, "shutting down: no new connections; draining open ones");
+    tracing::info!(
+        broker_id,
+        open_connections = connections.len(),
+        "shutting down: stopped accepting; finishing requests in progress on open connections"
+    );
     for a in acceptors {
         let _ = a.await;
     }
     connections.close();
-    if tokio::time::timeout(ctx.config.shutdown_grace, connections.wait()).await.is_err() {
+    let grace = ctx.config.shutdown_grace;
+    if tokio::time::timeout(grace, connections.wait()).await.is_err() {
         tracing::warn!(
-            grace_ms = ctx.config.shutdown_grace.as_millis(),
-            "connections still busy after the grace period; closing them"
+            broker_id,
+            grace_ms = grace.as_millis() as u64,
+            busy = connections.len(),
+            "requests still in progress after the grace period; aborting them (their clients retry)"
         );
+        abort_connections.cancel();
+        connections.wait().await;
     }
+    background_stop.cancel();
     background.close();
     background.wait().await;
-    fetcher_stop.cancel();
-    ctx.replicas.checkpoint_high_watermarks();
+    fetchers.stop().await;
+    ctx.replicas.stop_storage().await;
+    let replicas = ctx.replicas.clone();
+    let _ = tokio::task::spawn_blocking(move || replicas.checkpoint_high_watermarks()).await;
     store.flush().await.context("final flush of the log store failed")?;
     store.close().await;
     zk_shutdown.cancel();
     let _ = session.await;
-    tracing::info!(broker_id = ctx.config.broker_id, "shut down cleanly");
+    tracing::info!(
+        broker_id,
+        "shut down: connections closed, fetchers stopped, log store flushed, ZooKeeper session closed"
+    );
     Ok(())
 }
+
+/// How long the reconciler waits for partitions it queued for opening before it serves a
+/// new snapshot anyway (their requests then get a retriable error until they open).
+const SERVE_OPENING_WAIT: Duration = Duration::from_millis(250);

@@ -10,7 +10,10 @@ use tributary_broker::config::{Args, BrokerConfig};
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    tributary_common::telemetry::init(&args.log_level, args.log_format);
+    if let Err(e) = tributary_common::telemetry::init(&args.log_level, args.log_format) {
+        eprintln!("broker: {e}");
+        return ExitCode::from(2);
+    }
     let config = match BrokerConfig::from_args(args) {
         Ok(c) => c,
         Err(e) => {

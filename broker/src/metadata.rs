@@ -8,7 +8,7 @@ use tributary_common::znode::{Endpoint, NO_LEADER};
 
 /// A live broker.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BrokerInfo {
+pub(crate) struct BrokerInfo {
     /// Its PLAINTEXT endpoint (what clients dial).
     pub endpoint: Endpoint,
     /// `broker.rack`, if set.
@@ -19,7 +19,7 @@ pub struct BrokerInfo {
 
 /// A partition's assignment and leadership.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PartitionMetadata {
+pub(crate) struct PartitionMetadata {
     /// Assigned replicas; the first is the preferred leader.
     pub replicas: Vec<BrokerId>,
     /// Current leader, or -1.
@@ -36,7 +36,7 @@ pub struct PartitionMetadata {
 
 /// A topic.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct TopicMetadata {
+pub(crate) struct TopicMetadata {
     /// KIP-516 id.
     pub id: Option<TopicId>,
     /// Partitions by index.
@@ -51,14 +51,14 @@ pub struct TopicMetadata {
 
 impl TopicMetadata {
     /// Whether every partition has a leader.
-    pub fn fully_led(&self) -> bool {
+    pub(crate) fn fully_led(&self) -> bool {
         !self.partitions.is_empty() && self.partitions.values().all(|p| p.leader != NO_LEADER)
     }
 }
 
 /// The whole cluster as last read from ZooKeeper.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ClusterMetadata {
+pub(crate) struct ClusterMetadata {
     /// `/cluster/id`.
     pub cluster_id: String,
     /// Live brokers by id.
@@ -73,22 +73,22 @@ impl ClusterMetadata {
     /// The broker reported as `controller_id`: the lowest live broker id. Tributary's
     /// controller is the coordinator, which does not speak Kafka; admin clients send
     /// CreateTopics and friends to this id, and any broker applies them through ZooKeeper.
-    pub fn controller_id(&self) -> BrokerId {
+    pub(crate) fn controller_id(&self) -> BrokerId {
         self.brokers.keys().next().copied().unwrap_or(-1)
     }
 
     /// Ids of the live brokers.
-    pub fn live_brokers(&self) -> Vec<BrokerId> {
+    pub(crate) fn live_brokers(&self) -> Vec<BrokerId> {
         self.brokers.keys().copied().collect()
     }
 
     /// Live brokers with their `broker.rack`, for replica placement.
-    pub fn placement_brokers(&self) -> Vec<tributary_common::topic::PlacementBroker> {
+    pub(crate) fn placement_brokers(&self) -> Vec<tributary_common::topic::PlacementBroker> {
         self.brokers.iter().map(|(id, b)| (*id, b.rack.clone())).collect()
     }
 
     /// Looks up a topic by id.
-    pub fn topic_by_id(&self, id: &TopicId) -> Option<(&String, &TopicMetadata)> {
+    pub(crate) fn topic_by_id(&self, id: &TopicId) -> Option<(&String, &TopicMetadata)> {
         let name = self.topic_names.get(id)?;
         Some((name, self.topics.get(name)?))
     }

@@ -10,35 +10,40 @@ use tokio_util::task::TaskTracker;
 use crate::api::BrokerContext;
 use crate::net::connection;
 
-/// Accepts connections until `shutdown` fires; connection tasks go to `tracker`.
-pub async fn accept_loop(
-    listener: TcpListener,
-    ctx: Arc<BrokerContext>,
-    shutdown: CancellationToken,
-    tracker: TaskTracker,
-) {
+/// Where connection tasks go and how they are told to stop.
+pub(crate) struct Connections {
+    /// Tracks every connection task (shutdown waits for them).
+    pub(crate) tracker: TaskTracker,
+    /// Stop accepting, and stop reading new requests; requests in progress finish.
+    pub(crate) drain: CancellationToken,
+    /// Abandon requests in progress (after the grace period).
+    pub(crate) abort: CancellationToken,
+}
+
+/// Accepts connections until `conns.drain` fires.
+pub(crate) async fn accept_loop(listener: TcpListener, ctx: Arc<BrokerContext>, conns: Connections) {
     let limit = Arc::new(Semaphore::new(ctx.config.max_connections));
     loop {
         let permit = tokio::select! {
             p = limit.clone().acquire_owned() => p.expect("the semaphore is never closed"),
-            _ = shutdown.cancelled() => return,
+            _ = conns.drain.cancelled() => return,
         };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
                     // Usually EMFILE: back off instead of spinning.
-                    tracing::warn!(error = %e, "accepting a connection failed; raise the open-files limit if this repeats");
+                    tracing::warn!(broker_id = ctx.config.broker_id, error = %e, "accepting a connection failed; raise the open-files limit if this repeats");
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                     continue;
                 },
             },
-            _ = shutdown.cancelled() => return,
+            _ = conns.drain.cancelled() => return,
         };
         let ctx = ctx.clone();
-        let shutdown = shutdown.clone();
-        tracker.spawn(async move {
-            connection::serve(stream, peer, ctx, shutdown).await;
+        let (drain, abort) = (conns.drain.clone(), conns.abort.clone());
+        conns.tracker.spawn(async move {
+            connection::serve(stream, peer, ctx, drain, abort).await;
             drop(permit);
         });
     }

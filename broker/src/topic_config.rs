@@ -1,14 +1,74 @@
-//! Topic-level configuration defaults on this broker (the keys, types and validation live
-//! in `tributary_common::topic`). Tributary enforces `retention.ms`, `retention.bytes`,
-//! `max.message.bytes` and `message.timestamp.type`; the other keys are stored and
-//! described so that tools that set them keep working.
+//! Topic-level configuration on this broker (the keys, types and validation live in
+//! `tributary_common::topic`). A topic's overrides are parsed once per metadata snapshot
+//! into a typed [`TopicConfig`] that every partition of the topic carries; nothing else
+//! reads config strings. Tributary enforces `retention.ms`, `retention.bytes`,
+//! `cleanup.policy` (delete or not), `max.message.bytes`, `message.timestamp.type`,
+//! `min.insync.replicas` and `flush.messages`; the other keys are stored and described so
+//! that tools that set them keep working.
+
+use std::collections::BTreeMap;
 
 use crate::config::BrokerConfig;
 
-pub use tributary_common::topic::{validate_config as validate, ConfigKind as Kind, TOPIC_CONFIGS as DEFS};
+#[cfg(test)]
+use tributary_common::topic::ConfigKind as Kind;
+pub(crate) use tributary_common::topic::{validate_config as validate, TOPIC_CONFIGS as DEFS};
 
-/// The default of `name` on a broker configured as `c`.
-pub fn default_value(c: &BrokerConfig, name: &str) -> String {
+/// The settings of one topic that the broker acts on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct TopicConfig {
+    /// `max.message.bytes`: the largest record batch accepted.
+    pub max_message_bytes: usize,
+    /// `message.timestamp.type=LogAppendTime`: the broker stamps batches.
+    pub log_append_time: bool,
+    /// `flush.messages <= 1`: every acks=all write waits for the flush.
+    pub flush_every_message: bool,
+    /// `min.insync.replicas` (at least 1).
+    pub min_insync_replicas: usize,
+    /// `retention.ms` (negative: no limit).
+    pub retention_ms: i64,
+    /// `retention.bytes` per partition (negative: no limit).
+    pub retention_bytes: i64,
+    /// `cleanup.policy` includes `delete`: time and size retention apply.
+    pub delete_retention: bool,
+}
+
+impl TopicConfig {
+    /// A topic without overrides on a broker configured as `c`.
+    pub(crate) fn defaults(c: &BrokerConfig) -> TopicConfig {
+        TopicConfig {
+            max_message_bytes: c.message_max_bytes.max(0) as usize,
+            log_append_time: false,
+            flush_every_message: c.log_flush_interval_messages <= 1,
+            min_insync_replicas: (c.min_insync_replicas.max(1)) as usize,
+            retention_ms: c.log_retention_ms,
+            retention_bytes: c.log_retention_bytes,
+            delete_retention: true,
+        }
+    }
+
+    /// `defaults` with a topic's overrides applied. Values were validated when they were
+    /// written (CreateTopics, AlterConfigs, the HTTP API); one that does not parse keeps
+    /// the default.
+    pub(crate) fn with_overrides(defaults: &TopicConfig, overrides: &BTreeMap<String, String>) -> TopicConfig {
+        let get = |key: &str| overrides.get(key).map(|v| v.trim());
+        let parsed = |key: &str| get(key).and_then(|v| v.parse::<i64>().ok());
+        TopicConfig {
+            max_message_bytes: parsed("max.message.bytes").map_or(defaults.max_message_bytes, |v| v.max(0) as usize),
+            log_append_time: get("message.timestamp.type").map_or(defaults.log_append_time, |v| v == "LogAppendTime"),
+            flush_every_message: parsed("flush.messages").map_or(defaults.flush_every_message, |n| n <= 1),
+            min_insync_replicas: parsed("min.insync.replicas")
+                .map_or(defaults.min_insync_replicas, |n| n.max(1) as usize),
+            retention_ms: parsed("retention.ms").unwrap_or(defaults.retention_ms),
+            retention_bytes: parsed("retention.bytes").unwrap_or(defaults.retention_bytes),
+            delete_retention: get("cleanup.policy")
+                .map_or(defaults.delete_retention, |v| v.split(',').any(|p| p.trim() == "delete")),
+        }
+    }
+}
+
+/// The default of `name` on a broker configured as `c`, as DescribeConfigs shows it.
+pub(crate) fn default_value(c: &BrokerConfig, name: &str) -> String {
     match name {
         "cleanup.policy" => "delete".into(),
         "compression.type" => "producer".into(),
@@ -50,5 +110,36 @@ mod tests {
         for d in DEFS {
             assert!(!default_value(&c, d.name).is_empty() || d.kind == Kind::List, "{} has no default", d.name);
         }
+        let t = TopicConfig::defaults(&c);
+        assert_eq!(t.retention_ms, 1234);
+        assert_eq!(t.max_message_bytes, c.message_max_bytes as usize);
+        assert!(t.delete_retention && !t.log_append_time);
+    }
+
+    #[test]
+    fn overrides_are_parsed_once_into_the_typed_config() {
+        let d = TopicConfig::defaults(&BrokerConfig::default());
+        // (key, value, what changes)
+        type Holds = fn(&TopicConfig) -> bool;
+        let cases: &[(&str, &str, Holds)] = &[
+            ("max.message.bytes", "100", |t| t.max_message_bytes == 100),
+            ("message.timestamp.type", "LogAppendTime", |t| t.log_append_time),
+            ("message.timestamp.type", "CreateTime", |t| !t.log_append_time),
+            ("flush.messages", "1", |t| t.flush_every_message),
+            ("flush.messages", "2", |t| !t.flush_every_message),
+            ("min.insync.replicas", "2", |t| t.min_insync_replicas == 2),
+            ("min.insync.replicas", "0", |t| t.min_insync_replicas == 1),
+            ("retention.ms", "-1", |t| t.retention_ms == -1),
+            ("retention.bytes", "4096", |t| t.retention_bytes == 4096),
+            ("cleanup.policy", "compact", |t| !t.delete_retention),
+            ("cleanup.policy", "compact,delete", |t| t.delete_retention),
+            ("cleanup.policy", "delete", |t| t.delete_retention),
+            ("min.insync.replicas", "not a number", |t| t.min_insync_replicas == 1),
+        ];
+        for (key, value, holds) in cases {
+            let t = TopicConfig::with_overrides(&d, &BTreeMap::from([(key.to_string(), value.to_string())]));
+            assert!(holds(&t), "{key}={value} gave {t:?}");
+        }
+        assert_eq!(TopicConfig::with_overrides(&d, &BTreeMap::new()), d);
     }
 }

@@ -11,6 +11,11 @@ pub const MAX_TOPIC_NAME_LEN: usize = 249;
 /// The internal topic holding committed offsets.
 pub const CONSUMER_OFFSETS: &str = "__consumer_offsets";
 
+/// Whether `topic` is internal: written only by the brokers' coordinators, never by clients.
+pub fn is_internal(topic: &str) -> bool {
+    topic == CONSUMER_OFFSETS
+}
+
 /// Checks a topic name as Kafka's `Topic.validate` does.
 ///
 /// # Errors

@@ -10,7 +10,10 @@ use tributary_coordinator::config::{Args, CoordinatorConfig};
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    tributary_common::telemetry::init(&args.log_level, args.log_format);
+    if let Err(e) = tributary_common::telemetry::init(&args.log_level, args.log_format) {
+        eprintln!("coordinator: {e}");
+        return ExitCode::from(2);
+    }
     let config = match CoordinatorConfig::from_args(args) {
         Ok(c) => c,
         Err(e) => {

@@ -6,7 +6,7 @@ use kafka_protocol::protocol::VersionRange;
 
 /// Every implemented API and its version range. Floors follow Kafka 4.0 (KIP-896), which
 /// every supported client meets; ceilings are what the handlers implement.
-pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 11),
     (ApiKey::Fetch, 4, 16),
     (ApiKey::ListOffsets, 1, 7),
@@ -32,7 +32,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
 ];
 
 /// The advertised range for `key`, if implemented.
-pub fn supported_range(key: ApiKey) -> Option<VersionRange> {
+pub(crate) fn supported_range(key: ApiKey) -> Option<VersionRange> {
     SUPPORTED.iter().find(|(k, _, _)| *k == key).map(|(_, min, max)| VersionRange { min: *min, max: *max })
 }
 
@@ -59,7 +59,7 @@ pub(super) fn handle(_version: i16, _request: ApiVersionsRequest) -> ApiVersions
 
 /// The answer to an ApiVersions request newer than we know (KIP-511): UNSUPPORTED_VERSION
 /// with our ranges, to be encoded as v0 so the client can read it and retry.
-pub fn v0_unsupported_version_response() -> ApiVersionsResponse {
+pub(crate) fn v0_unsupported_version_response() -> ApiVersionsResponse {
     let mut r = ApiVersionsResponse::default();
     r.error_code = kafka_protocol::error::ResponseError::UnsupportedVersion.code();
     r.api_keys = api_keys();

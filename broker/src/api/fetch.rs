@@ -1,10 +1,7 @@
-//! Fetch with long polling: a request that finds fewer than `min_bytes` parks until an
-//! append wakes it (then re-reads at once) or `max_wait_ms` passes. Sessions (KIP-227)
-//! are not kept: every answer has session id 0, which tells clients to send full fetches.
-//!
-//! A fetch with a replica id is a follower replicating: it reads up to the log end rather
-//! than the high watermark, and its fetch offset tells the leader how far that follower
-//! has got (which moves the high watermark and the ISR).
+//! Fetch: translates the request into [`FetchSpec`]s for
+//! [`crate::replica::ReplicaManager::fetch_messages`] (which reads and long-polls) and its
+//! results back into the wire response. Sessions (KIP-227) are not kept: every answer has
+//! session id 0, which tells clients to send full fetches.
 
 use std::time::Duration;
 
@@ -12,11 +9,10 @@ use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
-use tokio::time::Instant;
 use tributary_common::ids::TopicId;
 
 use super::{replica_error_code, s, tp, BrokerContext};
-use crate::log::Error as LogError;
+use crate::replica::{FetchSpec, Fetched, ReadError, Reader};
 
 const READ_COMMITTED: i8 = 1;
 /// Fetch v13+ names topics by id.
@@ -33,127 +29,23 @@ fn empty_partition(index: i32, code: i16) -> PartitionData {
     p
 }
 
-/// One pass over the requested partitions; returns the response and the bytes it carries.
-fn read_once(ctx: &BrokerContext, version: i16, request: &FetchRequest) -> (FetchResponse, usize, bool) {
-    let cluster = ctx.cluster();
-    let replica_id = if version >= 15 { request.replica_state.replica_id.0 } else { request.replica_id.0 };
-    let now = super::now_ms();
-    let mut progressed = false;
-    let mut response = FetchResponse::default();
-    let mut total = 0usize;
-    let mut any_error = false;
-    let max_bytes = request.max_bytes.max(0) as usize;
-    for topic in &request.topics {
-        let name = if version >= FIRST_TOPIC_ID_VERSION {
-            cluster.topic_by_id(&TopicId(topic.topic_id)).map(|(n, _)| n.clone())
-        } else {
-            Some(topic.topic.0.as_str().to_string())
-        };
-        let mut out = FetchableTopicResponse::default();
-        out.topic = topic.topic.clone();
-        out.topic_id = topic.topic_id;
-        for fp in &topic.partitions {
-            let Some(name) = &name else {
-                any_error = true;
-                out.partitions.push(empty_partition(fp.partition, ResponseError::UnknownTopicId.code()));
-                continue;
-            };
-            let tp = tp(&s(name.clone()), fp.partition);
-            let partition = match ctx.replicas.leader_partition(&tp, fp.current_leader_epoch) {
-                Ok(p) => p,
-                Err(e) => {
-                    any_error = true;
-                    let mut p = empty_partition(fp.partition, replica_error_code(&e));
-                    if version >= 12 {
-                        if let Some(pm) =
-                            cluster.topics.get(name.as_str()).and_then(|t| t.partitions.get(&fp.partition))
-                        {
-                            p.current_leader.leader_id = kafka_protocol::messages::BrokerId(pm.leader);
-                            p.current_leader.leader_epoch = pm.leader_epoch;
-                        }
-                    }
-                    out.partitions.push(p);
-                    continue;
-                }
-            };
-            if replica_id >= 0 {
-                match partition.record_follower_fetch(replica_id, fp.fetch_offset, now) {
-                    Ok(moved) => progressed |= moved,
-                    Err(e) => {
-                        any_error = true;
-                        out.partitions.push(empty_partition(fp.partition, replica_error_code(&e)));
-                        continue;
-                    }
-                }
-            }
-            let high_watermark = partition.high_watermark();
-            let last_stable = partition.last_stable_offset();
-            let upper = if replica_id >= 0 {
-                partition.log.offsets().log_end_offset
-            } else if request.isolation_level == READ_COMMITTED {
-                last_stable
-            } else {
-                high_watermark
-            };
-            let remaining = max_bytes.saturating_sub(total);
-            let limit = (fp.partition_max_bytes.max(0) as usize).min(remaining);
-            let mut p = empty_partition(fp.partition, 0);
-            p.high_watermark = high_watermark;
-            p.last_stable_offset = last_stable;
-            p.log_start_offset = partition.log.offsets().log_start_offset;
-            p.aborted_transactions = if request.isolation_level == READ_COMMITTED { Some(Vec::new()) } else { None };
-            // KIP-74: with nothing yet in the response, the first batch goes out even when larger than the limits.
-            let read_limit = if total == 0 { limit.max(1) } else { limit };
-            if read_limit == 0 {
-                out.partitions.push(p);
-                continue;
-            }
-            if fp.last_fetched_epoch >= 0 {
-                // Fetch v12+: the fetcher's last epoch must end at or after its fetch offset
-                // in our log, or it diverged and must truncate first.
-                match partition.log.end_offset_for_epoch(fp.last_fetched_epoch) {
-                    Some((epoch, end)) if epoch == fp.last_fetched_epoch && end >= fp.fetch_offset => {}
-                    found => {
-                        let (epoch, end) = found.unwrap_or((-1, -1));
-                        p.diverging_epoch.epoch = epoch;
-                        p.diverging_epoch.end_offset = end;
-                        out.partitions.push(p);
-                        continue;
-                    }
-                }
-            }
-            match partition.log.read(fp.fetch_offset, read_limit, upper) {
-                Ok(records) => {
-                    if total > 0 && records.len() > limit {
-                        // Only the first batch of the response may exceed the limits.
-                    } else {
-                        total += records.len();
-                        p.records = Some(records);
-                    }
-                }
-                Err(LogError::OffsetOutOfRange { .. }) => {
-                    // High watermark and log start stay filled in: a follower uses them to
-                    // decide whether to truncate or restart its log.
-                    any_error = true;
-                    p.error_code = ResponseError::OffsetOutOfRange.code();
-                }
-                Err(e) => {
-                    any_error = true;
-                    tracing::error!(%tp, error = %e, "reading the log failed");
-                    p.error_code = ResponseError::KafkaStorageError.code();
-                }
-            }
-            out.partitions.push(p);
-        }
-        if version >= FIRST_TOPIC_ID_VERSION {
-            out.topic = TopicName::default();
-        }
-        response.responses.push(out);
+fn partition_data(index: i32, fetched: Fetched, read_committed: bool) -> PartitionData {
+    let mut p = empty_partition(index, 0);
+    p.high_watermark = fetched.high_watermark;
+    p.last_stable_offset = fetched.last_stable_offset;
+    p.log_start_offset = fetched.log_start_offset;
+    p.aborted_transactions = if read_committed { Some(Vec::new()) } else { None };
+    if let Some((epoch, end)) = fetched.diverging_epoch {
+        p.diverging_epoch.epoch = epoch;
+        p.diverging_epoch.end_offset = end;
     }
-    if progressed {
-        ctx.replicas.notify_progress();
-    }
-    (response, total, any_error)
+    p.error_code = match fetched.error {
+        None => 0,
+        Some(ReadError::OffsetOutOfRange) => ResponseError::OffsetOutOfRange.code(),
+        Some(ReadError::Storage(_)) => ResponseError::KafkaStorageError.code(),
+    };
+    p.records = Some(fetched.records);
+    p
 }
 
 pub(super) async fn handle(ctx: &BrokerContext, version: i16, request: FetchRequest) -> FetchResponse {
@@ -163,20 +55,76 @@ pub(super) async fn handle(ctx: &BrokerContext, version: i16, request: FetchRequ
         r.error_code = ResponseError::FetchSessionIdNotFound.code();
         return r;
     }
-    let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
-    let min_bytes = request.min_bytes.max(0) as usize;
-    loop {
-        // Register for wake-ups before reading, so an append in between is not missed.
-        let appended = ctx.replicas.appended.notified();
-        tokio::pin!(appended);
-        appended.as_mut().enable();
-        let (response, total, any_error) = read_once(ctx, version, &request);
-        if total >= min_bytes || any_error || Instant::now() >= deadline {
-            return response;
-        }
-        tokio::select! {
-            _ = appended => continue,
-            _ = tokio::time::sleep_until(deadline) => return read_once(ctx, version, &request).0,
+    let cluster = ctx.cluster();
+    let replica_id = if version >= 15 { request.replica_state.replica_id.0 } else { request.replica_id.0 };
+    let read_committed = request.isolation_level == READ_COMMITTED;
+    let reader = if replica_id >= 0 { Reader::Follower(replica_id) } else { Reader::Consumer { read_committed } };
+    // Topic names (v13+ resolves ids; an unknown id is answered without reading).
+    let names: Vec<Option<String>> = request
+        .topics
+        .iter()
+        .map(|t| {
+            if version >= FIRST_TOPIC_ID_VERSION {
+                cluster.topic_by_id(&TopicId(t.topic_id)).map(|(n, _)| n.clone())
+            } else {
+                Some(t.topic.0.as_str().to_string())
+            }
+        })
+        .collect();
+    let mut specs = Vec::new();
+    for (topic, name) in request.topics.iter().zip(&names) {
+        let Some(name) = name else { continue };
+        for fp in &topic.partitions {
+            specs.push(FetchSpec {
+                tp: tp(&s(name.clone()), fp.partition),
+                fetch_offset: fp.fetch_offset,
+                current_leader_epoch: fp.current_leader_epoch,
+                max_bytes: fp.partition_max_bytes.max(0) as usize,
+                last_fetched_epoch: fp.last_fetched_epoch,
+            });
         }
     }
+    let unknown_id = names.iter().any(Option::is_none);
+    let results = ctx
+        .replicas
+        .fetch_messages(
+            reader,
+            &specs,
+            request.max_bytes.max(0) as usize,
+            // An unknown topic id is an error to report now, as any other.
+            if unknown_id { 0 } else { request.min_bytes.max(0) as usize },
+            Duration::from_millis(request.max_wait_ms.max(0) as u64),
+        )
+        .await;
+    let mut results = results.into_iter();
+    let mut response = FetchResponse::default();
+    for (topic, name) in request.topics.iter().zip(&names) {
+        let mut out = FetchableTopicResponse::default();
+        out.topic = if version >= FIRST_TOPIC_ID_VERSION { TopicName::default() } else { topic.topic.clone() };
+        out.topic_id = topic.topic_id;
+        for fp in &topic.partitions {
+            let Some(name) = name else {
+                out.partitions.push(empty_partition(fp.partition, ResponseError::UnknownTopicId.code()));
+                continue;
+            };
+            let p = match results.next().expect("one result per spec") {
+                Ok(fetched) => partition_data(fp.partition, fetched, read_committed),
+                Err(e) => {
+                    let mut p = empty_partition(fp.partition, replica_error_code(&e));
+                    if version >= 12 {
+                        if let Some(pm) =
+                            cluster.topics.get(name.as_str()).and_then(|t| t.partitions.get(&fp.partition))
+                        {
+                            p.current_leader.leader_id = kafka_protocol::messages::BrokerId(pm.leader);
+                            p.current_leader.leader_epoch = pm.leader_epoch;
+                        }
+                    }
+                    p
+                }
+            };
+            out.partitions.push(p);
+        }
+        response.responses.push(out);
+    }
+    response
 }

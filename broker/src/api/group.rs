@@ -36,8 +36,7 @@ use crate::group::coordinator::{Commit, FetchedPartition};
 use crate::group::records::OffsetValue;
 use crate::group::state::{Code, GroupState, JoinRequest, MemberRef};
 use crate::group::GroupCoordinator;
-use crate::metadata::{ClusterMetadata, TopicMetadata};
-use tributary_common::ids::TopicPartition;
+use crate::metadata::TopicMetadata;
 
 /// Group ids are stored as int16-length strings in `__consumer_offsets` keys.
 const MAX_GROUP_ID_BYTES: usize = i16::MAX as usize;
@@ -215,7 +214,7 @@ pub(super) async fn join_group(
         require_known_member_id: version >= 4,
         new_member_id: format!("{id_prefix}-{}", uuid::Uuid::new_v4()),
     };
-    let out = ctx.groups.join(&ctx.replicas, r.group_id.as_str(), req, now_ms()).await;
+    let out = ctx.groups.join(r.group_id.as_str(), req, now_ms()).await;
     response.error_code = out.error;
     response.member_id = s(out.member_id);
     response.generation_id = out.generation;
@@ -255,7 +254,6 @@ pub(super) async fn sync_group(ctx: &BrokerContext, version: i16, r: SyncGroupRe
     let out = ctx
         .groups
         .sync(
-            &ctx.replicas,
             r.group_id.as_str(),
             MemberRef::new(r.member_id.as_str(), instance, r.generation_id),
             ptype,
@@ -300,7 +298,7 @@ pub(super) fn leave_group(ctx: &BrokerContext, version: i16, r: LeaveGroupReques
     } else {
         vec![(r.member_id.as_str().to_string(), None)]
     };
-    match ctx.groups.leave(&ctx.replicas, r.group_id.as_str(), &members, now_ms()) {
+    match ctx.groups.leave(r.group_id.as_str(), &members, now_ms()) {
         Err(e) => response.error_code = e,
         Ok(codes) if version >= 3 => {
             response.members = members
@@ -322,28 +320,6 @@ pub(super) fn leave_group(ctx: &BrokerContext, version: i16, r: LeaveGroupReques
 
 /// Partitions with the error found before the group was asked (None: ask the group).
 type PartitionCodes = Vec<(i32, Option<Code>)>;
-
-/// Offsets commit timeout (Kafka's `offsets.commit.timeout.ms` default).
-const OFFSETS_COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(5000);
-
-async fn wait_commit_replicated(ctx: &BrokerContext, cluster: &ClusterMetadata, group: &str) -> Result<(), i16> {
-    let count = cluster.topics.get(CONSUMER_OFFSETS).map_or(0, |t| t.partitions.len() as i32);
-    if count == 0 {
-        return Err(code(ResponseError::NotCoordinator));
-    }
-    let tp = TopicPartition::new(CONSUMER_OFFSETS, GroupCoordinator::partition_for(group, count));
-    let partition = ctx.replicas.leader_partition(&tp, -1).map_err(|_| code(ResponseError::NotCoordinator))?;
-    let demotions = partition.demotions();
-    let last = partition.log.offsets().log_end_offset - 1;
-    match ctx.replicas.wait_replicated(&partition, demotions, last, OFFSETS_COMMIT_TIMEOUT).await {
-        Ok(()) => Ok(()),
-        Err(crate::replica::ReplicationWaitError::NotLeader { .. }) => Err(code(ResponseError::NotCoordinator)),
-        Err(e) => {
-            tracing::warn!(group, %tp, error = %e, "committed offsets were not replicated in time; the consumer will retry");
-            Err(code(ResponseError::CoordinatorNotAvailable))
-        }
-    }
-}
 
 pub(super) async fn offset_commit(ctx: &BrokerContext, version: i16, r: OffsetCommitRequest) -> OffsetCommitResponse {
     let cluster = ctx.cluster();
@@ -382,31 +358,21 @@ pub(super) async fn offset_commit(ctx: &BrokerContext, version: i16, r: OffsetCo
         results.push((topic.name.clone(), parts));
     }
     let instance = if version >= 7 { opt(&r.group_instance_id) } else { None };
-    let wrote = !commits.is_empty();
-    let mut group_result = if group_error.is_some() {
+    // The group writes the commit through the one write path (acks=all: the whole ISR of
+    // its __consumer_offsets partition has it, flushed while the leader is alone in it) and
+    // answers once it holds, so a coordinator failover or a kill -9 keeps it.
+    let group_result = if group_error.is_some() {
         Ok(())
     } else {
-        ctx.groups.commit(
-            &ctx.replicas,
-            r.group_id.as_str(),
-            MemberRef::new(r.member_id.as_str(), instance, r.generation_id_or_member_epoch),
-            commits,
-            now,
-        )
+        ctx.groups
+            .commit(
+                r.group_id.as_str(),
+                MemberRef::new(r.member_id.as_str(), instance, r.generation_id_or_member_epoch),
+                commits,
+                now,
+            )
+            .await
     };
-    // A commit is acknowledged once flushed (one group-commit flush shared with producers),
-    // so a broker killed right after still resumes consumers from it.
-    if wrote && group_result.is_ok() {
-        if let Err(e) = ctx.replicas.store().flush().await {
-            tracing::error!(group = r.group_id.as_str(), error = %e, "flushing committed offsets failed; the consumer will retry; check the data directory's disk");
-            group_result = Err(code(ResponseError::CoordinatorNotAvailable));
-        }
-    }
-    // ... and once every in-sync replica of the coordinator's partition has it (Kafka
-    // appends commits with acks=all), so a coordinator failover keeps it too.
-    if wrote && group_result.is_ok() {
-        group_result = wait_commit_replicated(ctx, &cluster, r.group_id.as_str()).await;
-    }
     let mut response = OffsetCommitResponse::default();
     response.topics = results
         .into_iter()
@@ -607,13 +573,13 @@ pub(super) fn describe_groups(ctx: &BrokerContext, version: i16, r: DescribeGrou
     response
 }
 
-pub(super) fn delete_groups(ctx: &BrokerContext, r: DeleteGroupsRequest) -> DeleteGroupsResponse {
+pub(super) async fn delete_groups(ctx: &BrokerContext, r: DeleteGroupsRequest) -> DeleteGroupsResponse {
     let mut response = DeleteGroupsResponse::default();
     for id in r.groups_names {
         let mut out = DeletableGroupResult::default();
         out.error_code = match check_group_id(id.as_str(), true) {
             Err(e) => e,
-            Ok(()) => ctx.groups.delete(&ctx.replicas, id.as_str()),
+            Ok(()) => ctx.groups.delete(id.as_str()).await,
         };
         out.group_id = id;
         response.results.push(out);
@@ -621,15 +587,17 @@ pub(super) fn delete_groups(ctx: &BrokerContext, r: DeleteGroupsRequest) -> Dele
     response
 }
 
-pub(super) fn offset_delete(ctx: &BrokerContext, r: OffsetDeleteRequest) -> OffsetDeleteResponse {
+pub(super) async fn offset_delete(ctx: &BrokerContext, r: OffsetDeleteRequest) -> OffsetDeleteResponse {
     let mut response = OffsetDeleteResponse::default();
     let wanted: Vec<(String, i32)> = r
         .topics
         .iter()
         .flat_map(|t| t.partitions.iter().map(|p| (t.name.as_str().to_string(), p.partition_index)))
         .collect();
-    let result = check_group_id(r.group_id.as_str(), true)
-        .and_then(|()| ctx.groups.delete_offsets(&ctx.replicas, r.group_id.as_str(), &wanted));
+    let result = match check_group_id(r.group_id.as_str(), true) {
+        Ok(()) => ctx.groups.delete_offsets(r.group_id.as_str(), &wanted).await,
+        Err(e) => Err(e),
+    };
     match result {
         Err(e) => response.error_code = e,
         Ok(codes) => {

@@ -43,7 +43,7 @@ pub(super) fn handle(ctx: &BrokerContext, version: i16, request: ListOffsetsRequ
                 }
             };
             let upper = if debugging {
-                partition.log.offsets().log_end_offset
+                partition.log().offsets().log_end_offset
             } else if request.isolation_level == 1 {
                 partition.last_stable_offset()
             } else {
@@ -55,14 +55,14 @@ pub(super) fn handle(ctx: &BrokerContext, version: i16, request: ListOffsetsRequ
             }
             let found = match lp.timestamp {
                 LATEST => Ok(Some((upper, -1))),
-                EARLIEST => Ok(Some((partition.log.offsets().log_start_offset, -1))),
-                MAX_TIMESTAMP => partition.log.max_timestamp(upper),
+                EARLIEST => Ok(Some((partition.log().offsets().log_start_offset, -1))),
+                MAX_TIMESTAMP => partition.log().max_timestamp(upper),
                 ts if ts < 0 => {
                     r.error_code = ResponseError::InvalidRequest.code();
                     out.partitions.push(r);
                     continue;
                 }
-                ts => partition.log.offset_for_timestamp(ts, upper),
+                ts => partition.log().offset_for_timestamp(ts, upper),
             };
             match found {
                 Ok(Some((offset, timestamp))) => {

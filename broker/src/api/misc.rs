@@ -25,7 +25,7 @@ pub(super) fn offset_for_leader_epoch(
             r.end_offset = -1;
             match ctx.replicas.leader_partition(&tp(&topic.topic.0, p.partition), p.current_leader_epoch) {
                 Ok(partition) => {
-                    if let Some((epoch, end)) = partition.log.end_offset_for_epoch(p.leader_epoch) {
+                    if let Some((epoch, end)) = partition.log().end_offset_for_epoch(p.leader_epoch) {
                         r.leader_epoch = epoch;
                         r.end_offset = end;
                     }
@@ -41,7 +41,7 @@ pub(super) fn offset_for_leader_epoch(
 
 /// Hands out producer ids from blocks reserved in ZooKeeper.
 #[derive(Default)]
-pub struct ProducerIds {
+pub(crate) struct ProducerIds {
     /// (next id, last id of the block).
     block: Mutex<Option<(i64, i64)>>,
 }

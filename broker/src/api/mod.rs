@@ -26,11 +26,13 @@ use crate::metadata::ClusterMetadata;
 use crate::replica::{ReplicaError, ReplicaManager};
 use crate::zk::ZkHandle;
 
-pub use api_versions::{supported_range, v0_unsupported_version_response, SUPPORTED};
-pub use misc::ProducerIds;
+#[cfg(test)]
+pub(crate) use api_versions::SUPPORTED;
+pub(crate) use api_versions::{supported_range, v0_unsupported_version_response};
+pub(crate) use misc::ProducerIds;
 
 /// What every handler can reach.
-pub struct BrokerContext {
+pub(crate) struct BrokerContext {
     /// Effective configuration.
     pub config: BrokerConfig,
     /// Hosted replicas (shared with the replica fetchers).
@@ -47,12 +49,12 @@ pub struct BrokerContext {
 
 impl BrokerContext {
     /// The current cluster view (empty before the first load).
-    pub fn cluster(&self) -> Arc<ClusterMetadata> {
+    pub(crate) fn cluster(&self) -> Arc<ClusterMetadata> {
         self.metadata.borrow().clone().unwrap_or_default()
     }
 
     /// Waits until `done` holds for the cluster view, or `timeout` passes; returns whether it held.
-    pub async fn wait_for_metadata(&self, timeout: Duration, done: impl Fn(&ClusterMetadata) -> bool) -> bool {
+    pub(crate) async fn wait_for_metadata(&self, timeout: Duration, done: impl Fn(&ClusterMetadata) -> bool) -> bool {
         let mut rx = self.metadata.clone();
         let check = |m: &Option<Arc<ClusterMetadata>>| m.as_deref().is_some_and(&done);
         tokio::time::timeout(timeout, rx.wait_for(check)).await.is_ok_and(|r| r.is_ok())
@@ -63,13 +65,13 @@ impl BrokerContext {
 /// closing the connection (the client retries elsewhere) rather than leaving it waiting.
 #[derive(Debug, thiserror::Error)]
 #[error("request type {0:?} is advertised but not handled")]
-pub struct Unhandled(pub Option<ApiKey>);
+pub(crate) struct Unhandled(pub Option<ApiKey>);
 
 /// Handles one request; `Ok(None)` means no response is sent (Produce with acks=0).
 ///
 /// # Errors
 /// [`Unhandled`] for a request type the dispatcher has no arm for.
-pub async fn handle(
+pub(crate) async fn handle(
     ctx: &BrokerContext,
     peer: SocketAddr,
     header: &RequestHeader,
@@ -94,8 +96,8 @@ pub async fn handle(
         RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(group::offset_fetch(ctx, v, r)),
         RequestKind::ListGroups(r) => ResponseKind::ListGroups(group::list_groups(ctx, v, r)),
         RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(group::describe_groups(ctx, v, r)),
-        RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(group::delete_groups(ctx, r)),
-        RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(group::offset_delete(ctx, r)),
+        RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(group::delete_groups(ctx, r).await),
+        RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(group::offset_delete(ctx, r).await),
         RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(misc::init_producer_id(ctx, r).await),
         RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(admin::create_topics(ctx, v, r).await),
         RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(admin::delete_topics(ctx, v, r).await),
@@ -105,11 +107,28 @@ pub async fn handle(
     }))
 }
 
+/// Logs a request refused for the client's own bad input: at debug, plus one warn every
+/// ten seconds at most (so a misbehaving client cannot flood the log), naming the partition.
+pub(crate) fn refused(ctx: &BrokerContext, tp: &TopicPartition, error: &dyn std::fmt::Display, what: &str) {
+    static LAST_WARN_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    let now = now_ms();
+    let last = LAST_WARN_MS.load(std::sync::atomic::Ordering::Relaxed);
+    let warn = now - last >= 10_000
+        && LAST_WARN_MS
+            .compare_exchange(last, now, std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed)
+            .is_ok();
+    if warn {
+        tracing::warn!(broker_id = ctx.config.broker_id, %tp, %error, "{what} (further such refusals within 10 s are logged at debug)");
+    } else {
+        tracing::debug!(broker_id = ctx.config.broker_id, %tp, %error, "{what}");
+    }
+}
+
 /// The error code for a replica-level failure.
 pub(crate) fn replica_error_code(e: &ReplicaError) -> i16 {
     match e {
         ReplicaError::UnknownPartition(_) => ResponseError::UnknownTopicOrPartition.code(),
-        ReplicaError::NotLeader { .. } => ResponseError::NotLeaderOrFollower.code(),
+        ReplicaError::NotLeader { .. } | ReplicaError::Opening(_) => ResponseError::NotLeaderOrFollower.code(),
         ReplicaError::UnknownLeaderEpoch { .. } => ResponseError::UnknownLeaderEpoch.code(),
         ReplicaError::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch.code(),
     }

@@ -16,8 +16,9 @@ use tributary_common::ids::TopicId;
 use tributary_common::znode::Endpoint;
 
 use super::*;
-use crate::log::{batch, FlushPolicy, LogStore};
+use crate::log::{FlushPolicy, LogStore};
 use crate::metadata::{BrokerInfo, PartitionMetadata, TopicMetadata};
+use crate::record as batch;
 
 struct Fixture {
     ctx: BrokerContext,
@@ -32,7 +33,7 @@ impl Drop for TempDir {
     }
 }
 
-fn fixture(name: &str) -> Fixture {
+async fn fixture(name: &str) -> Fixture {
     let dir = std::env::temp_dir().join(format!("tributary-api-test-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let store = LogStore::open(&dir, FlushPolicy { interval_ms: Some(1000), interval_messages: u64::MAX }).unwrap();
@@ -75,16 +76,21 @@ fn fixture(name: &str) -> Fixture {
     );
     meta.topics.insert(tributary_common::topic::CONSUMER_OFFSETS.into(), offsets);
     meta.topic_names.insert(offsets_id, tributary_common::topic::CONSUMER_OFFSETS.into());
-    let replicas = Arc::new(ReplicaManager::new(1, store, 1));
+    let config = BrokerConfig { broker_id: 1, ..BrokerConfig::default() };
+    let replicas = ReplicaManager::new(1, store, crate::topic_config::TopicConfig::defaults(&config));
     replicas.reconcile(&meta);
-    let groups = crate::group::GroupCoordinator::new(1, crate::group::GroupConfig::default());
-    for (p, epoch, local) in groups.on_metadata(&meta, &replicas) {
-        groups.load(p, epoch, &local.log, now_ms());
+    // Without timers, so that paused time does not jump while the storage thread works.
+    while replicas.opening_count() > 0 {
+        replicas.partitions_opened().await;
+    }
+    let groups = crate::group::GroupCoordinator::new(1, crate::group::GroupConfig::default(), replicas.clone());
+    for (p, epoch, local) in groups.on_metadata(&meta) {
+        groups.load(p, epoch, &local, now_ms());
     }
     let (_tx, rx) = watch::channel(Some(Arc::new(meta)));
     std::mem::forget(_tx);
     let ctx = BrokerContext {
-        config: BrokerConfig { broker_id: 1, ..BrokerConfig::default() },
+        config,
         replicas,
         metadata: rx,
         zk: ZkHandle::new(1),
@@ -314,7 +320,7 @@ fn header(key: ApiKey, version: i16) -> RequestHeader {
 
 #[tokio::test]
 async fn every_advertised_api_answers_at_every_advertised_version() {
-    let f = fixture("versions");
+    let f = fixture("versions").await;
     for (key, min, max) in SUPPORTED {
         for version in *min..=*max {
             let Some(request) = request_for(*key, version, f.topic_id) else { continue };
@@ -330,7 +336,7 @@ async fn every_advertised_api_answers_at_every_advertised_version() {
 
 #[tokio::test]
 async fn produce_then_fetch_returns_the_batch_with_assigned_offsets() {
-    let f = fixture("produce-fetch");
+    let f = fixture("produce-fetch").await;
     for expected_base in [0, 2] {
         let records = batch::build(0, 1, &[(Some(b"k"), Some(b"a")), (None, Some(b"b"))]);
         let Ok(Some(ResponseKind::Produce(r))) =
@@ -359,7 +365,7 @@ async fn produce_then_fetch_returns_the_batch_with_assigned_offsets() {
 
 #[tokio::test]
 async fn produce_errors_carry_kafkas_codes_and_write_nothing() {
-    let f = fixture("produce-errors");
+    let f = fixture("produce-errors").await;
     let good = batch::build(0, 1, &[(None, Some(b"x"))]);
     let mut corrupt = good.to_vec();
     let last = corrupt.len() - 1;
@@ -394,7 +400,7 @@ async fn produce_errors_carry_kafkas_codes_and_write_nothing() {
     };
     assert_eq!(r.responses[0].partition_responses[0].error_code, 3);
     assert_eq!(
-        f.ctx.replicas.get(&tributary_common::ids::TopicPartition::new("t", 0)).unwrap().log.offsets().log_end_offset,
+        f.ctx.replicas.get(&tributary_common::ids::TopicPartition::new("t", 0)).unwrap().log().offsets().log_end_offset,
         0,
         "nothing was written"
     );
@@ -404,7 +410,7 @@ async fn produce_errors_carry_kafkas_codes_and_write_nothing() {
 
 #[tokio::test(start_paused = true)]
 async fn a_parked_fetch_answers_as_soon_as_data_arrives() {
-    let f = Arc::new(fixture("long-poll"));
+    let f = Arc::new(fixture("long-poll").await);
     let Some(RequestKind::Fetch(mut fetch)) = request_for(ApiKey::Fetch, 12, f.topic_id) else { panic!() };
     fetch.min_bytes = 1;
     fetch.max_wait_ms = 60_000;
@@ -425,7 +431,7 @@ async fn a_parked_fetch_answers_as_soon_as_data_arrives() {
 
 #[tokio::test]
 async fn metadata_reports_leaders_and_unknown_topics() {
-    let f = fixture("metadata");
+    let f = fixture("metadata").await;
     let mut unknown = MetadataRequestTopic::default();
     unknown.name = Some(name("absent"));
     let mut bad = MetadataRequestTopic::default();
@@ -449,7 +455,7 @@ async fn metadata_reports_leaders_and_unknown_topics() {
 
 #[tokio::test]
 async fn list_offsets_and_epochs_agree_with_the_log() {
-    let f = fixture("offsets");
+    let f = fixture("offsets").await;
     handle(
         &f.ctx,
         peer(),
@@ -480,7 +486,7 @@ async fn list_offsets_and_epochs_agree_with_the_log() {
 
 #[tokio::test]
 async fn committed_offsets_are_replayed_by_a_new_coordinator() {
-    let f = fixture("offsets-replay");
+    let f = fixture("offsets-replay").await;
     let Some(RequestKind::OffsetCommit(commit)) = request_for(ApiKey::OffsetCommit, 8, f.topic_id) else { panic!() };
     let Ok(Some(ResponseKind::OffsetCommit(r))) =
         handle(&f.ctx, peer(), &header(ApiKey::OffsetCommit, 8), RequestKind::OffsetCommit(commit)).await
@@ -490,9 +496,9 @@ async fn committed_offsets_are_replayed_by_a_new_coordinator() {
     assert_eq!(r.topics[0].partitions[0].error_code, 0);
 
     // A coordinator taking the partition over (a restart, or a new leader) replays it.
-    let fresh = crate::group::GroupCoordinator::new(1, crate::group::GroupConfig::default());
-    for (p, epoch, local) in fresh.on_metadata(&f.ctx.cluster(), &f.ctx.replicas) {
-        fresh.load(p, epoch, &local.log, now_ms());
+    let fresh = crate::group::GroupCoordinator::new(1, crate::group::GroupConfig::default(), f.ctx.replicas.clone());
+    for (p, epoch, local) in fresh.on_metadata(&f.ctx.cluster()) {
+        fresh.load(p, epoch, &local, now_ms());
     }
     let fetched = fresh.fetch_offsets("simple", None).unwrap();
     assert_eq!(fetched.len(), 1);

@@ -5,6 +5,18 @@
 //! A partition's groups are loaded from its log when this broker becomes its leader
 //! (requests meanwhile get COORDINATOR_LOAD_IN_PROGRESS) and dropped when it stops leading
 //! (NOT_COORDINATOR), so the next leader, loading the same records, takes over.
+//!
+//! Writes go through the replica manager's one write path
+//! ([`ReplicaManager::append_to_leader`], acks=all), appended under this coordinator's lock
+//! so the log holds the decisions in the order they were made; the lock is released before
+//! waiting for the write to complete. As Kafka's `GroupMetadataManager` does, the caches
+//! change only once the write holds: committed offsets enter the cache when their commit
+//! completes (a later commit of the same partition is never overwritten by an earlier one
+//! completing after it), and SyncGroup answers go out once the group's metadata is stored;
+//! if that store fails, every member waiting on it gets the error and rejoins.
+//!
+//! Lock order: this coordinator's lock → the replica manager's locks (through
+//! `append_to_leader`). Never held across an `.await`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,10 +31,13 @@ use super::records::{self, OffsetValue, RecordKey};
 use super::state::{
     Code, Effects, Group, GroupConfig, GroupState, JoinRequest, JoinResponse, MemberRef, Outcome, SyncResponse,
 };
-use crate::log::batch::{self, BatchHeader};
-use crate::log::PartitionLog;
 use crate::metadata::ClusterMetadata;
-use crate::replica::{Partition, ReplicaManager};
+use crate::record::{self, BatchHeader};
+use crate::replica::durability::Acks;
+use crate::replica::{AppendError, CompletionError, Origin, Partition, Pending, ReplicaError, ReplicaManager};
+
+/// How long a group write may wait for the ISR (Kafka's `offsets.commit.timeout.ms`).
+const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(5000);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Load {
@@ -33,6 +48,9 @@ enum Load {
 /// Parked requests by (group, member id).
 type Waiters<R> = HashMap<(String, String), oneshot::Sender<R>>;
 
+/// (group, topic, partition) of a committed offset.
+type OffsetKey = (String, String, i32);
+
 #[derive(Default)]
 struct Inner {
     partition_count: i32,
@@ -40,11 +58,22 @@ struct Inner {
     groups: HashMap<String, Group>,
     joins: Waiters<JoinResponse>,
     syncs: Waiters<SyncResponse>,
+    /// The log offset of the record behind each cached offset written since load, so a
+    /// commit completing late never replaces a later one.
+    offset_positions: HashMap<OffsetKey, i64>,
+}
+
+/// SyncGroup answers owed once the group's metadata write completes.
+#[must_use = "the answers go out only when completed"]
+struct Deferred {
+    group_id: String,
+    pending: Option<Result<Pending, Code>>,
+    syncs: Vec<(oneshot::Sender<SyncResponse>, SyncResponse)>,
 }
 
 /// A group's summary for ListGroups.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Listed {
+pub(crate) struct Listed {
     /// Group id.
     pub group_id: String,
     /// Protocol type ("" for commit-only groups).
@@ -54,15 +83,16 @@ pub struct Listed {
 }
 
 /// A partition's committed offset as OffsetFetch reports it (None: nothing committed).
-pub type FetchedPartition = (i32, Option<OffsetValue>);
+pub(crate) type FetchedPartition = (i32, Option<OffsetValue>);
 
 /// A partition offset to commit.
-pub type Commit = ((String, i32), OffsetValue);
+pub(crate) type Commit = ((String, i32), OffsetValue);
 
 /// The group coordinator of one broker.
-pub struct GroupCoordinator {
+pub(crate) struct GroupCoordinator {
     broker_id: BrokerId,
     cfg: GroupConfig,
+    replicas: Arc<ReplicaManager>,
     inner: Mutex<Inner>,
 }
 
@@ -70,10 +100,72 @@ fn code(e: ResponseError) -> Code {
     e.code()
 }
 
+/// The error a group write that could not be appended answers with (Kafka's mapping in
+/// `GroupMetadataManager.storeGroup`/`storeOffsets`).
+fn append_error_code(e: &AppendError) -> Code {
+    match e {
+        AppendError::Replica(ReplicaError::NotLeader { .. } | ReplicaError::Opening(_)) | AppendError::Log(_) => {
+            code(ResponseError::NotCoordinator)
+        }
+        AppendError::Replica(_) | AppendError::NotEnoughReplicas { .. } => code(ResponseError::CoordinatorNotAvailable),
+        AppendError::Batch(_) | AppendError::BatchCount(_) => code(ResponseError::InvalidCommitOffsetSize),
+        AppendError::InternalTopic(_) | AppendError::Sequence(_) => code(ResponseError::UnknownServerError),
+    }
+}
+
+/// The error a group write that did not complete answers with.
+fn completion_error_code(e: &CompletionError) -> Code {
+    match e {
+        CompletionError::NotLeader { .. } | CompletionError::Storage(_) => code(ResponseError::NotCoordinator),
+        CompletionError::NotEnoughReplicasAfterAppend { .. } | CompletionError::TimedOut { .. } => {
+            code(ResponseError::CoordinatorNotAvailable)
+        }
+    }
+}
+
+impl Deferred {
+    /// Waits for the group's metadata write, then answers the members waiting on it (with
+    /// the write's error if it failed). Returns that error.
+    async fn complete(self, replicas: &ReplicaManager) -> Result<(), Code> {
+        let result = match self.pending {
+            None => Ok(()),
+            Some(Err(e)) => Err(e),
+            Some(Ok(pending)) => match replicas.complete(&[pending], COMMIT_TIMEOUT).await.remove(0) {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    tracing::warn!(broker_id = replicas.broker_id(), group = %self.group_id, error = %e, "storing the group's metadata in __consumer_offsets did not complete; its members get an error and rejoin");
+                    Err(completion_error_code(&e))
+                }
+            },
+        };
+        for (tx, response) in self.syncs {
+            let _ = tx.send(match result {
+                Ok(()) => response,
+                Err(e) => SyncResponse::error(e),
+            });
+        }
+        result
+    }
+
+    /// Completes in the background (for callers that answer without waiting).
+    fn spawn(self, replicas: &Arc<ReplicaManager>) {
+        if self.pending.is_none() {
+            for (tx, response) in self.syncs {
+                let _ = tx.send(response);
+            }
+            return;
+        }
+        let replicas = replicas.clone();
+        tokio::spawn(async move {
+            let _ = self.complete(&replicas).await;
+        });
+    }
+}
+
 impl GroupCoordinator {
-    /// A coordinator for `broker_id` that leads no partition yet.
-    pub fn new(broker_id: BrokerId, cfg: GroupConfig) -> Self {
-        Self { broker_id, cfg, inner: Mutex::new(Inner::default()) }
+    /// A coordinator for `broker_id` that leads no partition yet, writing through `replicas`.
+    pub(crate) fn new(broker_id: BrokerId, cfg: GroupConfig, replicas: Arc<ReplicaManager>) -> Self {
+        Self { broker_id, cfg, replicas, inner: Mutex::new(Inner::default()) }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -81,21 +173,21 @@ impl GroupCoordinator {
     }
 
     /// The group's `__consumer_offsets` partition, given the topic's partition count.
-    pub fn partition_for(group: &str, partition_count: i32) -> i32 {
+    pub(crate) fn partition_for(group: &str, partition_count: i32) -> i32 {
         records::partition_for(group, partition_count)
     }
 
     /// Takes up a new metadata snapshot: returns the offsets partitions this broker now
     /// leads and must load (with the leader epoch that load belongs to); partitions it no
     /// longer leads are unloaded at once.
-    pub fn on_metadata(&self, meta: &ClusterMetadata, replicas: &ReplicaManager) -> Vec<(i32, i32, Arc<Partition>)> {
+    pub(crate) fn on_metadata(&self, meta: &ClusterMetadata) -> Vec<(i32, i32, Arc<Partition>)> {
         let mut led = HashMap::new();
         let mut count = 0;
         if let Some(topic) = meta.topics.get(CONSUMER_OFFSETS) {
             count = topic.partitions.len() as i32;
             for (p, pm) in &topic.partitions {
                 if pm.leader == self.broker_id {
-                    if let Some(local) = replicas.get(&TopicPartition::new(CONSUMER_OFFSETS, *p)) {
+                    if let Some(local) = self.replicas.get(&TopicPartition::new(CONSUMER_OFFSETS, *p)) {
                         led.insert(*p, (pm.leader_epoch, local));
                     }
                 }
@@ -118,14 +210,15 @@ impl GroupCoordinator {
             inner.partitions.remove(&p);
             let groups: Vec<String> =
                 inner.groups.keys().filter(|g| records::partition_for(g, count.max(1)) == p).cloned().collect();
+            inner.offset_positions.retain(|(g, _, _), _| records::partition_for(g, count.max(1)) != p);
             for g in &groups {
                 if let Some(mut group) = inner.groups.remove(g) {
                     let mut fx = Effects::default();
                     group.kill(code(ResponseError::NotCoordinator), &mut fx);
-                    deliver(&mut inner, g, fx);
+                    answer_now(&mut inner, g, fx);
                 }
             }
-            tracing::info!(partition = p, groups = groups.len(), "no longer the group coordinator for __consumer_offsets partition {p}; its groups move to the new leader");
+            tracing::info!(broker_id = self.broker_id, partition = p, groups = groups.len(), "no longer the group coordinator for __consumer_offsets partition {p}; its groups move to the new leader");
         }
         let mut to_load = Vec::new();
         for (p, (epoch, local)) in led {
@@ -139,12 +232,12 @@ impl GroupCoordinator {
 
     /// Reads a `__consumer_offsets` partition's log and takes up its groups (blocking:
     /// call it off the async threads).
-    pub fn load(&self, partition: i32, epoch: i32, log: &PartitionLog, now: i64) {
+    pub(crate) fn load(&self, partition: i32, epoch: i32, local: &Partition, now: i64) {
         let started = std::time::Instant::now();
-        let (groups, offsets, records) = match read_partition(log) {
+        let (groups, offsets, records) = match read_partition(local) {
             Ok(x) => x,
             Err(e) => {
-                tracing::error!(partition, error = %e, "loading __consumer_offsets partition {partition} failed; its groups stay unavailable (COORDINATOR_LOAD_IN_PROGRESS); check the data directory");
+                tracing::error!(broker_id = self.broker_id, partition, error = %e, "loading __consumer_offsets partition {partition} failed; its groups stay unavailable (COORDINATOR_LOAD_IN_PROGRESS); check the data directory");
                 return;
             }
         };
@@ -164,7 +257,7 @@ impl GroupCoordinator {
         inner.partitions.insert(partition, Load::Loaded(epoch));
         let elapsed_ms = started.elapsed().as_millis() as u64;
         if count > 0 {
-            tracing::info!(partition, groups = count, records, elapsed_ms, "loaded consumer groups from __consumer_offsets partition {partition}; this broker is their coordinator");
+            tracing::info!(broker_id = self.broker_id, partition, groups = count, records, elapsed_ms, "loaded consumer groups from __consumer_offsets partition {partition}; this broker is their coordinator");
         } else {
             tracing::debug!(
                 partition,
@@ -189,9 +282,9 @@ impl GroupCoordinator {
     }
 
     /// JoinGroup: answers at once or when the rebalance completes.
-    pub async fn join(&self, replicas: &ReplicaManager, group_id: &str, req: JoinRequest, now: i64) -> JoinResponse {
+    pub(crate) async fn join(&self, group_id: &str, req: JoinRequest, now: i64) -> JoinResponse {
         let member = req.member_id.clone();
-        let rx = {
+        let (rx, deferred) = {
             let mut inner = self.lock();
             let p = match Self::status(&inner, group_id) {
                 Ok(p) => p,
@@ -206,19 +299,25 @@ impl GroupCoordinator {
             let mut fx = Effects::default();
             let group = inner.groups.get_mut(group_id).expect("inserted above");
             let outcome = group.join(req, now, &self.cfg, &mut fx);
-            match self.settle(&mut inner, replicas, p, group_id, outcome, fx, |i| &mut i.joins) {
-                Ok(r) => return r,
-                Err(rx) => rx,
+            let parked = Self::park(&mut inner, group_id, outcome, |i| &mut i.joins);
+            let deferred = self.finish(&mut inner, p, group_id, fx);
+            match parked {
+                Ok(r) => {
+                    deferred.spawn(&self.replicas);
+                    return r;
+                }
+                Err(rx) => (rx, deferred),
             }
         };
+        deferred.spawn(&self.replicas);
         rx.await.unwrap_or_else(|_| JoinResponse::error(code(ResponseError::NotCoordinator), &member))
     }
 
-    /// SyncGroup: followers wait for the leader's assignment.
+    /// SyncGroup: followers wait for the leader's assignment; everyone is answered once
+    /// the group's metadata (with the assignment) is stored.
     #[allow(clippy::too_many_arguments)]
-    pub async fn sync(
+    pub(crate) async fn sync(
         &self,
-        replicas: &ReplicaManager,
         group_id: &str,
         who: MemberRef<'_>,
         protocol_type: Option<&str>,
@@ -226,7 +325,7 @@ impl GroupCoordinator {
         assignments: Vec<(String, Bytes)>,
         now: i64,
     ) -> SyncResponse {
-        let rx = {
+        let (parked, deferred) = {
             let mut inner = self.lock();
             let p = match Self::status(&inner, group_id) {
                 Ok(p) => p,
@@ -237,16 +336,22 @@ impl GroupCoordinator {
             };
             let mut fx = Effects::default();
             let outcome = group.sync(who, protocol_type, protocol, assignments, now, &mut fx);
-            match self.settle(&mut inner, replicas, p, group_id, outcome, fx, |i| &mut i.syncs) {
-                Ok(r) => return r,
-                Err(rx) => rx,
-            }
+            let parked = Self::park(&mut inner, group_id, outcome, |i| &mut i.syncs);
+            (parked, self.finish(&mut inner, p, group_id, fx))
         };
-        rx.await.unwrap_or_else(|_| SyncResponse::error(code(ResponseError::NotCoordinator)))
+        let stored = deferred.complete(&self.replicas).await;
+        match parked {
+            Ok(r) if r.error == 0 => match stored {
+                Ok(()) => r,
+                Err(e) => SyncResponse::error(e),
+            },
+            Ok(r) => r,
+            Err(rx) => rx.await.unwrap_or_else(|_| SyncResponse::error(code(ResponseError::NotCoordinator))),
+        }
     }
 
     /// Heartbeat.
-    pub fn heartbeat(&self, group_id: &str, who: MemberRef<'_>, now: i64) -> Code {
+    pub(crate) fn heartbeat(&self, group_id: &str, who: MemberRef<'_>, now: i64) -> Code {
         let mut inner = self.lock();
         if let Err(e) = Self::status(&inner, group_id) {
             return e;
@@ -261,9 +366,8 @@ impl GroupCoordinator {
     ///
     /// # Errors
     /// A group-level error code (coordinator not here, unknown group).
-    pub fn leave(
+    pub(crate) fn leave(
         &self,
-        replicas: &ReplicaManager,
         group_id: &str,
         members: &[(String, Option<String>)],
         now: i64,
@@ -275,42 +379,60 @@ impl GroupCoordinator {
         };
         let mut fx = Effects::default();
         let codes = members.iter().map(|(m, i)| group.leave(m, i.as_deref(), now, &self.cfg, &mut fx)).collect();
-        self.finish(&mut inner, replicas, p, group_id, fx);
+        self.finish(&mut inner, p, group_id, fx).spawn(&self.replicas);
         Ok(codes)
     }
 
-    /// OffsetCommit: checks the member, then writes every offset in one batch.
+    /// OffsetCommit: checks the member, writes every offset in one batch, and puts them in
+    /// the cache once the write completes.
     ///
     /// # Errors
     /// The code every partition of the request gets.
-    pub fn commit(
+    pub(crate) async fn commit(
         &self,
-        replicas: &ReplicaManager,
         group_id: &str,
         who: MemberRef<'_>,
         offsets: Vec<Commit>,
         now: i64,
     ) -> Result<(), Code> {
-        let mut inner = self.lock();
-        let p = Self::status(&inner, group_id)?;
-        match inner.groups.get_mut(group_id) {
-            Some(g) => g.check_commit(who, now)?,
-            None if who.generation < 0 && offsets.is_empty() => return Ok(()),
-            None if who.generation < 0 => {
-                inner.groups.insert(group_id.to_string(), Group::new(group_id, now));
+        let pending = {
+            let mut inner = self.lock();
+            let p = Self::status(&inner, group_id)?;
+            match inner.groups.get_mut(group_id) {
+                Some(g) => g.check_commit(who, now)?,
+                None if who.generation < 0 && offsets.is_empty() => return Ok(()),
+                None if who.generation < 0 => {}
+                None => return Err(code(ResponseError::IllegalGeneration)),
             }
-            None => return Err(code(ResponseError::IllegalGeneration)),
+            if offsets.is_empty() {
+                return Ok(());
+            }
+            let recs: Vec<(Bytes, Option<Bytes>)> = offsets
+                .iter()
+                .map(|((t, part), v)| (records::offset_key(group_id, t, *part), Some(records::offset_value(v))))
+                .collect();
+            self.write(p, &recs)?
+        };
+        let position = pending.last_offset();
+        if let Err(e) = self.replicas.complete(std::slice::from_ref(&pending), COMMIT_TIMEOUT).await.remove(0) {
+            tracing::warn!(broker_id = self.broker_id, group = group_id, error = %e, "committed offsets did not complete in __consumer_offsets; the consumer will retry");
+            return Err(completion_error_code(&e));
         }
-        if offsets.is_empty() {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        if Self::status(inner, group_id).is_err() {
+            // The partition moved on while the commit completed: the next coordinator loads it.
             return Ok(());
         }
-        let recs: Vec<(Bytes, Option<Bytes>)> = offsets
-            .iter()
-            .map(|((t, part), v)| (records::offset_key(group_id, t, *part), Some(records::offset_value(v))))
-            .collect();
-        self.write(replicas, p, &recs)?;
-        let group = inner.groups.get_mut(group_id).expect("present above");
-        group.offsets.extend(offsets);
+        let group = inner.groups.entry(group_id.to_string()).or_insert_with(|| Group::new(group_id, now));
+        for ((t, part), v) in offsets {
+            let key = (group_id.to_string(), t.clone(), part);
+            if inner.offset_positions.get(&key).is_some_and(|at| *at > position) {
+                continue; // a later commit of this partition completed first
+            }
+            inner.offset_positions.insert(key, position);
+            group.offsets.insert((t, part), v);
+        }
         Ok(())
     }
 
@@ -318,7 +440,7 @@ impl GroupCoordinator {
     ///
     /// # Errors
     /// A group-level error code.
-    pub fn fetch_offsets(
+    pub(crate) fn fetch_offsets(
         &self,
         group_id: &str,
         topics: Option<Vec<(String, Vec<i32>)>>,
@@ -347,7 +469,7 @@ impl GroupCoordinator {
 
     /// ListGroups: every group this broker coordinates; the error says whether some
     /// partitions are still loading.
-    pub fn list(&self) -> (Code, Vec<Listed>) {
+    pub(crate) fn list(&self) -> (Code, Vec<Listed>) {
         let inner = self.lock();
         let loading = inner.partitions.values().any(|l| matches!(l, Load::Loading(_)));
         let groups = inner
@@ -367,87 +489,116 @@ impl GroupCoordinator {
     ///
     /// # Errors
     /// A group-level error code.
-    pub fn describe(&self, group_id: &str) -> Result<Option<Group>, Code> {
+    pub(crate) fn describe(&self, group_id: &str) -> Result<Option<Group>, Code> {
         let inner = self.lock();
         Self::status(&inner, group_id)?;
         Ok(inner.groups.get(group_id).cloned())
     }
 
     /// DeleteGroups for one group: only an Empty group; its offsets and metadata get
-    /// tombstones.
-    pub fn delete(&self, replicas: &ReplicaManager, group_id: &str) -> Code {
-        let mut inner = self.lock();
-        let p = match Self::status(&inner, group_id) {
-            Ok(p) => p,
-            Err(e) => return e,
+    /// tombstones, and it leaves the cache once they are written.
+    pub(crate) async fn delete(&self, group_id: &str) -> Code {
+        let pending = {
+            let inner = self.lock();
+            let p = match Self::status(&inner, group_id) {
+                Ok(p) => p,
+                Err(e) => return e,
+            };
+            let Some(group) = inner.groups.get(group_id) else { return code(ResponseError::GroupIdNotFound) };
+            if group.state != GroupState::Empty {
+                return code(ResponseError::NonEmptyGroup);
+            }
+            let mut recs: Vec<(Bytes, Option<Bytes>)> =
+                group.offsets.keys().map(|(t, part)| (records::offset_key(group_id, t, *part), None)).collect();
+            recs.push((records::group_key(group_id), None));
+            match self.write(p, &recs) {
+                Ok(pending) => pending,
+                Err(e) => return e,
+            }
         };
-        let Some(group) = inner.groups.get(group_id) else { return code(ResponseError::GroupIdNotFound) };
-        if group.state != GroupState::Empty {
-            return code(ResponseError::NonEmptyGroup);
+        if let Err(e) = self.replicas.complete(std::slice::from_ref(&pending), COMMIT_TIMEOUT).await.remove(0) {
+            return completion_error_code(&e);
         }
-        let mut recs: Vec<(Bytes, Option<Bytes>)> =
-            group.offsets.keys().map(|(t, part)| (records::offset_key(group_id, t, *part), None)).collect();
-        recs.push((records::group_key(group_id), None));
-        if let Err(e) = self.write(replicas, p, &recs) {
-            return e;
+        let mut inner = self.lock();
+        if inner.groups.get(group_id).is_some_and(|g| g.state == GroupState::Empty) {
+            inner.groups.remove(group_id);
+            inner.offset_positions.retain(|(g, _, _), _| g != group_id);
         }
-        inner.groups.remove(group_id);
-        tracing::info!(group = group_id, "deleted consumer group and its committed offsets");
+        tracing::info!(
+            broker_id = self.broker_id,
+            group = group_id,
+            "deleted consumer group and its committed offsets"
+        );
         0
     }
 
     /// OffsetDelete: removes offsets, refusing partitions of topics the group's members
-    /// subscribe to.
+    /// subscribe to; they leave the cache once their tombstones are written.
     ///
     /// # Errors
     /// A group-level error code.
-    pub fn delete_offsets(
-        &self,
-        replicas: &ReplicaManager,
-        group_id: &str,
-        partitions: &[(String, i32)],
-    ) -> Result<Vec<Code>, Code> {
-        let mut inner = self.lock();
-        let p = Self::status(&inner, group_id)?;
-        let Some(group) = inner.groups.get(group_id) else { return Err(code(ResponseError::GroupIdNotFound)) };
-        let subscribed = if group.state == GroupState::Empty {
-            None
-        } else {
-            match group.subscribed_topics() {
-                Some(s) => Some(s),
-                None => return Err(code(ResponseError::NonEmptyGroup)),
-            }
-        };
-        let codes: Vec<Code> = partitions
-            .iter()
-            .map(|(t, _)| {
-                if subscribed.as_ref().is_some_and(|s| s.contains(t)) {
-                    code(ResponseError::GroupSubscribedToTopic)
-                } else {
-                    0
+    pub(crate) async fn delete_offsets(&self, group_id: &str, partitions: &[(String, i32)]) -> Result<Vec<Code>, Code> {
+        let (codes, doomed, pending) = {
+            let inner = self.lock();
+            let p = Self::status(&inner, group_id)?;
+            let Some(group) = inner.groups.get(group_id) else { return Err(code(ResponseError::GroupIdNotFound)) };
+            let subscribed = if group.state == GroupState::Empty {
+                None
+            } else {
+                match group.subscribed_topics() {
+                    Some(s) => Some(s),
+                    None => return Err(code(ResponseError::NonEmptyGroup)),
                 }
-            })
-            .collect();
-        let doomed: Vec<(String, i32)> = partitions
-            .iter()
-            .zip(&codes)
-            .filter(|(k, c)| **c == 0 && group.offsets.contains_key(*k))
-            .map(|(k, _)| k.clone())
-            .collect();
-        if !doomed.is_empty() {
+            };
+            let codes: Vec<Code> = partitions
+                .iter()
+                .map(|(t, _)| {
+                    if subscribed.as_ref().is_some_and(|s| s.contains(t)) {
+                        code(ResponseError::GroupSubscribedToTopic)
+                    } else {
+                        0
+                    }
+                })
+                .collect();
+            let doomed: Vec<(String, i32)> = partitions
+                .iter()
+                .zip(&codes)
+                .filter(|(k, c)| **c == 0 && group.offsets.contains_key(*k))
+                .map(|(k, _)| k.clone())
+                .collect();
+            if doomed.is_empty() {
+                return Ok(codes);
+            }
             let recs: Vec<(Bytes, Option<Bytes>)> =
                 doomed.iter().map(|(t, part)| (records::offset_key(group_id, t, *part), None)).collect();
-            self.write(replicas, p, &recs)?;
-            let group = inner.groups.get_mut(group_id).expect("present above");
-            for k in &doomed {
-                group.offsets.remove(k);
-            }
+            (codes, doomed, self.write(p, &recs)?)
+        };
+        let position = pending.last_offset();
+        if let Err(e) = self.replicas.complete(std::slice::from_ref(&pending), COMMIT_TIMEOUT).await.remove(0) {
+            return Err(completion_error_code(&e));
         }
+        self.forget_offsets(group_id, &doomed, position);
         Ok(codes)
     }
 
+    /// Drops offsets whose tombstones were written at `position`, unless a later commit
+    /// replaced them meanwhile.
+    fn forget_offsets(&self, group_id: &str, keys: &[(String, i32)], position: i64) {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let Some(group) = inner.groups.get_mut(group_id) else { return };
+        for (t, part) in keys {
+            let key = (group_id.to_string(), t.clone(), *part);
+            if inner.offset_positions.get(&key).is_some_and(|at| *at > position) {
+                continue;
+            }
+            inner.offset_positions.remove(&key);
+            group.offsets.remove(&(t.clone(), *part));
+        }
+    }
+
     /// Advances every group's clock (sessions, join and sync deadlines).
-    pub fn tick(&self, replicas: &ReplicaManager, now: i64) {
+    pub(crate) fn tick(&self, now: i64) {
         let mut inner = self.lock();
         let count = inner.partition_count.max(1);
         let ids: Vec<String> = inner.groups.keys().cloned().collect();
@@ -457,81 +608,100 @@ impl GroupCoordinator {
                 g.tick(now, &self.cfg, &mut fx);
             }
             if !fx.joins.is_empty() || !fx.syncs.is_empty() || fx.store_group || !fx.removed.is_empty() {
-                self.finish(&mut inner, replicas, records::partition_for(&id, count), &id, fx);
+                self.finish(&mut inner, records::partition_for(&id, count), &id, fx).spawn(&self.replicas);
             }
         }
     }
 
     /// Removes offsets past `offsets.retention.minutes`, and groups left with nothing.
-    pub fn expire(&self, replicas: &ReplicaManager, now: i64, retention_ms: i64) {
-        let mut inner = self.lock();
-        let count = inner.partition_count.max(1);
-        let ids: Vec<String> = inner.groups.keys().cloned().collect();
-        for id in ids {
-            let Some(g) = inner.groups.get(&id) else { continue };
-            let expired = g.expired_offsets(now, retention_ms);
-            let p = records::partition_for(&id, count);
-            let forget_group = g.forgettable_after(&expired);
-            if expired.is_empty() && !forget_group {
+    pub(crate) async fn expire(&self, now: i64, retention_ms: i64) {
+        let mut writes = Vec::new();
+        {
+            let inner = self.lock();
+            let count = inner.partition_count.max(1);
+            for (id, g) in &inner.groups {
+                let expired = g.expired_offsets(now, retention_ms);
+                let forget_group = g.forgettable_after(&expired);
+                if expired.is_empty() && !forget_group {
+                    continue;
+                }
+                let mut recs: Vec<(Bytes, Option<Bytes>)> =
+                    expired.iter().map(|(t, part)| (records::offset_key(id, t, *part), None)).collect();
+                if forget_group {
+                    recs.push((records::group_key(id), None));
+                }
+                match self.write(records::partition_for(id, count), &recs) {
+                    Ok(pending) => writes.push((id.clone(), expired, forget_group, pending)),
+                    Err(e) => {
+                        tracing::warn!(broker_id = self.broker_id, group = %id, error = e, "could not write expired offsets' tombstones; will retry at the next check")
+                    }
+                }
+            }
+        }
+        for (id, expired, forget_group, pending) in writes {
+            let position = pending.last_offset();
+            if let Err(e) = self.replicas.complete(std::slice::from_ref(&pending), COMMIT_TIMEOUT).await.remove(0) {
+                tracing::warn!(broker_id = self.broker_id, group = %id, error = %e, "expired offsets' tombstones did not complete; will retry at the next check");
                 continue;
             }
-            let mut recs: Vec<(Bytes, Option<Bytes>)> =
-                expired.iter().map(|(t, part)| (records::offset_key(&id, t, *part), None)).collect();
+            tracing::info!(broker_id = self.broker_id, group = %id, offsets = expired.len(), removed_group = forget_group, "expired committed offsets (offsets.retention.minutes)");
+            self.forget_offsets(&id, &expired, position);
             if forget_group {
-                recs.push((records::group_key(&id), None));
-            }
-            if let Err(e) = self.write(replicas, p, &recs) {
-                tracing::warn!(group = %id, error = e, "could not write expired offsets' tombstones; will retry at the next check");
-                continue;
-            }
-            tracing::info!(group = %id, offsets = expired.len(), removed_group = forget_group, "expired committed offsets (offsets.retention.minutes)");
-            if forget_group {
-                inner.groups.remove(&id);
-            } else if let Some(g) = inner.groups.get_mut(&id) {
-                for k in &expired {
-                    g.offsets.remove(k);
+                let mut inner = self.lock();
+                if inner.groups.get(&id).is_some_and(|g| g.forgettable_after(&[])) {
+                    inner.groups.remove(&id);
                 }
             }
         }
     }
 
-    /// Finishes a request under the lock: a parked one registers its answer channel first,
-    /// then the effects are applied (which may already answer it). `Ok` is an answer now.
-    #[allow(clippy::too_many_arguments)]
-    fn settle<R>(
-        &self,
+    /// Registers a parked request's answer channel (before the effects are applied, which
+    /// may already answer it). `Ok` is an answer now.
+    fn park<R>(
         inner: &mut Inner,
-        replicas: &ReplicaManager,
-        partition: i32,
         group_id: &str,
         outcome: Outcome<R>,
-        fx: Effects,
         waiters: fn(&mut Inner) -> &mut Waiters<R>,
     ) -> Result<R, oneshot::Receiver<R>> {
-        let parked = match outcome {
+        match outcome {
             Outcome::Reply(r) => Ok(r),
             Outcome::Parked(id) => {
                 let (tx, rx) = oneshot::channel();
                 waiters(inner).insert((group_id.to_string(), id), tx);
                 Err(rx)
             }
-        };
-        self.finish(inner, replicas, partition, group_id, fx);
-        parked
+        }
     }
 
-    /// Stores the group if it changed, then answers parked requests.
-    fn finish(&self, inner: &mut Inner, replicas: &ReplicaManager, partition: i32, group_id: &str, fx: Effects) {
+    /// Applies a decision's effects: stores the group if it changed, answers parked
+    /// JoinGroups now, and hands back the SyncGroup answers, which go out once the store
+    /// completes.
+    fn finish(&self, inner: &mut Inner, partition: i32, group_id: &str, fx: Effects) -> Deferred {
         for (member, why) in &fx.removed {
-            tracing::info!(group = group_id, member, reason = why, "removed member from consumer group");
+            tracing::info!(
+                broker_id = self.broker_id,
+                group = group_id,
+                member,
+                reason = why,
+                "removed member from consumer group"
+            );
         }
+        let mut pending = None;
         if fx.store_group {
             if let Some(g) = inner.groups.get(group_id) {
                 let value = records::group_value(&g.stored());
-                if let Err(e) = self.write(replicas, partition, &[(records::group_key(group_id), Some(value))]) {
-                    tracing::error!(group = group_id, error = e, "could not store group metadata in __consumer_offsets; members keep their assignment, but a coordinator restart will not restore it");
+                let stored = self.write(partition, &[(records::group_key(group_id), Some(value))]);
+                if let Err(e) = &stored {
+                    tracing::error!(
+                        broker_id = self.broker_id,
+                        group = group_id,
+                        error = e,
+                        "could not store group metadata in __consumer_offsets; waiting members get an error and rejoin"
+                    );
                 }
+                pending = Some(stored);
                 tracing::info!(
+                    broker_id = self.broker_id,
                     group = group_id,
                     state = g.state.name(),
                     generation = g.generation,
@@ -541,31 +711,39 @@ impl GroupCoordinator {
                 );
             }
         }
-        deliver(inner, group_id, fx);
+        for (member, response) in fx.joins {
+            if let Some(tx) = inner.joins.remove(&(group_id.to_string(), member)) {
+                let _ = tx.send(response);
+            }
+        }
+        let syncs = fx
+            .syncs
+            .into_iter()
+            .filter_map(|(member, response)| {
+                inner.syncs.remove(&(group_id.to_string(), member)).map(|tx| (tx, response))
+            })
+            .collect();
+        Deferred { group_id: group_id.to_string(), pending, syncs }
     }
 
-    /// Appends records to the group's `__consumer_offsets` partition.
-    fn write(&self, replicas: &ReplicaManager, partition: i32, recs: &[(Bytes, Option<Bytes>)]) -> Result<(), Code> {
+    /// Appends records to the group's `__consumer_offsets` partition through the one write
+    /// path (acks=all); the caller completes the returned write.
+    fn write(&self, partition: i32, recs: &[(Bytes, Option<Bytes>)]) -> Result<Pending, Code> {
         let tp = TopicPartition::new(CONSUMER_OFFSETS, partition);
-        let p = replicas.leader_partition(&tp, -1).map_err(|_| code(ResponseError::NotCoordinator))?;
-        let kvs: Vec<batch::KeyValue<'_>> = recs.iter().map(|(k, v)| (Some(&k[..]), v.as_deref())).collect();
-        let built = batch::build(0, tributary_common::time::now_ms(), &kvs);
-        let batches = batch::validate(&built, usize::MAX).map_err(|e| {
-            tracing::error!(%tp, error = %e, "built an invalid __consumer_offsets batch (a bug)");
-            code(ResponseError::UnknownServerError)
-        })?;
-        p.log.append(&batches, p.role().leader_epoch, None).map_err(|e| {
-            tracing::error!(%tp, error = %e, "writing to __consumer_offsets failed; clients will retry; check the data directory's disk");
-            code(ResponseError::CoordinatorNotAvailable)
-        })?;
-        replicas.store().note_appended(recs.len() as u64);
-        p.maybe_advance_high_watermark();
-        replicas.notify_progress();
-        Ok(())
+        let kvs: Vec<record::KeyValue<'_>> = recs.iter().map(|(k, v)| (Some(&k[..]), v.as_deref())).collect();
+        let built = record::build(0, tributary_common::time::now_ms(), &kvs);
+        match self.replicas.append_to_leader(&tp, Origin::Coordinator, &built, Acks::All) {
+            Ok(written) => Ok(written.pending),
+            Err(e) => {
+                tracing::warn!(broker_id = self.broker_id, %tp, error = %e, "writing to __consumer_offsets failed; clients will retry");
+                Err(append_error_code(&e))
+            }
+        }
     }
 }
 
-fn deliver(inner: &mut Inner, group_id: &str, fx: Effects) {
+/// Answers parked requests of a group that is going away (nothing to store).
+fn answer_now(inner: &mut Inner, group_id: &str, fx: Effects) {
     for (member, response) in fx.joins {
         if let Some(tx) = inner.joins.remove(&(group_id.to_string(), member)) {
             let _ = tx.send(response);
@@ -581,14 +759,13 @@ fn deliver(inner: &mut Inner, group_id: &str, fx: Effects) {
 type Loaded = (HashMap<String, records::GroupValue>, BTreeMap<(String, String, i32), OffsetValue>, usize);
 
 /// Replays a partition's records: the last value of each key wins; tombstones delete.
-fn read_partition(log: &PartitionLog) -> Result<Loaded, crate::log::Error> {
+fn read_partition(local: &Partition) -> Result<Loaded, String> {
     let mut groups = HashMap::new();
     let mut offsets = BTreeMap::new();
     let mut count = 0;
-    let end = log.offsets().log_end_offset;
-    let mut next = log.offsets().log_start_offset;
+    let (mut next, end) = local.local_range();
     while next < end {
-        let chunk = log.read(next, 1 << 20, end)?;
+        let chunk = local.read_local(next, 1 << 20, end).map_err(|e| e.to_string())?;
         if chunk.is_empty() {
             break;
         }
@@ -601,7 +778,7 @@ fn read_partition(log: &PartitionLog) -> Result<Loaded, crate::log::Error> {
             if h.is_control() {
                 continue;
             }
-            let recs = match batch::records(&h, &raw) {
+            let recs = match record::records(&h, &raw) {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(offset = h.base_offset, error = %e, "skipping an unreadable __consumer_offsets batch");
@@ -640,3 +817,6 @@ fn read_partition(log: &PartitionLog) -> Result<Loaded, crate::log::Error> {
     }
     Ok((groups, offsets, count))
 }
+
+#[cfg(test)]
+mod tests;

@@ -2,9 +2,9 @@
 //! functions ([`state`]), the `__consumer_offsets` record formats ([`records`]), and the
 //! coordinator that owns the groups and persists them ([`coordinator`]).
 
-pub mod coordinator;
-pub mod records;
-pub mod state;
+pub(crate) mod coordinator;
+pub(crate) mod records;
+pub(crate) mod state;
 
-pub use coordinator::GroupCoordinator;
-pub use state::GroupConfig;
+pub(crate) use coordinator::GroupCoordinator;
+pub(crate) use state::GroupConfig;

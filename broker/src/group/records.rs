@@ -10,7 +10,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 /// `abs(javaStringHashCode(group)) % partitions`, as Kafka picks a group's offsets partition
 /// (`Utils.abs` maps `Int.MIN` to 0).
-pub fn partition_for(group: &str, partitions: i32) -> i32 {
+pub(crate) fn partition_for(group: &str, partitions: i32) -> i32 {
     let hash = group.encode_utf16().fold(0i32, |h, unit| h.wrapping_mul(31).wrapping_add(i32::from(unit)));
     let abs = if hash == i32::MIN { 0 } else { hash.abs() };
     abs % partitions.max(1)
@@ -18,7 +18,7 @@ pub fn partition_for(group: &str, partitions: i32) -> i32 {
 
 /// A decoded record key.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RecordKey {
+pub(crate) enum RecordKey {
     /// An offset commit of `group` for one partition.
     Offset {
         /// Group id.
@@ -37,7 +37,7 @@ pub enum RecordKey {
 
 /// A committed offset as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OffsetValue {
+pub(crate) struct OffsetValue {
     /// The next offset to consume.
     pub offset: i64,
     /// Leader epoch of the last consumed record, or -1.
@@ -50,7 +50,7 @@ pub struct OffsetValue {
 
 /// A member as stored in group metadata.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoredMember {
+pub(crate) struct StoredMember {
     /// Member id.
     pub member_id: String,
     /// Static membership id.
@@ -71,7 +71,7 @@ pub struct StoredMember {
 
 /// A group's metadata as stored.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct GroupValue {
+pub(crate) struct GroupValue {
     /// Protocol type ("consumer", or "" for commit-only groups).
     pub protocol_type: String,
     /// Generation.
@@ -104,7 +104,7 @@ fn put_bytes(b: &mut BytesMut, v: &[u8]) {
 }
 
 /// The key of an offset commit (version 1).
-pub fn offset_key(group: &str, topic: &str, partition: i32) -> Bytes {
+pub(crate) fn offset_key(group: &str, topic: &str, partition: i32) -> Bytes {
     let mut b = BytesMut::new();
     b.put_i16(1);
     put_str(&mut b, group);
@@ -114,7 +114,7 @@ pub fn offset_key(group: &str, topic: &str, partition: i32) -> Bytes {
 }
 
 /// The key of a group's metadata (version 2).
-pub fn group_key(group: &str) -> Bytes {
+pub(crate) fn group_key(group: &str) -> Bytes {
     let mut b = BytesMut::new();
     b.put_i16(2);
     put_str(&mut b, group);
@@ -122,7 +122,7 @@ pub fn group_key(group: &str) -> Bytes {
 }
 
 /// An offset commit value (version 3).
-pub fn offset_value(v: &OffsetValue) -> Bytes {
+pub(crate) fn offset_value(v: &OffsetValue) -> Bytes {
     let mut b = BytesMut::new();
     b.put_i16(3);
     b.put_i64(v.offset);
@@ -133,7 +133,7 @@ pub fn offset_value(v: &OffsetValue) -> Bytes {
 }
 
 /// A group metadata value (version 3).
-pub fn group_value(v: &GroupValue) -> Bytes {
+pub(crate) fn group_value(v: &GroupValue) -> Bytes {
     let mut b = BytesMut::new();
     b.put_i16(3);
     put_str(&mut b, &v.protocol_type);
@@ -158,7 +158,7 @@ pub fn group_value(v: &GroupValue) -> Bytes {
 /// Why a record could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unreadable __consumer_offsets record: {0}")]
-pub struct DecodeError(String);
+pub(crate) struct DecodeError(String);
 
 struct Reader(Bytes);
 
@@ -207,7 +207,7 @@ impl Reader {
 ///
 /// # Errors
 /// [`DecodeError`] for a truncated key or an unknown key version.
-pub fn decode_key(key: &Bytes) -> Result<RecordKey, DecodeError> {
+pub(crate) fn decode_key(key: &Bytes) -> Result<RecordKey, DecodeError> {
     let mut r = Reader(key.clone());
     match r.i16("key version")? {
         0 | 1 => {
@@ -222,7 +222,7 @@ pub fn decode_key(key: &Bytes) -> Result<RecordKey, DecodeError> {
 ///
 /// # Errors
 /// [`DecodeError`] for a truncated value or an unsupported version.
-pub fn decode_offset_value(value: &Bytes) -> Result<OffsetValue, DecodeError> {
+pub(crate) fn decode_offset_value(value: &Bytes) -> Result<OffsetValue, DecodeError> {
     let mut r = Reader(value.clone());
     let version = r.i16("value version")?;
     if !(0..=3).contains(&version) {
@@ -239,7 +239,7 @@ pub fn decode_offset_value(value: &Bytes) -> Result<OffsetValue, DecodeError> {
 ///
 /// # Errors
 /// [`DecodeError`] for a truncated value or an unsupported version.
-pub fn decode_group_value(value: &Bytes) -> Result<GroupValue, DecodeError> {
+pub(crate) fn decode_group_value(value: &Bytes) -> Result<GroupValue, DecodeError> {
     let mut r = Reader(value.clone());
     let version = r.i16("value version")?;
     if !(0..=3).contains(&version) {

@@ -16,7 +16,7 @@ use kafka_protocol::error::ResponseError;
 use super::records::{GroupValue, OffsetValue, StoredMember};
 
 /// A Kafka error code (0 = none).
-pub type Code = i16;
+pub(crate) type Code = i16;
 
 const NONE: Code = 0;
 
@@ -26,7 +26,7 @@ fn code(e: ResponseError) -> Code {
 
 /// A group's state, named as DescribeGroups and ListGroups report it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GroupState {
+pub(crate) enum GroupState {
     /// No members; may hold offsets.
     Empty,
     /// Collecting joins.
@@ -41,7 +41,7 @@ pub enum GroupState {
 
 impl GroupState {
     /// Kafka's name for the state.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             GroupState::Empty => "Empty",
             GroupState::PreparingRebalance => "PreparingRebalance",
@@ -78,7 +78,7 @@ impl Default for GroupConfig {
 
 /// A group member.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Member {
+pub(crate) struct Member {
     /// Member id.
     pub member_id: String,
     /// `group.instance.id` for static members.
@@ -103,7 +103,7 @@ pub struct Member {
 
 impl Member {
     /// Its metadata (subscription) for `protocol`.
-    pub fn metadata(&self, protocol: Option<&str>) -> Bytes {
+    pub(crate) fn metadata(&self, protocol: Option<&str>) -> Bytes {
         protocol
             .and_then(|p| self.protocols.iter().find(|(name, _)| name == p))
             .map(|(_, m)| m.clone())
@@ -117,7 +117,7 @@ impl Member {
 
 /// A JoinGroup request, decoded.
 #[derive(Clone, Debug, Default)]
-pub struct JoinRequest {
+pub(crate) struct JoinRequest {
     /// Member id ("" for a first join).
     pub member_id: String,
     /// `group.instance.id`.
@@ -143,7 +143,7 @@ pub struct JoinRequest {
 
 /// One member in the leader's JoinGroup response.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct JoinedMember {
+pub(crate) struct JoinedMember {
     /// Member id.
     pub member_id: String,
     /// Instance id.
@@ -154,7 +154,7 @@ pub struct JoinedMember {
 
 /// A JoinGroup answer.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct JoinResponse {
+pub(crate) struct JoinResponse {
     /// Error code.
     pub error: Code,
     /// The member's id.
@@ -175,14 +175,14 @@ pub struct JoinResponse {
 
 impl JoinResponse {
     /// An error answer.
-    pub fn error(error: Code, member_id: &str) -> JoinResponse {
+    pub(crate) fn error(error: Code, member_id: &str) -> JoinResponse {
         JoinResponse { error, member_id: member_id.to_string(), generation: -1, ..Default::default() }
     }
 }
 
 /// Who a SyncGroup, Heartbeat or OffsetCommit comes from, as the request names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MemberRef<'a> {
+pub(crate) struct MemberRef<'a> {
     /// Member id.
     pub member_id: &'a str,
     /// `group.instance.id` for static members.
@@ -193,14 +193,14 @@ pub struct MemberRef<'a> {
 
 impl<'a> MemberRef<'a> {
     /// The member named by a request.
-    pub fn new(member_id: &'a str, instance_id: Option<&'a str>, generation: i32) -> Self {
+    pub(crate) fn new(member_id: &'a str, instance_id: Option<&'a str>, generation: i32) -> Self {
         MemberRef { member_id, instance_id, generation }
     }
 }
 
 /// A SyncGroup answer.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct SyncResponse {
+pub(crate) struct SyncResponse {
     /// Error code.
     pub error: Code,
     /// Protocol type.
@@ -213,14 +213,14 @@ pub struct SyncResponse {
 
 impl SyncResponse {
     /// An error answer.
-    pub fn error(error: Code) -> SyncResponse {
+    pub(crate) fn error(error: Code) -> SyncResponse {
         SyncResponse { error, ..Default::default() }
     }
 }
 
 /// What a request caused beyond its own answer.
 #[derive(Debug, Default)]
-pub struct Effects {
+pub(crate) struct Effects {
     /// Parked JoinGroup requests to answer, by member id.
     pub joins: Vec<(String, JoinResponse)>,
     /// Parked SyncGroup requests to answer, by member id.
@@ -233,7 +233,7 @@ pub struct Effects {
 
 /// A request's own outcome: answered now, or parked until the group moves on.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Outcome<R> {
+pub(crate) enum Outcome<R> {
     /// Answer now.
     Reply(R),
     /// Park under this member id; the answer arrives through [`Effects`].
@@ -248,7 +248,7 @@ struct InitialDelay {
 
 /// One consumer group.
 #[derive(Clone, Debug)]
-pub struct Group {
+pub(crate) struct Group {
     /// Group id.
     pub id: String,
     /// Current state.
@@ -279,7 +279,7 @@ pub struct Group {
 
 impl Group {
     /// A new, empty group.
-    pub fn new(id: &str, now: i64) -> Group {
+    pub(crate) fn new(id: &str, now: i64) -> Group {
         Group {
             id: id.to_string(),
             state: GroupState::Empty,
@@ -302,7 +302,7 @@ impl Group {
 
     /// Rebuilds a group from its stored metadata: with members it resumes Stable (their
     /// sessions restart now), without it is Empty.
-    pub fn from_stored(id: &str, v: &GroupValue, now: i64) -> Group {
+    pub(crate) fn from_stored(id: &str, v: &GroupValue, now: i64) -> Group {
         let mut g = Group::new(id, now);
         g.protocol_type = (!v.protocol_type.is_empty()).then(|| v.protocol_type.clone());
         g.generation = v.generation;
@@ -338,7 +338,7 @@ impl Group {
     }
 
     /// The metadata record for this group.
-    pub fn stored(&self) -> GroupValue {
+    pub(crate) fn stored(&self) -> GroupValue {
         GroupValue {
             protocol_type: self.protocol_type.clone().unwrap_or_default(),
             generation: self.generation,
@@ -364,7 +364,7 @@ impl Group {
 
     /// Whether the group can be forgotten once `expired` offsets are gone: no members, no
     /// pending joins, no offsets left.
-    pub fn forgettable_after(&self, expired: &[(String, i32)]) -> bool {
+    pub(crate) fn forgettable_after(&self, expired: &[(String, i32)]) -> bool {
         self.state == GroupState::Empty && self.pending.is_empty() && self.offsets.keys().all(|k| expired.contains(k))
     }
 
@@ -451,7 +451,13 @@ impl Group {
     }
 
     /// JoinGroup.
-    pub fn join(&mut self, req: JoinRequest, now: i64, cfg: &GroupConfig, fx: &mut Effects) -> Outcome<JoinResponse> {
+    pub(crate) fn join(
+        &mut self,
+        req: JoinRequest,
+        now: i64,
+        cfg: &GroupConfig,
+        fx: &mut Effects,
+    ) -> Outcome<JoinResponse> {
         let reply = |e: ResponseError| Outcome::Reply(JoinResponse::error(code(e), &req.member_id));
         if self.state == GroupState::Dead {
             return reply(ResponseError::CoordinatorNotAvailable);
@@ -743,7 +749,7 @@ impl Group {
     }
 
     /// SyncGroup; the leader's call carries everyone's assignment.
-    pub fn sync(
+    pub(crate) fn sync(
         &mut self,
         who: MemberRef<'_>,
         protocol_type: Option<&str>,
@@ -819,7 +825,7 @@ impl Group {
     }
 
     /// Heartbeat: keeps the session alive and tells the member whether to rejoin.
-    pub fn heartbeat(&mut self, who: MemberRef<'_>, now: i64) -> Code {
+    pub(crate) fn heartbeat(&mut self, who: MemberRef<'_>, now: i64) -> Code {
         let MemberRef { member_id, instance_id, generation } = who;
         if self.state == GroupState::Dead {
             return code(ResponseError::CoordinatorNotAvailable);
@@ -843,7 +849,7 @@ impl Group {
 
     /// LeaveGroup for one member (v3+ batches call this per member); `member_id` may be ""
     /// when `instance_id` names it.
-    pub fn leave(
+    pub(crate) fn leave(
         &mut self,
         member_id: &str,
         instance_id: Option<&str>,
@@ -879,7 +885,7 @@ impl Group {
     ///
     /// # Errors
     /// The Kafka error code that refuses it.
-    pub fn check_commit(&mut self, who: MemberRef<'_>, now: i64) -> Result<(), Code> {
+    pub(crate) fn check_commit(&mut self, who: MemberRef<'_>, now: i64) -> Result<(), Code> {
         let MemberRef { member_id, instance_id, generation } = who;
         if self.state == GroupState::Dead {
             return Err(code(ResponseError::CoordinatorNotAvailable));
@@ -906,7 +912,7 @@ impl Group {
 
     /// Advances time: expires pending member ids and sessions, ends the join phase at its
     /// deadline (or the initial delay), and removes members that never synced.
-    pub fn tick(&mut self, now: i64, cfg: &GroupConfig, fx: &mut Effects) {
+    pub(crate) fn tick(&mut self, now: i64, cfg: &GroupConfig, fx: &mut Effects) {
         if self.state == GroupState::Dead {
             return;
         }
@@ -951,7 +957,7 @@ impl Group {
 
     /// Forcibly ends the group (deleted, or its coordinator moved): parked requests get
     /// `error`.
-    pub fn kill(&mut self, error: Code, fx: &mut Effects) {
+    pub(crate) fn kill(&mut self, error: Code, fx: &mut Effects) {
         for m in self.members.values_mut() {
             if m.awaiting_join {
                 fx.joins.push((m.member_id.clone(), JoinResponse::error(error, &m.member_id)));
@@ -964,7 +970,7 @@ impl Group {
     }
 
     /// Topics the members subscribe to (consumer protocol only).
-    pub fn subscribed_topics(&self) -> Option<BTreeSet<String>> {
+    pub(crate) fn subscribed_topics(&self) -> Option<BTreeSet<String>> {
         use kafka_protocol::messages::ConsumerProtocolSubscription;
         use kafka_protocol::protocol::Decodable;
         if self.protocol_type.as_deref() != Some("consumer") || self.members.is_empty() {
@@ -988,7 +994,7 @@ impl Group {
     /// Offsets past their retention: in an Empty group, `retention_ms` after the group
     /// emptied (consumer groups) or after the commit (commit-only groups); in an active
     /// consumer group, offsets of topics nobody subscribes to, `retention_ms` after the commit.
-    pub fn expired_offsets(&self, now: i64, retention_ms: i64) -> Vec<(String, i32)> {
+    pub(crate) fn expired_offsets(&self, now: i64, retention_ms: i64) -> Vec<(String, i32)> {
         let subscribed = self.subscribed_topics();
         self.offsets
             .iter()

@@ -10,7 +10,7 @@ use super::Error;
 
 /// When sled writes appended data to disk, besides acks=all (which always waits for a flush).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FlushPolicy {
+pub(crate) struct FlushPolicy {
     /// `log.flush.interval.ms`: background flush period.
     pub interval_ms: Option<u64>,
     /// `log.flush.interval.messages`: flush once this many records were appended.

@@ -16,7 +16,6 @@
 //! appended so far durable (write + fsync), shared by every caller waiting at that moment
 //! (group commit). Produce with acks=all waits for it.
 
-pub mod batch;
 mod chunks;
 mod flush;
 
@@ -29,13 +28,13 @@ use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use tributary_common::ids::{TopicId, TopicPartition};
 
-use self::batch::BatchHeader;
 use self::chunks::Chunks;
-pub use self::flush::FlushPolicy;
+pub(crate) use self::flush::FlushPolicy;
+use crate::record::{self as batch, BatchHeader};
 
 /// Storage errors.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
-pub enum Error {
+pub(crate) enum Error {
     /// sled failed; the disk may be full or the data directory damaged.
     #[error("storage failure in {what}: {reason}")]
     Storage {
@@ -81,7 +80,7 @@ struct PartitionMeta {
 
 /// The sled database holding every partition of this broker.
 #[derive(Clone)]
-pub struct LogStore {
+pub(crate) struct LogStore {
     db: sled::Db,
     meta: sled::Tree,
     flusher: flush::Flusher,
@@ -94,7 +93,7 @@ impl LogStore {
     ///
     /// # Errors
     /// [`Error::Storage`] when sled cannot open the directory.
-    pub fn open(dir: &Path, policy: FlushPolicy) -> Result<LogStore, Error> {
+    pub(crate) fn open(dir: &Path, policy: FlushPolicy) -> Result<LogStore, Error> {
         let db = sled::Config::new()
             .path(dir.join("sled"))
             // sled writes any value larger than a quarter of a segment to a file of its own,
@@ -117,7 +116,7 @@ impl LogStore {
     }
 
     /// Partitions with data here, with the topic id each was created for.
-    pub fn local_partitions(&self) -> Vec<(TopicPartition, Option<TopicId>)> {
+    pub(crate) fn local_partitions(&self) -> Vec<(TopicPartition, Option<TopicId>)> {
         let mut out = Vec::new();
         for entry in self.meta.iter().flatten() {
             let name = String::from_utf8_lossy(&entry.0).to_string();
@@ -135,7 +134,12 @@ impl LogStore {
     ///
     /// # Errors
     /// [`Error::Storage`] when sled fails.
-    pub fn open_partition(&self, tp: &TopicPartition, topic_id: Option<TopicId>) -> Result<Arc<PartitionLog>, Error> {
+    #[cfg(test)]
+    pub(crate) fn open_partition(
+        &self,
+        tp: &TopicPartition,
+        topic_id: Option<TopicId>,
+    ) -> Result<Arc<PartitionLog>, Error> {
         self.open_partition_observing(tp, topic_id, &mut |_| {})
     }
 
@@ -145,7 +149,7 @@ impl LogStore {
     ///
     /// # Errors
     /// [`Error::Storage`] when sled fails.
-    pub fn open_partition_observing(
+    pub(crate) fn open_partition_observing(
         &self,
         tp: &TopicPartition,
         topic_id: Option<TopicId>,
@@ -174,7 +178,7 @@ impl LogStore {
     ///
     /// # Errors
     /// [`Error::Storage`] when sled fails.
-    pub fn delete_partition(&self, tp: &TopicPartition) -> Result<(), Error> {
+    pub(crate) fn delete_partition(&self, tp: &TopicPartition) -> Result<(), Error> {
         let name = Self::tree_name(tp);
         chunks::drop_all(&self.db, &name, &self.listed_bytes)?;
         self.meta.remove(&name).map_err(storage(format!("deleting meta of {tp}")))?;
@@ -185,25 +189,25 @@ impl LogStore {
     ///
     /// # Errors
     /// [`Error::Storage`] when the flush fails.
-    pub async fn flush(&self) -> Result<(), Error> {
+    pub(crate) async fn flush(&self) -> Result<(), Error> {
         self.flusher.flush().await
     }
 
     /// Counts appended records for `log.flush.interval.messages`.
-    pub fn note_appended(&self, records: u64) {
+    pub(crate) fn note_appended(&self, records: u64) {
         self.flusher.note_appended(records);
     }
 
     /// Flushes everything and stops the flush task (shutdown). sled's files are released
     /// when the last handle to the store is dropped.
-    pub async fn close(&self) {
+    pub(crate) async fn close(&self) {
         self.flusher.stop().await;
     }
 }
 
 /// Mutable offsets of a partition.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Offsets {
+pub(crate) struct Offsets {
     /// First retained offset.
     pub log_start_offset: i64,
     /// Next offset to be written.
@@ -214,7 +218,7 @@ pub struct Offsets {
 
 /// Why a replicated append was refused.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
-pub enum ReplicaAppendError {
+pub(crate) enum ReplicaAppendError {
     /// The batches do not start at this log's end or are not contiguous.
     #[error("{tp}: replicated batch at offset {base_offset} does not follow the log end {log_end_offset}")]
     NotContiguous {
@@ -238,7 +242,7 @@ struct LogState {
 
 /// What an append assigned.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AppendInfo {
+pub(crate) struct AppendInfo {
     /// Offset of the first record.
     pub base_offset: i64,
     /// Offset of the last record.
@@ -248,7 +252,7 @@ pub struct AppendInfo {
 }
 
 /// One partition's log.
-pub struct PartitionLog {
+pub(crate) struct PartitionLog {
     tp: TopicPartition,
     meta_tree: sled::Tree,
     meta_key: String,
@@ -395,7 +399,7 @@ impl PartitionLog {
     }
 
     /// Current offsets.
-    pub fn offsets(&self) -> Offsets {
+    pub(crate) fn offsets(&self) -> Offsets {
         self.state.lock().expect("log state lock").offsets.clone()
     }
 
@@ -403,7 +407,7 @@ impl PartitionLog {
     ///
     /// # Errors
     /// [`Error::Storage`] when sled fails; nothing is acknowledged then.
-    pub fn append(
+    pub(crate) fn append(
         &self,
         batches: &[(BatchHeader, Bytes)],
         leader_epoch: i32,
@@ -437,7 +441,7 @@ impl PartitionLog {
     /// # Errors
     /// [`ReplicaAppendError::NotContiguous`] unless the batches start at the log end and
     /// follow each other; [`ReplicaAppendError::Storage`] when sled fails.
-    pub fn append_replicated(&self, batches: &[(BatchHeader, Bytes)]) -> Result<AppendInfo, ReplicaAppendError> {
+    pub(crate) fn append_replicated(&self, batches: &[(BatchHeader, Bytes)]) -> Result<AppendInfo, ReplicaAppendError> {
         let mut state = self.state.lock().expect("log state lock");
         let base_offset = state.offsets.log_end_offset;
         let mut next = base_offset;
@@ -473,7 +477,7 @@ impl PartitionLog {
     ///
     /// # Errors
     /// [`Error::Storage`] when sled fails.
-    pub fn truncate_to(&self, offset: i64) -> Result<i64, Error> {
+    pub(crate) fn truncate_to(&self, offset: i64) -> Result<i64, Error> {
         let mut state = self.state.lock().expect("log state lock");
         if offset >= state.offsets.log_end_offset {
             return Ok(state.offsets.log_end_offset);
@@ -512,7 +516,7 @@ impl PartitionLog {
     ///
     /// # Errors
     /// [`Error::Storage`] when sled fails.
-    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), Error> {
+    pub(crate) fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), Error> {
         let mut state = self.state.lock().expect("log state lock");
         state.chunks.drop_from(i64::MIN)?;
         state.offsets = Offsets { log_start_offset: offset, log_end_offset: offset, size_bytes: 0 };
@@ -525,18 +529,18 @@ impl PartitionLog {
     }
 
     /// The latest leader epoch in the epoch cache.
-    pub fn latest_epoch(&self) -> Option<i32> {
+    pub(crate) fn latest_epoch(&self) -> Option<i32> {
         self.state.lock().expect("log state lock").meta.epochs.last().map(|(e, _)| *e)
     }
 
     /// The offset where `epoch` starts, if the cache has it.
-    pub fn epoch_start_offset(&self, epoch: i32) -> Option<i64> {
+    pub(crate) fn epoch_start_offset(&self, epoch: i32) -> Option<i64> {
         let state = self.state.lock().expect("log state lock");
         state.meta.epochs.iter().find(|(e, _)| *e == epoch).map(|(_, start)| *start)
     }
 
     /// The high watermark checkpointed last, capped at the log end.
-    pub fn checkpointed_high_watermark(&self) -> i64 {
+    pub(crate) fn checkpointed_high_watermark(&self) -> i64 {
         let state = self.state.lock().expect("log state lock");
         state.meta.high_watermark.clamp(state.offsets.log_start_offset, state.offsets.log_end_offset)
     }
@@ -545,7 +549,7 @@ impl PartitionLog {
     ///
     /// # Errors
     /// [`Error::Storage`] when sled fails.
-    pub fn headers_from(&self, from: i64) -> Result<Vec<BatchHeader>, Error> {
+    pub(crate) fn headers_from(&self, from: i64) -> Result<Vec<BatchHeader>, Error> {
         let mut out = Vec::new();
         for item in self.scan(from, i64::MAX) {
             let (_, v) = item.map_err(storage(format!("scanning {}", self.tp)))?;
@@ -560,7 +564,7 @@ impl PartitionLog {
     ///
     /// # Errors
     /// [`Error::Storage`] when sled fails.
-    pub fn assign_epoch(&self, leader_epoch: i32) -> Result<(), Error> {
+    pub(crate) fn assign_epoch(&self, leader_epoch: i32) -> Result<(), Error> {
         let mut state = self.state.lock().expect("log state lock");
         if state.meta.epochs.last().is_none_or(|(e, _)| *e < leader_epoch) {
             let start = state.offsets.log_end_offset;
@@ -574,7 +578,7 @@ impl PartitionLog {
     ///
     /// # Errors
     /// [`Error::Storage`] when sled fails.
-    pub fn set_recovery_point(&self, offset: i64) -> Result<(), Error> {
+    pub(crate) fn set_recovery_point(&self, offset: i64) -> Result<(), Error> {
         let mut state = self.state.lock().expect("log state lock");
         let offset = offset.min(state.offsets.log_end_offset);
         if offset > state.meta.recovery_point {
@@ -589,7 +593,7 @@ impl PartitionLog {
     ///
     /// # Errors
     /// [`Error::Storage`] when sled fails.
-    pub fn checkpoint_high_watermark(&self, high_watermark: i64) -> Result<(), Error> {
+    pub(crate) fn checkpoint_high_watermark(&self, high_watermark: i64) -> Result<(), Error> {
         let mut state = self.state.lock().expect("log state lock");
         if high_watermark != state.meta.high_watermark {
             state.meta.high_watermark = high_watermark;
@@ -604,7 +608,7 @@ impl PartitionLog {
     /// # Errors
     /// [`Error::OffsetOutOfRange`] outside `[log_start_offset, log_end_offset]`;
     /// [`Error::Storage`] when sled fails.
-    pub fn read(&self, offset: i64, max_bytes: usize, upper: i64) -> Result<Bytes, Error> {
+    pub(crate) fn read(&self, offset: i64, max_bytes: usize, upper: i64) -> Result<Bytes, Error> {
         let offsets = self.offsets();
         if offset < offsets.log_start_offset || offset > offsets.log_end_offset {
             return Err(Error::OffsetOutOfRange {
@@ -646,7 +650,7 @@ impl PartitionLog {
     ///
     /// # Errors
     /// [`Error::Storage`] when sled fails.
-    pub fn offset_for_timestamp(&self, timestamp: i64, upper: i64) -> Result<Option<(i64, i64)>, Error> {
+    pub(crate) fn offset_for_timestamp(&self, timestamp: i64, upper: i64) -> Result<Option<(i64, i64)>, Error> {
         for item in self.scan(0, upper) {
             let (_, v) = item.map_err(storage(format!("searching {}", self.tp)))?;
             let Some(h) = BatchHeader::parse(&v) else { continue };
@@ -661,7 +665,7 @@ impl PartitionLog {
     ///
     /// # Errors
     /// [`Error::Storage`] when sled fails.
-    pub fn max_timestamp(&self, upper: i64) -> Result<Option<(i64, i64)>, Error> {
+    pub(crate) fn max_timestamp(&self, upper: i64) -> Result<Option<(i64, i64)>, Error> {
         let mut best: Option<(i64, i64)> = None;
         for item in self.scan(0, upper) {
             let (_, v) = item.map_err(storage(format!("searching {}", self.tp)))?;
@@ -676,7 +680,7 @@ impl PartitionLog {
     /// OffsetForLeaderEpoch: the largest epoch ≤ `epoch` and the offset where it ended (the
     /// start of the next epoch, or the log end for the latest). `None` when `epoch` predates
     /// everything known.
-    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+    pub(crate) fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
         let state = self.state.lock().expect("log state lock");
         let epochs = &state.meta.epochs;
         let idx = epochs.iter().rposition(|(e, _)| *e <= epoch)?;
@@ -691,7 +695,7 @@ impl PartitionLog {
     ///
     /// # Errors
     /// [`Error::Storage`] when sled fails.
-    pub fn apply_retention(
+    pub(crate) fn apply_retention(
         &self,
         now_ms: i64,
         retention_ms: i64,
@@ -747,7 +751,7 @@ impl PartitionLog {
 }
 
 /// How often the retention task runs (`log.retention.check.interval.ms`).
-pub fn retention_interval(ms: u64) -> Duration {
+pub(crate) fn retention_interval(ms: u64) -> Duration {
     Duration::from_millis(ms.max(100))
 }
 

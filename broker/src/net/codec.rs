@@ -13,7 +13,7 @@ use crate::api::{supported_range, v0_unsupported_version_response};
 
 /// A decoded frame.
 #[derive(Debug)]
-pub enum Decoded {
+pub(crate) enum Decoded {
     /// A request we can handle.
     Request(RequestHeader, Box<RequestKind>),
     /// ApiVersions newer than ours: answer v0 UNSUPPORTED_VERSION (KIP-511).
@@ -28,7 +28,7 @@ pub enum Decoded {
 }
 
 /// Decodes a request frame (without its size prefix).
-pub fn decode(mut frame: Bytes) -> Decoded {
+pub(crate) fn decode(mut frame: Bytes) -> Decoded {
     if frame.len() < 8 {
         return Decoded::Reject(format!("frame of {} bytes is shorter than a request header", frame.len()));
     }
@@ -78,7 +78,7 @@ pub fn decode(mut frame: Bytes) -> Decoded {
 ///
 /// # Errors
 /// When the response does not fit its version (a bug; the connection is closed).
-pub fn encode_response(header: &RequestHeader, response: &ResponseKind) -> anyhow::Result<Bytes> {
+pub(crate) fn encode_response(header: &RequestHeader, response: &ResponseKind) -> anyhow::Result<Bytes> {
     let key = ApiKey::try_from(header.request_api_key).map_err(|_| anyhow::anyhow!("unknown api key"))?;
     let version = header.request_api_version;
     let mut buf = BytesMut::with_capacity(256);
@@ -93,7 +93,7 @@ pub fn encode_response(header: &RequestHeader, response: &ResponseKind) -> anyho
 }
 
 /// The KIP-511 fallback: ApiVersions v0 shape with UNSUPPORTED_VERSION and our ranges.
-pub fn encode_api_versions_fallback(correlation_id: i32) -> Bytes {
+pub(crate) fn encode_api_versions_fallback(correlation_id: i32) -> Bytes {
     let mut buf = BytesMut::with_capacity(256);
     buf.put_i32(0);
     buf.put_i32(correlation_id);

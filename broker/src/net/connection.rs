@@ -15,7 +15,7 @@ use crate::api::{self, BrokerContext};
 
 /// Why a frame could not be read.
 #[derive(Debug, thiserror::Error)]
-pub enum FrameError {
+pub(crate) enum FrameError {
     /// The size prefix exceeds `socket.request.max.bytes`.
     #[error("request of {size} bytes exceeds socket.request.max.bytes={max}")]
     TooLarge {
@@ -39,7 +39,10 @@ pub enum FrameError {
 ///
 /// # Cancel safety
 /// Not cancel safe once the size prefix has been read.
-pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, max: usize) -> Result<Option<BytesMut>, FrameError> {
+pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    max: usize,
+) -> Result<Option<BytesMut>, FrameError> {
     let mut size = [0u8; 4];
     match reader.read_exact(&mut size).await {
         Ok(_) => {}
@@ -58,8 +61,15 @@ pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, max: usize) -> Res
     Ok(Some(frame))
 }
 
-/// Serves one client connection until it closes, misbehaves, or `shutdown` fires.
-pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<BrokerContext>, shutdown: CancellationToken) {
+/// Serves one client connection until it closes or misbehaves, or `drain` fires (then the
+/// request in progress finishes first) or `abort` does (then it is abandoned).
+pub(crate) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<BrokerContext>,
+    drain: CancellationToken,
+    abort: CancellationToken,
+) {
     let _ = stream.set_nodelay(true);
     let (reader, writer) = stream.into_split();
     let mut reader = BufReader::with_capacity(64 * 1024, reader);
@@ -69,7 +79,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<BrokerContext>,
     loop {
         let frame = tokio::select! {
             f = read_frame(&mut reader, max) => f,
-            _ = shutdown.cancelled() => break,
+            _ = drain.cancelled() => break,
         };
         let frame = match frame {
             Ok(Some(f)) => f.freeze(),
@@ -91,7 +101,13 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<BrokerContext>,
                     }
                 }
                 let span = tracing::debug_span!("request", %peer, client_id, api_key = header.request_api_key, api_version = header.request_api_version, correlation_id = header.correlation_id);
-                let response = api::handle(&ctx, peer, &header, *request).instrument(span).await;
+                let response = tokio::select! {
+                    r = api::handle(&ctx, peer, &header, *request).instrument(span) => r,
+                    _ = abort.cancelled() => {
+                        tracing::info!(broker_id = ctx.config.broker_id, %peer, client_id, api_key = header.request_api_key, "shutting down: abandoned a request still in progress after the grace period; the client will retry");
+                        break;
+                    }
+                };
                 match response {
                     Ok(None) => continue,
                     Ok(Some(r)) => match codec::encode_response(&header, &r) {

@@ -1,5 +1,5 @@
 //! The Kafka wire: length-prefixed frames ([`connection`]) and request decoding / response
 //! encoding with the `kafka-protocol` crate ([`codec`]).
 
-pub mod codec;
-pub mod connection;
+pub(crate) mod codec;
+pub(crate) mod connection;

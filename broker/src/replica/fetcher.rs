@@ -20,14 +20,15 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tributary_common::ids::{BrokerId, TopicPartition};
 use tributary_common::kafka_client::Connection;
 use tributary_common::znode::Endpoint;
 
 use super::{Partition, ReplicaManager};
-use crate::log::batch;
 use crate::log::ReplicaAppendError;
 use crate::metadata::ClusterMetadata;
+use crate::record as batch;
 
 /// Fetch versions used towards leaders: v11 carries the replica id and per-partition
 /// leader epochs; OffsetForLeaderEpoch v3 carries the replica id.
@@ -59,22 +60,37 @@ struct Assignment {
 }
 
 /// Starts, updates and stops the fetcher tasks as leadership changes.
-pub struct FetcherManager {
+pub(crate) struct FetcherManager {
     config: FetcherConfig,
     replicas: Arc<ReplicaManager>,
     fetchers: Mutex<HashMap<BrokerId, watch::Sender<Assignment>>>,
     shutdown: CancellationToken,
+    tasks: TaskTracker,
 }
 
 impl FetcherManager {
-    /// A manager with no fetchers yet; tasks stop when `shutdown` is cancelled.
-    pub fn new(config: FetcherConfig, replicas: Arc<ReplicaManager>, shutdown: CancellationToken) -> Self {
-        Self { config, replicas, fetchers: Mutex::new(HashMap::new()), shutdown }
+    /// A manager with no fetchers yet.
+    pub(crate) fn new(config: FetcherConfig, replicas: Arc<ReplicaManager>) -> Self {
+        Self {
+            config,
+            replicas,
+            fetchers: Mutex::new(HashMap::new()),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    /// Stops every fetcher and waits until they have (a fetch in flight is abandoned; its
+    /// batches were not stored yet, or are stored whole).
+    pub(crate) async fn stop(&self) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 
     /// Re-derives what to fetch from whom after a metadata change: every partition hosted
     /// here whose leader is another live broker.
-    pub fn update(&self, meta: &ClusterMetadata) {
+    pub(crate) fn update(&self, meta: &ClusterMetadata) {
         let me = self.config.broker_id;
         let mut wanted: BTreeMap<BrokerId, Assignment> = BTreeMap::new();
         for (tp, partition) in self.replicas.all() {
@@ -114,7 +130,7 @@ impl FetcherManager {
                         truncated: HashMap::new(),
                         delayed: HashMap::new(),
                     };
-                    tokio::spawn(fetcher.run(rx, self.shutdown.clone()));
+                    self.tasks.spawn(fetcher.run(rx, self.shutdown.clone()));
                     fetchers.insert(leader, tx);
                 }
             }
@@ -126,7 +142,7 @@ impl FetcherManager {
 /// (`leader_epoch`, `leader_end`) for this replica's latest epoch; `local` is this replica's
 /// own (largest epoch ≤ `leader_epoch`, its end offset). Returns the offset and whether the
 /// epochs now agree (otherwise ask again with the new latest epoch, KIP-279).
-pub fn truncation_point(
+pub(crate) fn truncation_point(
     leader_epoch: i32,
     leader_end: i64,
     local: Option<(i32, i64)>,
@@ -242,11 +258,11 @@ impl Fetcher {
             if self.truncated.get(tp) == Some(epoch) {
                 continue;
             }
-            let Some(latest) = partition.log.latest_epoch() else {
+            let Some(latest) = partition.log().latest_epoch() else {
                 // Nothing written with an epoch: an empty log has nothing to truncate.
-                if partition.log.offsets().log_end_offset > partition.log.offsets().log_start_offset {
+                if partition.log().offsets().log_end_offset > partition.log().offsets().log_start_offset {
                     let hw = partition.high_watermark();
-                    if let Err(e) = partition.truncate_to(hw) {
+                    if let Err(e) = truncate_blocking(partition, hw).await {
                         tracing::error!(%tp, error = %e, "truncating to the high watermark failed");
                         self.delay(tp);
                         continue;
@@ -281,12 +297,12 @@ impl Fetcher {
                     self.delay(&tp);
                     continue;
                 }
-                let log_end = partition.log.offsets().log_end_offset;
-                let local = partition.log.end_offset_for_epoch(r.leader_epoch);
+                let log_end = partition.log().offsets().log_end_offset;
+                let local = partition.log().end_offset_for_epoch(r.leader_epoch);
                 let (offset, done) =
                     truncation_point(r.leader_epoch, r.end_offset, local, log_end, partition.high_watermark());
                 if offset < log_end {
-                    match partition.truncate_to(offset) {
+                    match truncate_blocking(partition, offset).await {
                         Ok(end) => {
                             tracing::info!(target: "state_change", %tp, leader = self.leader, leader_epoch = epoch, from = log_end, to = end, "truncated the follower log to where it agrees with the leader");
                         }
@@ -318,7 +334,7 @@ impl Fetcher {
             if self.truncated.get(tp) != Some(epoch) {
                 continue;
             }
-            let offsets = partition.log.offsets();
+            let offsets = partition.log().offsets();
             let mut p = FetchPartition::default();
             p.partition = tp.partition;
             p.current_leader_epoch = *epoch;
@@ -341,7 +357,6 @@ impl Fetcher {
         if response.error_code != 0 {
             return Err(format!("fetch refused as a whole with error code {}", response.error_code));
         }
-        let mut appended = false;
         for topic in response.responses {
             for r in topic.partitions {
                 let tp = TopicPartition::new(topic.topic.0.as_str(), r.partition_index);
@@ -358,12 +373,8 @@ impl Fetcher {
                                     continue;
                                 }
                             };
-                            let count: u64 = batches.iter().map(|(h, _)| h.record_count as u64).sum();
-                            match partition.append_as_follower(self.leader, *epoch, &batches) {
-                                Ok(Some(_)) => {
-                                    appended = true;
-                                    self.replicas.store().note_appended(count);
-                                }
+                            match self.replicas.append_as_follower(partition, self.leader, *epoch, &batches) {
+                                Ok(Some(_)) => {}
                                 Ok(None) => continue,
                                 Err(ReplicaAppendError::NotContiguous { .. }) => {
                                     // The log moved under us (truncated or a restart): check again.
@@ -380,10 +391,17 @@ impl Fetcher {
                         partition.set_follower_high_watermark(r.high_watermark);
                     }
                     Some(ResponseError::OffsetOutOfRange) => {
-                        let end = partition.log.offsets().log_end_offset;
+                        let end = partition.log().offsets().log_end_offset;
                         if r.log_start_offset > end {
                             tracing::warn!(%tp, leader = self.leader, log_end_offset = end, leader_log_start_offset = r.log_start_offset, "this replica fell behind the leader's retention; restarting its log at the leader's log start");
-                            if let Err(e) = partition.truncate_fully_and_start_at(r.log_start_offset) {
+                            let (p, start) = (partition.clone(), r.log_start_offset);
+                            let reset = tokio::task::spawn_blocking(move || p.truncate_fully_and_start_at(start)).await;
+                            if let Err(e) = reset.unwrap_or_else(|e| {
+                                Err(crate::log::Error::Storage {
+                                    what: "resetting the follower log".into(),
+                                    reason: e.to_string(),
+                                })
+                            }) {
                                 tracing::error!(%tp, error = %e, "resetting the follower log failed");
                             }
                         } else {
@@ -398,11 +416,16 @@ impl Fetcher {
                 }
             }
         }
-        if appended {
-            self.replicas.notify_progress();
-        }
         Ok(())
     }
+}
+
+/// Truncates a follower's log on the blocking pool (it walks and deletes storage).
+async fn truncate_blocking(partition: &Arc<Partition>, offset: i64) -> Result<i64, crate::log::Error> {
+    let p = partition.clone();
+    tokio::task::spawn_blocking(move || p.truncate_to(offset)).await.unwrap_or_else(|e| {
+        Err(crate::log::Error::Storage { what: "truncating the follower log".into(), reason: e.to_string() })
+    })
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use tributary_common::ids::BrokerId;
 
 /// What the leader knows about one follower, from its fetches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FollowerState {
+pub(crate) struct FollowerState {
     /// The follower's log end offset (its last fetch offset), -1 before it fetched from this leader.
     pub log_end_offset: i64,
     /// When the follower was last fully caught up with the leader.
@@ -23,7 +23,7 @@ impl FollowerState {
     /// A follower that has not fetched from this leader yet; it counts as caught up at
     /// `now_ms`, so it has `replica.lag.time.max.ms` to start (Kafka does the same when
     /// a leader takes over).
-    pub fn new(now_ms: i64) -> Self {
+    pub(crate) fn new(now_ms: i64) -> Self {
         FollowerState {
             log_end_offset: -1,
             last_caught_up_ms: now_ms,
@@ -35,7 +35,7 @@ impl FollowerState {
     /// Records a fetch at `fetch_offset` while the leader's log ends at `leader_end`.
     /// Caught up means: at the leader's end now, or at least where the leader's end was at
     /// the previous fetch (then it was caught up as of that fetch).
-    pub fn on_fetch(&mut self, fetch_offset: i64, leader_end: i64, now_ms: i64) {
+    pub(crate) fn on_fetch(&mut self, fetch_offset: i64, leader_end: i64, now_ms: i64) {
         if fetch_offset >= leader_end {
             self.last_caught_up_ms = now_ms;
         } else if self.leader_end_at_last_fetch >= 0 && fetch_offset >= self.leader_end_at_last_fetch {
@@ -50,7 +50,7 @@ impl FollowerState {
 /// The high watermark: the smallest log end offset over the ISR (the leader counts with its
 /// own), never moving backwards, and held while the ISR is smaller than
 /// `min.insync.replicas` (KAFKA-15583). A follower with no known position holds it too.
-pub fn high_watermark(
+pub(crate) fn high_watermark(
     current: i64,
     leader: BrokerId,
     leader_end: i64,
@@ -76,7 +76,7 @@ pub fn high_watermark(
 
 /// The ISR without followers that have not caught up for longer than `lag_time_max_ms`.
 /// The leader is never removed. `None` when nobody is out of sync.
-pub fn shrink(
+pub(crate) fn shrink(
     isr: &[BrokerId],
     leader: BrokerId,
     followers: &BTreeMap<BrokerId, FollowerState>,
@@ -94,7 +94,7 @@ pub fn shrink(
 /// The ISR plus assigned followers that have caught up: their log end is at least the high
 /// watermark and at least the start of the current leader epoch (so they hold this
 /// leader's history). `None` when nobody joins.
-pub fn expand(
+pub(crate) fn expand(
     isr: &[BrokerId],
     replicas: &[BrokerId],
     followers: &BTreeMap<BrokerId, FollowerState>,

@@ -1,402 +1,150 @@
 //! Partition replicas hosted by this broker: which logs are open, in which role, at which
-//! leader epoch, and replication progress. The assignment comes from ZooKeeper (through the
-//! metadata snapshot); [`ReplicaManager::reconcile`] opens, re-roles and deletes local logs
-//! to match it.
+//! leader epoch, and replication progress. [`ReplicaManager`] is the one owner of them,
+//! as Kafka's `ReplicaManager` is:
+//!
+//! - **Writes.** Every write to a partition enters through it: [`ReplicaManager::append_to_leader`]
+//!   for producers and for this broker's own coordinators (group metadata, offset commits,
+//!   later transaction markers), [`ReplicaManager::append_as_follower`] for the fetcher.
+//!   A leader write completes through [`ReplicaManager::complete`] and the one rule in
+//!   [`durability`]. Callers fill their caches only once `complete` says the write holds.
+//! - **Waits** are keyed by partition ([`purgatory`]): an acks=all write waits on its own
+//!   partition's high watermark, a parked fetch on the partitions it asked for.
+//! - **Storage work** that walks or deletes logs (opening and recovering, deleting,
+//!   truncating, retention) never runs on a tokio worker thread nor under the partition
+//!   map lock: opening and deleting go to one storage thread, in the order asked
+//!   ([`ReplicaManager::reconcile`] only queues them), and the background tasks call the
+//!   rest through `spawn_blocking`. An append or a single-record read touches sled's
+//!   in-memory page cache only and stays on the request's task.
+//!
+//! Lock order: `wanted` → `partitions` (held only to look up, insert or remove) → a
+//! partition's own locks (see [`partition`]). No lock is held across an `.await`.
 //!
 //! As leader, a partition tracks each follower's fetch position ([`isr::FollowerState`]),
 //! advances the high watermark over the ISR, and proposes ISR changes that the broker
-//! writes to the partition state znode ([`ReplicaManager::isr_updates`]). As follower, the
-//! [`fetcher`] pulls batches from the leader and appends them unchanged. Both keep the
-//! idempotent producers' state ([`producer_state`]) from what they store.
+//! writes to the partition state znode ([`maintain_isr`]). As follower, the [`fetcher`]
+//! pulls batches from the leader and appends them unchanged. Both keep the idempotent
+//! producers' state ([`producer_state`]) from what they store.
 
-pub mod fetcher;
-pub mod isr;
-pub mod producer_state;
+mod append;
+pub(crate) mod durability;
+mod fetch;
+pub(crate) mod fetcher;
+pub(crate) mod isr;
+pub(crate) mod partition;
+pub(crate) mod producer_state;
+pub(crate) mod purgatory;
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
 
-use bytes::Bytes;
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 use tributary_common::ids::{BrokerId, TopicId, TopicPartition};
-use tributary_common::znode::PartitionState;
 
-use self::isr::FollowerState;
+pub(crate) use self::append::{CompletionError, Origin, Pending};
+pub(crate) use self::fetch::{FetchSpec, Fetched, ReadError, Reader};
+pub(crate) use self::partition::{AppendError, Appended, Partition, ReplicaError, Role};
 use self::producer_state::ProducerStates;
-use crate::log::batch::BatchHeader;
-use crate::log::{self, AppendInfo, LogStore, PartitionLog, ReplicaAppendError};
+use crate::log::LogStore;
 use crate::metadata::ClusterMetadata;
+use crate::topic_config::TopicConfig;
 
-/// Leadership of one partition as this broker knows it (from the state znode).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Role {
-    /// Current leader (-1 when none).
-    pub leader: BrokerId,
-    /// Current leader epoch.
-    pub leader_epoch: i32,
-    /// In-sync replicas.
-    pub isr: Vec<BrokerId>,
-    /// Assigned replicas.
-    pub replicas: Vec<BrokerId>,
-    /// zkVersion of the state znode (the partition epoch), for conditional ISR writes.
-    pub state_version: i32,
-    /// Controller epoch recorded in the state znode.
-    pub controller_epoch: i32,
-    /// `min.insync.replicas` of the topic.
-    pub min_insync_replicas: usize,
-}
-
-impl Role {
-    fn same_leadership(&self, other: &Role) -> bool {
-        self.leader == other.leader && self.leader_epoch == other.leader_epoch
-    }
-}
-
-/// A partition replica hosted here.
-pub struct Partition {
-    /// Its log.
-    pub log: Arc<PartitionLog>,
-    /// Topic id it was created for.
-    pub topic_id: Option<TopicId>,
-    tp: TopicPartition,
-    broker_id: BrokerId,
-    role: Mutex<Role>,
-    high_watermark: AtomicI64,
-    /// Counts leader → follower transitions: an acks=all wait spanning one must fail, as
-    /// the record it waits for may have been truncated and replaced.
-    demotions: AtomicU64,
-    followers: Mutex<BTreeMap<BrokerId, FollowerState>>,
-    producers: Mutex<ProducerStates>,
-}
-
-/// A produce append's outcome.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Appended {
-    /// Written at these offsets.
-    New(AppendInfo),
-    /// A retry of a batch already written (idempotent producer): its original offsets.
-    Duplicate {
-        /// First offset.
-        base_offset: i64,
-        /// Last offset.
-        last_offset: i64,
-    },
-}
-
-/// Why a produce append was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AppendError {
-    /// Leadership moved: NOT_LEADER_OR_FOLLOWER.
-    #[error(transparent)]
-    Replica(#[from] ReplicaError),
-    /// Idempotence rules: OUT_OF_ORDER_SEQUENCE_NUMBER or INVALID_PRODUCER_EPOCH.
-    #[error(transparent)]
-    Sequence(#[from] producer_state::SequenceError),
-    /// Storage failed: KAFKA_STORAGE_ERROR.
-    #[error(transparent)]
-    Log(#[from] log::Error),
-}
-
-impl Partition {
-    fn new(
-        tp: TopicPartition,
-        broker_id: BrokerId,
-        log: Arc<PartitionLog>,
-        topic_id: Option<TopicId>,
-        role: Role,
-        producers: ProducerStates,
-    ) -> Self {
-        let high_watermark = AtomicI64::new(log.checkpointed_high_watermark());
-        Partition {
-            log,
-            topic_id,
-            tp,
-            broker_id,
-            role: Mutex::new(role),
-            high_watermark,
-            demotions: AtomicU64::new(0),
-            followers: Mutex::new(BTreeMap::new()),
-            producers: Mutex::new(producers),
-        }
-    }
-
-    fn role_lock(&self) -> MutexGuard<'_, Role> {
-        self.role.lock().expect("role lock")
-    }
-
-    /// Current role.
-    pub fn role(&self) -> Role {
-        self.role_lock().clone()
-    }
-
-    /// How many times this replica stopped leading; see [`ReplicaManager::wait_replicated`].
-    pub fn demotions(&self) -> u64 {
-        self.demotions.load(Ordering::Acquire)
-    }
-
-    /// The high watermark: what consumers may read.
-    pub fn high_watermark(&self) -> i64 {
-        self.high_watermark.load(Ordering::Acquire)
-    }
-
-    /// The last stable offset: the high watermark, as there are no open transactions.
-    pub fn last_stable_offset(&self) -> i64 {
-        self.high_watermark()
-    }
-
-    /// Sets a follower's high watermark from the leader's (capped at the local log end).
-    pub fn set_follower_high_watermark(&self, leader_high_watermark: i64) {
-        let end = self.log.offsets().log_end_offset;
-        self.high_watermark.store(leader_high_watermark.min(end), Ordering::Release);
-    }
-
-    /// Recomputes the leader's high watermark; returns whether it moved.
-    fn advance_high_watermark(&self, role: &Role, followers: &BTreeMap<BrokerId, FollowerState>) -> bool {
-        if role.leader != self.broker_id {
-            return false;
-        }
-        let current = self.high_watermark();
-        let end = self.log.offsets().log_end_offset;
-        let hw =
-            isr::high_watermark(current, self.broker_id, end, &role.isr, followers, role.min_insync_replicas).min(end);
-        if hw > current {
-            self.high_watermark.store(hw, Ordering::Release);
-            true
-        } else {
-            false
-        }
-    }
-
-    /// Recomputes the high watermark after a local change; returns whether it moved.
-    pub fn maybe_advance_high_watermark(&self) -> bool {
-        let role = self.role_lock();
-        let followers = self.followers.lock().expect("followers lock");
-        self.advance_high_watermark(&role, &followers)
-    }
-
-    /// Records a follower's fetch at `fetch_offset` (its log end). Returns whether the high
-    /// watermark moved.
-    ///
-    /// # Errors
-    /// [`ReplicaError::NotLeader`] when this broker does not lead the partition, and
-    /// [`ReplicaError::UnknownPartition`] when `replica` is not assigned to it.
-    pub fn record_follower_fetch(
-        &self,
-        replica: BrokerId,
-        fetch_offset: i64,
-        now_ms: i64,
-    ) -> Result<bool, ReplicaError> {
-        let role = self.role_lock();
-        if role.leader != self.broker_id {
-            return Err(ReplicaError::NotLeader { tp: self.tp.clone(), leader: role.leader });
-        }
-        if !role.replicas.contains(&replica) {
-            return Err(ReplicaError::UnknownPartition(self.tp.clone()));
-        }
-        let mut followers = self.followers.lock().expect("followers lock");
-        let end = self.log.offsets().log_end_offset;
-        followers.entry(replica).or_insert_with(|| FollowerState::new(now_ms)).on_fetch(fetch_offset, end, now_ms);
-        Ok(self.advance_high_watermark(&role, &followers))
-    }
-
-    /// Appends a producer's batch as leader at `leader_epoch`, applying the idempotent
-    /// producer checks.
-    ///
-    /// # Errors
-    /// [`AppendError`] as documented on its variants.
-    pub fn append_as_leader(
-        &self,
-        batches: &[(BatchHeader, Bytes)],
-        log_append_time: Option<i64>,
-    ) -> Result<Appended, AppendError> {
-        let role = self.role_lock();
-        if role.leader != self.broker_id {
-            return Err(ReplicaError::NotLeader { tp: self.tp.clone(), leader: role.leader }.into());
-        }
-        let mut producers = self.producers.lock().expect("producers lock");
-        for (h, _) in batches {
-            if let producer_state::Check::Duplicate(meta) = producers.check(h)? {
-                return Ok(Appended::Duplicate { base_offset: meta.first_offset, last_offset: meta.last_offset });
-            }
-        }
-        let info = self.log.append(batches, role.leader_epoch, log_append_time)?;
-        let mut offset = info.base_offset;
-        for (h, _) in batches {
-            producers.update(h, offset);
-            offset += i64::from(h.last_offset_delta) + 1;
-        }
-        Ok(Appended::New(info))
-    }
-
-    /// Appends batches fetched from `leader` at `leader_epoch`, if that is still this
-    /// replica's view; `Ok(None)` when leadership changed meanwhile and they were dropped.
-    ///
-    /// # Errors
-    /// Log errors (including batches that do not follow the log end).
-    pub fn append_as_follower(
-        &self,
-        leader: BrokerId,
-        leader_epoch: i32,
-        batches: &[(BatchHeader, Bytes)],
-    ) -> Result<Option<AppendInfo>, ReplicaAppendError> {
-        let role = self.role_lock();
-        if role.leader != leader || role.leader_epoch != leader_epoch || leader == self.broker_id {
-            return Ok(None);
-        }
-        let info = self.log.append_replicated(batches)?;
-        let mut producers = self.producers.lock().expect("producers lock");
-        for (h, _) in batches {
-            producers.update(h, h.base_offset);
-        }
-        Ok(Some(info))
-    }
-
-    /// Truncates the log (a follower diverging from its leader) and rebuilds producer state.
-    ///
-    /// # Errors
-    /// Storage errors.
-    pub fn truncate_to(&self, offset: i64) -> Result<i64, log::Error> {
-        let _role = self.role_lock();
-        let end = self.log.truncate_to(offset)?;
-        self.after_truncation(end)?;
-        Ok(end)
-    }
-
-    /// Empties the log and restarts it at `offset`.
-    ///
-    /// # Errors
-    /// Storage errors.
-    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), log::Error> {
-        let _role = self.role_lock();
-        self.log.truncate_fully_and_start_at(offset)?;
-        self.after_truncation(offset)
-    }
-
-    fn after_truncation(&self, end: i64) -> Result<(), log::Error> {
-        let headers = self.log.headers_from(self.log.offsets().log_start_offset)?;
-        *self.producers.lock().expect("producers lock") = ProducerStates::rebuild(&headers);
-        let hw = self.high_watermark().min(end);
-        self.high_watermark.store(hw, Ordering::Release);
-        Ok(())
-    }
-
-    /// The ISR this leader wants now (shrunk and expanded), with the state to write, or
-    /// `None` when it is right (or this broker does not lead).
-    fn wanted_isr(&self, now_ms: i64, lag_time_max_ms: i64) -> Option<(PartitionState, i32)> {
-        let role = self.role_lock();
-        if role.leader != self.broker_id {
-            return None;
-        }
-        let followers = self.followers.lock().expect("followers lock");
-        let shrunk = isr::shrink(&role.isr, self.broker_id, &followers, now_ms, lag_time_max_ms);
-        let base = shrunk.clone().unwrap_or_else(|| role.isr.clone());
-        let epoch_start = self.log.epoch_start_offset(role.leader_epoch).unwrap_or(0);
-        let expanded = isr::expand(&base, &role.replicas, &followers, self.high_watermark(), epoch_start);
-        let next = expanded.or(shrunk)?;
-        Some((PartitionState::new(self.broker_id, role.leader_epoch, role.controller_epoch, next), role.state_version))
-    }
-
-    /// Adopts an ISR this broker wrote at `new_version`, unless the state moved on meanwhile.
-    /// Returns whether the high watermark moved.
-    pub fn isr_written(&self, state: &PartitionState, expected_version: i32, new_version: i32) -> bool {
-        let mut role = self.role_lock();
-        if role.state_version != expected_version || role.leader_epoch != state.leader_epoch {
-            return false;
-        }
-        role.isr = state.isr.clone();
-        role.state_version = new_version;
-        let followers = self.followers.lock().expect("followers lock");
-        self.advance_high_watermark(&role, &followers)
-    }
-}
-
-/// Why a partition cannot serve a request; each maps to one Kafka error code.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ReplicaError {
-    /// Not hosted here, or not a known topic: UNKNOWN_TOPIC_OR_PARTITION.
-    #[error("{0} is not hosted on this broker")]
-    UnknownPartition(TopicPartition),
-    /// Hosted but led elsewhere (or leaderless): NOT_LEADER_OR_FOLLOWER.
-    #[error("this broker is not the leader of {tp} (leader is {leader})")]
-    NotLeader {
-        /// Partition.
-        tp: TopicPartition,
-        /// Current leader, -1 if none.
-        leader: BrokerId,
-    },
-    /// The client knows a newer epoch than we do: UNKNOWN_LEADER_EPOCH.
-    #[error("{tp}: client leader epoch {requested} is newer than ours ({current})")]
-    UnknownLeaderEpoch {
-        /// Partition.
-        tp: TopicPartition,
-        /// Client's epoch.
-        requested: i32,
-        /// Ours.
-        current: i32,
-    },
-    /// The client's epoch is stale: FENCED_LEADER_EPOCH.
-    #[error("{tp}: client leader epoch {requested} is older than ours ({current})")]
-    FencedLeaderEpoch {
-        /// Partition.
-        tp: TopicPartition,
-        /// Client's epoch.
-        requested: i32,
-        /// Ours.
-        current: i32,
-    },
+/// Storage work for the storage thread, done in the order queued.
+enum Job {
+    /// Open (create or recover) a partition's log, then host it in the role it has by then.
+    Open(TopicPartition, Option<TopicId>),
+    /// Delete a partition's log (it was removed from the map before this was queued).
+    Delete(TopicPartition),
+    /// Delete local logs of partitions that no longer exist in the cluster.
+    DeleteOrphans,
 }
 
 /// The replicas this broker hosts.
-pub struct ReplicaManager {
+pub(crate) struct ReplicaManager {
     broker_id: BrokerId,
     store: LogStore,
+    topic_defaults: TopicConfig,
+    /// What the latest snapshot assigns here: topic id and role per partition.
+    wanted: Mutex<HashMap<TopicPartition, (Option<TopicId>, Role)>>,
+    /// Open partitions. Held only to look up, insert or remove.
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
-    /// Woken on every append and high-watermark move, so parked fetches re-check.
-    pub appended: Notify,
-    /// Woken when a high watermark moves or leadership changes (acks=all waiters).
-    pub replicated: Notify,
-    /// `min.insync.replicas` of the broker, for topics without their own.
-    pub default_min_insync_replicas: usize,
+    /// Partitions queued for opening and not open yet.
+    opening: Mutex<HashSet<TopicPartition>>,
+    /// Woken (one stored permit) whenever partitions finish opening.
+    opened: Notify,
+    orphan_sweep_queued: AtomicBool,
+    jobs: Mutex<Option<mpsc::UnboundedSender<Job>>>,
+    /// Resolves when the storage thread has finished.
+    storage_done: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+    fetch_rereads: AtomicU64,
 }
 
 impl ReplicaManager {
-    /// An empty manager over `store`.
-    pub fn new(broker_id: BrokerId, store: LogStore, default_min_insync_replicas: usize) -> Self {
-        Self {
-            broker_id,
-            store,
-            partitions: RwLock::new(HashMap::new()),
-            appended: Notify::new(),
-            replicated: Notify::new(),
-            default_min_insync_replicas,
-        }
+    /// A manager over `store` hosting nothing yet, with its storage thread started (needs
+    /// nothing else). `topic_defaults` is the configuration of topics without overrides.
+    pub(crate) fn new(broker_id: BrokerId, store: LogStore, topic_defaults: TopicConfig) -> Arc<Self> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        Arc::new_cyclic(|weak: &Weak<ReplicaManager>| {
+            let weak = weak.clone();
+            // A thread of its own rather than the blocking pool: it lives as long as the
+            // broker, and (in tests) a pool task that never ends would stop paused time.
+            std::thread::Builder::new()
+                .name(format!("storage-{broker_id}"))
+                .spawn(move || {
+                    storage_thread(weak, rx);
+                    let _ = done_tx.send(());
+                })
+                .expect("starting the storage thread");
+            ReplicaManager {
+                broker_id,
+                store,
+                topic_defaults,
+                wanted: Mutex::new(HashMap::new()),
+                partitions: RwLock::new(HashMap::new()),
+                opening: Mutex::new(HashSet::new()),
+                opened: Notify::new(),
+                orphan_sweep_queued: AtomicBool::new(false),
+                jobs: Mutex::new(Some(tx)),
+                storage_done: Mutex::new(Some(done_rx)),
+                fetch_rereads: AtomicU64::new(0),
+            }
+        })
     }
 
     /// This broker's id.
-    pub fn broker_id(&self) -> BrokerId {
+    pub(crate) fn broker_id(&self) -> BrokerId {
         self.broker_id
     }
 
-    /// The log store.
-    pub fn store(&self) -> &LogStore {
+    /// The log store (flushes and shutdown).
+    pub(crate) fn store(&self) -> &LogStore {
         &self.store
     }
 
-    /// A hosted partition.
-    pub fn get(&self, tp: &TopicPartition) -> Option<Arc<Partition>> {
+    /// A hosted, open partition.
+    pub(crate) fn get(&self, tp: &TopicPartition) -> Option<Arc<Partition>> {
         self.partitions.read().expect("partitions lock").get(tp).cloned()
     }
 
-    /// All hosted partitions.
-    pub fn all(&self) -> Vec<(TopicPartition, Arc<Partition>)> {
-        self.partitions.read().expect("partitions lock").iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    /// A hosted partition, or why there is none: still opening, or not hosted here.
+    ///
+    /// # Errors
+    /// [`ReplicaError::Opening`] or [`ReplicaError::UnknownPartition`].
+    pub(crate) fn lookup(&self, tp: &TopicPartition) -> Result<Arc<Partition>, ReplicaError> {
+        if let Some(p) = self.get(tp) {
+            return Ok(p);
+        }
+        if self.opening.lock().expect("opening lock").contains(tp) {
+            return Err(ReplicaError::Opening(tp.clone()));
+        }
+        Err(ReplicaError::UnknownPartition(tp.clone()))
     }
 
-    /// Wakes everyone waiting on replication progress and parked fetches.
-    pub fn notify_progress(&self) {
-        self.replicated.notify_waiters();
-        self.appended.notify_waiters();
+    /// All hosted, open partitions.
+    pub(crate) fn all(&self) -> Vec<(TopicPartition, Arc<Partition>)> {
+        self.partitions.read().expect("partitions lock").iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
     /// The partition if this broker leads it, checking the client's leader epoch
@@ -404,8 +152,12 @@ impl ReplicaManager {
     ///
     /// # Errors
     /// [`ReplicaError`] as documented on each variant.
-    pub fn leader_partition(&self, tp: &TopicPartition, client_epoch: i32) -> Result<Arc<Partition>, ReplicaError> {
-        let partition = self.get(tp).ok_or_else(|| ReplicaError::UnknownPartition(tp.clone()))?;
+    pub(crate) fn leader_partition(
+        &self,
+        tp: &TopicPartition,
+        client_epoch: i32,
+    ) -> Result<Arc<Partition>, ReplicaError> {
+        let partition = self.lookup(tp)?;
         let role = partition.role();
         if role.leader != self.broker_id {
             return Err(ReplicaError::NotLeader { tp: tp.clone(), leader: role.leader });
@@ -427,184 +179,267 @@ impl ReplicaManager {
         Ok(partition)
     }
 
-    /// Waits until the high watermark of `partition` passes `last_offset` (acks=all), or
-    /// `timeout`. `demotions` is [`Partition::demotions`] read when the record was appended:
-    /// leader epoch bumps that keep this broker leader (the controller removing a dead
-    /// follower from the ISR) do not fail the wait; losing leadership in between does.
-    ///
-    /// # Errors
-    /// NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR fell below `min.insync.replicas`,
-    /// NOT_LEADER_OR_FOLLOWER when leadership moved, REQUEST_TIMED_OUT at the deadline; each
-    /// as a [`ReplicationWaitError`].
-    pub async fn wait_replicated(
-        &self,
-        partition: &Partition,
-        demotions: u64,
-        last_offset: i64,
-        timeout: std::time::Duration,
-    ) -> Result<(), ReplicationWaitError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let notified = self.replicated.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let role = partition.role();
-            if role.leader != self.broker_id || partition.demotions() != demotions {
-                return Err(ReplicationWaitError::NotLeader { leader: role.leader });
-            }
-            if partition.high_watermark() > last_offset {
-                if role.isr.len() < role.min_insync_replicas {
-                    return Err(ReplicationWaitError::NotEnoughReplicasAfterAppend {
-                        isr: role.isr.len(),
-                        min: role.min_insync_replicas,
-                    });
-                }
-                return Ok(());
-            }
-            tokio::select! {
-                _ = notified => {},
-                _ = tokio::time::sleep_until(deadline) => return Err(ReplicationWaitError::TimedOut { isr: role.isr }),
-            }
-        }
-    }
-
-    /// Brings local replicas in line with the cluster metadata: opens logs for partitions
-    /// assigned here, updates roles, and deletes logs of partitions no longer assigned here
-    /// (deleted topics, or a topic re-created under a new id).
-    pub fn reconcile(&self, meta: &ClusterMetadata) {
+    /// Brings local replicas in line with a metadata snapshot: new roles for open
+    /// partitions at once; opening partitions newly assigned here, and deleting those no
+    /// longer assigned (deleted topics, or a topic re-created under a new id), are queued
+    /// for the storage thread. Never blocks on storage.
+    pub(crate) fn reconcile(&self, meta: &ClusterMetadata) {
         let now = tributary_common::time::now_ms();
-        let mut wanted: HashMap<TopicPartition, (Option<TopicId>, Role)> = HashMap::new();
+        let mut next: HashMap<TopicPartition, (Option<TopicId>, Role)> = HashMap::new();
         for (topic, t) in &meta.topics {
-            let min_isr = t
-                .config
-                .get("min.insync.replicas")
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(self.default_min_insync_replicas)
-                .max(1);
+            // Parsed once per snapshot and shared by every partition of the topic.
+            let config = Arc::new(TopicConfig::with_overrides(&self.topic_defaults, &t.config));
             for (p, pm) in &t.partitions {
                 if pm.replicas.contains(&self.broker_id) {
-                    wanted.insert(
-                        TopicPartition::new(topic.clone(), *p),
-                        (
-                            t.id,
-                            Role {
-                                leader: pm.leader,
-                                leader_epoch: pm.leader_epoch,
-                                isr: pm.isr.clone(),
-                                replicas: pm.replicas.clone(),
-                                state_version: pm.state_version,
-                                controller_epoch: pm.controller_epoch,
-                                min_insync_replicas: min_isr,
-                            },
-                        ),
-                    );
+                    let role = Role {
+                        leader: pm.leader,
+                        leader_epoch: pm.leader_epoch,
+                        isr: pm.isr.clone(),
+                        replicas: pm.replicas.clone(),
+                        state_version: pm.state_version,
+                        controller_epoch: pm.controller_epoch,
+                        config: config.clone(),
+                    };
+                    next.insert(TopicPartition::new(topic.clone(), *p), (t.id, role));
                 }
             }
         }
-        let mut partitions = self.partitions.write().expect("partitions lock");
-        partitions.retain(|tp, partition| {
-            let keep = wanted.get(tp).is_some_and(|(id, _)| id.is_none() || *id == partition.topic_id);
-            if !keep {
-                if let Err(e) = self.store.delete_partition(tp) {
-                    tracing::error!(%tp, error = %e, "deleting the log of a removed partition failed; its data stays on disk");
-                } else {
-                    tracing::info!(target: "state_change", %tp, "deleted local replica: the partition is no longer assigned to this broker");
-                }
+        let mut jobs = Vec::new();
+        let mut wanted = self.wanted.lock().expect("wanted lock");
+        *wanted = next;
+        let removed: Vec<TopicPartition> = {
+            let mut partitions = self.partitions.write().expect("partitions lock");
+            let gone: Vec<TopicPartition> = partitions
+                .iter()
+                .filter(|(tp, p)| !wanted.get(*tp).is_some_and(|(id, _)| id.is_none() || *id == p.topic_id()))
+                .map(|(tp, _)| tp.clone())
+                .collect();
+            for tp in &gone {
+                partitions.remove(tp);
             }
-            keep
-        });
-        for (tp, _) in self.store.local_partitions() {
-            if !wanted.contains_key(&tp) && !partitions.contains_key(&tp) {
-                match self.store.delete_partition(&tp) {
-                    Ok(()) => {
-                        tracing::info!(target: "state_change", %tp, "deleted a local log whose partition no longer exists in ZooKeeper")
-                    }
-                    Err(e) => {
-                        tracing::error!(%tp, error = %e, "deleting an orphaned log failed; its data stays on disk")
-                    }
-                }
-            }
+            gone
+        };
+        for tp in removed {
+            tracing::info!(target: "state_change", broker_id = self.broker_id, %tp, "stopped hosting the replica: the partition is no longer assigned to this broker; deleting its log");
+            jobs.push(Job::Delete(tp));
         }
-        for (tp, (topic_id, role)) in wanted {
-            let partition = match partitions.get(&tp) {
-                Some(existing) => existing.clone(),
+        let mut opening = self.opening.lock().expect("opening lock");
+        for (tp, (topic_id, role)) in wanted.iter() {
+            match self.get(tp) {
+                Some(partition) => {
+                    partition.apply_role(role.clone(), now);
+                }
                 None => {
-                    // Idempotent producers' state is rebuilt from the batches recovery walks.
-                    let mut producers = ProducerStates::default();
-                    let opened =
-                        self.store.open_partition_observing(&tp, topic_id, &mut |h| producers.update(h, h.base_offset));
-                    match opened {
-                        Ok(log) => {
-                            tracing::info!(target: "state_change", %tp, leader = role.leader, leader_epoch = role.leader_epoch, log_end_offset = log.offsets().log_end_offset, high_watermark = log.checkpointed_high_watermark(), "opened local replica");
-                            let placeholder = Role { leader: -1, leader_epoch: -1, ..role.clone() };
-                            let p = Arc::new(Partition::new(
-                                tp.clone(),
-                                self.broker_id,
-                                log,
-                                topic_id,
-                                placeholder,
-                                producers,
-                            ));
-                            partitions.insert(tp.clone(), p.clone());
-                            p
-                        }
-                        Err(e) => {
-                            tracing::error!(%tp, error = %e, "cannot open the partition's log; it stays offline on this broker; check the data directory");
-                            continue;
-                        }
+                    if opening.insert(tp.clone()) {
+                        jobs.push(Job::Open(tp.clone(), *topic_id));
                     }
                 }
-            };
-            self.apply_role(&tp, &partition, role, now);
+            }
         }
-        drop(partitions);
-        self.notify_progress();
+        drop(opening);
+        drop(wanted);
+        if !self.orphan_sweep_queued.swap(true, Ordering::AcqRel) {
+            jobs.push(Job::DeleteOrphans);
+        }
+        self.queue(jobs);
     }
 
-    fn apply_role(&self, tp: &TopicPartition, partition: &Partition, role: Role, now: i64) {
-        let mut current = partition.role_lock();
-        if !current.same_leadership(&role) {
-            if role.leader == self.broker_id {
-                tracing::info!(target: "state_change", %tp, leader_epoch = role.leader_epoch, isr = ?role.isr, log_end_offset = partition.log.offsets().log_end_offset, high_watermark = partition.high_watermark(), "became leader");
-                if role.leader_epoch >= 0 {
-                    if let Err(e) = partition.log.assign_epoch(role.leader_epoch) {
-                        tracing::warn!(%tp, error = %e, "could not record the new leader epoch");
-                    }
-                }
-                // Follower positions are unknown to a new leader until they fetch from it.
-                let mut followers = partition.followers.lock().expect("followers lock");
-                *followers = role
-                    .replicas
-                    .iter()
-                    .filter(|r| **r != self.broker_id)
-                    .map(|r| (*r, FollowerState::new(now)))
-                    .collect();
-            } else {
-                tracing::info!(target: "state_change", %tp, leader = role.leader, leader_epoch = role.leader_epoch, "following");
-                if current.leader == self.broker_id {
-                    partition.demotions.fetch_add(1, Ordering::AcqRel);
-                }
-                partition.followers.lock().expect("followers lock").clear();
-            }
-            *current = role;
-        } else if role.state_version >= current.state_version {
-            // Same leadership: adopt ISR and configuration changes (our own ISR writes come back this way too).
-            *current = role;
-        } else {
-            current.min_insync_replicas = role.min_insync_replicas;
-            current.replicas = role.replicas;
+    fn queue(&self, jobs: Vec<Job>) {
+        if jobs.is_empty() {
+            return;
         }
-        let followers = partition.followers.lock().expect("followers lock");
-        partition.advance_high_watermark(&current, &followers);
+        let sender = self.jobs.lock().expect("jobs lock");
+        if let Some(tx) = sender.as_ref() {
+            for job in jobs {
+                let _ = tx.send(job);
+            }
+        }
+    }
+
+    /// Whether partitions are queued for opening and not open yet.
+    pub(crate) fn opening_count(&self) -> usize {
+        self.opening.lock().expect("opening lock").len()
+    }
+
+    /// Waits until partitions finish opening (coalesced: one wake-up may stand for many).
+    ///
+    /// # Cancel safety
+    /// Cancel-safe.
+    pub(crate) async fn partitions_opened(&self) {
+        self.opened.notified().await;
+    }
+
+    /// Waits until nothing is queued for opening, or `timeout`; returns whether it got there.
+    pub(crate) async fn wait_opened(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let woken = self.opened.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if self.opening_count() == 0 {
+                return true;
+            }
+            tokio::select! {
+                _ = woken => {}
+                _ = tokio::time::sleep_until(deadline) => return self.opening_count() == 0,
+            }
+        }
+    }
+
+    /// Stops the storage thread after the work already queued, and waits for it.
+    pub(crate) async fn stop_storage(&self) {
+        drop(self.jobs.lock().expect("jobs lock").take());
+        let done = self.storage_done.lock().expect("storage thread lock").take();
+        if let Some(done) = done {
+            let _ = done.await;
+        }
+    }
+
+    /// Opens a partition on the storage thread and hosts it in its current role.
+    fn open_job(&self, tp: TopicPartition, topic_id: Option<TopicId>) {
+        let still_wanted = self.wanted.lock().expect("wanted lock").get(&tp).map(|(id, _)| *id);
+        if still_wanted != Some(topic_id) {
+            // Unassigned, or re-created under another id, while queued: a later job covers it.
+            if still_wanted.is_none() {
+                self.opening.lock().expect("opening lock").remove(&tp);
+                self.opened.notify_one();
+            } else {
+                self.queue(vec![Job::Open(tp, still_wanted.flatten())]);
+            }
+            return;
+        }
+        let started = std::time::Instant::now();
+        // Idempotent producers' state is rebuilt from the batches recovery walks.
+        let mut producers = ProducerStates::default();
+        let opened = self.store.open_partition_observing(&tp, topic_id, &mut |h| producers.update(h, h.base_offset));
+        let log = match opened {
+            Ok(log) => log,
+            Err(e) => {
+                tracing::error!(broker_id = self.broker_id, %tp, error = %e, "cannot open the partition's log; it stays offline on this broker; check the data directory");
+                self.opening.lock().expect("opening lock").remove(&tp);
+                self.opened.notify_one();
+                return;
+            }
+        };
+        let wanted = self.wanted.lock().expect("wanted lock");
+        let follow_up = match wanted.get(&tp) {
+            Some((id, role)) if *id == topic_id => {
+                let placeholder = Role { leader: -1, leader_epoch: -1, ..role.clone() };
+                let partition =
+                    Arc::new(Partition::new(tp.clone(), self.broker_id, log, topic_id, placeholder, producers));
+                self.partitions.write().expect("partitions lock").insert(tp.clone(), partition.clone());
+                tracing::info!(target: "state_change", broker_id = self.broker_id, %tp, leader = role.leader, leader_epoch = role.leader_epoch, log_end_offset = partition.log().offsets().log_end_offset, high_watermark = partition.high_watermark(), elapsed_ms = started.elapsed().as_millis() as u64, "opened local replica");
+                partition.apply_role(role.clone(), tributary_common::time::now_ms());
+                None
+            }
+            // Re-created under another id while it opened: open that one (which replaces this log).
+            Some((id, _)) => Some(Job::Open(tp.clone(), *id)),
+            // Unassigned while it opened.
+            None => Some(Job::Delete(tp.clone())),
+        };
+        drop(wanted);
+        match follow_up {
+            Some(job @ Job::Open(..)) => self.queue(vec![job]),
+            other => {
+                self.queue(other.into_iter().collect());
+                self.opening.lock().expect("opening lock").remove(&tp);
+                self.opened.notify_one();
+            }
+        }
+    }
+
+    fn delete_job(&self, tp: &TopicPartition) {
+        match self.store.delete_partition(tp) {
+            Ok(()) => tracing::info!(target: "state_change", broker_id = self.broker_id, %tp, "deleted the local log"),
+            Err(e) => {
+                tracing::error!(broker_id = self.broker_id, %tp, error = %e, "deleting the log of a removed partition failed; its data stays on disk")
+            }
+        }
+    }
+
+    fn delete_orphans_job(&self) {
+        self.orphan_sweep_queued.store(false, Ordering::Release);
+        for (tp, _) in self.store.local_partitions() {
+            let wanted = self.wanted.lock().expect("wanted lock").contains_key(&tp);
+            if wanted || self.get(&tp).is_some() {
+                continue;
+            }
+            match self.store.delete_partition(&tp) {
+                Ok(()) => {
+                    tracing::info!(target: "state_change", broker_id = self.broker_id, %tp, "deleted a local log whose partition no longer exists in ZooKeeper")
+                }
+                Err(e) => {
+                    tracing::error!(broker_id = self.broker_id, %tp, error = %e, "deleting an orphaned log failed; its data stays on disk")
+                }
+            }
+        }
+    }
+
+    /// Applies retention to every partition; returns the batches deleted. Walks and
+    /// deletes storage: call it off the async worker threads.
+    pub(crate) fn apply_retention(&self, now_ms: i64) -> usize {
+        let mut deleted = 0;
+        for (tp, partition) in self.all() {
+            let config = partition.role().config;
+            // Compacted topics (__consumer_offsets) keep every key's latest value; time and
+            // size retention apply only when the policy also says "delete".
+            if !config.delete_retention {
+                continue;
+            }
+            let log = partition.log();
+            match log.apply_retention(now_ms, config.retention_ms, config.retention_bytes, partition.high_watermark()) {
+                Ok(n) if n > 0 => {
+                    tracing::info!(broker_id = self.broker_id, %tp, batches = n, log_start_offset = log.offsets().log_start_offset, "retention deleted old record batches");
+                    deleted += n;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(broker_id = self.broker_id, %tp, error = %e, "retention failed on this partition; check the data directory")
+                }
+            }
+        }
+        deleted
+    }
+
+    /// Marks everything appended before the last flush as recovered (checkpoint).
+    pub(crate) fn checkpoint(&self, end_offsets: &[(TopicPartition, i64)]) {
+        for (tp, offset) in end_offsets {
+            if let Some(p) = self.get(tp) {
+                if let Err(e) = p.log().set_recovery_point(*offset) {
+                    tracing::warn!(broker_id = self.broker_id, %tp, error = %e, "could not record the recovery point");
+                }
+            }
+        }
+    }
+
+    /// Log end offsets of every partition (taken before a flush, for [`Self::checkpoint`]).
+    pub(crate) fn end_offsets(&self) -> Vec<(TopicPartition, i64)> {
+        self.all().into_iter().map(|(tp, p)| (tp, p.log().offsets().log_end_offset)).collect()
+    }
+
+    /// Checkpoints every partition's high watermark.
+    pub(crate) fn checkpoint_high_watermarks(&self) {
+        for (tp, p) in self.all() {
+            if let Err(e) = p.log().checkpoint_high_watermark(p.high_watermark()) {
+                tracing::warn!(broker_id = self.broker_id, %tp, error = %e, "could not checkpoint the high watermark");
+            }
+        }
+    }
+
+    /// How many times parked fetches were woken to read again (a partition they asked
+    /// for moved): what the per-partition purgatory keeps low.
+    #[cfg(test)]
+    pub(crate) fn fetch_rereads(&self) -> u64 {
+        self.fetch_rereads.load(Ordering::Relaxed)
     }
 
     /// ISR changes the partitions led here need (followers that fell behind or caught up):
     /// for each, the state to write and the zkVersion it replaces.
-    pub fn isr_updates(
+    fn isr_updates(
         &self,
         now_ms: i64,
         lag_time_max_ms: i64,
-    ) -> Vec<(TopicPartition, Arc<Partition>, PartitionState, i32)> {
+    ) -> Vec<(TopicPartition, Arc<Partition>, tributary_common::znode::PartitionState, i32)> {
         self.all()
             .into_iter()
             .filter_map(|(tp, p)| {
@@ -613,57 +448,17 @@ impl ReplicaManager {
             })
             .collect()
     }
+}
 
-    /// Applies retention to every partition; returns the batches deleted.
-    pub fn apply_retention(&self, now_ms: i64, default_ms: i64, default_bytes: i64, meta: &ClusterMetadata) -> usize {
-        let mut deleted = 0;
-        for (tp, partition) in self.all() {
-            let config = meta.topics.get(&tp.topic).map(|t| &t.config);
-            // Compacted topics (__consumer_offsets) keep every key's latest value; time and
-            // size retention apply only when the policy also says "delete".
-            let policy = config.and_then(|c| c.get("cleanup.policy")).map_or("delete", String::as_str);
-            if !policy.split(',').any(|p| p.trim() == "delete") {
-                continue;
-            }
-            let get = |key: &str, default: i64| {
-                config.and_then(|c| c.get(key)).and_then(|v| v.parse().ok()).unwrap_or(default)
-            };
-            let retention_ms = get("retention.ms", default_ms);
-            let retention_bytes = get("retention.bytes", default_bytes);
-            match partition.log.apply_retention(now_ms, retention_ms, retention_bytes, partition.high_watermark()) {
-                Ok(n) if n > 0 => {
-                    tracing::info!(%tp, batches = n, log_start_offset = partition.log.offsets().log_start_offset, "retention deleted old record batches");
-                    deleted += n;
-                }
-                Ok(_) => {}
-                Err(e) => tracing::error!(%tp, error = %e, "retention failed on this partition"),
-            }
-        }
-        deleted
-    }
-
-    /// Marks everything appended before the last flush as recovered (checkpoint).
-    pub fn checkpoint(&self, end_offsets: &[(TopicPartition, i64)]) {
-        for (tp, offset) in end_offsets {
-            if let Some(p) = self.get(tp) {
-                if let Err(e) = p.log.set_recovery_point(*offset) {
-                    tracing::warn!(%tp, error = %e, "could not record the recovery point");
-                }
-            }
-        }
-    }
-
-    /// Log end offsets of every partition (taken before a flush, for [`Self::checkpoint`]).
-    pub fn end_offsets(&self) -> Vec<(TopicPartition, i64)> {
-        self.all().into_iter().map(|(tp, p)| (tp, p.log.offsets().log_end_offset)).collect()
-    }
-
-    /// Checkpoints every partition's high watermark.
-    pub fn checkpoint_high_watermarks(&self) {
-        for (tp, p) in self.all() {
-            if let Err(e) = p.log.checkpoint_high_watermark(p.high_watermark()) {
-                tracing::warn!(%tp, error = %e, "could not checkpoint the high watermark");
-            }
+/// The storage thread: opens and deletes partition logs in the order queued, off the
+/// async runtime. Ends when the manager is dropped or [`ReplicaManager::stop_storage`].
+fn storage_thread(manager: Weak<ReplicaManager>, mut jobs: mpsc::UnboundedReceiver<Job>) {
+    while let Some(job) = jobs.blocking_recv() {
+        let Some(manager) = manager.upgrade() else { return };
+        match job {
+            Job::Open(tp, topic_id) => manager.open_job(tp, topic_id),
+            Job::Delete(tp) => manager.delete_job(&tp),
+            Job::DeleteOrphans => manager.delete_orphans_job(),
         }
     }
 }
@@ -672,13 +467,17 @@ impl ReplicaManager {
 /// (conditional on the zkVersion this leader last saw) and announces them in
 /// `/isr_change_notification`. A lost race means the controller changed the partition:
 /// this broker drops its proposal and waits for the new state through its watch.
-pub async fn maintain_isr(replicas: &ReplicaManager, zk: &crate::zk::ZkHandle, now_ms: i64, lag_time_max_ms: i64) {
+pub(crate) async fn maintain_isr(
+    replicas: &ReplicaManager,
+    zk: &crate::zk::ZkHandle,
+    now_ms: i64,
+    lag_time_max_ms: i64,
+) {
     let updates = replicas.isr_updates(now_ms, lag_time_max_ms);
     if updates.is_empty() {
         return;
     }
     let mut changed = Vec::new();
-    let mut moved = false;
     for (tp, partition, state, expected_version) in updates {
         let old = partition.role().isr;
         match zk.write_isr(&tp.topic, tp.partition, &state, expected_version).await {
@@ -690,7 +489,7 @@ pub async fn maintain_isr(replicas: &ReplicaManager, zk: &crate::zk::ZkHandle, n
                 } else {
                     tracing::warn!(target: "state_change", %tp, leader_epoch = state.leader_epoch, isr = ?state.isr, removed = ?removed, added = ?added, "ISR shrank: followers did not keep up within replica.lag.time.max.ms; check those brokers (alive? disk or network slow?)");
                 }
-                moved |= partition.isr_written(&state, expected_version, new_version);
+                partition.isr_written(&state, expected_version, new_version);
                 changed.push((tp.topic.clone(), tp.partition));
             }
             Err(crate::zk::Error::BadVersion(_)) => {
@@ -701,9 +500,6 @@ pub async fn maintain_isr(replicas: &ReplicaManager, zk: &crate::zk::ZkHandle, n
             }
         }
     }
-    if moved {
-        replicas.notify_progress();
-    }
     if !changed.is_empty() {
         if let Err(e) = zk.notify_isr_change(changed).await {
             tracing::warn!(error = %e, "could not announce ISR changes in /isr_change_notification; the controller sees the state znodes anyway");
@@ -711,30 +507,5 @@ pub async fn maintain_isr(replicas: &ReplicaManager, zk: &crate::zk::ZkHandle, n
     }
 }
 
-/// Why an acks=all produce could not be confirmed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ReplicationWaitError {
-    /// NOT_ENOUGH_REPLICAS_AFTER_APPEND.
-    #[error("written, but the ISR shrank to {isr}, below min.insync.replicas={min}")]
-    NotEnoughReplicasAfterAppend {
-        /// ISR size.
-        isr: usize,
-        /// The minimum.
-        min: usize,
-    },
-    /// NOT_LEADER_OR_FOLLOWER.
-    #[error("leadership moved to broker {leader} before the write was replicated")]
-    NotLeader {
-        /// New leader.
-        leader: BrokerId,
-    },
-    /// REQUEST_TIMED_OUT.
-    #[error("not replicated to the whole ISR {isr:?} in time")]
-    TimedOut {
-        /// The ISR waited for.
-        isr: Vec<BrokerId>,
-    },
-}
-
-/// Re-export for API handlers.
-pub use log::Error as LogError;
+#[cfg(test)]
+mod tests;

@@ -5,15 +5,15 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::log::batch::BatchHeader;
+use crate::record::BatchHeader;
 
 /// How many batches per producer are remembered for duplicate detection (Kafka keeps 5,
 /// matching `max.in.flight.requests.per.connection` for idempotent producers).
-pub const RETAINED_BATCHES: usize = 5;
+pub(crate) const RETAINED_BATCHES: usize = 5;
 
 /// One appended batch of a producer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BatchMetadata {
+pub(crate) struct BatchMetadata {
     /// Sequence of the first record.
     pub first_sequence: i32,
     /// Sequence of the last record.
@@ -26,7 +26,7 @@ pub struct BatchMetadata {
 
 /// What the partition knows of one producer.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ProducerEntry {
+pub(crate) struct ProducerEntry {
     /// Current producer epoch.
     pub epoch: i16,
     /// Its last batches, oldest first.
@@ -35,7 +35,7 @@ pub struct ProducerEntry {
 
 /// Why a batch was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum SequenceError {
+pub(crate) enum SequenceError {
     /// The producer was fenced by a newer epoch: INVALID_PRODUCER_EPOCH.
     #[error("producer {producer_id} epoch {epoch} is older than the current epoch {current}")]
     InvalidEpoch {
@@ -62,7 +62,7 @@ pub enum SequenceError {
 
 /// Outcome of a check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Check {
+pub(crate) enum Check {
     /// Append it.
     Append,
     /// Already appended: answer with the original offsets, write nothing.
@@ -85,7 +85,7 @@ fn last_sequence(h: &BatchHeader) -> i32 {
 
 /// All producers of one partition.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ProducerStates {
+pub(crate) struct ProducerStates {
     producers: HashMap<i64, ProducerEntry>,
 }
 
@@ -94,7 +94,7 @@ impl ProducerStates {
     ///
     /// # Errors
     /// [`SequenceError`] as documented on its variants.
-    pub fn check(&self, h: &BatchHeader) -> Result<Check, SequenceError> {
+    pub(crate) fn check(&self, h: &BatchHeader) -> Result<Check, SequenceError> {
         if h.producer_id < 0 {
             return Ok(Check::Append);
         }
@@ -137,7 +137,7 @@ impl ProducerStates {
     }
 
     /// Records a stored batch (leader or follower) at its assigned offsets.
-    pub fn update(&mut self, h: &BatchHeader, first_offset: i64) {
+    pub(crate) fn update(&mut self, h: &BatchHeader, first_offset: i64) {
         if h.producer_id < 0 || h.is_control() {
             return;
         }
@@ -158,7 +158,7 @@ impl ProducerStates {
     }
 
     /// Rebuilds the state from stored batch headers, oldest first.
-    pub fn rebuild<'a>(headers: impl IntoIterator<Item = &'a BatchHeader>) -> Self {
+    pub(crate) fn rebuild<'a>(headers: impl IntoIterator<Item = &'a BatchHeader>) -> Self {
         let mut states = ProducerStates::default();
         for h in headers {
             states.update(h, h.base_offset);
@@ -167,13 +167,9 @@ impl ProducerStates {
     }
 
     /// Number of producers known.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.producers.len()
-    }
-
-    /// Whether no producer is known.
-    pub fn is_empty(&self) -> bool {
-        self.producers.is_empty()
     }
 }
 

@@ -2,7 +2,7 @@
 //! metadata it watches, and the admin writes (topics, partitions, producer-id blocks) that
 //! Kafka's brokers also make themselves. Paths and payloads come from `common::znode`.
 
-pub mod session;
+pub(crate) mod session;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -18,7 +18,7 @@ use crate::metadata::{BrokerInfo, ClusterMetadata, PartitionMetadata, TopicMetad
 
 /// ZooKeeper failures, as the broker reports them.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
-pub enum Error {
+pub(crate) enum Error {
     /// No session right now (starting, or re-connecting after expiry).
     #[error("not connected to ZooKeeper")]
     NotConnected,
@@ -62,14 +62,14 @@ fn client_err(path: impl Into<String>) -> impl FnOnce(zookeeper_client::Error) -
 
 /// A cloneable handle on the broker's current ZooKeeper session.
 #[derive(Clone)]
-pub struct ZkHandle {
+pub(crate) struct ZkHandle {
     broker_id: BrokerId,
     current: Arc<RwLock<Option<Client>>>,
 }
 
 impl ZkHandle {
     /// A handle with no session yet.
-    pub fn new(broker_id: BrokerId) -> Self {
+    pub(crate) fn new(broker_id: BrokerId) -> Self {
         Self { broker_id, current: Arc::new(RwLock::new(None)) }
     }
 
@@ -81,7 +81,7 @@ impl ZkHandle {
     ///
     /// # Errors
     /// [`Error::NotConnected`] while there is none.
-    pub fn client(&self) -> Result<Client, Error> {
+    pub(crate) fn client(&self) -> Result<Client, Error> {
         self.current.read().expect("zk handle lock").clone().ok_or(Error::NotConnected)
     }
 
@@ -89,7 +89,7 @@ impl ZkHandle {
     ///
     /// # Errors
     /// [`Error::NodeExists`] if the topic exists; other ZooKeeper errors.
-    pub async fn create_topic(
+    pub(crate) async fn create_topic(
         &self,
         topic: &str,
         topic_id: TopicId,
@@ -107,7 +107,7 @@ impl ZkHandle {
     ///
     /// # Errors
     /// [`Error::BadVersion`] if it changed meanwhile; other ZooKeeper errors.
-    pub async fn set_assignment(
+    pub(crate) async fn set_assignment(
         &self,
         topic: &str,
         topic_id: Option<TopicId>,
@@ -125,7 +125,7 @@ impl ZkHandle {
     ///
     /// # Errors
     /// ZooKeeper errors; an existing mark is not an error.
-    pub async fn mark_topic_for_deletion(&self, topic: &str) -> Result<(), Error> {
+    pub(crate) async fn mark_topic_for_deletion(&self, topic: &str) -> Result<(), Error> {
         let client = self.client()?;
         tributary_common::zk::mark_topic_for_deletion(&client, topic)
             .await
@@ -139,7 +139,7 @@ impl ZkHandle {
     /// # Errors
     /// [`Error::BadVersion`] when the state changed meanwhile (the controller elected
     /// someone else, or bumped the epoch): the leader must not act on its stale view.
-    pub async fn write_isr(
+    pub(crate) async fn write_isr(
         &self,
         topic: &str,
         partition: i32,
@@ -156,7 +156,7 @@ impl ZkHandle {
     ///
     /// # Errors
     /// ZooKeeper errors.
-    pub async fn notify_isr_change(&self, partitions: Vec<(String, i32)>) -> Result<(), Error> {
+    pub(crate) async fn notify_isr_change(&self, partitions: Vec<(String, i32)>) -> Result<(), Error> {
         let client = self.client()?;
         let payload = IsrChangeNotification::new(partitions).encode();
         client
@@ -171,7 +171,7 @@ impl ZkHandle {
     ///
     /// # Errors
     /// ZooKeeper errors after repeated races.
-    pub async fn next_producer_id_block(&self) -> Result<(i64, i64), Error> {
+    pub(crate) async fn next_producer_id_block(&self) -> Result<(i64, i64), Error> {
         let client = self.client()?;
         let path = znode::LATEST_PRODUCER_ID_BLOCK;
         for _ in 0..20 {

@@ -17,7 +17,7 @@ use crate::metadata::ClusterMetadata;
 
 /// What the session needs to (re-)register.
 #[derive(Clone, Debug)]
-pub struct SessionConfig {
+pub(crate) struct SessionConfig {
     /// zookeeper.connect
     pub connect: String,
     /// zookeeper.session.timeout.ms
@@ -33,7 +33,7 @@ pub struct SessionConfig {
 }
 
 /// A registered session.
-pub struct Registered {
+pub(crate) struct Registered {
     /// The session.
     pub client: Client,
     /// `/cluster/id`.
@@ -46,7 +46,7 @@ pub struct Registered {
 ///
 /// # Errors
 /// A sentence for the operator: ZooKeeper unreachable, or the broker id taken.
-pub async fn establish(cfg: &SessionConfig) -> anyhow::Result<Registered> {
+pub(crate) async fn establish(cfg: &SessionConfig) -> anyhow::Result<Registered> {
     let client = connect(&cfg.connect, cfg.session_timeout, cfg.connection_timeout).await?;
     ensure_persistent_paths(&client).await.map_err(|e| anyhow::anyhow!("creating Kafka's znodes failed: {e}"))?;
     let cluster_id = get_or_create_cluster_id(&client).await?;
@@ -82,7 +82,7 @@ enum Outcome {
 
 /// Runs until `shutdown`: publishes metadata snapshots to `metadata`, re-registers after
 /// session expiry, and on shutdown closes the session so `/brokers/ids/<id>` vanishes now.
-pub async fn run_session(
+pub(crate) async fn run_session(
     handle: ZkHandle,
     cfg: SessionConfig,
     first: Registered,

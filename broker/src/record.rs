@@ -5,17 +5,16 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 /// Size of the fixed batch header.
-pub const HEADER_LEN: usize = 61;
+pub(crate) const HEADER_LEN: usize = 61;
 /// Bytes before `batchLength` is counted (baseOffset + batchLength).
-pub const LOG_OVERHEAD: usize = 12;
+pub(crate) const LOG_OVERHEAD: usize = 12;
 const CRC_START: usize = 21;
 const ATTR_TIMESTAMP_TYPE: i16 = 0x08;
-const ATTR_TRANSACTIONAL: i16 = 0x10;
 const ATTR_CONTROL: i16 = 0x20;
 
 /// The fixed header of a v2 record batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BatchHeader {
+pub(crate) struct BatchHeader {
     /// First offset in the batch.
     pub base_offset: i64,
     /// Bytes after the `batchLength` field.
@@ -46,7 +45,7 @@ pub struct BatchHeader {
 
 impl BatchHeader {
     /// Parses the header at the start of `b` (which must hold at least [`HEADER_LEN`] bytes).
-    pub fn parse(mut b: &[u8]) -> Option<BatchHeader> {
+    pub(crate) fn parse(mut b: &[u8]) -> Option<BatchHeader> {
         if b.len() < HEADER_LEN {
             return None;
         }
@@ -68,30 +67,26 @@ impl BatchHeader {
     }
 
     /// Total size of the batch in bytes.
-    pub fn total_len(&self) -> usize {
+    pub(crate) fn total_len(&self) -> usize {
         LOG_OVERHEAD + self.batch_length as usize
     }
     /// Offset of the last record.
-    pub fn last_offset(&self) -> i64 {
+    pub(crate) fn last_offset(&self) -> i64 {
         self.base_offset + i64::from(self.last_offset_delta)
     }
     /// Compression codec bits (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd).
-    pub fn compression(&self) -> i16 {
+    pub(crate) fn compression(&self) -> i16 {
         self.attributes & 0x07
     }
-    /// Whether the batch belongs to a transaction.
-    pub fn is_transactional(&self) -> bool {
-        self.attributes & ATTR_TRANSACTIONAL != 0
-    }
     /// Whether it is a control batch (transaction marker).
-    pub fn is_control(&self) -> bool {
+    pub(crate) fn is_control(&self) -> bool {
         self.attributes & ATTR_CONTROL != 0
     }
 }
 
 /// Why a batch was refused; each maps to one Kafka error code.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
-pub enum BatchError {
+pub(crate) enum BatchError {
     /// Lengths or CRC do not add up: CORRUPT_MESSAGE.
     #[error("corrupt record batch: {0}")]
     Corrupt(String),
@@ -113,7 +108,7 @@ pub enum BatchError {
 /// # Errors
 /// [`BatchError`] for the first batch that is truncated, fails its CRC, is not magic 2,
 /// has an inconsistent count, or exceeds `max_batch_bytes`.
-pub fn validate(records: &Bytes, max_batch_bytes: usize) -> Result<Vec<(BatchHeader, Bytes)>, BatchError> {
+pub(crate) fn validate(records: &Bytes, max_batch_bytes: usize) -> Result<Vec<(BatchHeader, Bytes)>, BatchError> {
     split(records, max_batch_bytes, true)
 }
 
@@ -123,7 +118,7 @@ pub fn validate(records: &Bytes, max_batch_bytes: usize) -> Result<Vec<(BatchHea
 ///
 /// # Errors
 /// [`BatchError`] for the first batch that is truncated or fails its CRC.
-pub fn verify_replicated(records: &Bytes) -> Result<Vec<(BatchHeader, Bytes)>, BatchError> {
+pub(crate) fn verify_replicated(records: &Bytes) -> Result<Vec<(BatchHeader, Bytes)>, BatchError> {
     split(records, usize::MAX, false)
 }
 
@@ -222,14 +217,14 @@ fn check_uncompressed_records(mut body: &[u8], count: i32) -> Result<(), BatchEr
 }
 
 /// A record's key and value as stored (None = null).
-pub type StoredRecord = (Option<Bytes>, Option<Bytes>);
+pub(crate) type StoredRecord = (Option<Bytes>, Option<Bytes>);
 
 /// The keys and values of an uncompressed batch (`batch` is the whole batch, header
 /// included); used to replay internal topics.
 ///
 /// # Errors
 /// [`BatchError::Invalid`] for a compressed batch, [`BatchError::Corrupt`] for broken framing.
-pub fn records(header: &BatchHeader, batch: &Bytes) -> Result<Vec<StoredRecord>, BatchError> {
+pub(crate) fn records(header: &BatchHeader, batch: &Bytes) -> Result<Vec<StoredRecord>, BatchError> {
     if header.compression() != 0 {
         return Err(BatchError::Invalid(format!("compressed batch (codec {})", header.compression())));
     }
@@ -276,7 +271,7 @@ pub fn records(header: &BatchHeader, batch: &Bytes) -> Result<Vec<StoredRecord>,
 /// Rewrites, in the value about to be stored, the fields the leader owns: base offset and
 /// leader epoch (outside the CRC) and, for `LogAppendTime` topics, the timestamp type and
 /// max timestamp (CRC recomputed).
-pub fn stamp_in_place(batch: &mut [u8], base_offset: i64, leader_epoch: i32, log_append_time: Option<i64>) {
+pub(crate) fn stamp_in_place(batch: &mut [u8], base_offset: i64, leader_epoch: i32, log_append_time: Option<i64>) {
     batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
     batch[12..16].copy_from_slice(&leader_epoch.to_be_bytes());
     if let Some(now) = log_append_time {
@@ -289,10 +284,10 @@ pub fn stamp_in_place(batch: &mut [u8], base_offset: i64, leader_epoch: i32, log
 }
 
 /// A record's optional key and value.
-pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+pub(crate) type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
 
 /// Builds an uncompressed batch (for tests and tools): `records` are (key, value) pairs.
-pub fn build(base_offset: i64, timestamp: i64, records: &[KeyValue<'_>]) -> Bytes {
+pub(crate) fn build(base_offset: i64, timestamp: i64, records: &[KeyValue<'_>]) -> Bytes {
     fn put_varint(buf: &mut BytesMut, v: i64) {
         let mut z = ((v << 1) ^ (v >> 63)) as u64;
         while z >= 0x80 {

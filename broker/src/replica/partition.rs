@@ -1,0 +1,488 @@
+//! One partition replica hosted here: its log, its role (leader or follower, at which
+//! leader epoch), replication progress, idempotent producer state, and the purgatory keys
+//! that wake operations parked on it.
+//!
+//! Lock order, always taken in this order and never held across an `.await`:
+//! `role` → `followers` → `producers` → the log's own state lock (inside
+//! [`PartitionLog`]). Every write to the log goes through a method here that holds `role`,
+//! so a write is checked against the leadership it is made under.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use tributary_common::ids::{BrokerId, TopicId, TopicPartition};
+use tributary_common::znode::PartitionState;
+
+use super::isr::{self, FollowerState};
+use super::producer_state::{self, ProducerStates};
+use super::purgatory::Progress;
+use crate::log::{self, AppendInfo, PartitionLog, ReplicaAppendError};
+use crate::record::BatchHeader;
+use crate::topic_config::TopicConfig;
+
+/// Leadership of one partition as this broker knows it (from the state znode), with the
+/// topic's configuration from the same metadata snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Role {
+    /// Current leader (-1 when none).
+    pub(crate) leader: BrokerId,
+    /// Current leader epoch.
+    pub(crate) leader_epoch: i32,
+    /// In-sync replicas.
+    pub(crate) isr: Vec<BrokerId>,
+    /// Assigned replicas.
+    pub(crate) replicas: Vec<BrokerId>,
+    /// zkVersion of the state znode (the partition epoch), for conditional ISR writes.
+    pub(crate) state_version: i32,
+    /// Controller epoch recorded in the state znode.
+    pub(crate) controller_epoch: i32,
+    /// The topic's settings.
+    pub(crate) config: Arc<TopicConfig>,
+}
+
+impl Role {
+    fn same_leadership(&self, other: &Role) -> bool {
+        self.leader == other.leader && self.leader_epoch == other.leader_epoch
+    }
+}
+
+/// Which purgatory key of a partition an operation waits on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Key {
+    /// The log end moved (follower fetches).
+    LogEnd,
+    /// The high watermark moved, or leadership or the ISR changed (consumer fetches,
+    /// acks=all writes).
+    HighWatermark,
+}
+
+/// A partition replica hosted here.
+pub(crate) struct Partition {
+    log: Arc<PartitionLog>,
+    topic_id: Option<TopicId>,
+    tp: TopicPartition,
+    broker_id: BrokerId,
+    role: Mutex<Role>,
+    high_watermark: AtomicI64,
+    /// Counts leader → follower transitions: an acks=all wait spanning one must fail, as
+    /// the record it waits for may have been truncated and replaced.
+    demotions: AtomicU64,
+    followers: Mutex<BTreeMap<BrokerId, FollowerState>>,
+    producers: Mutex<ProducerStates>,
+    log_end_moved: Progress,
+    high_watermark_moved: Progress,
+}
+
+/// What a leader append wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Appended {
+    /// Written at these offsets.
+    New(AppendInfo),
+    /// A retry of a batch already written (idempotent producer): its original offsets.
+    Duplicate {
+        /// First offset.
+        base_offset: i64,
+        /// Last offset.
+        last_offset: i64,
+    },
+}
+
+impl Appended {
+    /// The last offset the write covers.
+    pub(crate) fn last_offset(&self) -> i64 {
+        match self {
+            Appended::New(info) => info.last_offset,
+            Appended::Duplicate { last_offset, .. } => *last_offset,
+        }
+    }
+}
+
+/// Why a leader append was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum AppendError {
+    /// Leadership: NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION, ...
+    #[error(transparent)]
+    Replica(#[from] ReplicaError),
+    /// acks=all with the ISR below `min.insync.replicas`: NOT_ENOUGH_REPLICAS, nothing written.
+    #[error("{tp}: the ISR {isr:?} has fewer than min.insync.replicas={min} replicas; nothing was written")]
+    NotEnoughReplicas {
+        /// Partition.
+        tp: TopicPartition,
+        /// The ISR.
+        isr: Vec<BrokerId>,
+        /// The minimum.
+        min: usize,
+    },
+    /// The records do not pass validation (CORRUPT_MESSAGE, INVALID_RECORD, MESSAGE_TOO_LARGE).
+    #[error(transparent)]
+    Batch(#[from] crate::record::BatchError),
+    /// Produce v3+ carries exactly one batch per partition: INVALID_RECORD.
+    #[error("produce v3+ carries exactly one record batch per partition, got {0}")]
+    BatchCount(usize),
+    /// A client writing to an internal topic: INVALID_TOPIC_EXCEPTION.
+    #[error("{0} is internal: only the broker's coordinators write to it")]
+    InternalTopic(String),
+    /// Idempotence rules: OUT_OF_ORDER_SEQUENCE_NUMBER or INVALID_PRODUCER_EPOCH.
+    #[error(transparent)]
+    Sequence(#[from] producer_state::SequenceError),
+    /// Storage failed: KAFKA_STORAGE_ERROR.
+    #[error(transparent)]
+    Log(#[from] log::Error),
+}
+
+/// Why a partition cannot serve a request; each maps to one Kafka error code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ReplicaError {
+    /// Not hosted here, or not a known topic: UNKNOWN_TOPIC_OR_PARTITION.
+    #[error("{0} is not hosted on this broker")]
+    UnknownPartition(TopicPartition),
+    /// Assigned here but its log is still being opened (recovered): NOT_LEADER_OR_FOLLOWER,
+    /// which clients retry, as Kafka answers for a replica it has not brought online yet.
+    #[error("{0} is still being opened on this broker (its log is recovering); retry shortly")]
+    Opening(TopicPartition),
+    /// Hosted but led elsewhere (or leaderless): NOT_LEADER_OR_FOLLOWER.
+    #[error("this broker is not the leader of {tp} (leader is {leader})")]
+    NotLeader {
+        /// Partition.
+        tp: TopicPartition,
+        /// Current leader, -1 if none.
+        leader: BrokerId,
+    },
+    /// The client knows a newer epoch than we do: UNKNOWN_LEADER_EPOCH.
+    #[error("{tp}: client leader epoch {requested} is newer than ours ({current})")]
+    UnknownLeaderEpoch {
+        /// Partition.
+        tp: TopicPartition,
+        /// Client's epoch.
+        requested: i32,
+        /// Ours.
+        current: i32,
+    },
+    /// The client's epoch is stale: FENCED_LEADER_EPOCH.
+    #[error("{tp}: client leader epoch {requested} is older than ours ({current})")]
+    FencedLeaderEpoch {
+        /// Partition.
+        tp: TopicPartition,
+        /// Client's epoch.
+        requested: i32,
+        /// Ours.
+        current: i32,
+    },
+}
+
+impl Partition {
+    pub(super) fn new(
+        tp: TopicPartition,
+        broker_id: BrokerId,
+        log: Arc<PartitionLog>,
+        topic_id: Option<TopicId>,
+        role: Role,
+        producers: ProducerStates,
+    ) -> Self {
+        let high_watermark = AtomicI64::new(log.checkpointed_high_watermark());
+        Partition {
+            log,
+            topic_id,
+            tp,
+            broker_id,
+            role: Mutex::new(role),
+            high_watermark,
+            demotions: AtomicU64::new(0),
+            followers: Mutex::new(BTreeMap::new()),
+            producers: Mutex::new(producers),
+            log_end_moved: Progress::default(),
+            high_watermark_moved: Progress::default(),
+        }
+    }
+
+    fn role_lock(&self) -> MutexGuard<'_, Role> {
+        self.role.lock().expect("role lock")
+    }
+
+    /// The partition's log, for reads. Writes go through this type's methods.
+    pub(crate) fn log(&self) -> &PartitionLog {
+        &self.log
+    }
+
+    /// `[log start, log end)` of the local log.
+    pub(crate) fn local_range(&self) -> (i64, i64) {
+        let o = self.log.offsets();
+        (o.log_start_offset, o.log_end_offset)
+    }
+
+    /// Reads whole batches of the local log from `offset` up to `upper` (a coordinator
+    /// loading its state). Blocking for a long read: call it off the async workers.
+    ///
+    /// # Errors
+    /// Storage errors, or an offset outside the log.
+    pub(crate) fn read_local(&self, offset: i64, max_bytes: usize, upper: i64) -> Result<Bytes, log::Error> {
+        self.log.read(offset, max_bytes, upper)
+    }
+
+    /// The topic id this replica was created for.
+    pub(crate) fn topic_id(&self) -> Option<TopicId> {
+        self.topic_id
+    }
+
+    /// Current role.
+    pub(crate) fn role(&self) -> Role {
+        self.role_lock().clone()
+    }
+
+    /// The purgatory key for `key`.
+    pub(crate) fn progress(&self, key: Key) -> &Progress {
+        match key {
+            Key::LogEnd => &self.log_end_moved,
+            Key::HighWatermark => &self.high_watermark_moved,
+        }
+    }
+
+    /// How many times this replica stopped leading; see [`super::ReplicaManager::complete`].
+    pub(crate) fn demotions(&self) -> u64 {
+        self.demotions.load(Ordering::Acquire)
+    }
+
+    /// The high watermark: what consumers may read.
+    pub(crate) fn high_watermark(&self) -> i64 {
+        self.high_watermark.load(Ordering::Acquire)
+    }
+
+    /// The last stable offset: the high watermark, as there are no open transactions.
+    pub(crate) fn last_stable_offset(&self) -> i64 {
+        self.high_watermark()
+    }
+
+    fn store_high_watermark(&self, hw: i64) {
+        if self.high_watermark.swap(hw, Ordering::AcqRel) != hw {
+            self.high_watermark_moved.bump();
+        }
+    }
+
+    /// Sets a follower's high watermark from the leader's (capped at the local log end).
+    pub(crate) fn set_follower_high_watermark(&self, leader_high_watermark: i64) {
+        let end = self.log.offsets().log_end_offset;
+        self.store_high_watermark(leader_high_watermark.min(end));
+    }
+
+    /// Recomputes the leader's high watermark; returns whether it moved.
+    fn advance_high_watermark(&self, role: &Role, followers: &BTreeMap<BrokerId, FollowerState>) -> bool {
+        if role.leader != self.broker_id {
+            return false;
+        }
+        let current = self.high_watermark();
+        let end = self.log.offsets().log_end_offset;
+        let hw =
+            isr::high_watermark(current, self.broker_id, end, &role.isr, followers, role.config.min_insync_replicas)
+                .min(end);
+        if hw > current {
+            self.store_high_watermark(hw);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Records a follower's fetch at `fetch_offset` (its log end). Returns whether the high
+    /// watermark moved.
+    ///
+    /// # Errors
+    /// [`ReplicaError::NotLeader`] when this broker does not lead the partition, and
+    /// [`ReplicaError::UnknownPartition`] when `replica` is not assigned to it.
+    pub(crate) fn record_follower_fetch(
+        &self,
+        replica: BrokerId,
+        fetch_offset: i64,
+        now_ms: i64,
+    ) -> Result<bool, ReplicaError> {
+        let role = self.role_lock();
+        if role.leader != self.broker_id {
+            return Err(ReplicaError::NotLeader { tp: self.tp.clone(), leader: role.leader });
+        }
+        if !role.replicas.contains(&replica) {
+            return Err(ReplicaError::UnknownPartition(self.tp.clone()));
+        }
+        let mut followers = self.followers.lock().expect("followers lock");
+        let end = self.log.offsets().log_end_offset;
+        followers.entry(replica).or_insert_with(|| FollowerState::new(now_ms)).on_fetch(fetch_offset, end, now_ms);
+        Ok(self.advance_high_watermark(&role, &followers))
+    }
+
+    /// Appends batches as leader, under the role lock: refuses when this broker does not
+    /// lead, when acks=all meets an ISR below `min.insync.replicas`, or when `check_sequences`
+    /// (producers' writes) finds a sequence out of order; a retried batch is answered with
+    /// its original offsets. Returns what was written, the leader epoch it was written
+    /// under, and the ISR size at that moment.
+    pub(super) fn append_as_leader(
+        &self,
+        batches: &[(BatchHeader, Bytes)],
+        needs_min_isr: bool,
+        check_sequences: bool,
+        log_append_time: Option<i64>,
+    ) -> Result<(Appended, usize), AppendError> {
+        let role = self.role_lock();
+        if role.leader != self.broker_id {
+            return Err(ReplicaError::NotLeader { tp: self.tp.clone(), leader: role.leader }.into());
+        }
+        if needs_min_isr && role.isr.len() < role.config.min_insync_replicas {
+            return Err(AppendError::NotEnoughReplicas {
+                tp: self.tp.clone(),
+                isr: role.isr.clone(),
+                min: role.config.min_insync_replicas,
+            });
+        }
+        let mut producers = self.producers.lock().expect("producers lock");
+        if check_sequences {
+            for (h, _) in batches {
+                if let producer_state::Check::Duplicate(meta) = producers.check(h)? {
+                    let dup = Appended::Duplicate { base_offset: meta.first_offset, last_offset: meta.last_offset };
+                    return Ok((dup, role.isr.len()));
+                }
+            }
+        }
+        let info = self.log.append(batches, role.leader_epoch, log_append_time)?;
+        let mut offset = info.base_offset;
+        for (h, _) in batches {
+            producers.update(h, offset);
+            offset += i64::from(h.last_offset_delta) + 1;
+        }
+        drop(producers);
+        self.log_end_moved.bump();
+        let followers = self.followers.lock().expect("followers lock");
+        self.advance_high_watermark(&role, &followers);
+        Ok((Appended::New(info), role.isr.len()))
+    }
+
+    /// Appends batches fetched from `leader` at `leader_epoch`, if that is still this
+    /// replica's view; `Ok(None)` when leadership changed meanwhile and they were dropped.
+    ///
+    /// # Errors
+    /// Log errors (including batches that do not follow the log end).
+    pub(super) fn append_as_follower(
+        &self,
+        leader: BrokerId,
+        leader_epoch: i32,
+        batches: &[(BatchHeader, Bytes)],
+    ) -> Result<Option<AppendInfo>, ReplicaAppendError> {
+        let role = self.role_lock();
+        if role.leader != leader || role.leader_epoch != leader_epoch || leader == self.broker_id {
+            return Ok(None);
+        }
+        let info = self.log.append_replicated(batches)?;
+        let mut producers = self.producers.lock().expect("producers lock");
+        for (h, _) in batches {
+            producers.update(h, h.base_offset);
+        }
+        drop(producers);
+        self.log_end_moved.bump();
+        Ok(Some(info))
+    }
+
+    /// Truncates the log (a follower diverging from its leader) and rebuilds producer
+    /// state. Walks and deletes storage: call it off the async worker threads.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub(crate) fn truncate_to(&self, offset: i64) -> Result<i64, log::Error> {
+        let _role = self.role_lock();
+        let end = self.log.truncate_to(offset)?;
+        self.after_truncation(end)?;
+        Ok(end)
+    }
+
+    /// Empties the log and restarts it at `offset`. Blocking, like [`Self::truncate_to`].
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub(crate) fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), log::Error> {
+        let _role = self.role_lock();
+        self.log.truncate_fully_and_start_at(offset)?;
+        self.after_truncation(offset)
+    }
+
+    fn after_truncation(&self, end: i64) -> Result<(), log::Error> {
+        let headers = self.log.headers_from(self.log.offsets().log_start_offset)?;
+        *self.producers.lock().expect("producers lock") = ProducerStates::rebuild(&headers);
+        self.store_high_watermark(self.high_watermark().min(end));
+        self.log_end_moved.bump();
+        Ok(())
+    }
+
+    /// Takes up a role from a new metadata snapshot. Returns whether leadership changed.
+    pub(super) fn apply_role(&self, role: Role, now_ms: i64) -> bool {
+        let mut current = self.role_lock();
+        let changed = !current.same_leadership(&role);
+        if changed {
+            let tp = &self.tp;
+            if role.leader == self.broker_id {
+                tracing::info!(target: "state_change", %tp, leader_epoch = role.leader_epoch, isr = ?role.isr, log_end_offset = self.log.offsets().log_end_offset, high_watermark = self.high_watermark(), "became leader");
+                if role.leader_epoch >= 0 {
+                    if let Err(e) = self.log.assign_epoch(role.leader_epoch) {
+                        tracing::warn!(%tp, error = %e, "could not record the new leader epoch");
+                    }
+                }
+                // Follower positions are unknown to a new leader until they fetch from it.
+                let mut followers = self.followers.lock().expect("followers lock");
+                *followers = role
+                    .replicas
+                    .iter()
+                    .filter(|r| **r != self.broker_id)
+                    .map(|r| (*r, FollowerState::new(now_ms)))
+                    .collect();
+            } else {
+                tracing::info!(target: "state_change", %tp, leader = role.leader, leader_epoch = role.leader_epoch, "following");
+                if current.leader == self.broker_id {
+                    self.demotions.fetch_add(1, Ordering::AcqRel);
+                }
+                self.followers.lock().expect("followers lock").clear();
+            }
+            *current = role;
+        } else if role.state_version >= current.state_version {
+            // Same leadership: adopt ISR and configuration changes (our own ISR writes come back this way too).
+            *current = role;
+        } else {
+            current.config = role.config;
+            current.replicas = role.replicas;
+        }
+        let followers = self.followers.lock().expect("followers lock");
+        self.advance_high_watermark(&current, &followers);
+        drop(followers);
+        drop(current);
+        // Parked operations re-check leadership and the ISR.
+        self.high_watermark_moved.bump();
+        self.log_end_moved.bump();
+        changed
+    }
+
+    /// The ISR this leader wants now (shrunk and expanded), with the state to write, or
+    /// `None` when it is right (or this broker does not lead).
+    pub(super) fn wanted_isr(&self, now_ms: i64, lag_time_max_ms: i64) -> Option<(PartitionState, i32)> {
+        let role = self.role_lock();
+        if role.leader != self.broker_id {
+            return None;
+        }
+        let followers = self.followers.lock().expect("followers lock");
+        let shrunk = isr::shrink(&role.isr, self.broker_id, &followers, now_ms, lag_time_max_ms);
+        let base = shrunk.clone().unwrap_or_else(|| role.isr.clone());
+        let epoch_start = self.log.epoch_start_offset(role.leader_epoch).unwrap_or(0);
+        let expanded = isr::expand(&base, &role.replicas, &followers, self.high_watermark(), epoch_start);
+        let next = expanded.or(shrunk)?;
+        Some((PartitionState::new(self.broker_id, role.leader_epoch, role.controller_epoch, next), role.state_version))
+    }
+
+    /// Adopts an ISR this broker wrote at `new_version`, unless the state moved on meanwhile.
+    pub(super) fn isr_written(&self, state: &PartitionState, expected_version: i32, new_version: i32) {
+        let mut role = self.role_lock();
+        if role.state_version != expected_version || role.leader_epoch != state.leader_epoch {
+            return;
+        }
+        role.isr = state.isr.clone();
+        role.state_version = new_version;
+        let followers = self.followers.lock().expect("followers lock");
+        self.advance_high_watermark(&role, &followers);
+        drop(followers);
+        drop(role);
+        self.high_watermark_moved.bump();
+    }
+}
