@@ -6,7 +6,11 @@ from confluent_kafka import Producer
 from harness import ContinuousProducer, consume_all, create_topic, wait_until
 
 
-def assert_all_acknowledged_records_read(cluster, topic, partitions, acked):
+def assert_all_acknowledged_records_read_after_restart(cluster, topic, partitions, acked):
+    acked = dict(acked)
+    assert len(acked) >= 3000
+    cluster.start_broker(1)
+    cluster.wait_topic_led(topic, partitions=partitions)
     got = consume_all(cluster.bootstrap(), topic, partitions, acked.keys())
     missing = {k: v for k, v in acked.items() if got.get(k) != v}
     assert not missing, f"{len(missing)} acknowledged records lost or changed, e.g. {list(missing.items())[:3]}"
@@ -18,12 +22,7 @@ def test_kill_9_keeps_every_acknowledged_record(cluster):
     with ContinuousProducer(cluster.bootstrap(), topic, acks="all") as writer:
         wait_until(lambda: len(writer.acked) >= 3000, timeout=60, what="3000 acknowledged records")
         cluster.brokers[1].kill()  # kill -9 while the producer is mid-stream
-    before_restart = dict(writer.acked)
-    assert len(before_restart) >= 3000
-
-    cluster.start_broker(1)
-    cluster.wait_topic_led(topic, partitions=2)
-    assert_all_acknowledged_records_read(cluster, topic, 2, before_restart)
+    assert_all_acknowledged_records_read_after_restart(cluster, topic, 2, writer.acked)
 
 
 def test_sigterm_during_acks_all_produce_keeps_every_acknowledged_record(cluster):
@@ -39,12 +38,7 @@ def test_sigterm_during_acks_all_produce_keeps_every_acknowledged_record(cluster
         assert broker.wait_exit(30) == 0, broker.log()[-3000:]
     log = broker.log()
     assert "shut down: connections closed, fetchers stopped, log store flushed, ZooKeeper session closed" in log
-    before_restart = dict(writer.acked)
-    assert len(before_restart) >= 3000
-
-    cluster.start_broker(1)
-    cluster.wait_topic_led(topic, partitions=2)
-    assert_all_acknowledged_records_read(cluster, topic, 2, before_restart)
+    assert_all_acknowledged_records_read_after_restart(cluster, topic, 2, writer.acked)
 
 
 def test_a_clean_restart_keeps_data_and_offsets(cluster):

@@ -370,14 +370,15 @@ def test_group_requests_with_bad_input_get_kafkas_error_codes(cluster):
         req = JoinGroupRequest(group_id=group, session_timeout_ms=session, rebalance_timeout_ms=rebalance,
                                member_id=member_id, group_instance_id=None, protocol_type="consumer",
                                protocols=[Protocol(name="range", metadata=b"\x00\x00\x00\x00\x00\x00")])
-        answered = []
-
-        def loaded():
-            answered[:] = [_call(on, req, JoinGroupResponse, version)]
-            return answered[0].error_code != 14  # COORDINATOR_LOAD_IN_PROGRESS: retry, as clients do
-
-        wait_until(loaded, timeout=30, what="a JoinGroup answer other than COORDINATOR_LOAD_IN_PROGRESS")
-        return answered[0]
+        # COORDINATOR_LOAD_IN_PROGRESS: retry, as clients do, for 30 s at most. Socket errors
+        # propagate (one caller closes the connection under a parked join on purpose).
+        deadline = time.monotonic() + 30
+        while True:
+            response = _call(on, req, JoinGroupResponse, version)
+            if response.error_code != 14:
+                return response
+            assert time.monotonic() < deadline, "JoinGroup still answered COORDINATOR_LOAD_IN_PROGRESS after 30 s"
+            time.sleep(0.05)
 
     # The group's coordinator exists once FindCoordinator has created __consumer_offsets.
     wait_until(lambda: _call(conn, FindCoordinatorRequest(key="raw-group"), FindCoordinatorResponse, 0).error_code == 0,
