@@ -215,7 +215,8 @@ impl GroupCoordinator {
                 if let Some(mut group) = inner.groups.remove(g) {
                     let mut fx = Effects::default();
                     group.kill(code(ResponseError::NotCoordinator), &mut fx);
-                    answer_now(&mut inner, g, fx);
+                    // The group is gone from the map, so nothing is stored: answers go out now.
+                    self.finish(&mut inner, p, g, fx).spawn(&self.replicas);
                 }
             }
             tracing::info!(broker_id = self.broker_id, partition = p, groups = groups.len(), "no longer the group coordinator for __consumer_offsets partition {p}; its groups move to the new leader");
@@ -738,20 +739,6 @@ impl GroupCoordinator {
                 tracing::warn!(broker_id = self.broker_id, %tp, error = %e, "writing to __consumer_offsets failed; clients will retry");
                 Err(append_error_code(&e))
             }
-        }
-    }
-}
-
-/// Answers parked requests of a group that is going away (nothing to store).
-fn answer_now(inner: &mut Inner, group_id: &str, fx: Effects) {
-    for (member, response) in fx.joins {
-        if let Some(tx) = inner.joins.remove(&(group_id.to_string(), member)) {
-            let _ = tx.send(response);
-        }
-    }
-    for (member, response) in fx.syncs {
-        if let Some(tx) = inner.syncs.remove(&(group_id.to_string(), member)) {
-            let _ = tx.send(response);
         }
     }
 }

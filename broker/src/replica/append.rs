@@ -175,11 +175,16 @@ impl ReplicaManager {
         };
         let (mut flushed, mut results) = tokio::join!(flush, replicated);
         // An ISR that shrank to this leader alone during the wait leaves its copy the only one.
-        let flush_now = pending.iter().zip(&results).any(|(p, r)| {
-            let role = p.partition.role();
-            r.is_ok() && durability::required(p.acks, role.isr.len(), role.config.flush_every_message).flush
-        });
-        if flushed.is_ok() && !flush_first && flush_now {
+        // Only acks=all writes can need it, so acks=1 requests read no role here.
+        let flush_now = || {
+            pending.iter().zip(&results).any(|(p, r)| {
+                p.acks == Acks::All && r.is_ok() && {
+                    let role = p.partition.role();
+                    durability::required(p.acks, role.isr.len(), role.config.flush_every_message).flush
+                }
+            })
+        };
+        if flushed.is_ok() && !flush_first && flush_now() {
             flushed = self.store.flush().await;
         }
         if let Err(e) = flushed {
