@@ -94,9 +94,12 @@ def test_http_admin_api(cluster):
     summary = next(t for t in topics if t["name"] == "via-http")
     assert (summary["partitions"], summary["replication_factor"], summary["marked_for_deletion"]) == (3, 1, False)
 
-    # Bad input: 4xx with a JSON reason.
+    # Bad input: 4xx with a JSON reason. The rules are the ones CreateTopics applies.
+    assert http_request("POST", http + "/topics", {"name": "metric_name"})[0] == 201
     for body, code, needle in [
         ({"name": "via-http"}, 409, "already exists"),
+        ({"name": "metric.name"}, 409, "collides with existing topic \"metric_name\""),
+        ({"name": "cfg", "config": {"retention.ms": "soon"}}, 400, "retention.ms"),
         ({"name": "bad/name"}, 400, "only ASCII"),
         ({"name": "wide", "replication_factor": 3}, 400, "larger than the 1 live broker"),
         ({"name": "zero", "partitions": 0}, 400, "at least 1"),

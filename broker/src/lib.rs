@@ -115,11 +115,11 @@ pub async fn run(config: BrokerConfig, listeners: Vec<TcpListener>, shutdown: Ca
 
     let session_config = SessionConfig {
         connect: config.zookeeper_connect.clone(),
-        session_timeout: config.zookeeper_session_timeout,
-        connection_timeout: config.zookeeper_connection_timeout,
+        session_timeout: config.zookeeper_session_timeout(),
+        connection_timeout: config.zookeeper_connection_timeout(),
         broker_id,
-        endpoints: config.advertised_listeners.clone(),
-        rack: config.rack.clone(),
+        endpoints: config.advertised(),
+        rack: config.broker_rack.clone(),
     };
     let registered = establish(&session_config).await?;
     check_meta_properties(&dir, broker_id, Some(&registered.cluster_id))?;
@@ -230,7 +230,7 @@ pub async fn run(config: BrokerConfig, listeners: Vec<TcpListener>, shutdown: Ca
         loop {
             tokio::select! {
                 _ = tick.tick() => groups.groups.tick(api::now_ms()),
-                _ = expiry.tick() => groups.groups.expire(api::now_ms(), groups.config.offsets_retention_ms).await,
+                _ = expiry.tick() => groups.groups.expire(api::now_ms(), groups.config.offsets_retention_ms()).await,
                 _ = stop.cancelled() => return,
             }
         }
@@ -246,7 +246,7 @@ pub async fn run(config: BrokerConfig, listeners: Vec<TcpListener>, shutdown: Ca
     let mut acceptors = Vec::new();
     for listener in listeners {
         let addr = listener.local_addr().ok();
-        tracing::info!(broker_id, listener = ?addr, advertised = ?ctx.config.advertised_listeners.iter().map(ToString::to_string).collect::<Vec<_>>(), partitions_opening = ctx.replicas.opening_count(), "accepting Kafka clients");
+        tracing::info!(broker_id, listener = ?addr, advertised = ?ctx.config.advertised().iter().map(ToString::to_string).collect::<Vec<_>>(), partitions_opening = ctx.replicas.opening_count(), "accepting Kafka clients");
         let conns = server::Connections {
             tracker: connections.clone(),
             drain: shutdown.clone(),
@@ -265,7 +265,7 @@ pub async fn run(config: BrokerConfig, listeners: Vec<TcpListener>, shutdown: Ca
         let _ = a.await;
     }
     connections.close();
-    let grace = ctx.config.shutdown_grace;
+    let grace = ctx.config.shutdown_grace();
     if tokio::time::timeout(grace, connections.wait()).await.is_err() {
         tracing::warn!(
             broker_id,

@@ -14,8 +14,8 @@ async fn main() -> ExitCode {
         eprintln!("broker: {e}");
         return ExitCode::from(2);
     }
-    let config = match BrokerConfig::from_args(args) {
-        Ok(c) => c,
+    let (config, inert_keys) = match BrokerConfig::from_args(args) {
+        Ok(loaded) => loaded,
         Err(e) => {
             tracing::error!("invalid configuration: {e}");
             eprintln!("broker: invalid configuration: {e}");
@@ -23,11 +23,11 @@ async fn main() -> ExitCode {
         }
     };
     tracing::info!(?config, "effective configuration");
-    if !config.inert_keys.is_empty() {
-        tracing::info!(keys = ?config.inert_keys, "these Kafka settings have no effect in Tributary and are ignored");
+    if !inert_keys.is_empty() {
+        tracing::info!(keys = ?inert_keys, "these Kafka settings have no effect in Tributary and are ignored");
     }
     let mut listeners = Vec::new();
-    for l in &config.listeners {
+    for l in &config.listeners.0 {
         let host = if l.host.is_empty() { "0.0.0.0" } else { l.host.as_str() };
         match TcpListener::bind((host, l.port)).await {
             Ok(listener) => listeners.push(listener),

@@ -12,7 +12,7 @@ use crate::config::BrokerConfig;
 
 #[cfg(test)]
 use tributary_common::topic::ConfigKind as Kind;
-pub(crate) use tributary_common::topic::{validate_config as validate, TOPIC_CONFIGS as DEFS};
+pub(crate) use tributary_common::topic::TOPIC_CONFIGS as DEFS;
 
 /// The settings of one topic that the broker acts on.
 #[derive(Clone, Debug, PartialEq, Eq)]

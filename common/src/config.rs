@@ -97,6 +97,16 @@ impl Properties {
         self.entries.remove(key)
     }
 
+    /// Whether the key is set (and not yet taken).
+    pub fn contains(&self, key: &str) -> bool {
+        self.entries.contains_key(key)
+    }
+
+    /// Sets a value, replacing any; used to fold another spelling into the declared key.
+    pub fn set(&mut self, key: &str, value: String) {
+        self.entries.insert(key.to_string(), value);
+    }
+
     /// Takes and parses a value.
     ///
     /// # Errors
@@ -131,6 +141,258 @@ impl Properties {
     }
 }
 
+/// One setting as declared in a [`settings!`](crate::settings) table: what `--help`, the
+/// README's configuration tables and the start-up log are checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setting {
+    /// The properties key, Kafka's name (`log.retention.ms`).
+    pub key: &'static str,
+    /// The field, from which the flag is derived (`log_retention_ms` → `--log-retention-ms`).
+    pub field: &'static str,
+    /// The environment variable.
+    pub env: &'static str,
+    /// The default as it would be written in the file; `required` or `none` when there is none.
+    pub default: &'static str,
+    /// What it does.
+    pub doc: &'static str,
+}
+
+impl Setting {
+    /// The command-line flag.
+    pub fn flag(&self) -> String {
+        format!("--{}", self.field.replace('_', "-"))
+    }
+}
+
+/// Declares a program's settings once: each line gives the field, its type, its default
+/// (`"text"` parsed like a file value, `required`, or `optional`), the properties key, the
+/// environment variable and the doc. It generates
+///
+/// - `$Flags`, a `clap::Args` struct of `Option`s (flatten it into the program's parser),
+/// - `$Config`, the effective values (`Option<T>` for `optional` settings), its `Default`
+///   (required ones take `T::default()`, for tests) and `$Config::SETTINGS`,
+/// - `$Config::merge(flags, &mut properties)`: flag, else file, else default, else
+///   [`ConfigError::Missing`]; a value that does not parse is [`ConfigError::Invalid`]
+///   naming the key.
+///
+/// Range checks stay with the program (a `validate` beside the table).
+#[macro_export]
+macro_rules! settings {
+    (
+        $(#[$flags_meta:meta])*
+        flags $Flags:ident;
+        $(#[$config_meta:meta])*
+        config $Config:ident;
+        $( $field:ident : $ty:ty = $default:tt, $key:literal, $env:literal, $doc:literal; )+
+    ) => {
+        $(#[$flags_meta])*
+        #[derive(Debug, Default, Clone, clap::Args)]
+        pub struct $Flags {
+            $(
+                #[arg(long, env = $env, allow_negative_numbers = true, help = concat!($key, ": ", $doc, $crate::__setting_help_default!($default)))]
+                pub $field: Option<$ty>,
+            )+
+        }
+
+        $(#[$config_meta])*
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct $Config {
+            $(
+                #[doc = concat!("`", $key, "`: ", $doc)]
+                pub $field: $crate::__setting_type!($ty; $default),
+            )+
+        }
+
+        impl Default for $Config {
+            fn default() -> Self {
+                Self { $( $field: $crate::__setting_default!($ty; $key; $default), )+ }
+            }
+        }
+
+        impl $Config {
+            /// Every setting, in declaration order.
+            pub const SETTINGS: &'static [$crate::config::Setting] = &[
+                $( $crate::config::Setting {
+                    key: $key,
+                    field: stringify!($field),
+                    env: $env,
+                    default: $crate::__setting_doc_default!($default),
+                    doc: $doc,
+                }, )+
+            ];
+
+            /// Every setting's key, value as Kafka would print it (`None` when an optional
+            /// setting is unset) and Kafka's config type, for DescribeConfigs.
+            pub fn values(&self) -> Vec<(&'static str, Option<String>, $crate::config::ConfigType)> {
+                vec![ $( ($key, $crate::config::SettingValue::render(&self.$field), <$ty as $crate::config::SettingValue>::TYPE), )+ ]
+            }
+
+            /// Flag, else file, else default; the keys taken are removed from `props`.
+            fn merge(
+                flags: $Flags,
+                props: &mut $crate::config::Properties,
+            ) -> Result<Self, $crate::config::ConfigError> {
+                Ok(Self {
+                    $( $field: {
+                        // The file's value is taken (and checked) even when a flag wins,
+                        // so that it is not later refused as unknown.
+                        let from_file: Option<$ty> = props.take_parsed($key)?;
+                        let given: Option<$ty> = flags.$field.or(from_file);
+                        $crate::__setting_resolve!(given; $ty; $key; stringify!($field); $default)
+                    }, )+
+                })
+            }
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __setting_type {
+    ($ty:ty; optional) => { Option<$ty> };
+    ($ty:ty; $other:tt) => { $ty };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __setting_default {
+    ($ty:ty; $key:literal; required) => {
+        <$ty as Default>::default()
+    };
+    ($ty:ty; $key:literal; optional) => {
+        None
+    };
+    ($ty:ty; $key:literal; $text:literal) => {
+        $crate::config::parse_default::<$ty>($key, $text)
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __setting_resolve {
+    ($given:ident; $ty:ty; $key:literal; $field:expr; required) => {
+        match $given {
+            Some(v) => v,
+            None => {
+                return Err($crate::config::ConfigError::Missing {
+                    key: $key.into(),
+                    flag: format!("--{}", $field.replace('_', "-")),
+                })
+            }
+        }
+    };
+    ($given:ident; $ty:ty; $key:literal; $field:expr; optional) => {
+        $given
+    };
+    ($given:ident; $ty:ty; $key:literal; $field:expr; $text:literal) => {
+        match $given {
+            Some(v) => v,
+            None => $crate::config::parse_default::<$ty>($key, $text),
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __setting_help_default {
+    (required) => {
+        " (required)"
+    };
+    (optional) => {
+        ""
+    };
+    ($text:literal) => {
+        concat!(" (default ", $text, ")")
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __setting_doc_default {
+    (required) => {
+        "required"
+    };
+    (optional) => {
+        "none"
+    };
+    ($text:literal) => {
+        $text
+    };
+}
+
+/// Kafka's config types, as DescribeConfigs reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i8)]
+pub enum ConfigType {
+    /// BOOLEAN
+    Boolean = 1,
+    /// STRING
+    String = 2,
+    /// INT
+    Int = 3,
+    /// SHORT
+    Short = 4,
+    /// LONG
+    Long = 5,
+    /// LIST
+    List = 7,
+}
+
+/// A setting's value type: how Kafka prints it and which config type it is.
+pub trait SettingValue {
+    /// Kafka's type for it.
+    const TYPE: ConfigType;
+    /// The value as Kafka prints it; `None` for an unset optional setting.
+    fn render(&self) -> Option<String>;
+}
+
+macro_rules! setting_value {
+    ($($t:ty => $kind:ident),+ $(,)?) => {
+        $( impl SettingValue for $t {
+            const TYPE: ConfigType = ConfigType::$kind;
+            fn render(&self) -> Option<String> {
+                Some(self.to_string())
+            }
+        } )+
+    };
+}
+
+setting_value!(bool => Boolean, String => String, i16 => Short, i32 => Int, i64 => Long, u32 => Int, u64 => Long, usize => Int, Listeners => List);
+
+impl SettingValue for std::path::PathBuf {
+    const TYPE: ConfigType = ConfigType::String;
+    fn render(&self) -> Option<String> {
+        Some(self.display().to_string())
+    }
+}
+
+impl SettingValue for std::net::SocketAddr {
+    const TYPE: ConfigType = ConfigType::String;
+    fn render(&self) -> Option<String> {
+        Some(self.to_string())
+    }
+}
+
+impl<T: SettingValue> SettingValue for Option<T> {
+    const TYPE: ConfigType = T::TYPE;
+    fn render(&self) -> Option<String> {
+        self.as_ref().and_then(SettingValue::render)
+    }
+}
+
+/// Parses a declared default. A default that does not parse is a bug in the declaration,
+/// caught by every program's `defaults_parse` test.
+#[doc(hidden)]
+pub fn parse_default<T: FromStr>(key: &str, text: &str) -> T
+where
+    T::Err: std::fmt::Display,
+{
+    match text.parse() {
+        Ok(v) => v,
+        Err(e) => panic!("the declared default {text:?} of {key} does not parse: {e}"),
+    }
+}
+
 fn split_entry(entry: &str) -> Option<(String, String)> {
     let entry = entry.trim();
     if entry.is_empty() {
@@ -143,6 +405,29 @@ fn split_entry(entry: &str) -> Option<(String, String)> {
         rest = &rest[1..];
     }
     Some((key, rest.trim().to_string()))
+}
+
+/// A `listeners` or `advertised.listeners` value: comma-separated `NAME://host:port`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Listeners(pub Vec<Endpoint>);
+
+impl FromStr for Listeners {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match parse_listeners("listeners", s) {
+            Ok(l) => Ok(Listeners(l)),
+            Err(ConfigError::Invalid { reason, .. }) => Err(reason),
+            Err(other) => Err(other.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for Listeners {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&parts.join(","))
+    }
 }
 
 /// Parses Kafka's `listeners` / `advertised.listeners`: comma-separated `NAME://host:port`.

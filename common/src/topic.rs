@@ -38,6 +38,54 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Why a new topic is refused before anything is written. The broker maps each to a
+/// Kafka error code, the coordinator's HTTP API to a status.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum NewTopicError {
+    /// The name breaks Kafka's rules (INVALID_TOPIC_EXCEPTION, HTTP 400).
+    #[error("{0}")]
+    InvalidName(String),
+    /// A topic of that name exists (TOPIC_ALREADY_EXISTS, HTTP 409).
+    #[error("topic {0:?} already exists")]
+    Exists(String),
+    /// The name differs from an existing one only by '.' versus '_', which Kafka's metric
+    /// names cannot tell apart (INVALID_TOPIC_EXCEPTION, HTTP 409).
+    #[error("topic {name:?} collides with existing topic {existing:?}: '.' and '_' are interchangeable in metric names; pick another name")]
+    Collides {
+        /// The new name.
+        name: String,
+        /// The existing topic.
+        existing: String,
+    },
+    /// A config override is unknown or has a bad value (INVALID_CONFIG, HTTP 400).
+    #[error("{0}")]
+    InvalidConfig(String),
+}
+
+/// Checks a new topic's name and config overrides against the existing topics, as Kafka's
+/// `AdminZkClient.validateTopicCreate` does. Shared by CreateTopics, Metadata
+/// auto-creation and the coordinator's `POST /topics`, so that all three refuse the same.
+///
+/// # Errors
+/// [`NewTopicError`], the first rule broken.
+pub fn validate_new_topic<'a>(
+    name: &str,
+    configs: &BTreeMap<String, String>,
+    existing: impl IntoIterator<Item = &'a String>,
+) -> Result<(), NewTopicError> {
+    validate_topic_name(name).map_err(NewTopicError::InvalidName)?;
+    let folded = name.replace('.', "_");
+    for other in existing {
+        if other == name {
+            return Err(NewTopicError::Exists(name.to_string()));
+        }
+        if other.replace('.', "_") == folded {
+            return Err(NewTopicError::Collides { name: name.to_string(), existing: other.clone() });
+        }
+    }
+    validate_config(configs).map_err(NewTopicError::InvalidConfig)
+}
+
 /// Why replicas could not be assigned.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum AssignmentError {
@@ -393,6 +441,32 @@ pub fn validate_config(configs: &BTreeMap<String, String>) -> Result<(), String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_topics_are_checked_against_the_existing_ones() {
+        let existing: Vec<String> = vec!["a_b".into(), "orders".into()];
+        let retention = |v: &str| BTreeMap::from([("retention.ms".to_string(), v.to_string())]);
+        type Case = (&'static str, BTreeMap<String, String>, Result<(), &'static str>);
+        let cases: Vec<Case> = vec![
+            ("fresh", BTreeMap::new(), Ok(())),
+            ("fresh", retention("1000"), Ok(())),
+            ("orders", BTreeMap::new(), Err("exists")),
+            ("a.b", BTreeMap::new(), Err("collides")),
+            ("a_b", BTreeMap::new(), Err("exists")),
+            ("a-b", BTreeMap::new(), Ok(())),
+            ("bad name", BTreeMap::new(), Err("name")),
+            ("fresh", retention("soon"), Err("config")),
+        ];
+        for (name, configs, want) in cases {
+            let got = validate_new_topic(name, &configs, &existing).map_err(|e| match e {
+                NewTopicError::InvalidName(_) => "name",
+                NewTopicError::Exists(_) => "exists",
+                NewTopicError::Collides { .. } => "collides",
+                NewTopicError::InvalidConfig(_) => "config",
+            });
+            assert_eq!(got, want, "{name} {configs:?}");
+        }
+    }
 
     #[test]
     fn config_overrides_are_checked_by_type_and_name() {

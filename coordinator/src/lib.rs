@@ -6,6 +6,7 @@ pub mod config;
 pub mod controller;
 
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -26,10 +27,10 @@ pub async fn run(config: CoordinatorConfig, http: TcpListener, shutdown: Cancell
         ControllerConfig {
             controller_id: config.controller_id,
             zookeeper_connect: config.zookeeper_connect.clone(),
-            session_timeout: config.session_timeout,
-            unclean_leader_election: config.unclean_leader_election,
-            auto_leader_rebalance: config.auto_leader_rebalance,
-            leader_imbalance_check_interval: config.leader_imbalance_check_interval,
+            session_timeout: Duration::from_millis(config.zookeeper_session_timeout_ms),
+            unclean_leader_election: config.unclean_leader_election_enable,
+            auto_leader_rebalance: config.auto_leader_rebalance_enable,
+            leader_imbalance_check_interval: Duration::from_secs(config.leader_imbalance_check_interval_seconds),
             leader_imbalance_per_broker_percentage: config.leader_imbalance_per_broker_percentage,
         },
         slot.clone(),

@@ -18,7 +18,7 @@ use kafka_protocol::messages::{
 };
 use tributary_common::ids::{BrokerId, TopicId};
 use tributary_common::topic::{
-    assign_new_topic, place, rack_alternated, random_below, validate_topic_name, AssignmentError,
+    assign_new_topic, place, rack_alternated, random_below, validate_new_topic, AssignmentError, NewTopicError,
 };
 
 use super::{s, BrokerContext};
@@ -79,16 +79,15 @@ pub(crate) fn plan_topic(
     configs: &BTreeMap<String, String>,
     assignment: Option<BTreeMap<i32, Vec<BrokerId>>>,
 ) -> Result<BTreeMap<i32, Vec<BrokerId>>, AdminError> {
-    validate_topic_name(name).map_err(|m| admin_err(ResponseError::InvalidTopicException, m))?;
     let cluster = ctx.cluster();
-    if cluster.topics.contains_key(name) {
-        return Err(admin_err(ResponseError::TopicAlreadyExists, format!("topic {name:?} already exists")));
-    }
-    let folded = name.replace('.', "_");
-    if let Some(other) = cluster.topics.keys().find(|t| t.replace('.', "_") == folded) {
-        return Err(admin_err(ResponseError::InvalidTopicException, format!("topic {name:?} collides with existing topic {other:?} ('.' and '_' are interchangeable in metric names)")));
-    }
-    topic_config::validate(configs).map_err(|m| admin_err(ResponseError::InvalidConfig, m))?;
+    validate_new_topic(name, configs, cluster.topics.keys()).map_err(|e| {
+        let code = match e {
+            NewTopicError::Exists(_) => ResponseError::TopicAlreadyExists,
+            NewTopicError::InvalidName(_) | NewTopicError::Collides { .. } => ResponseError::InvalidTopicException,
+            NewTopicError::InvalidConfig(_) => ResponseError::InvalidConfig,
+        };
+        admin_err(code, e.to_string())
+    })?;
     let live = cluster.live_brokers();
     if let Some(assignment) = assignment {
         let expected_len = assignment.values().next().map(Vec::len);
@@ -461,31 +460,18 @@ fn config_entry(name: &str, value: String, source: i8, read_only: bool, kind: i8
 }
 
 fn broker_configs(ctx: &BrokerContext) -> Vec<(&'static str, String, i8)> {
-    const STRING: i8 = 2;
-    const INT: i8 = 3;
-    const LONG: i8 = 5;
-    const BOOLEAN: i8 = 1;
-    let c = &ctx.config;
-    let listeners =
-        |l: &[tributary_common::znode::Endpoint]| l.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
-    vec![
-        ("broker.id", c.broker_id.to_string(), INT),
-        ("listeners", listeners(&c.listeners), STRING),
-        ("advertised.listeners", listeners(&c.advertised_listeners), STRING),
-        ("zookeeper.connect", c.zookeeper_connect.clone(), STRING),
-        ("log.dirs", c.data_dir.display().to_string(), STRING),
-        ("broker.rack", c.rack.clone().unwrap_or_default(), STRING),
-        ("num.partitions", c.num_partitions.to_string(), INT),
-        ("default.replication.factor", c.default_replication_factor.to_string(), INT),
-        ("auto.create.topics.enable", c.auto_create_topics.to_string(), BOOLEAN),
-        ("log.retention.ms", c.log_retention_ms.to_string(), LONG),
-        ("log.retention.bytes", c.log_retention_bytes.to_string(), LONG),
-        ("log.retention.check.interval.ms", c.log_retention_check_interval_ms.to_string(), LONG),
-        ("log.flush.interval.messages", c.log_flush_interval_messages.min(i64::MAX as u64).to_string(), LONG),
-        ("log.flush.interval.ms", c.log_flush_interval_ms.to_string(), LONG),
-        ("message.max.bytes", c.message_max_bytes.to_string(), INT),
-        ("socket.request.max.bytes", c.socket_request_max_bytes.to_string(), INT),
-    ]
+    let advertised = || ctx.config.advertised().iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+    ctx.config
+        .values()
+        .into_iter()
+        .map(|(key, value, kind)| {
+            let value = match (key, value) {
+                ("advertised.listeners", None) => advertised(),
+                (_, value) => value.unwrap_or_default(),
+            };
+            (key, value, kind as i8)
+        })
+        .collect()
 }
 
 pub(super) fn describe_configs(

@@ -30,7 +30,7 @@ pub(super) async fn handle(ctx: &BrokerContext, version: i16, request: MetadataR
         .into_iter()
         .map(|t| (t.name.map(|n| n.0.as_str().to_string()), t.topic_id))
         .collect();
-    let may_create = ctx.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
+    let may_create = ctx.config.auto_create_topics_enable && (version < 4 || request.allow_auto_topic_creation);
 
     // Auto-create first, then answer from one consistent view.
     let mut created = Vec::new();

@@ -54,7 +54,7 @@ impl GroupState {
 
 /// Broker settings that shape group decisions.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GroupConfig {
+pub(crate) struct GroupConfig {
     /// `group.initial.rebalance.delay.ms`.
     pub initial_rebalance_delay_ms: i64,
     /// `group.min.session.timeout.ms`.

@@ -39,7 +39,7 @@ const PARTITION_RETRY: Duration = Duration::from_millis(200);
 
 /// The fetchers' settings (Kafka's `replica.fetch.*`).
 #[derive(Clone, Debug)]
-pub struct FetcherConfig {
+pub(crate) struct FetcherConfig {
     /// This broker.
     pub broker_id: BrokerId,
     /// replica.fetch.wait.max.ms

@@ -29,7 +29,7 @@ use serde_json::json;
 use tokio::sync::watch;
 use tributary_common::ids::{BrokerId, TopicId};
 use tributary_common::snapshot::{self, ClusterSnapshot};
-use tributary_common::topic::{assign_new_topic, validate_config, validate_topic_name};
+use tributary_common::topic::{assign_new_topic, validate_new_topic, NewTopicError};
 use tributary_common::zk::{create_topic, mark_topic_for_deletion, TopicWriteError};
 use tributary_common::znode::{self, ControllerZNode, NO_LEADER};
 use zookeeper_client::Client;
@@ -390,12 +390,15 @@ async fn create(State(state): State<AdminState>, body: Bytes) -> Result<Response
             "request body must be JSON like {{\"name\": \"t\", \"partitions\": 3, \"replication_factor\": 1, \"config\": {{}}}}: {e}"
         ))
     })?;
-    validate_topic_name(&req.name).map_err(ApiError::BadRequest)?;
-    validate_config(&req.config).map_err(ApiError::BadRequest)?;
+    let refused = |e: NewTopicError| match e {
+        NewTopicError::InvalidName(_) | NewTopicError::InvalidConfig(_) => ApiError::BadRequest(e.to_string()),
+        NewTopicError::Exists(_) | NewTopicError::Collides { .. } => ApiError::Conflict(e.to_string()),
+    };
+    // The same rule twice: first alone, so a bad name or config is refused even while
+    // ZooKeeper is unreachable, then against the topics that exist.
+    validate_new_topic(&req.name, &req.config, &[]).map_err(refused)?;
     let (client, s) = state.snapshot().await?;
-    if s.topics.contains_key(&req.name) {
-        return Err(ApiError::Conflict(format!("topic {:?} already exists", req.name)));
-    }
+    validate_new_topic(&req.name, &req.config, s.topics.keys()).map_err(refused)?;
     let live: Vec<(BrokerId, Option<String>)> =
         s.brokers.iter().map(|(id, b)| (*id, b.registration.rack.clone())).collect();
     let replicas = assign_new_topic(&live, req.partitions, req.replication_factor)
