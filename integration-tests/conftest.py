@@ -1,4 +1,6 @@
 import re
+import shutil
+
 import pytest
 
 from harness import LOGS, Cluster, ZooKeeper
@@ -20,7 +22,10 @@ def zookeeper():
 
 @pytest.fixture
 def log_dir(request):
+    """This test's log directory, emptied first: a log assertion must never pass on the
+    lines of an earlier run."""
     d = _log_dir(request)
+    shutil.rmtree(d, ignore_errors=True)
     d.mkdir(parents=True, exist_ok=True)
     return d
 

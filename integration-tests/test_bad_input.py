@@ -1,5 +1,6 @@
 """Bad input gets Kafka's error code or a closed connection with a log line: never a crash,
 never lost or corrupted data, other connections unaffected."""
+import re
 import struct
 
 import pytest
@@ -121,3 +122,29 @@ def test_a_batch_over_message_max_bytes_is_message_too_large(empty_cluster):
     producer.flush(20)
     assert small == [(None, 0)], "the refused batch left nothing behind"
     assert cluster.brokers[1].alive()
+
+
+LEVEL_LINE = re.compile(r"^\S+Z\s+(INFO|WARN|ERROR) ")
+
+
+def test_log_lines_name_the_broker_and_the_request_they_belong_to(broker):
+    cluster, port = broker
+    Producer({"bootstrap.servers": cluster.bootstrap()}).list_topics("logged", timeout=10)
+    cluster.wait_topic_led("logged")
+    batch = bytearray(record_batch([b"one"]))
+    batch[-1] ^= 0xFF
+    assert produce_raw(port, "logged", 0, bytes(batch))[0] == 2  # CORRUPT_MESSAGE
+    needle = "refused a record batch"
+    wait_until(lambda: needle in cluster.brokers[1].log(), timeout=5, what=f"a log line containing {needle!r}")
+    line = next(line for line in cluster.brokers[1].log().splitlines() if needle in line)
+    for part in ("WARN broker_id=1 ", "peer=127.0.0.1:", 'client_id="raw-test"', "api=Produce", "v=3", "logged-0"):
+        assert part in line, (part, line)
+
+    broker_lines = [line for line in cluster.brokers[1].log().splitlines() if LEVEL_LINE.match(line)]
+    assert broker_lines and all(" broker_id=1 " in line for line in broker_lines), \
+        [line for line in broker_lines if " broker_id=1 " not in line][:3]
+    coordinator_lines = [line for line in cluster.coordinators[0].log().splitlines() if LEVEL_LINE.match(line)]
+    assert coordinator_lines and all(" controller_id=" in line for line in coordinator_lines), \
+        [line for line in coordinator_lines if " controller_id=" not in line][:3]
+    elected = next(line for line in coordinator_lines if "became the active controller" in line)
+    assert re.search(r" controller_epoch=\d+ ", elected), elected

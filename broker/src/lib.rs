@@ -42,12 +42,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::net::TcpListener;
+use tokio::net::TcpSocket;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::api::{BrokerContext, ProducerIds};
+use crate::api::BrokerContext;
 use crate::config::BrokerConfig;
 use crate::group::GroupCoordinator;
 use crate::log::{FlushPolicy, LogStore};
@@ -92,12 +92,14 @@ fn check_meta_properties(dir: &Path, broker_id: i32, cluster_id: Option<&str>) -
     Ok(())
 }
 
-/// Runs a broker on already-bound listeners until `shutdown` is cancelled.
+/// Runs a broker on already-bound sockets until `shutdown` is cancelled. The sockets start
+/// listening only once the first metadata is served, so that a client never connects to a
+/// broker that cannot answer yet (it is refused and retries, as with a stopped broker).
 ///
 /// # Errors
 /// Start-up failures, each explained for the operator: data directory unusable, ZooKeeper
 /// unreachable, broker id already registered, data directory from another cluster.
-pub async fn run(config: BrokerConfig, listeners: Vec<TcpListener>, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(config: BrokerConfig, listeners: Vec<TcpSocket>, shutdown: CancellationToken) -> anyhow::Result<()> {
     let broker_id = config.broker_id;
     let dir = config.data_dir.clone();
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create data directory {}", dir.display()))?;
@@ -121,7 +123,14 @@ pub async fn run(config: BrokerConfig, listeners: Vec<TcpListener>, shutdown: Ca
         endpoints: config.advertised(),
         rack: config.broker_rack.clone(),
     };
-    let registered = establish(&session_config).await?;
+    let registered = tokio::select! {
+        r = establish(&session_config) => r?,
+        () = shutdown.cancelled() => {
+            store.close().await;
+            tracing::info!("shut down before registering in ZooKeeper; nothing else was started");
+            return Ok(());
+        }
+    };
     check_meta_properties(&dir, broker_id, Some(&registered.cluster_id))?;
 
     let zk = ZkHandle::new(broker_id);
@@ -132,14 +141,8 @@ pub async fn run(config: BrokerConfig, listeners: Vec<TcpListener>, shutdown: Ca
     let (zk_view_tx, mut zk_view) = watch::channel(None);
     let (served_tx, served_rx) = watch::channel(None);
     let replicas = ReplicaManager::new(broker_id, store.clone(), TopicConfig::defaults(&config));
-    let ctx = Arc::new(BrokerContext {
-        groups: GroupCoordinator::new(broker_id, config.group_config(), replicas.clone()),
-        replicas,
-        metadata: served_rx,
-        zk: zk.clone(),
-        producer_ids: ProducerIds::default(),
-        config,
-    });
+    let groups = GroupCoordinator::new(broker_id, config.group_config(), replicas.clone());
+    let ctx = Arc::new(BrokerContext::new(config, replicas, groups, served_rx, zk.clone()));
     // Background tasks run until the connections have drained.
     let background = TaskTracker::new();
     let background_stop = CancellationToken::new();
@@ -237,16 +240,16 @@ pub async fn run(config: BrokerConfig, listeners: Vec<TcpListener>, shutdown: Ca
     });
 
     // Serve only once the first metadata snapshot is in, so clients never see an empty cluster.
-    let mut first = ctx.metadata.clone();
-    if tokio::time::timeout(Duration::from_secs(10), first.wait_for(Option::is_some)).await.is_err() {
-        tracing::warn!(broker_id, "no metadata from ZooKeeper after 10 s; serving anyway, clients will retry");
+    if !ctx.wait_for_metadata(Duration::from_secs(10), |_| true).await {
+        tracing::warn!("no metadata from ZooKeeper after 10 s; serving anyway, clients will retry");
     }
     let connections = TaskTracker::new();
     let abort_connections = CancellationToken::new();
     let mut acceptors = Vec::new();
-    for listener in listeners {
+    for socket in listeners {
+        let listener = socket.listen(1024).context("listening on a bound socket failed")?;
         let addr = listener.local_addr().ok();
-        tracing::info!(broker_id, listener = ?addr, advertised = ?ctx.config.advertised().iter().map(ToString::to_string).collect::<Vec<_>>(), partitions_opening = ctx.replicas.opening_count(), "accepting Kafka clients");
+        tracing::info!(listener = ?addr, advertised = ?ctx.config.advertised().iter().map(ToString::to_string).collect::<Vec<_>>(), partitions_opening = ctx.replicas.opening_count(), "accepting Kafka clients");
         let conns = server::Connections {
             tracker: connections.clone(),
             drain: shutdown.clone(),
@@ -257,7 +260,6 @@ pub async fn run(config: BrokerConfig, listeners: Vec<TcpListener>, shutdown: Ca
 
     shutdown.cancelled().await;
     tracing::info!(
-        broker_id,
         open_connections = connections.len(),
         "shutting down: stopped accepting; finishing requests in progress on open connections"
     );
@@ -268,7 +270,6 @@ pub async fn run(config: BrokerConfig, listeners: Vec<TcpListener>, shutdown: Ca
     let grace = ctx.config.shutdown_grace();
     if tokio::time::timeout(grace, connections.wait()).await.is_err() {
         tracing::warn!(
-            broker_id,
             grace_ms = grace.as_millis() as u64,
             busy = connections.len(),
             "requests still in progress after the grace period; aborting them (their clients retry)"
@@ -287,10 +288,7 @@ pub async fn run(config: BrokerConfig, listeners: Vec<TcpListener>, shutdown: Ca
     store.close().await;
     zk_shutdown.cancel();
     let _ = session.await;
-    tracing::info!(
-        broker_id,
-        "shut down: connections closed, fetchers stopped, log store flushed, ZooKeeper session closed"
-    );
+    tracing::info!("shut down: connections closed, fetchers stopped, log store flushed, ZooKeeper session closed");
     Ok(())
 }
 

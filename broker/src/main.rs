@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tokio::net::TcpListener;
+use tokio::net::TcpSocket;
 use tokio_util::sync::CancellationToken;
 use tributary_broker::config::{Args, BrokerConfig};
 
@@ -22,15 +22,17 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing::info!(?config, "effective configuration");
+    tributary_common::telemetry::set_identity(&[("broker_id", config.broker_id.to_string())]);
+    tracing::info!(settings = %config.summary(), "effective configuration");
     if !inert_keys.is_empty() {
         tracing::info!(keys = ?inert_keys, "these Kafka settings have no effect in Tributary and are ignored");
     }
+    // Bound now, so a port in use stops the start at once; listening (and so accepting
+    // connections) starts only once the broker can answer them.
     let mut listeners = Vec::new();
     for l in &config.listeners.0 {
-        let host = if l.host.is_empty() { "0.0.0.0" } else { l.host.as_str() };
-        match TcpListener::bind((host, l.port)).await {
-            Ok(listener) => listeners.push(listener),
+        match bind(&l.host, l.port).await {
+            Ok(socket) => listeners.push(socket),
             Err(e) => {
                 eprintln!("broker: cannot listen on {l}: {e}; is another broker or Kafka using that port?");
                 return ExitCode::from(1);
@@ -51,4 +53,17 @@ async fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Binds (without listening) to `host:port`; an empty host means every interface.
+async fn bind(host: &str, port: u16) -> std::io::Result<TcpSocket> {
+    let host = if host.is_empty() { "0.0.0.0" } else { host };
+    let addr = tokio::net::lookup_host((host, port))
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, format!("{host} has no address")))?;
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    Ok(socket)
 }

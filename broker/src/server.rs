@@ -33,7 +33,7 @@ pub(crate) async fn accept_loop(listener: TcpListener, ctx: Arc<BrokerContext>, 
                 Ok(a) => a,
                 Err(e) => {
                     // Usually EMFILE: back off instead of spinning.
-                    tracing::warn!(broker_id = ctx.config.broker_id, error = %e, "accepting a connection failed; raise the open-files limit if this repeats");
+                    tracing::warn!(error = %e, "accepting a connection failed; raise the open-files limit if this repeats");
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                     continue;
                 },

@@ -227,6 +227,15 @@ macro_rules! settings {
                 vec![ $( ($key, $crate::config::SettingValue::render(&self.$field), <$ty as $crate::config::SettingValue>::TYPE), )+ ]
             }
 
+            /// `key=value` for every setting that has a value, for the start-up log.
+            pub fn summary(&self) -> String {
+                self.values()
+                    .into_iter()
+                    .filter_map(|(key, value, _)| value.map(|v| format!("{key}={v}")))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }
+
             /// Flag, else file, else default; the keys taken are removed from `props`.
             fn merge(
                 flags: $Flags,

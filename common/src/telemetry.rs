@@ -2,7 +2,73 @@
 //! stderr. Leader and ISR transitions use the `state_change` target, as Kafka's
 //! state-change log does, so operators can filter them: `RUST_LOG=info,state_change=debug`.
 
+use std::sync::RwLock;
+
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::{self, FormatEvent, FormatFields, Writer};
+use tracing_subscriber::fmt::FmtContext;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
+
+/// Fields stamped on every line this process logs, whichever task or thread logs it: the
+/// broker's id, or the coordinator's controller id and (while active) its epoch.
+static IDENTITY: RwLock<Vec<(&'static str, String)>> = RwLock::new(Vec::new());
+
+/// Sets the fields every later log line carries (replacing earlier ones). Values that
+/// parse as integers are numbers in JSON lines, others strings.
+pub fn set_identity(fields: &[(&'static str, String)]) {
+    let mut identity = IDENTITY.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+    *identity = fields.to_vec();
+}
+
+fn identity() -> Vec<(&'static str, String)> {
+    IDENTITY.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+}
+
+/// Wraps a formatter and stamps [`set_identity`]'s fields on every line: after the level
+/// in text (`... INFO broker_id=1 target: ...`), as leading keys in JSON.
+struct Stamped<F> {
+    inner: F,
+    json: bool,
+}
+
+impl<S, N, F> FormatEvent<S, N> for Stamped<F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> std::fmt::Result {
+        let identity = identity();
+        if identity.is_empty() {
+            return self.inner.format_event(ctx, writer, event);
+        }
+        let mut line = String::with_capacity(256);
+        self.inner.format_event(ctx, Writer::new(&mut line), event)?;
+        writer.write_str(&stamp(&line, &identity, self.json))
+    }
+}
+
+/// Inserts the identity into one formatted line (pure, so it is table-tested).
+fn stamp(line: &str, identity: &[(&'static str, String)], json: bool) -> String {
+    if json {
+        let Some(rest) = line.strip_prefix('{') else { return line.to_string() };
+        let mut out = String::from("{");
+        for (k, v) in identity {
+            let value =
+                if v.parse::<i64>().is_ok() { v.clone() } else { serde_json::Value::from(v.as_str()).to_string() };
+            out.push_str(&format!("\"{k}\":{value},"));
+        }
+        out.push_str(rest);
+        return out;
+    }
+    let text: Vec<String> = identity.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    // "<timestamp> <spaces><LEVEL> <rest>": insert after the level word.
+    let after_timestamp = line.find(' ').unwrap_or(0);
+    let level_start = line[after_timestamp..].find(|c: char| c != ' ').map_or(line.len(), |i| after_timestamp + i);
+    let level_end = line[level_start..].find(' ').map_or(line.len(), |i| level_start + i);
+    format!("{} {}{}", &line[..level_end], text.join(" "), &line[level_end..])
+}
 
 /// Output format of log lines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -35,10 +101,13 @@ pub fn init(filter: &str, format: LogFormat) -> Result<(), String> {
     let filter = EnvFilter::builder().parse(filter).map_err(|e| {
         format!("invalid log filter {filter:?} (RUST_LOG / --log-level): {e}; use e.g. info or info,state_change=debug")
     })?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // No colour codes: these lines end up in files, journald and `docker logs`.
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false);
     let result = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.event_format(Stamped { inner: format::Format::default(), json: false }).try_init(),
+        LogFormat::Json => {
+            builder.json().event_format(Stamped { inner: format::Format::default().json(), json: true }).try_init()
+        }
     };
     // A second init (tests) keeps the first subscriber.
     let _ = result;
@@ -87,6 +156,33 @@ pub async fn termination_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_line_is_stamped_with_the_process_identity() {
+        let id = [("controller_id", "3000".to_string()), ("controller_epoch", "7".to_string())];
+        let cases = [
+            (
+                "2026-12-02T01:00:00.000000Z  INFO tributary_coordinator::controller: elected",
+                false,
+                "2026-12-02T01:00:00.000000Z  INFO controller_id=3000 controller_epoch=7 tributary_coordinator::controller: elected",
+            ),
+            (
+                "2026-12-02T01:00:00.000000Z ERROR client{peer=1.2.3.4:5}: x: y",
+                false,
+                "2026-12-02T01:00:00.000000Z ERROR controller_id=3000 controller_epoch=7 client{peer=1.2.3.4:5}: x: y",
+            ),
+            (
+                "{\"timestamp\":\"t\",\"level\":\"INFO\"}",
+                true,
+                "{\"controller_id\":3000,\"controller_epoch\":7,\"timestamp\":\"t\",\"level\":\"INFO\"}",
+            ),
+        ];
+        for (line, json, want) in cases {
+            assert_eq!(stamp(line, &id, json), want);
+        }
+        let named = stamp("{\"a\":1}", &[("rack", "r 1".to_string())], true);
+        assert_eq!(named, "{\"rack\":\"r 1\",\"a\":1}", "strings are quoted");
+    }
 
     #[test]
     fn mistyped_filters_are_refused() {

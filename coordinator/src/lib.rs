@@ -38,7 +38,7 @@ pub async fn run(config: CoordinatorConfig, http: TcpListener, shutdown: Cancell
         shutdown.clone(),
     ));
     let app = admin::router(AdminState { zk: slot, status: status_rx, controller_id: config.controller_id });
-    tracing::info!(http = %http.local_addr()?, controller_id = config.controller_id, "admin API listening");
+    tracing::info!(http = %http.local_addr()?, "admin API listening");
     let stop = shutdown.clone();
     axum::serve(http, app).with_graceful_shutdown(async move { stop.cancelled().await }).await?;
     let _ = controller.await;

@@ -21,7 +21,8 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing::info!(?config, "effective configuration");
+    tributary_common::telemetry::set_identity(&[("controller_id", config.controller_id.to_string())]);
+    tracing::info!(settings = %config.summary(), "effective configuration");
     let http = match TcpListener::bind(config.http_listen).await {
         Ok(l) => l,
         Err(e) => {

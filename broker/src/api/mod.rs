@@ -34,20 +34,31 @@ pub(crate) use misc::ProducerIds;
 /// What every handler can reach.
 pub(crate) struct BrokerContext {
     /// Effective configuration.
-    pub config: BrokerConfig,
-    /// Hosted replicas (shared with the replica fetchers).
-    pub replicas: Arc<ReplicaManager>,
-    /// Latest cluster view (None until the first load).
-    pub metadata: watch::Receiver<Option<Arc<ClusterMetadata>>>,
-    /// ZooKeeper session handle.
-    pub zk: ZkHandle,
+    pub(crate) config: BrokerConfig,
+    /// Hosted replicas (shared with the replica fetchers): the only way to a partition.
+    pub(crate) replicas: Arc<ReplicaManager>,
+    /// ZooKeeper session handle, for the admin APIs' writes.
+    pub(crate) zk: ZkHandle,
     /// Idempotent producer ids.
-    pub producer_ids: ProducerIds,
+    pub(crate) producer_ids: ProducerIds,
     /// Consumer groups coordinated here.
-    pub groups: GroupCoordinator,
+    pub(crate) groups: GroupCoordinator,
+    /// The cluster view as served (None until the first load); read through [`Self::cluster`].
+    metadata: watch::Receiver<Option<Arc<ClusterMetadata>>>,
 }
 
 impl BrokerContext {
+    /// Assembles the services a request handler may use.
+    pub(crate) fn new(
+        config: BrokerConfig,
+        replicas: Arc<ReplicaManager>,
+        groups: GroupCoordinator,
+        metadata: watch::Receiver<Option<Arc<ClusterMetadata>>>,
+        zk: ZkHandle,
+    ) -> Self {
+        BrokerContext { config, replicas, zk, producer_ids: ProducerIds::default(), groups, metadata }
+    }
+
     /// The current cluster view (empty before the first load).
     pub(crate) fn cluster(&self) -> Arc<ClusterMetadata> {
         self.metadata.borrow().clone().unwrap_or_default()
@@ -109,7 +120,7 @@ pub(crate) async fn handle(
 
 /// Logs a request refused for the client's own bad input: at debug, plus one warn every
 /// ten seconds at most (so a misbehaving client cannot flood the log), naming the partition.
-pub(crate) fn refused(ctx: &BrokerContext, tp: &TopicPartition, error: &dyn std::fmt::Display, what: &str) {
+pub(crate) fn refused(tp: &TopicPartition, error: &dyn std::fmt::Display, what: &str) {
     static LAST_WARN_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
     let now = now_ms();
     let last = LAST_WARN_MS.load(std::sync::atomic::Ordering::Relaxed);
@@ -118,9 +129,9 @@ pub(crate) fn refused(ctx: &BrokerContext, tp: &TopicPartition, error: &dyn std:
             .compare_exchange(last, now, std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed)
             .is_ok();
     if warn {
-        tracing::warn!(broker_id = ctx.config.broker_id, %tp, %error, "{what} (further such refusals within 10 s are logged at debug)");
+        tracing::warn!(%tp, %error, "{what} (further such refusals within 10 s are logged at debug)");
     } else {
-        tracing::debug!(broker_id = ctx.config.broker_id, %tp, %error, "{what}");
+        tracing::debug!(%tp, %error, "{what}");
     }
 }
 

@@ -96,9 +96,7 @@ pub(super) async fn handle(ctx: &BrokerContext, _version: i16, request: ProduceR
                         AppendError::Log(_) => {
                             tracing::error!(%tp, error = %e, "append failed; the producer will retry; check the data directory's disk")
                         }
-                        AppendError::Batch(_) => {
-                            super::refused(ctx, &tp, &e, "refused a record batch; nothing was written")
-                        }
+                        AppendError::Batch(_) => super::refused(&tp, &e, "refused a record batch; nothing was written"),
                         _ => tracing::debug!(%tp, error = %e, "produce refused"),
                     }
                     let mut r = partition_error(data.index, append_error_code(&e), Some(e.to_string()));

@@ -89,14 +89,7 @@ async fn fixture(name: &str) -> Fixture {
     }
     let (_tx, rx) = watch::channel(Some(Arc::new(meta)));
     std::mem::forget(_tx);
-    let ctx = BrokerContext {
-        config,
-        replicas,
-        metadata: rx,
-        zk: ZkHandle::new(1),
-        producer_ids: ProducerIds::default(),
-        groups,
-    };
+    let ctx = BrokerContext::new(config, replicas, groups, rx, ZkHandle::new(1));
     Fixture { ctx, topic_id, _dir: TempDir(dir) }
 }
 
@@ -331,6 +324,84 @@ async fn every_advertised_api_answers_at_every_advertised_version() {
                 .unwrap_or_else(|| panic!("{key:?} v{version} gave no response"));
             crate::net::codec::encode_response(&h, &response).unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"));
         }
+    }
+}
+
+/// Runs a group request to its answer, ticking the group clock past the initial rebalance
+/// delay (3 s) but inside the session timeout (10 s) while it is parked.
+async fn answered(ctx: &BrokerContext, key: ApiKey, version: i16, request: RequestKind) -> ResponseKind {
+    let h = header(key, version);
+    let call = handle(ctx, peer(), &h, request);
+    tokio::pin!(call);
+    let response = loop {
+        tokio::select! {
+            biased;
+            r = &mut call => break r.unwrap().unwrap(),
+            () = tokio::task::yield_now() => ctx.groups.tick(now_ms() + 5_000),
+        }
+    };
+    crate::net::codec::encode_response(&h, &response).unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"));
+    response
+}
+
+/// The happy path the unknown-member requests above do not reach: at every advertised
+/// version, a member joins (asked for a member id first from v4), leads the group, syncs an
+/// assignment and gets it back; each answer encodes at its version.
+#[tokio::test]
+async fn a_successful_join_and_sync_encode_at_every_advertised_version() {
+    let f = fixture("join-sync").await;
+    let range = |key: ApiKey| SUPPORTED.iter().find(|(k, _, _)| *k == key).map(|(_, lo, hi)| *lo..=*hi).unwrap();
+    let sync_versions = range(ApiKey::SyncGroup);
+    for version in range(ApiKey::JoinGroup) {
+        let group = GroupId(s(format!("happy-v{version}")));
+        let join = |member_id: &str| {
+            let mut r = JoinGroupRequest::default();
+            r.group_id = group.clone();
+            r.member_id = s(member_id);
+            r.session_timeout_ms = 10_000;
+            r.rebalance_timeout_ms = 10_000;
+            r.protocol_type = s("consumer");
+            let mut p = join_group_request::JoinGroupRequestProtocol::default();
+            p.name = s("range");
+            p.metadata = Bytes::from_static(b"subscription");
+            r.protocols = vec![p];
+            RequestKind::JoinGroup(r)
+        };
+        let ResponseKind::JoinGroup(mut joined) = answered(&f.ctx, ApiKey::JoinGroup, version, join("")).await else {
+            panic!("JoinGroup v{version}: not a JoinGroup response")
+        };
+        if version >= 4 {
+            assert_eq!(joined.error_code, 79, "JoinGroup v{version}: MEMBER_ID_REQUIRED first");
+            let member = joined.member_id.to_string();
+            let ResponseKind::JoinGroup(again) = answered(&f.ctx, ApiKey::JoinGroup, version, join(&member)).await
+            else {
+                panic!()
+            };
+            joined = again;
+        }
+        assert_eq!(joined.error_code, 0, "JoinGroup v{version}");
+        assert_eq!(joined.leader, joined.member_id, "JoinGroup v{version}: the only member leads");
+        assert_eq!(joined.members.len(), 1, "JoinGroup v{version}: the leader sees the members");
+        assert_eq!(joined.members[0].metadata.as_ref(), b"subscription");
+
+        let sync_version = version.clamp(*sync_versions.start(), *sync_versions.end());
+        let mut r = SyncGroupRequest::default();
+        r.group_id = group.clone();
+        r.member_id = joined.member_id.clone();
+        r.generation_id = joined.generation_id;
+        r.protocol_type = Some(s("consumer"));
+        r.protocol_name = joined.protocol_name.clone();
+        let mut a = sync_group_request::SyncGroupRequestAssignment::default();
+        a.member_id = joined.member_id.clone();
+        a.assignment = Bytes::from_static(b"assignment");
+        r.assignments = vec![a];
+        let ResponseKind::SyncGroup(synced) =
+            answered(&f.ctx, ApiKey::SyncGroup, sync_version, RequestKind::SyncGroup(r)).await
+        else {
+            panic!()
+        };
+        assert_eq!(synced.error_code, 0, "SyncGroup v{sync_version} after JoinGroup v{version}");
+        assert_eq!(synced.assignment.as_ref(), b"assignment");
     }
 }
 

@@ -133,7 +133,7 @@ impl Deferred {
             Some(Ok(pending)) => match replicas.complete(&[pending], COMMIT_TIMEOUT).await.remove(0) {
                 Ok(()) => Ok(()),
                 Err(e) => {
-                    tracing::warn!(broker_id = replicas.broker_id(), group = %self.group_id, error = %e, "storing the group's metadata in __consumer_offsets did not complete; its members get an error and rejoin");
+                    tracing::warn!(group = %self.group_id, error = %e, "storing the group's metadata in __consumer_offsets did not complete; its members get an error and rejoin");
                     Err(completion_error_code(&e))
                 }
             },
@@ -219,7 +219,7 @@ impl GroupCoordinator {
                     self.finish(&mut inner, p, g, fx).spawn(&self.replicas);
                 }
             }
-            tracing::info!(broker_id = self.broker_id, partition = p, groups = groups.len(), "no longer the group coordinator for __consumer_offsets partition {p}; its groups move to the new leader");
+            tracing::info!(partition = p, groups = groups.len(), "no longer the group coordinator for __consumer_offsets partition {p}; its groups move to the new leader");
         }
         let mut to_load = Vec::new();
         for (p, (epoch, local)) in led {
@@ -238,7 +238,7 @@ impl GroupCoordinator {
         let (groups, offsets, records) = match read_partition(local) {
             Ok(x) => x,
             Err(e) => {
-                tracing::error!(broker_id = self.broker_id, partition, error = %e, "loading __consumer_offsets partition {partition} failed; its groups stay unavailable (COORDINATOR_LOAD_IN_PROGRESS); check the data directory");
+                tracing::error!(partition, error = %e, "loading __consumer_offsets partition {partition} failed; its groups stay unavailable (COORDINATOR_LOAD_IN_PROGRESS); check the data directory");
                 return;
             }
         };
@@ -258,7 +258,7 @@ impl GroupCoordinator {
         inner.partitions.insert(partition, Load::Loaded(epoch));
         let elapsed_ms = started.elapsed().as_millis() as u64;
         if count > 0 {
-            tracing::info!(broker_id = self.broker_id, partition, groups = count, records, elapsed_ms, "loaded consumer groups from __consumer_offsets partition {partition}; this broker is their coordinator");
+            tracing::info!(partition, groups = count, records, elapsed_ms, "loaded consumer groups from __consumer_offsets partition {partition}; this broker is their coordinator");
         } else {
             tracing::debug!(
                 partition,
@@ -416,7 +416,7 @@ impl GroupCoordinator {
         };
         let position = pending.last_offset();
         if let Err(e) = self.replicas.complete(std::slice::from_ref(&pending), COMMIT_TIMEOUT).await.remove(0) {
-            tracing::warn!(broker_id = self.broker_id, group = group_id, error = %e, "committed offsets did not complete in __consumer_offsets; the consumer will retry");
+            tracing::warn!(group = group_id, error = %e, "committed offsets did not complete in __consumer_offsets; the consumer will retry");
             return Err(completion_error_code(&e));
         }
         let mut inner = self.lock();
@@ -525,11 +525,7 @@ impl GroupCoordinator {
             inner.groups.remove(group_id);
             inner.offset_positions.retain(|(g, _, _), _| g != group_id);
         }
-        tracing::info!(
-            broker_id = self.broker_id,
-            group = group_id,
-            "deleted consumer group and its committed offsets"
-        );
+        tracing::info!(group = group_id, "deleted consumer group and its committed offsets");
         0
     }
 
@@ -634,7 +630,7 @@ impl GroupCoordinator {
                 match self.write(records::partition_for(id, count), &recs) {
                     Ok(pending) => writes.push((id.clone(), expired, forget_group, pending)),
                     Err(e) => {
-                        tracing::warn!(broker_id = self.broker_id, group = %id, error = e, "could not write expired offsets' tombstones; will retry at the next check")
+                        tracing::warn!(group = %id, error = e, "could not write expired offsets' tombstones; will retry at the next check")
                     }
                 }
             }
@@ -642,10 +638,10 @@ impl GroupCoordinator {
         for (id, expired, forget_group, pending) in writes {
             let position = pending.last_offset();
             if let Err(e) = self.replicas.complete(std::slice::from_ref(&pending), COMMIT_TIMEOUT).await.remove(0) {
-                tracing::warn!(broker_id = self.broker_id, group = %id, error = %e, "expired offsets' tombstones did not complete; will retry at the next check");
+                tracing::warn!(group = %id, error = %e, "expired offsets' tombstones did not complete; will retry at the next check");
                 continue;
             }
-            tracing::info!(broker_id = self.broker_id, group = %id, offsets = expired.len(), removed_group = forget_group, "expired committed offsets (offsets.retention.minutes)");
+            tracing::info!(group = %id, offsets = expired.len(), removed_group = forget_group, "expired committed offsets (offsets.retention.minutes)");
             self.forget_offsets(&id, &expired, position);
             if forget_group {
                 let mut inner = self.lock();
@@ -679,13 +675,7 @@ impl GroupCoordinator {
     /// completes.
     fn finish(&self, inner: &mut Inner, partition: i32, group_id: &str, fx: Effects) -> Deferred {
         for (member, why) in &fx.removed {
-            tracing::info!(
-                broker_id = self.broker_id,
-                group = group_id,
-                member,
-                reason = why,
-                "removed member from consumer group"
-            );
+            tracing::info!(group = group_id, member, reason = why, "removed member from consumer group");
         }
         let mut pending = None;
         if fx.store_group {
@@ -694,7 +684,6 @@ impl GroupCoordinator {
                 let stored = self.write(partition, &[(records::group_key(group_id), Some(value))]);
                 if let Err(e) = &stored {
                     tracing::error!(
-                        broker_id = self.broker_id,
                         group = group_id,
                         error = e,
                         "could not store group metadata in __consumer_offsets; waiting members get an error and rejoin"
@@ -702,7 +691,6 @@ impl GroupCoordinator {
                 }
                 pending = Some(stored);
                 tracing::info!(
-                    broker_id = self.broker_id,
                     group = group_id,
                     state = g.state.name(),
                     generation = g.generation,
@@ -736,7 +724,7 @@ impl GroupCoordinator {
         match self.replicas.append_to_leader(&tp, Origin::Coordinator, &built, Acks::All) {
             Ok(written) => Ok(written.pending),
             Err(e) => {
-                tracing::warn!(broker_id = self.broker_id, %tp, error = %e, "writing to __consumer_offsets failed; clients will retry");
+                tracing::warn!(%tp, error = %e, "writing to __consumer_offsets failed; clients will retry");
                 Err(append_error_code(&e))
             }
         }

@@ -70,6 +70,19 @@ pub(crate) async fn serve(
     drain: CancellationToken,
     abort: CancellationToken,
 ) {
+    // Every line logged while serving this client carries its address and (once it says)
+    // its client id; lines logged during a request also carry the API and version.
+    let span = tracing::info_span!("client", %peer, client_id = tracing::field::Empty);
+    serve_in_span(stream, peer, ctx, drain, abort).instrument(span).await;
+}
+
+async fn serve_in_span(
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<BrokerContext>,
+    drain: CancellationToken,
+    abort: CancellationToken,
+) {
     let _ = stream.set_nodelay(true);
     let (reader, writer) = stream.into_split();
     let mut reader = BufReader::with_capacity(64 * 1024, reader);
@@ -85,11 +98,11 @@ pub(crate) async fn serve(
             Ok(Some(f)) => f.freeze(),
             Ok(None) => break,
             Err(e @ (FrameError::TooLarge { .. } | FrameError::Negative(_))) => {
-                tracing::warn!(%peer, client_id, error = %e, "closing connection: the request frame is invalid; raise socket.request.max.bytes if the client is legitimate");
+                tracing::warn!(error = %e, "closing connection: the request frame is invalid; raise socket.request.max.bytes if the client is legitimate");
                 break;
             }
             Err(FrameError::Io(e)) => {
-                tracing::debug!(%peer, error = %e, "connection closed while reading");
+                tracing::debug!(error = %e, "connection closed while reading");
                 break;
             }
         };
@@ -98,13 +111,15 @@ pub(crate) async fn serve(
                 if let Some(id) = &header.client_id {
                     if client_id != id.as_str() {
                         client_id = id.as_str().to_string();
+                        tracing::Span::current().record("client_id", client_id.as_str());
                     }
                 }
-                let span = tracing::debug_span!("request", %peer, client_id, api_key = header.request_api_key, api_version = header.request_api_version, correlation_id = header.correlation_id);
+                let span = tracing::info_span!("request", api = %api_name(header.request_api_key), v = header.request_api_version, correlation_id = header.correlation_id);
                 let response = tokio::select! {
-                    r = api::handle(&ctx, peer, &header, *request).instrument(span) => r,
+                    r = api::handle(&ctx, peer, &header, *request).instrument(span.clone()) => r,
                     _ = abort.cancelled() => {
-                        tracing::info!(broker_id = ctx.config.broker_id, %peer, client_id, api_key = header.request_api_key, "shutting down: abandoned a request still in progress after the grace period; the client will retry");
+                        let _in_request = span.enter();
+                        tracing::info!("shutting down: abandoned a request still in progress after the grace period; the client will retry");
                         break;
                     }
                 };
@@ -113,28 +128,41 @@ pub(crate) async fn serve(
                     Ok(Some(r)) => match codec::encode_response(&header, &r) {
                         Ok(bytes) => bytes,
                         Err(e) => {
-                            tracing::error!(%peer, client_id, api_key = header.request_api_key, api_version = header.request_api_version, error = %e, "could not encode a response; closing the connection");
+                            let _in_request = span.enter();
+                            tracing::error!(error = %e, "could not encode a response; closing the connection");
                             break;
                         }
                     },
                     Err(e) => {
-                        tracing::error!(%peer, client_id, error = %e, "closing the connection");
+                        let _in_request = span.enter();
+                        tracing::error!(error = %e, "closing the connection");
                         break;
                     }
                 }
             }
             Decoded::ApiVersionsTooNew { correlation_id, version } => {
-                tracing::debug!(%peer, version, "ApiVersions version too new; answering v0 UNSUPPORTED_VERSION so the client retries lower");
+                tracing::debug!(
+                    version,
+                    "ApiVersions version too new; answering v0 UNSUPPORTED_VERSION so the client retries lower"
+                );
                 codec::encode_api_versions_fallback(correlation_id)
             }
             Decoded::Reject(reason) => {
-                tracing::warn!(%peer, client_id, reason, "closing connection: unreadable request");
+                tracing::warn!(reason, "closing connection: unreadable request");
                 break;
             }
         };
         if writer.write_all(&reply).await.is_err() || writer.flush().await.is_err() {
             break;
         }
+    }
+}
+
+/// The API's name for log lines (`Produce`), or its number when unknown.
+fn api_name(key: i16) -> String {
+    match kafka_protocol::messages::ApiKey::try_from(key) {
+        Ok(api) => format!("{api:?}"),
+        Err(()) => key.to_string(),
     }
 }
 

@@ -175,7 +175,7 @@ impl ReplicaManager {
                 }
                 Err(e) => {
                     any_error = true;
-                    tracing::error!(broker_id = self.broker_id, tp = %spec.tp, error = %e, "reading the log failed; check the data directory");
+                    tracing::error!(tp = %spec.tp, error = %e, "reading the log failed; check the data directory");
                     out.error = Some(ReadError::Storage(e));
                 }
             }

@@ -93,6 +93,7 @@ impl ReplicaManager {
             std::thread::Builder::new()
                 .name(format!("storage-{broker_id}"))
                 .spawn(move || {
+                    lower_priority();
                     storage_thread(weak, rx);
                     let _ = done_tx.send(());
                 })
@@ -111,11 +112,6 @@ impl ReplicaManager {
                 fetch_rereads: AtomicU64::new(0),
             }
         })
-    }
-
-    /// This broker's id.
-    pub(crate) fn broker_id(&self) -> BrokerId {
-        self.broker_id
     }
 
     /// The log store (flushes and shutdown).
@@ -220,7 +216,7 @@ impl ReplicaManager {
             gone
         };
         for tp in removed {
-            tracing::info!(target: "state_change", broker_id = self.broker_id, %tp, "stopped hosting the replica: the partition is no longer assigned to this broker; deleting its log");
+            tracing::info!(target: "state_change", %tp, "stopped hosting the replica: the partition is no longer assigned to this broker; deleting its log");
             jobs.push(Job::Delete(tp));
         }
         let mut opening = self.opening.lock().expect("opening lock");
@@ -315,7 +311,7 @@ impl ReplicaManager {
         let log = match opened {
             Ok(log) => log,
             Err(e) => {
-                tracing::error!(broker_id = self.broker_id, %tp, error = %e, "cannot open the partition's log; it stays offline on this broker; check the data directory");
+                tracing::error!(%tp, error = %e, "cannot open the partition's log; it stays offline on this broker; check the data directory");
                 self.opening.lock().expect("opening lock").remove(&tp);
                 self.opened.notify_one();
                 return;
@@ -328,7 +324,7 @@ impl ReplicaManager {
                 let partition =
                     Arc::new(Partition::new(tp.clone(), self.broker_id, log, topic_id, placeholder, producers));
                 self.partitions.write().expect("partitions lock").insert(tp.clone(), partition.clone());
-                tracing::info!(target: "state_change", broker_id = self.broker_id, %tp, leader = role.leader, leader_epoch = role.leader_epoch, log_end_offset = partition.log().offsets().log_end_offset, high_watermark = partition.high_watermark(), elapsed_ms = started.elapsed().as_millis() as u64, "opened local replica");
+                tracing::info!(target: "state_change", %tp, leader = role.leader, leader_epoch = role.leader_epoch, log_end_offset = partition.log().offsets().log_end_offset, high_watermark = partition.high_watermark(), elapsed_ms = started.elapsed().as_millis() as u64, "opened local replica");
                 partition.apply_role(role.clone(), tributary_common::time::now_ms());
                 None
             }
@@ -350,9 +346,9 @@ impl ReplicaManager {
 
     fn delete_job(&self, tp: &TopicPartition) {
         match self.store.delete_partition(tp) {
-            Ok(()) => tracing::info!(target: "state_change", broker_id = self.broker_id, %tp, "deleted the local log"),
+            Ok(()) => tracing::info!(target: "state_change", %tp, "deleted the local log"),
             Err(e) => {
-                tracing::error!(broker_id = self.broker_id, %tp, error = %e, "deleting the log of a removed partition failed; its data stays on disk")
+                tracing::error!(%tp, error = %e, "deleting the log of a removed partition failed; its data stays on disk")
             }
         }
     }
@@ -366,10 +362,10 @@ impl ReplicaManager {
             }
             match self.store.delete_partition(&tp) {
                 Ok(()) => {
-                    tracing::info!(target: "state_change", broker_id = self.broker_id, %tp, "deleted a local log whose partition no longer exists in ZooKeeper")
+                    tracing::info!(target: "state_change", %tp, "deleted a local log whose partition no longer exists in ZooKeeper")
                 }
                 Err(e) => {
-                    tracing::error!(broker_id = self.broker_id, %tp, error = %e, "deleting an orphaned log failed; its data stays on disk")
+                    tracing::error!(%tp, error = %e, "deleting an orphaned log failed; its data stays on disk")
                 }
             }
         }
@@ -389,12 +385,12 @@ impl ReplicaManager {
             let log = partition.log();
             match log.apply_retention(now_ms, config.retention_ms, config.retention_bytes, partition.high_watermark()) {
                 Ok(n) if n > 0 => {
-                    tracing::info!(broker_id = self.broker_id, %tp, batches = n, log_start_offset = log.offsets().log_start_offset, "retention deleted old record batches");
+                    tracing::info!(%tp, batches = n, log_start_offset = log.offsets().log_start_offset, "retention deleted old record batches");
                     deleted += n;
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::error!(broker_id = self.broker_id, %tp, error = %e, "retention failed on this partition; check the data directory")
+                    tracing::error!(%tp, error = %e, "retention failed on this partition; check the data directory")
                 }
             }
         }
@@ -406,7 +402,7 @@ impl ReplicaManager {
         for (tp, offset) in end_offsets {
             if let Some(p) = self.get(tp) {
                 if let Err(e) = p.log().set_recovery_point(*offset) {
-                    tracing::warn!(broker_id = self.broker_id, %tp, error = %e, "could not record the recovery point");
+                    tracing::warn!(%tp, error = %e, "could not record the recovery point");
                 }
             }
         }
@@ -421,7 +417,7 @@ impl ReplicaManager {
     pub(crate) fn checkpoint_high_watermarks(&self) {
         for (tp, p) in self.all() {
             if let Err(e) = p.log().checkpoint_high_watermark(p.high_watermark()) {
-                tracing::warn!(broker_id = self.broker_id, %tp, error = %e, "could not checkpoint the high watermark");
+                tracing::warn!(%tp, error = %e, "could not checkpoint the high watermark");
             }
         }
     }
@@ -448,6 +444,13 @@ impl ReplicaManager {
             })
             .collect()
     }
+}
+
+/// Recovery and deletion are background work: on a busy machine the request workers
+/// should get the CPU first, so the storage thread runs at nice 10 (Linux sets niceness
+/// per thread). Failing to lower it is harmless.
+fn lower_priority() {
+    let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10);
 }
 
 /// The storage thread: opens and deletes partition logs in the order queued, off the

@@ -62,13 +62,13 @@ pub(crate) async fn establish(cfg: &SessionConfig) -> anyhow::Result<Registered>
             Err(Error::DuplicateBrokerId { owner, endpoints, .. })
                 if started.elapsed() < patience && endpoints == registration.endpoints =>
             {
-                tracing::warn!(broker_id = cfg.broker_id, previous_session = format!("{owner:#x}"), "the registration of this broker's previous run is still in ZooKeeper; waiting for its session to expire");
+                tracing::warn!(previous_session = format!("{owner:#x}"), "the registration of this broker's previous run is still in ZooKeeper; waiting for its session to expire");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
             other => break other?,
         }
     };
-    tracing::info!(broker_id = cfg.broker_id, broker_epoch, cluster_id, endpoints = ?registration.endpoints, "registered in ZooKeeper at {}", znode::broker_path(cfg.broker_id));
+    tracing::info!(broker_epoch, cluster_id, endpoints = ?registration.endpoints, "registered in ZooKeeper at {}", znode::broker_path(cfg.broker_id));
     Ok(Registered { client, cluster_id, broker_epoch })
 }
 
@@ -94,7 +94,7 @@ pub(crate) async fn run_session(
         handle.set(Some(registered.client.clone()));
         let outcome = watch_metadata(&registered.client, &registered.cluster_id, &metadata, &shutdown).await;
         if matches!(outcome, Outcome::Reconnected) {
-            tracing::info!(broker_id = cfg.broker_id, "reconnected to ZooKeeper; setting the metadata watches again");
+            tracing::info!("reconnected to ZooKeeper; setting the metadata watches again");
             continue;
         }
         handle.set(None);
@@ -106,7 +106,6 @@ pub(crate) async fn run_session(
             }
             Outcome::Expired => {
                 tracing::warn!(
-                    broker_id = cfg.broker_id,
                     "ZooKeeper session expired; /brokers/ids/{} is gone until this broker re-registers",
                     cfg.broker_id
                 );
@@ -119,7 +118,7 @@ pub(crate) async fn run_session(
             match establish(&cfg).await {
                 Ok(r) => break r,
                 Err(e) => {
-                    tracing::error!(broker_id = cfg.broker_id, error = %e, "re-registering in ZooKeeper failed; retrying in 1 s");
+                    tracing::error!(error = %e, "re-registering in ZooKeeper failed; retrying in 1 s");
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {},
                         _ = shutdown.cancelled() => return,
@@ -127,11 +126,7 @@ pub(crate) async fn run_session(
                 }
             }
         };
-        tracing::info!(
-            broker_id = cfg.broker_id,
-            broker_epoch = registered.broker_epoch,
-            "re-registered after session expiry"
-        );
+        tracing::info!(broker_epoch = registered.broker_epoch, "re-registered after session expiry");
     }
 }
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tributary_common::snapshot;
+use tributary_common::telemetry;
 use tributary_common::zk::{connect, ensure_persistent_paths, ephemeral, persistent};
 use tributary_common::znode::{self, ControllerZNode};
 use zookeeper_client::{AddWatchMode, CheckWriteError, Client, EventType, MultiWriteResult, SessionState};
@@ -204,22 +205,22 @@ fn describe(action: &Action) -> String {
     }
 }
 
-fn log_action(action: &Action, controller_epoch: i32) {
+fn log_action(action: &Action) {
     match action {
         Action::CreateState { topic, partition, state } => {
-            tracing::info!(target: "state_change", controller_epoch, topic, partition, leader = state.leader, leader_epoch = state.leader_epoch, isr = ?state.isr, "new partition online")
+            tracing::info!(target: "state_change", topic, partition, leader = state.leader, leader_epoch = state.leader_epoch, isr = ?state.isr, "new partition online")
         }
         Action::UpdateState { topic, partition, state, .. } if state.leader == znode::NO_LEADER => {
-            tracing::warn!(target: "state_change", controller_epoch, topic, partition, leader_epoch = state.leader_epoch, isr = ?state.isr, "partition offline: no live in-sync replica; it returns when a replica in the ISR comes back (or enable unclean.leader.election.enable, accepting data loss)")
+            tracing::warn!(target: "state_change", topic, partition, leader_epoch = state.leader_epoch, isr = ?state.isr, "partition offline: no live in-sync replica; it returns when a replica in the ISR comes back (or enable unclean.leader.election.enable, accepting data loss)")
         }
         Action::UpdateState { topic, partition, state, .. } => {
-            tracing::info!(target: "state_change", controller_epoch, topic, partition, leader = state.leader, leader_epoch = state.leader_epoch, isr = ?state.isr, "leader and ISR changed")
+            tracing::info!(target: "state_change", topic, partition, leader = state.leader, leader_epoch = state.leader_epoch, isr = ?state.isr, "leader and ISR changed")
         }
         Action::DeleteTopic { topic } => {
-            tracing::info!(target: "state_change", controller_epoch, topic, "deleted topic")
+            tracing::info!(target: "state_change", topic, "deleted topic")
         }
         Action::DropDeletionMark { topic } => {
-            tracing::info!(controller_epoch, topic, "removed a deletion mark for a topic that does not exist")
+            tracing::info!(topic, "removed a deletion mark for a topic that does not exist")
         }
     }
 }
@@ -227,7 +228,7 @@ fn log_action(action: &Action, controller_epoch: i32) {
 /// Deletes the ISR change notifications leaders left in `/isr_change_notification` (Kafka's
 /// controller reads them to refresh brokers' caches; here brokers watch the state znodes
 /// themselves, so the controller only logs and removes them), fenced like every write.
-async fn consume_isr_notifications(client: &Client, epoch: i32, epoch_version: i32) -> Result<(), Error> {
+async fn consume_isr_notifications(client: &Client, epoch_version: i32) -> Result<(), Error> {
     let children = match client.list_children(znode::ISR_CHANGE_NOTIFICATION).await {
         Ok(c) => c,
         Err(zookeeper_client::Error::NoNode) => return Ok(()),
@@ -239,7 +240,7 @@ async fn consume_isr_notifications(client: &Client, epoch: i32, epoch_version: i
             if let Ok(n) = znode::IsrChangeNotification::decode(&path, &data) {
                 let partitions: Vec<String> =
                     n.partitions.iter().map(|p| format!("{}-{}", p.topic, p.partition)).collect();
-                tracing::debug!(controller_epoch = epoch, ?partitions, "leaders reported ISR changes");
+                tracing::debug!(?partitions, "leaders reported ISR changes");
             }
         }
         let mut w = client
@@ -256,13 +257,13 @@ async fn consume_isr_notifications(client: &Client, epoch: i32, epoch_version: i
 }
 
 /// Applies planned actions in order; a fenced write ends the pass (and this controller's term).
-async fn apply_all(client: &Client, epoch: i32, epoch_version: i32, actions: Vec<Action>) -> Result<(), Error> {
+async fn apply_all(client: &Client, epoch_version: i32, actions: Vec<Action>) -> Result<(), Error> {
     for action in actions {
         match apply(client, epoch_version, &action).await {
-            Ok(()) => log_action(&action, epoch),
+            Ok(()) => log_action(&action),
             Err(Error::Fenced { expected_version }) => return Err(Error::Fenced { expected_version }),
             Err(e) => {
-                tracing::warn!(controller_epoch = epoch, error = %e, "a controller write did not apply; it is retried on the next pass")
+                tracing::warn!(error = %e, "a controller write did not apply; it is retried on the next pass")
             }
         }
     }
@@ -284,16 +285,11 @@ async fn preferred_election_request(client: &Client, epoch: i32, epoch_version: 
             let wanted: std::collections::BTreeSet<(String, i32)> =
                 request.partitions.into_iter().map(|p| (p.topic, p.partition)).collect();
             let actions = plan::preferred_elections(&snapshot, epoch, (!wanted.is_empty()).then_some(&wanted));
-            tracing::info!(
-                controller_epoch = epoch,
-                requested = wanted.len(),
-                moving = actions.len(),
-                "preferred-replica election requested"
-            );
-            apply_all(client, epoch, epoch_version, actions).await?;
+            tracing::info!(requested = wanted.len(), moving = actions.len(), "preferred-replica election requested");
+            apply_all(client, epoch_version, actions).await?;
         }
         Err(e) => {
-            tracing::warn!(controller_epoch = epoch, error = %e, "ignoring a preferred-replica election request that is not Kafka's JSON");
+            tracing::warn!(error = %e, "ignoring a preferred-replica election request that is not Kafka's JSON");
         }
     }
     let mut w =
@@ -307,10 +303,10 @@ async fn preferred_election_request(client: &Client, epoch: i32, epoch_version: 
 
 /// One reconcile pass: read, plan, write.
 async fn reconcile(client: &Client, epoch: i32, epoch_version: i32, unclean: bool) -> Result<(), Error> {
-    consume_isr_notifications(client, epoch, epoch_version).await?;
+    consume_isr_notifications(client, epoch_version).await?;
     preferred_election_request(client, epoch, epoch_version).await?;
     let snapshot = snapshot::load(client).await.map_err(|e| Error::Zk { path: e.path, source: e.source })?;
-    apply_all(client, epoch, epoch_version, plan::plan(&snapshot, epoch, unclean)).await
+    apply_all(client, epoch_version, plan::plan(&snapshot, epoch, unclean)).await
 }
 
 /// Kafka's periodic automatic leader rebalance.
@@ -318,9 +314,9 @@ async fn rebalance_leaders(client: &Client, epoch: i32, epoch_version: i32, perc
     let snapshot = snapshot::load(client).await.map_err(|e| Error::Zk { path: e.path, source: e.source })?;
     let actions = plan::auto_rebalance(&snapshot, epoch, percentage);
     if !actions.is_empty() {
-        tracing::info!(controller_epoch = epoch, partitions = actions.len(), "leader imbalance above leader.imbalance.per.broker.percentage; moving leadership back to preferred replicas");
+        tracing::info!(partitions = actions.len(), "leader imbalance above leader.imbalance.per.broker.percentage; moving leadership back to preferred replicas");
     }
-    apply_all(client, epoch, epoch_version, actions).await
+    apply_all(client, epoch_version, actions).await
 }
 
 type Watches = (
@@ -370,7 +366,7 @@ async fn active(
         match reconcile(client, epoch, epoch_version, cfg.unclean_leader_election).await {
             Err(Error::Fenced { .. }) => return Resign::Fenced,
             Err(e) => {
-                tracing::warn!(controller_epoch = epoch, error = %e, "reconcile pass failed; retrying on the next change")
+                tracing::warn!(error = %e, "reconcile pass failed; retrying on the next change")
             }
             Ok(()) => {}
         }
@@ -385,14 +381,14 @@ async fn active(
                 let percentage = cfg.leader_imbalance_per_broker_percentage;
                 match rebalance_leaders(client, epoch, epoch_version, percentage).await {
                     Err(Error::Fenced { .. }) => return Resign::Fenced,
-                    Err(e) => tracing::warn!(controller_epoch = epoch, error = %e, "leader rebalance check failed; retrying next interval"),
+                    Err(e) => tracing::warn!(error = %e, "leader rebalance check failed; retrying next interval"),
                     Ok(()) => {}
                 }
                 None
             },
             e = controller.changed() => {
                 if e.event_type == EventType::NodeDeleted || e.event_type == EventType::NodeDataChanged {
-                    tracing::warn!(controller_epoch = epoch, "/controller was removed or replaced; resigning");
+                    tracing::warn!("/controller was removed or replaced; resigning");
                     return Resign::Fenced;
                 }
                 Some(e)
@@ -486,14 +482,17 @@ pub async fn run(cfg: ControllerConfig, slot: ZkSlot, status: watch::Sender<Stat
         loop {
             match try_elect(&client, cfg.controller_id).await {
                 Ok(Some((epoch, version))) => {
-                    tracing::info!(
-                        controller_id = cfg.controller_id,
-                        controller_epoch = epoch,
-                        "became the active controller"
-                    );
+                    // From here until it resigns, every line this process logs names the
+                    // epoch it acts under.
+                    telemetry::set_identity(&[
+                        ("controller_id", cfg.controller_id.to_string()),
+                        ("controller_epoch", epoch.to_string()),
+                    ]);
+                    tracing::info!("became the active controller");
                     status.send_replace(Status { connected: true, active: true, controller_epoch: Some(epoch) });
                     let why = active(&client, &cfg, epoch, version, &shutdown).await;
                     status.send_replace(Status { connected: true, active: false, controller_epoch: None });
+                    telemetry::set_identity(&[("controller_id", cfg.controller_id.to_string())]);
                     match why {
                         Resign::Shutdown => break 'session,
                         Resign::Fenced => {
@@ -513,10 +512,7 @@ pub async fn run(cfg: ControllerConfig, slot: ZkSlot, status: watch::Sender<Stat
                     }
                 }
                 Ok(None) => {
-                    tracing::info!(
-                        controller_id = cfg.controller_id,
-                        "another coordinator is the active controller; standing by"
-                    );
+                    tracing::info!("another coordinator is the active controller; standing by");
                     match standby(&client, &shutdown).await {
                         Ok(()) => continue,
                         Err(Resign::Shutdown) => break 'session,
