@@ -64,3 +64,58 @@ def test_the_compose_environment_runs_a_cluster_without_docker(zookeeper, log_di
     finally:
         for p in procs:
             p.kill()
+
+
+def test_a_bitnami_style_environment_alone_runs_a_broker(zookeeper, log_dir, tmp_path):
+    """The variables of the bitnami tutorial's compose file, and nothing else, configure
+    the broker and the coordinator; JVM variables are named as not applicable and a Kafka
+    setting Tributary lacks as a warning."""
+    from kafka import KafkaConsumer, KafkaProducer
+
+    port, http_port = free_port(), free_port()
+    kafka_env = {
+        "KAFKA_BROKER_ID": "1",
+        "KAFKA_LISTENERS": f"PLAINTEXT://:{port}",
+        "KAFKA_ADVERTISED_LISTENERS": f"PLAINTEXT://127.0.0.1:{port}",
+        "KAFKA_ZOOKEEPER_CONNECT": zookeeper.connect + "/bitnami-env",
+        "ALLOW_PLAINTEXT_LISTENER": "yes",
+        "KAFKA_CFG_LOG_DIRS": str(tmp_path / "data"),
+        "KAFKA_CFG_OFFSETS_TOPIC_REPLICATION_FACTOR": "1",
+        "KAFKA_CFG_GROUP_INITIAL_REBALANCE_DELAY_MS": "0",
+        "KAFKA_HEAP_OPTS": "-Xmx1G -Xms1G",
+        "KAFKA_COMPRESSION_TYPE": "producer",
+    }
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "TRIBUTARY_"))}
+    procs = []
+    try:
+        for name, argv in (("coordinator", [str(BIN / "coordinator"), "--http-listen", f"127.0.0.1:{http_port}"]),
+                           ("broker", [str(BIN / "broker")])):
+            p = Process(name, argv, log_dir / f"{name}.log")
+            saved = dict(os.environ)
+            os.environ.clear()
+            os.environ.update(clean | kafka_env)
+            try:
+                p.start()
+            finally:
+                os.environ.clear()
+                os.environ.update(saved)
+            procs.append(p)
+        wait_until(lambda: api_versions_v0_ok(port), timeout=60, what="the broker configured by KAFKA_* variables")
+        producer = KafkaProducer(bootstrap_servers=f"127.0.0.1:{port}")
+        producer.send("bitnami", b"hello").get(timeout=30)
+        producer.close()
+        consumer = KafkaConsumer("bitnami", bootstrap_servers=f"127.0.0.1:{port}", group_id="g",
+                                 auto_offset_reset="earliest", consumer_timeout_ms=20000)
+        assert [m.value for m in consumer][:1] == [b"hello"]
+        consumer.close()
+        broker_log = procs[1].log()
+        assert "KAFKA_HEAP_OPTS" in broker_log and "do not apply to Tributary" in broker_log
+        assert "KAFKA_COMPRESSION_TYPE" in broker_log and "does not implement" in broker_log
+        assert (tmp_path / "data").is_dir(), "KAFKA_CFG_LOG_DIRS chose the data directory"
+    finally:
+        for p in procs:
+            p.kill()
+
+    bad = subprocess.run([str(BIN / "broker")], env=clean | kafka_env | {"KAFKA_CFG_NUM_PARTITIONS": "many"},
+                         capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "KAFKA_CFG_NUM_PARTITIONS" in bad.stderr and "many" in bad.stderr, bad.stderr

@@ -147,6 +147,19 @@ fn fold_aliases(props: &mut Properties) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// The configuration and what start-up should say about its sources.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The effective configuration.
+    pub config: BrokerConfig,
+    /// Kafka keys that were set but mean nothing here (thread pools, segment sizes).
+    pub inert_keys: Vec<&'static str>,
+    /// `KAFKA_*` variables naming Kafka settings Tributary does not implement.
+    pub unimplemented: Vec<String>,
+    /// `KAFKA_*` variables for the JVM, logging or the images' scripts.
+    pub not_applicable: Vec<String>,
+}
+
 impl BrokerConfig {
     /// The replica fetchers' settings.
     pub(crate) fn fetcher_config(&self) -> crate::replica::fetcher::FetcherConfig {
@@ -206,19 +219,33 @@ impl BrokerConfig {
         Duration::from_millis(self.shutdown_grace_ms)
     }
 
-    /// Merges flags (and environment variables) over the properties file and checks every
-    /// value. Also returns the Kafka keys the file set that have no effect here.
+    /// Reads the configuration from every source, in this order of precedence: flags,
+    /// `TRIBUTARY_*` variables, the Kafka images' `KAFKA_*` / `KAFKA_CFG_*` variables,
+    /// the `--config` file; then checks every value.
     ///
     /// # Errors
-    /// [`ConfigError`] naming the first unknown, missing or invalid setting.
-    pub fn from_args(args: Args) -> Result<(BrokerConfig, Vec<&'static str>), ConfigError> {
+    /// [`ConfigError`] naming the first unknown (in the file), missing or invalid setting,
+    /// and the variable that set it when it came from the environment.
+    pub fn from_args(args: Args) -> Result<Loaded, ConfigError> {
+        Self::from_sources(args, std::env::vars())
+    }
+
+    /// [`Self::from_args`] with the environment given (tests).
+    ///
+    /// # Errors
+    /// As [`Self::from_args`].
+    pub fn from_sources(args: Args, env: impl IntoIterator<Item = (String, String)>) -> Result<Loaded, ConfigError> {
         let mut props = Properties::load(args.config.as_deref())?;
         fold_aliases(&mut props)?;
+        let (mut from_env, not_applicable) = Properties::from_kafka_environment(env);
+        fold_aliases(&mut from_env)?;
+        props.overlay(from_env);
         let config = BrokerConfig::merge(args.settings, &mut props)?;
-        let inert: Vec<&'static str> = INERT_KAFKA_KEYS.iter().copied().filter(|k| props.take(k).is_some()).collect();
-        props.finish()?;
+        let inert_keys: Vec<&'static str> =
+            INERT_KAFKA_KEYS.iter().copied().filter(|k| props.take(k).is_some()).collect();
+        let unimplemented = props.finish()?;
         config.validate()?;
-        Ok((config, inert))
+        Ok(Loaded { config, inert_keys, unimplemented, not_applicable })
     }
 
     /// Checks ranges.
@@ -368,7 +395,8 @@ mod tests {
             "broker.id=0\nnum.network.threads=3\nlisteners=PLAINTEXT://localhost:9092\nlog.dirs=/tmp/kafka-logs\nnum.partitions=1\nlog.retention.hours=168\nzookeeper.connect=localhost:2181\ngroup.initial.rebalance.delay.ms=0\noffsets.topic.replication.factor=1\ntransaction.state.log.min.isr=1\n",
         );
         let settings = BrokerFlags { num_partitions: Some(4), ..BrokerFlags::default() };
-        let (c, inert) = BrokerConfig::from_args(Args { config: Some(file), settings, ..args() }).unwrap();
+        let Loaded { config: c, inert_keys: inert, .. } =
+            BrokerConfig::from_sources(Args { config: Some(file), settings, ..args() }, []).unwrap();
         assert_eq!(c.broker_id, 0);
         assert_eq!(c.num_partitions, 4, "the flag wins over the file");
         assert_eq!(c.log_retention_ms, 168 * 3_600_000);
@@ -387,30 +415,56 @@ mod tests {
         ];
         for (i, (text, want)) in cases.into_iter().enumerate() {
             let file = write(&format!("alias{i}"), text);
-            let (c, _) = BrokerConfig::from_args(Args { config: Some(file), settings: flags(), ..args() }).unwrap();
-            assert_eq!(c.log_retention_ms, want, "{text}");
+            let c = BrokerConfig::from_sources(Args { config: Some(file), settings: flags(), ..args() }, []).unwrap();
+            assert_eq!(c.config.log_retention_ms, want, "{text}");
         }
         let file = write("logdir", "log.dir=/a\n");
-        let (c, _) = BrokerConfig::from_args(Args { config: Some(file), settings: flags(), ..args() }).unwrap();
-        assert_eq!(c.data_dir, PathBuf::from("/a"));
+        let c = BrokerConfig::from_sources(Args { config: Some(file), settings: flags(), ..args() }, []).unwrap();
+        assert_eq!(c.config.data_dir, PathBuf::from("/a"));
         let file = write("logdirs", "log.dirs=/a,/b\n");
-        let err = BrokerConfig::from_args(Args { config: Some(file), settings: flags(), ..args() }).unwrap_err();
+        let err = BrokerConfig::from_sources(Args { config: Some(file), settings: flags(), ..args() }, []).unwrap_err();
         assert!(err.to_string().contains("one data directory"), "{err}");
+    }
+
+    #[test]
+    fn kafka_variables_sit_between_flags_and_the_file() {
+        let file = write("layers", "broker.id=1\nzookeeper.connect=file:1\nnum.partitions=2\nlog.retention.ms=5\n");
+        let env = [
+            ("KAFKA_ZOOKEEPER_CONNECT", "env:1"),
+            ("KAFKA_NUM_PARTITIONS", "3"),
+            ("KAFKA_LOG_RETENTION_HOURS", "1"),
+            ("KAFKA_HEAP_OPTS", "-Xmx1G"),
+            ("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1"),
+            ("KAFKA_COMPRESSION_TYPE", "gzip"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let settings = BrokerFlags { num_partitions: Some(4), ..BrokerFlags::default() };
+        let loaded = BrokerConfig::from_sources(Args { config: Some(file), settings, ..args() }, env).unwrap();
+        assert_eq!(loaded.config.zookeeper_connect, "env:1", "the environment wins over the file");
+        assert_eq!(loaded.config.num_partitions, 4, "a flag wins over the environment");
+        assert_eq!(loaded.config.log_retention_ms, 3_600_000, "the environment's hours win over the file's ms");
+        assert_eq!(loaded.inert_keys, vec!["transaction.state.log.min.isr"]);
+        assert_eq!(loaded.unimplemented, vec!["KAFKA_COMPRESSION_TYPE"], "named in a warning, not refused");
+        assert_eq!(loaded.not_applicable, vec!["KAFKA_HEAP_OPTS"]);
+
+        let env = [("KAFKA_CFG_NUM_PARTITIONS", "many")].map(|(k, v)| (k.to_string(), v.to_string()));
+        let err = BrokerConfig::from_sources(Args { settings: flags(), ..args() }, env).unwrap_err().to_string();
+        assert!(err.contains("KAFKA_CFG_NUM_PARTITIONS") && err.contains("many"), "{err}");
     }
 
     #[test]
     fn unknown_and_invalid_settings_are_refused_by_name() {
         let file = write("unknown", "broker.id=1\nzookeeper.connect=z:1\nlog.retention.hourz=1\n");
-        let err = BrokerConfig::from_args(Args { config: Some(file), ..args() }).unwrap_err().to_string();
+        let err = BrokerConfig::from_sources(Args { config: Some(file), ..args() }, []).unwrap_err().to_string();
         assert!(err.contains("log.retention.hourz"), "{err}");
         let settings = BrokerFlags { num_partitions: Some(0), ..flags() };
-        let err = BrokerConfig::from_args(Args { settings, ..args() }).unwrap_err().to_string();
+        let err = BrokerConfig::from_sources(Args { settings, ..args() }, []).unwrap_err().to_string();
         assert!(err.contains("num.partitions"), "{err}");
         let file = write("badvalue", "listeners=SSL://h:1\n");
-        let err = BrokerConfig::from_args(Args { config: Some(file), settings: flags(), ..args() }).unwrap_err();
+        let err = BrokerConfig::from_sources(Args { config: Some(file), settings: flags(), ..args() }, []).unwrap_err();
         assert!(err.to_string().contains("listeners") && err.to_string().contains("PLAINTEXT"), "{err}");
         let settings = BrokerFlags { zookeeper_connect: Some("z:1".into()), ..BrokerFlags::default() };
-        let err = BrokerConfig::from_args(Args { settings, ..args() }).unwrap_err().to_string();
+        let err = BrokerConfig::from_sources(Args { settings, ..args() }, []).unwrap_err().to_string();
         assert!(err.contains("broker.id") && err.contains("--broker-id"), "{err}");
     }
 

@@ -14,7 +14,7 @@ async fn main() -> ExitCode {
         eprintln!("broker: {e}");
         return ExitCode::from(2);
     }
-    let (config, inert_keys) = match BrokerConfig::from_args(args) {
+    let loaded = match BrokerConfig::from_args(args) {
         Ok(loaded) => loaded,
         Err(e) => {
             tracing::error!("invalid configuration: {e}");
@@ -22,10 +22,17 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let config = loaded.config;
     tributary_common::telemetry::set_identity(&[("broker_id", config.broker_id.to_string())]);
     tracing::info!(settings = %config.summary(), "effective configuration");
-    if !inert_keys.is_empty() {
-        tracing::info!(keys = ?inert_keys, "these Kafka settings have no effect in Tributary and are ignored");
+    if !loaded.inert_keys.is_empty() {
+        tracing::info!(keys = ?loaded.inert_keys, "these Kafka settings have no effect in Tributary and are ignored");
+    }
+    if !loaded.not_applicable.is_empty() {
+        tracing::info!(variables = ?loaded.not_applicable, "these variables configure the JVM, logging or a Kafka image's scripts; they do not apply to Tributary and are ignored");
+    }
+    if !loaded.unimplemented.is_empty() {
+        tracing::warn!(variables = ?loaded.unimplemented, "these variables name Kafka settings Tributary does not implement; they are ignored (check the spelling if you expected one to apply)");
     }
     // Bound now, so a port in use stops the start at once; listening (and so accepting
     // connections) starts only once the broker can answer them.

@@ -52,6 +52,8 @@ pub enum ConfigError {
 pub struct Properties {
     source_name: String,
     entries: BTreeMap<String, String>,
+    /// For entries that came from the environment: the variable that set each.
+    origins: BTreeMap<String, String>,
 }
 
 impl Properties {
@@ -89,11 +91,57 @@ impl Properties {
         if let Some((k, v)) = split_entry(&logical) {
             entries.insert(k, v);
         }
-        Self { source_name: source_name.to_string(), entries }
+        Self { source_name: source_name.to_string(), entries, origins: BTreeMap::new() }
+    }
+
+    /// Reads the Kafka images' environment variables (see [`kafka_env_key`]): every
+    /// `KAFKA_*` variable that names a setting becomes an entry remembering its variable;
+    /// the rest (the JVM's, logging's, the images' own switches) are returned by name.
+    /// Empty values count as unset, as the bitnami image treats them.
+    pub fn from_kafka_environment(vars: impl IntoIterator<Item = (String, String)>) -> (Self, Vec<String>) {
+        let mut props = Self { source_name: "the KAFKA_* environment".into(), ..Self::default() };
+        let mut not_applicable = Vec::new();
+        let mut vars: Vec<(String, String)> = vars.into_iter().collect();
+        // KAFKA_CFG_* (bitnami's current spelling) wins over the same key spelled the
+        // confluent way: sort those last, so they are inserted last.
+        vars.sort_by_key(|(name, _)| (name.starts_with("KAFKA_CFG_"), name.clone()));
+        for (name, value) in vars {
+            match kafka_env_key(&name) {
+                KafkaEnv::Setting(key) if !value.trim().is_empty() => {
+                    props.entries.insert(key.clone(), value);
+                    props.origins.insert(key, name);
+                }
+                KafkaEnv::Setting(_) | KafkaEnv::Other => {}
+                KafkaEnv::NotApplicable => not_applicable.push(name),
+            }
+        }
+        not_applicable.sort();
+        (props, not_applicable)
+    }
+
+    /// Lays `over` on top of these entries: its values win, and keep their origin.
+    pub fn overlay(&mut self, over: Properties) {
+        for (key, value) in over.entries {
+            if let Some(origin) = over.origins.get(&key) {
+                self.origins.insert(key.clone(), origin.clone());
+            } else {
+                self.origins.remove(&key);
+            }
+            self.entries.insert(key, value);
+        }
+    }
+
+    /// Where a key's value came from, for messages: `KAFKA_LOG_RETENTION_MS` or the file.
+    fn describe(&self, key: &str) -> String {
+        match self.origins.get(key) {
+            Some(var) => format!("{key} (set by {var})"),
+            None => key.to_string(),
+        }
     }
 
     /// Takes a raw value.
     pub fn take(&mut self, key: &str) -> Option<String> {
+        self.origins.remove(key);
         self.entries.remove(key)
     }
 
@@ -115,28 +163,30 @@ impl Properties {
     where
         T::Err: std::fmt::Display,
     {
+        let described = self.describe(key);
         match self.take(key) {
             None => Ok(None),
             Some(v) => v.trim().parse().map(Some).map_err(|e: T::Err| ConfigError::Invalid {
-                key: key.into(),
+                key: described,
                 value: v.clone(),
                 reason: e.to_string(),
             }),
         }
     }
 
-    /// Refuses whatever was not taken.
+    /// Refuses whatever was not taken from the file; returns the environment variables
+    /// whose keys were not taken (Kafka settings Tributary does not implement: a warning,
+    /// as Kafka warns about configs it does not know).
     ///
     /// # Errors
-    /// [`ConfigError::Unknown`] naming every leftover key.
-    pub fn finish(self) -> Result<(), ConfigError> {
-        if self.entries.is_empty() {
-            Ok(())
+    /// [`ConfigError::Unknown`] naming every leftover key of the file.
+    pub fn finish(self) -> Result<Vec<String>, ConfigError> {
+        let (from_env, from_file): (Vec<_>, Vec<_>) =
+            self.entries.keys().cloned().partition(|k| self.origins.contains_key(k));
+        if from_file.is_empty() {
+            Ok(from_env.into_iter().filter_map(|k| self.origins.get(&k).cloned()).collect())
         } else {
-            Err(ConfigError::Unknown {
-                source_name: self.source_name,
-                keys: self.entries.keys().cloned().collect::<Vec<_>>().join(", "),
-            })
+            Err(ConfigError::Unknown { source_name: self.source_name, keys: from_file.join(", ") })
         }
     }
 }
@@ -402,6 +452,121 @@ where
     }
 }
 
+/// What a `KAFKA_*` environment variable is, under the rules of the two images users'
+/// compose files are written for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KafkaEnv {
+    /// It names this setting.
+    Setting(String),
+    /// It configures what Tributary does not have (the JVM, log4j, JMX, the bitnami
+    /// image's own scripts, Kubernetes service links); named once at start-up.
+    NotApplicable,
+    /// Not a `KAFKA_*` variable.
+    Other,
+}
+
+/// Variables the images read for themselves rather than as Kafka settings.
+const NOT_APPLICABLE_KAFKA_VARS: &[&str] = &[
+    // confluent's exclusions (JVM and logging)
+    "KAFKA_VERSION",
+    "KAFKA_HEAP_OPTS",
+    "KAFKA_OPTS",
+    "KAFKA_JMX_OPTS",
+    "KAFKA_JMX_PORT",
+    "KAFKA_JMX_HOSTNAME",
+    "KAFKA_JVM_PERFORMANCE_OPTS",
+    "KAFKA_GC_LOG_OPTS",
+    "KAFKA_DEBUG",
+    "KAFKA_TOOLS_LOG4J_LOGLEVEL",
+    // bitnami's switches for its own scripts
+    "KAFKA_ENABLE_KRAFT",
+    "KAFKA_KRAFT_CLUSTER_ID",
+    "KAFKA_SKIP_KRAFT_STORAGE_INIT",
+    "KAFKA_CLIENT_USERS",
+    "KAFKA_CLIENT_PASSWORDS",
+    "KAFKA_CLIENT_LISTENER_NAME",
+    "KAFKA_INTER_BROKER_USER",
+    "KAFKA_INTER_BROKER_PASSWORD",
+    "KAFKA_CONTROLLER_USER",
+    "KAFKA_CONTROLLER_PASSWORD",
+    "KAFKA_CERTIFICATE_PASSWORD",
+    "KAFKA_TLS_TYPE",
+    "KAFKA_TLS_CLIENT_AUTH",
+    "KAFKA_ZOOKEEPER_PROTOCOL",
+    "KAFKA_ZOOKEEPER_USER",
+    "KAFKA_ZOOKEEPER_PASSWORD",
+    "KAFKA_ZOOKEEPER_TLS_TYPE",
+    "KAFKA_ZOOKEEPER_TLS_VERIFY_HOSTNAME",
+    "KAFKA_ZOOKEEPER_TLS_KEYSTORE_PASSWORD",
+    "KAFKA_ZOOKEEPER_TLS_TRUSTSTORE_PASSWORD",
+    "KAFKA_MOUNTED_CONF_DIR",
+    "KAFKA_INITSCRIPTS_DIR",
+    "KAFKA_VOLUME_DIR",
+    "KAFKA_BASE_DIR",
+    "KAFKA_HOME",
+    "KAFKA_CONF_DIR",
+    "KAFKA_CONF_FILE",
+    "KAFKA_DAEMON_USER",
+    "KAFKA_DAEMON_GROUP",
+];
+
+/// Maps an environment variable to a Kafka setting as the images do:
+///
+/// - bitnami, `KAFKA_CFG_*`: drop the prefix, lower-case, every `_` becomes `.`
+///   (`KAFKA_CFG_LOG_RETENTION_HOURS` → `log.retention.hours`), with its exceptions for
+///   `sasl_ssl` and `sasl_plaintext`;
+/// - confluent, any other `KAFKA_*`: drop the prefix, lower-case, then `_` → `.`,
+///   `__` → `_`, `___` → `-` (`KAFKA_CONFLUENT_SUPPORT__X` style names).
+///
+/// bitnami's legacy names (`KAFKA_BROKER_ID`, `KAFKA_LISTENERS`, `KAFKA_ZOOKEEPER_CONNECT`)
+/// read the same under the confluent rule.
+pub fn kafka_env_key(name: &str) -> KafkaEnv {
+    let Some(rest) = name.strip_prefix("KAFKA_") else { return KafkaEnv::Other };
+    if NOT_APPLICABLE_KAFKA_VARS.contains(&name)
+        || name.starts_with("KAFKA_LOG4J_")
+        // Kubernetes service links for a service named "kafka": KAFKA_PORT=tcp://...,
+        // KAFKA_PORT_9092_TCP_ADDR, KAFKA_SERVICE_HOST (the confluent image dies on these).
+        || name == "KAFKA_PORT"
+        || name.starts_with("KAFKA_PORT_")
+        || name.starts_with("KAFKA_SERVICE_")
+    {
+        return KafkaEnv::NotApplicable;
+    }
+    if rest.is_empty() {
+        return KafkaEnv::Other;
+    }
+    if let Some(cfg) = rest.strip_prefix("CFG_") {
+        let key = cfg.to_ascii_lowercase().replace('_', ".");
+        return KafkaEnv::Setting(key.replace("sasl.ssl", "sasl_ssl").replace("sasl.plaintext", "sasl_plaintext"));
+    }
+    let lower = rest.to_ascii_lowercase();
+    let mut key = String::with_capacity(lower.len());
+    let mut chars = lower.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '_' {
+            key.push(c);
+            continue;
+        }
+        let mut run = 1;
+        while chars.peek() == Some(&'_') {
+            chars.next();
+            run += 1;
+        }
+        // A run of underscores: three make '-', two '_', one '.'; longer runs are read
+        // greedily from the left, as confluent's splitting does.
+        while run > 0 {
+            let (text, used) = match run {
+                1 => (".", 1),
+                2 => ("_", 2),
+                _ => ("-", 3),
+            };
+            key.push_str(text);
+            run -= used;
+        }
+    }
+    KafkaEnv::Setting(key)
+}
+
 fn split_entry(entry: &str) -> Option<(String, String)> {
     let entry = entry.trim();
     if entry.is_empty() {
@@ -466,6 +631,60 @@ mod tests {
     use super::*;
 
     #[test]
+    fn kafka_environment_variables_map_to_keys_as_the_images_map_them() {
+        let cases = [
+            ("KAFKA_BROKER_ID", KafkaEnv::Setting("broker.id".into())),
+            ("KAFKA_ZOOKEEPER_CONNECT", KafkaEnv::Setting("zookeeper.connect".into())),
+            ("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", KafkaEnv::Setting("offsets.topic.replication.factor".into())),
+            ("KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", KafkaEnv::Setting("listener.security.protocol.map".into())),
+            ("KAFKA_CONFLUENT_SUPPORT__CUSTOMER__ID", KafkaEnv::Setting("confluent.support_customer_id".into())),
+            ("KAFKA_A___B", KafkaEnv::Setting("a-b".into())),
+            ("KAFKA_CFG_LOG_RETENTION_HOURS", KafkaEnv::Setting("log.retention.hours".into())),
+            ("KAFKA_CFG_LISTENER_NAME_SASL_SSL_X", KafkaEnv::Setting("listener.name.sasl_ssl.x".into())),
+            ("KAFKA_HEAP_OPTS", KafkaEnv::NotApplicable),
+            ("KAFKA_LOG4J_ROOT_LOGLEVEL", KafkaEnv::NotApplicable),
+            ("KAFKA_JMX_PORT", KafkaEnv::NotApplicable),
+            ("KAFKA_PORT", KafkaEnv::NotApplicable),
+            ("KAFKA_PORT_9092_TCP_ADDR", KafkaEnv::NotApplicable),
+            ("KAFKA_ENABLE_KRAFT", KafkaEnv::NotApplicable),
+            ("KAFKA_LOG_DIRS", KafkaEnv::Setting("log.dirs".into())),
+            ("ALLOW_PLAINTEXT_LISTENER", KafkaEnv::Other),
+            ("TRIBUTARY_BROKER_ID", KafkaEnv::Other),
+            ("KAFKA_", KafkaEnv::Other),
+        ];
+        for (name, want) in cases {
+            assert_eq!(kafka_env_key(name), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_environment_layers_over_the_file_and_names_its_variables() {
+        let vars = [
+            ("KAFKA_NUM_PARTITIONS", "3"),
+            ("KAFKA_CFG_NUM_PARTITIONS", "4"),
+            ("KAFKA_LOG_RETENTION_MS", "soon"),
+            ("KAFKA_EMPTY", ""),
+            ("KAFKA_HEAP_OPTS", "-Xmx1G"),
+            ("KAFKA_NOT_IMPLEMENTED_HERE", "1"),
+            ("PATH", "/bin"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let (env, not_applicable) = Properties::from_kafka_environment(vars);
+        assert_eq!(not_applicable, vec!["KAFKA_HEAP_OPTS"]);
+        let mut props = Properties::parse("server.properties", "num.partitions=2\nbroker.id=7\n");
+        props.overlay(env);
+        assert_eq!(
+            props.take_parsed::<i32>("num.partitions"),
+            Ok(Some(4)),
+            "KAFKA_CFG_ wins, then KAFKA_, then the file"
+        );
+        assert_eq!(props.take_parsed::<i32>("broker.id"), Ok(Some(7)));
+        let err = props.take_parsed::<i64>("log.retention.ms").unwrap_err().to_string();
+        assert!(err.contains("KAFKA_LOG_RETENTION_MS") && err.contains("soon"), "{err}");
+        assert_eq!(props.finish(), Ok(vec!["KAFKA_NOT_IMPLEMENTED_HERE".to_string()]));
+    }
+
+    #[test]
     fn properties_parse_kafkas_format() {
         let mut p = Properties::parse(
             "server.properties",
@@ -476,7 +695,7 @@ mod tests {
         assert_eq!(p.take("log.dirs").as_deref(), Some("/tmp/a"));
         assert_eq!(p.take_parsed::<i32>("num.partitions"), Ok(Some(3)));
         assert_eq!(p.take("zookeeper.connect").as_deref(), Some("a:1,b:2"));
-        assert_eq!(p.finish(), Ok(()));
+        assert_eq!(p.finish(), Ok(vec![]));
     }
 
     #[test]

@@ -58,14 +58,28 @@ fn invalid(key: &str, value: impl ToString, reason: &str) -> ConfigError {
 }
 
 impl CoordinatorConfig {
-    /// Merges flags (and environment variables) over the file and validates.
+    /// Reads flags, `TRIBUTARY_*` variables, the Kafka images' `KAFKA_*` variables and the
+    /// `--config` file, in that order of precedence, and validates.
     ///
     /// # Errors
     /// [`ConfigError`] naming the unknown, missing or invalid setting.
     pub fn from_args(args: Args) -> Result<Self, ConfigError> {
+        Self::from_sources(args, std::env::vars())
+    }
+
+    /// [`Self::from_args`] with the environment given (tests). `KAFKA_*` variables are
+    /// read as the broker reads them, between the flags and the file; the coordinator
+    /// takes the settings it has (zookeeper.connect, ...) and leaves the broker's alone.
+    ///
+    /// # Errors
+    /// As [`Self::from_args`].
+    pub fn from_sources(args: Args, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
         let mut props = Properties::load(args.config.as_deref())?;
+        props.overlay(Properties::from_kafka_environment(env).0);
         let config = CoordinatorConfig::merge(args.settings, &mut props)?;
-        props.finish()?;
+        // Leftover environment variables are the broker's settings: not this program's
+        // to warn about.
+        let _broker_settings = props.finish()?;
         config.validate()?;
         Ok(config)
     }
@@ -107,15 +121,25 @@ mod tests {
             http_listen: Some("0.0.0.0:9".parse().unwrap()),
             ..Default::default()
         };
-        let c = CoordinatorConfig::from_args(args(flags.clone(), None)).unwrap();
+        let c = CoordinatorConfig::from_sources(args(flags.clone(), None), []).unwrap();
         assert_eq!(c.http_listen.port(), 9);
         assert_eq!(c.controller_id, 3000);
         let file = std::env::temp_dir().join(format!("tributary-coord-cfg-{}", std::process::id()));
         std::fs::write(&file, "http.listen=localhost\n").unwrap();
-        let err = CoordinatorConfig::from_args(args(flags, Some(file))).unwrap_err().to_string();
+        let err = CoordinatorConfig::from_sources(args(flags, Some(file)), []).unwrap_err().to_string();
         assert!(err.contains("http.listen") && err.contains("localhost"), "{err}");
-        let err = CoordinatorConfig::from_args(args(CoordinatorFlags::default(), None)).unwrap_err().to_string();
+        let err = CoordinatorConfig::from_sources(args(CoordinatorFlags::default(), None), []).unwrap_err().to_string();
         assert!(err.contains("zookeeper.connect"), "{err}");
+        // A kafka container's environment: the coordinator takes ZooKeeper's address from
+        // it and leaves the broker's settings alone.
+        let env = [
+            ("KAFKA_ZOOKEEPER_CONNECT", "zk:2181"),
+            ("KAFKA_BROKER_ID", "1"),
+            ("KAFKA_LISTENERS", "PLAINTEXT://:9092"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let c = CoordinatorConfig::from_sources(args(CoordinatorFlags::default(), None), env).unwrap();
+        assert_eq!(c.zookeeper_connect, "zk:2181");
     }
 
     #[test]
