@@ -218,7 +218,8 @@ class Cluster:
         port = self.broker_ports.setdefault(broker_id, free_port())
         return [
             str(BIN / "broker"), "--broker-id", str(broker_id),
-            "--listeners", f"PLAINTEXT://127.0.0.1:{port}",
+            # A test naming its own listeners keeps broker_ports[id] on one of them.
+            *([] if "--listeners" in extra else ["--listeners", f"PLAINTEXT://127.0.0.1:{port}"]),
             "--zookeeper-connect", self.zookeeper_connect,
             "--zookeeper-session-timeout-ms", str(self.session_timeout_ms),
             "--data-dir", str(self.data_root / f"broker-{broker_id}"),

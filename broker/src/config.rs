@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use tributary_common::config::{ConfigError, Listeners, Properties};
+use tributary_common::config::{ConfigError, Listeners, Properties, ProtocolMap};
 use tributary_common::ids::BrokerId;
 use tributary_common::telemetry::LogFormat;
 use tributary_common::znode::Endpoint;
@@ -35,6 +35,13 @@ tributary_common::settings! {
         "where to accept clients, NAME://host:port[,...]; an empty host means every interface";
     advertised_listeners: Listeners = optional, "advertised.listeners", "TRIBUTARY_ADVERTISED_LISTENERS",
         "the addresses clients are told to use (default: the listeners, an empty or 0.0.0.0 host replaced by this machine's name)";
+    listener_security_protocol_map: ProtocolMap = "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
+        "listener.security.protocol.map", "TRIBUTARY_LISTENER_SECURITY_PROTOCOL_MAP",
+        "the security protocol of each listener name, NAME:PROTOCOL[,...]; only PLAINTEXT is served for now";
+    inter_broker_listener_name: String = optional, "inter.broker.listener.name", "TRIBUTARY_INTER_BROKER_LISTENER_NAME",
+        "the advertised listener followers fetch from (default: the one named by security.inter.broker.protocol)";
+    security_inter_broker_protocol: String = optional, "security.inter.broker.protocol", "TRIBUTARY_SECURITY_INTER_BROKER_PROTOCOL",
+        "the listener name followers fetch from when inter.broker.listener.name is not set (default PLAINTEXT)";
     zookeeper_connect: String = required, "zookeeper.connect", "TRIBUTARY_ZOOKEEPER_CONNECT",
         "host:port[,host:port...][/chroot]";
     zookeeper_session_timeout_ms: u64 = "18000", "zookeeper.session.timeout.ms", "TRIBUTARY_ZOOKEEPER_SESSION_TIMEOUT_MS",
@@ -165,6 +172,7 @@ impl BrokerConfig {
     pub(crate) fn fetcher_config(&self) -> crate::replica::fetcher::FetcherConfig {
         crate::replica::fetcher::FetcherConfig {
             broker_id: self.broker_id,
+            listener: self.inter_broker_listener(),
             max_wait_ms: self.replica_fetch_wait_max_ms,
             partition_max_bytes: self.replica_fetch_max_bytes,
             response_max_bytes: self.replica_fetch_response_max_bytes,
@@ -197,6 +205,74 @@ impl BrokerConfig {
                 })
                 .collect(),
         }
+    }
+
+    /// The listener followers fetch from: `inter.broker.listener.name`, else the listener
+    /// named by `security.inter.broker.protocol` (Kafka's rule), upper-cased.
+    pub fn inter_broker_listener(&self) -> String {
+        self.inter_broker_listener_name
+            .as_deref()
+            .or(self.security_inter_broker_protocol.as_deref())
+            .unwrap_or("PLAINTEXT")
+            .to_ascii_uppercase()
+    }
+
+    /// Checks the listeners against each other and the protocol map, as Kafka does, and
+    /// refuses protocols Tributary does not serve yet.
+    fn validate_listeners(&self) -> Result<(), ConfigError> {
+        let map = &self.listener_security_protocol_map;
+        let advertised = self.advertised();
+        for (key, endpoints) in [("listeners", &self.listeners.0), ("advertised.listeners", &advertised)] {
+            for e in endpoints {
+                match map.protocol(&e.listener) {
+                    None => {
+                        return Err(invalid(
+                            key,
+                            e,
+                            &format!(
+                                "listener name {} has no entry in listener.security.protocol.map ({map}); add {}:PLAINTEXT",
+                                e.listener, e.listener
+                            ),
+                        ))
+                    }
+                    Some("PLAINTEXT") => {}
+                    Some(other) => {
+                        return Err(invalid(
+                            key,
+                            e,
+                            &format!("listener {} speaks {other}; Tributary serves PLAINTEXT listeners only (TLS and SASL are not implemented yet)", e.listener),
+                        ))
+                    }
+                }
+            }
+        }
+        if let Some(e) = advertised.iter().find(|a| !self.listeners.0.iter().any(|l| l.listener == a.listener)) {
+            return Err(invalid(
+                "advertised.listeners",
+                e,
+                &format!(
+                    "listener name {} is advertised but not in listeners; every advertised name must be listened on",
+                    e.listener
+                ),
+            ));
+        }
+        if let (Some(name), Some(protocol)) = (&self.inter_broker_listener_name, &self.security_inter_broker_protocol) {
+            return Err(invalid(
+                "inter.broker.listener.name",
+                name,
+                &format!("security.inter.broker.protocol is set too ({protocol}); set only one of them"),
+            ));
+        }
+        let inter = self.inter_broker_listener();
+        if !advertised.iter().any(|a| a.listener == inter) {
+            let names: Vec<&str> = advertised.iter().map(|a| a.listener.as_str()).collect();
+            return Err(invalid(
+                "inter.broker.listener.name",
+                &inter,
+                &format!("followers fetch from the {inter} listener, which is not advertised ({}); set inter.broker.listener.name to one that is", names.join(", ")),
+            ));
+        }
+        Ok(())
     }
 
     /// `zookeeper.session.timeout.ms`.
@@ -275,6 +351,7 @@ impl BrokerConfig {
                 "must be at least 1000",
             ));
         }
+        self.validate_listeners()?;
         if let Some(dir) = self.data_dir.to_str().filter(|d| d.contains(',')) {
             return Err(invalid("log.dirs", dir, "Tributary uses one data directory; give a single path"));
         }
@@ -424,6 +501,51 @@ mod tests {
         let file = write("logdirs", "log.dirs=/a,/b\n");
         let err = BrokerConfig::from_sources(Args { config: Some(file), settings: flags(), ..args() }, []).unwrap_err();
         assert!(err.to_string().contains("one data directory"), "{err}");
+    }
+
+    #[test]
+    fn named_listeners_are_checked_as_kafka_checks_them() {
+        let with = |extra: &[(&str, &str)]| {
+            let env = extra.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+            BrokerConfig::from_sources(Args { settings: flags(), ..args() }, env).map(|l| l.config)
+        };
+        // The confluent tutorial's listeners: two names, both PLAINTEXT.
+        let c = with(&[
+            ("KAFKA_LISTENERS", "PLAINTEXT://0.0.0.0:9092,PLAINTEXT_HOST://0.0.0.0:29092"),
+            ("KAFKA_ADVERTISED_LISTENERS", "PLAINTEXT://kafka-1:9092,PLAINTEXT_HOST://localhost:29092"),
+            ("KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", "PLAINTEXT:PLAINTEXT,PLAINTEXT_HOST:PLAINTEXT"),
+            ("KAFKA_INTER_BROKER_LISTENER_NAME", "PLAINTEXT"),
+        ])
+        .unwrap();
+        assert_eq!(c.advertised()[1].to_string(), "PLAINTEXT_HOST://localhost:29092");
+        assert_eq!(c.inter_broker_listener(), "PLAINTEXT");
+        // (extra settings, a word the refusal must contain)
+        let refused: [(&[(&str, &str)], &str); 5] = [
+            (&[("KAFKA_LISTENERS", "INTERNAL://:9092")], "no entry in listener.security.protocol.map"),
+            (
+                &[("KAFKA_LISTENERS", "SSL://:9093"), ("KAFKA_INTER_BROKER_LISTENER_NAME", "SSL")],
+                "PLAINTEXT listeners only",
+            ),
+            (
+                &[
+                    ("KAFKA_ADVERTISED_LISTENERS", "OTHER://h:1"),
+                    ("KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", "OTHER:PLAINTEXT,PLAINTEXT:PLAINTEXT"),
+                ],
+                "not in listeners",
+            ),
+            (&[("KAFKA_INTER_BROKER_LISTENER_NAME", "REPLICATION")], "not advertised"),
+            (
+                &[
+                    ("KAFKA_INTER_BROKER_LISTENER_NAME", "PLAINTEXT"),
+                    ("KAFKA_SECURITY_INTER_BROKER_PROTOCOL", "PLAINTEXT"),
+                ],
+                "only one of them",
+            ),
+        ];
+        for (extra, needle) in refused {
+            let err = with(extra).unwrap_err().to_string();
+            assert!(err.contains(needle), "{extra:?}: {err}");
+        }
     }
 
     #[test]

@@ -99,7 +99,11 @@ fn check_meta_properties(dir: &Path, broker_id: i32, cluster_id: Option<&str>) -
 /// # Errors
 /// Start-up failures, each explained for the operator: data directory unusable, ZooKeeper
 /// unreachable, broker id already registered, data directory from another cluster.
-pub async fn run(config: BrokerConfig, listeners: Vec<TcpSocket>, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    config: BrokerConfig,
+    listeners: Vec<(String, TcpSocket)>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let broker_id = config.broker_id;
     let dir = config.data_dir.clone();
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create data directory {}", dir.display()))?;
@@ -246,16 +250,18 @@ pub async fn run(config: BrokerConfig, listeners: Vec<TcpSocket>, shutdown: Canc
     let connections = TaskTracker::new();
     let abort_connections = CancellationToken::new();
     let mut acceptors = Vec::new();
-    for socket in listeners {
-        let listener = socket.listen(1024).context("listening on a bound socket failed")?;
+    let limit = Arc::new(tokio::sync::Semaphore::new(ctx.config.max_connections));
+    for (name, socket) in listeners {
+        let listener = socket.listen(1024).with_context(|| format!("listening on the {name} listener failed"))?;
         let addr = listener.local_addr().ok();
-        tracing::info!(listener = ?addr, advertised = ?ctx.config.advertised().iter().map(ToString::to_string).collect::<Vec<_>>(), partitions_opening = ctx.replicas.opening_count(), "accepting Kafka clients");
+        tracing::info!(listener = name, address = ?addr, advertised = ?ctx.config.advertised().iter().map(ToString::to_string).collect::<Vec<_>>(), partitions_opening = ctx.replicas.opening_count(), "accepting Kafka clients");
         let conns = server::Connections {
             tracker: connections.clone(),
             drain: shutdown.clone(),
             abort: abort_connections.clone(),
+            limit: limit.clone(),
         };
-        acceptors.push(tokio::spawn(server::accept_loop(listener, ctx.clone(), conns)));
+        acceptors.push(tokio::spawn(server::accept_loop(listener, name.into(), ctx.clone(), conns)));
     }
 
     shutdown.cancelled().await;

@@ -39,7 +39,7 @@ async fn main() -> ExitCode {
     let mut listeners = Vec::new();
     for l in &config.listeners.0 {
         match bind(&l.host, l.port).await {
-            Ok(socket) => listeners.push(socket),
+            Ok(socket) => listeners.push((l.listener.clone(), socket)),
             Err(e) => {
                 eprintln!("broker: cannot listen on {l}: {e}; is another broker or Kafka using that port?");
                 return ExitCode::from(1);

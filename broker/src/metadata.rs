@@ -9,12 +9,20 @@ use tributary_common::znode::{Endpoint, NO_LEADER};
 /// A live broker.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct BrokerInfo {
-    /// Its PLAINTEXT endpoint (what clients dial).
-    pub endpoint: Endpoint,
+    /// Its advertised endpoints, one per listener name.
+    pub endpoints: Vec<Endpoint>,
     /// `broker.rack`, if set.
     pub rack: Option<String>,
     /// Broker epoch: czxid of its registration.
     pub epoch: i64,
+}
+
+impl BrokerInfo {
+    /// Its endpoint for a listener name: what a client that arrived on that listener (or
+    /// a follower fetching over it) dials.
+    pub(crate) fn endpoint(&self, listener: &str) -> Option<&Endpoint> {
+        self.endpoints.iter().find(|e| e.listener == listener)
+    }
 }
 
 /// A partition's assignment and leadership.
@@ -106,7 +114,7 @@ mod tests {
             m.brokers.insert(
                 id,
                 BrokerInfo {
-                    endpoint: Endpoint { listener: "PLAINTEXT".into(), host: "h".into(), port: 1 },
+                    endpoints: vec![Endpoint { listener: "PLAINTEXT".into(), host: "h".into(), port: 1 }],
                     rack: None,
                     epoch: 0,
                 },

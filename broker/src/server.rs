@@ -7,7 +7,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::api::BrokerContext;
+use crate::api::{BrokerContext, Caller};
 use crate::net::connection;
 
 /// Where connection tasks go and how they are told to stop.
@@ -18,14 +18,15 @@ pub(crate) struct Connections {
     pub(crate) drain: CancellationToken,
     /// Abandon requests in progress (after the grace period).
     pub(crate) abort: CancellationToken,
+    /// `max.connections`, shared by every listener.
+    pub(crate) limit: Arc<Semaphore>,
 }
 
-/// Accepts connections until `conns.drain` fires.
-pub(crate) async fn accept_loop(listener: TcpListener, ctx: Arc<BrokerContext>, conns: Connections) {
-    let limit = Arc::new(Semaphore::new(ctx.config.max_connections));
+/// Accepts connections on the listener named `name` until `conns.drain` fires.
+pub(crate) async fn accept_loop(listener: TcpListener, name: Arc<str>, ctx: Arc<BrokerContext>, conns: Connections) {
     loop {
         let permit = tokio::select! {
-            p = limit.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            p = conns.limit.clone().acquire_owned() => p.expect("the semaphore is never closed"),
             _ = conns.drain.cancelled() => return,
         };
         let (stream, peer) = tokio::select! {
@@ -42,8 +43,9 @@ pub(crate) async fn accept_loop(listener: TcpListener, ctx: Arc<BrokerContext>, 
         };
         let ctx = ctx.clone();
         let (drain, abort) = (conns.drain.clone(), conns.abort.clone());
+        let caller = Caller { peer, listener: name.clone() };
         conns.tracker.spawn(async move {
-            connection::serve(stream, peer, ctx, drain, abort).await;
+            connection::serve(stream, caller, ctx, drain, abort).await;
             drop(permit);
         });
     }

@@ -65,7 +65,11 @@ pub(crate) fn cluster(brokers: i32) -> ClusterMetadata {
         meta.brokers.insert(
             id,
             BrokerInfo {
-                endpoint: Endpoint { listener: "PLAINTEXT".into(), host: "127.0.0.1".into(), port: 9090 + id as u16 },
+                endpoints: vec![Endpoint {
+                    listener: "PLAINTEXT".into(),
+                    host: "127.0.0.1".into(),
+                    port: 9090 + id as u16,
+                }],
                 rack: None,
                 epoch: 1,
             },

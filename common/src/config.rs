@@ -416,7 +416,7 @@ macro_rules! setting_value {
     };
 }
 
-setting_value!(bool => Boolean, String => String, i16 => Short, i32 => Int, i64 => Long, u32 => Int, u64 => Long, usize => Int, Listeners => List);
+setting_value!(bool => Boolean, String => String, i16 => Short, i32 => Int, i64 => Long, u32 => Int, u64 => Long, usize => Int, Listeners => List, ProtocolMap => List);
 
 impl SettingValue for std::path::PathBuf {
     const TYPE: ConfigType = ConfigType::String;
@@ -604,26 +604,81 @@ impl std::fmt::Display for Listeners {
     }
 }
 
-/// Parses Kafka's `listeners` / `advertised.listeners`: comma-separated `NAME://host:port`.
-/// Only the PLAINTEXT protocol is supported; an empty host means every interface.
+/// Parses Kafka's `listeners` / `advertised.listeners`: comma-separated `NAME://host:port`,
+/// any listener name (upper-cased, as Kafka normalises them; each at most once). Which
+/// protocol a name speaks is `listener.security.protocol.map`'s business. An empty host
+/// means every interface.
 ///
 /// # Errors
-/// [`ConfigError::Invalid`] naming `key` when an entry does not parse or is not PLAINTEXT.
+/// [`ConfigError::Invalid`] naming `key` when an entry does not parse or a name repeats.
 pub fn parse_listeners(key: &str, value: &str) -> Result<Vec<Endpoint>, ConfigError> {
-    let invalid = |reason: &str| ConfigError::Invalid { key: key.into(), value: value.into(), reason: reason.into() };
-    let mut out = Vec::new();
+    let invalid = |reason: String| ConfigError::Invalid { key: key.into(), value: value.into(), reason };
+    let mut out: Vec<Endpoint> = Vec::new();
     for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let endpoint = Endpoint::parse(part)
-            .ok_or_else(|| invalid("expected NAME://host:port, e.g. PLAINTEXT://localhost:9092"))?;
-        if endpoint.listener != "PLAINTEXT" {
-            return Err(invalid("only the PLAINTEXT listener is supported"));
+        let mut endpoint = Endpoint::parse(part)
+            .filter(|e| !e.listener.is_empty() && e.listener.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+            .ok_or_else(|| {
+                invalid(format!("{part:?} is not NAME://host:port (e.g. PLAINTEXT://localhost:9092; names are letters, digits and _)"))
+            })?;
+        endpoint.listener = endpoint.listener.to_ascii_uppercase();
+        if out.iter().any(|e| e.listener == endpoint.listener) {
+            return Err(invalid(format!(
+                "listener name {} is given twice; each name may appear once",
+                endpoint.listener
+            )));
         }
         out.push(endpoint);
     }
     if out.is_empty() {
-        return Err(invalid("no listener given"));
+        return Err(invalid("no listener given".into()));
     }
     Ok(out)
+}
+
+/// The security protocols Kafka knows.
+pub const SECURITY_PROTOCOLS: &[&str] = &["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
+
+/// `listener.security.protocol.map`: listener name → security protocol, written
+/// `NAME:PROTOCOL[,...]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProtocolMap(pub BTreeMap<String, String>);
+
+impl ProtocolMap {
+    /// The protocol of a listener name, if mapped.
+    pub fn protocol(&self, listener: &str) -> Option<&str> {
+        self.0.get(listener).map(String::as_str)
+    }
+}
+
+impl FromStr for ProtocolMap {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut map = BTreeMap::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, protocol) = part
+                .split_once(':')
+                .ok_or_else(|| format!("{part:?} is not NAME:PROTOCOL (e.g. PLAINTEXT_HOST:PLAINTEXT)"))?;
+            let (name, protocol) = (name.trim().to_ascii_uppercase(), protocol.trim().to_ascii_uppercase());
+            if !SECURITY_PROTOCOLS.contains(&protocol.as_str()) {
+                return Err(format!(
+                    "{protocol:?} is not a security protocol; use one of {}",
+                    SECURITY_PROTOCOLS.join(", ")
+                ));
+            }
+            if map.insert(name.clone(), protocol).is_some() {
+                return Err(format!("listener name {name} is mapped twice"));
+            }
+        }
+        Ok(ProtocolMap(map))
+    }
+}
+
+impl std::fmt::Display for ProtocolMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+        f.write_str(&parts.join(","))
+    }
 }
 
 #[cfg(test)]
@@ -713,11 +768,21 @@ mod tests {
     }
 
     #[test]
-    fn listeners_accept_plaintext_only() {
+    fn listeners_take_any_name_once_and_the_map_names_their_protocols() {
+        let map: ProtocolMap = "PLAINTEXT:PLAINTEXT, plaintext_host:plaintext,CONTROLLER:PLAINTEXT".parse().unwrap();
+        assert_eq!(map.protocol("PLAINTEXT_HOST"), Some("PLAINTEXT"));
+        assert_eq!(map.to_string(), "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,PLAINTEXT_HOST:PLAINTEXT");
+        assert!("A:TLS".parse::<ProtocolMap>().is_err());
+        assert!("A".parse::<ProtocolMap>().is_err());
+        assert!("A:SSL,A:PLAINTEXT".parse::<ProtocolMap>().is_err());
         let l = parse_listeners("listeners", "PLAINTEXT://localhost:9092").unwrap();
         assert_eq!(l[0].port, 9092);
         assert_eq!(parse_listeners("listeners", "PLAINTEXT://:9093").unwrap()[0].host, "");
-        assert!(parse_listeners("listeners", "SSL://h:1").is_err());
+        let named = parse_listeners("listeners", "plaintext://kafka-1:9092, PLAINTEXT_HOST://localhost:29092").unwrap();
+        assert_eq!(named.iter().map(|e| e.listener.as_str()).collect::<Vec<_>>(), ["PLAINTEXT", "PLAINTEXT_HOST"]);
         assert!(parse_listeners("listeners", "localhost").is_err());
+        assert!(parse_listeners("listeners", "A-B://h:1").is_err(), "names are letters, digits and _");
+        let twice = parse_listeners("listeners", "A://h:1,a://h:2").unwrap_err().to_string();
+        assert!(twice.contains("given twice"), "{twice}");
     }
 }

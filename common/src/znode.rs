@@ -242,9 +242,12 @@ pub struct BrokerRegistration {
 }
 
 impl BrokerRegistration {
-    /// The v5 payload for a broker advertising `endpoints`.
+    /// The v5 payload for a broker advertising `endpoints`. Every listener is PLAINTEXT
+    /// (the broker refuses other protocols at start), so the protocol map names each as
+    /// such and `host`/`port` are the first endpoint's, as Kafka writes the first
+    /// PLAINTEXT-protocol endpoint there for readers that predate named listeners.
     pub fn new(endpoints: &[Endpoint], rack: Option<String>, now_ms: i64) -> Self {
-        let plaintext = endpoints.iter().find(|e| e.listener == "PLAINTEXT");
+        let plaintext = endpoints.first();
         Self {
             version: 5,
             host: plaintext.map(|e| e.host.clone()),
@@ -509,6 +512,23 @@ mod tests {
         assert_eq!(json["endpoints"][0], "PLAINTEXT://localhost:9092");
         assert_eq!(json["listener_security_protocol_map"]["PLAINTEXT"], "PLAINTEXT");
         assert!(json.get("rack").is_none());
+
+        // Named listeners, as the confluent tutorial's compose file advertises them.
+        let named = [
+            Endpoint { listener: "PLAINTEXT".into(), host: "kafka-1".into(), port: 9092 },
+            Endpoint { listener: "PLAINTEXT_HOST".into(), host: "localhost".into(), port: 29092 },
+        ];
+        let json: serde_json::Value =
+            serde_json::from_slice(&BrokerRegistration::new(&named, None, 5).encode()).unwrap();
+        assert_eq!(
+            json["endpoints"],
+            serde_json::json!(["PLAINTEXT://kafka-1:9092", "PLAINTEXT_HOST://localhost:29092"])
+        );
+        assert_eq!(
+            json["listener_security_protocol_map"],
+            serde_json::json!({"PLAINTEXT": "PLAINTEXT", "PLAINTEXT_HOST": "PLAINTEXT"})
+        );
+        assert_eq!((json["host"].as_str(), json["port"].as_i64()), (Some("kafka-1"), Some(9092)));
     }
 
     #[test]

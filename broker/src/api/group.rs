@@ -120,7 +120,7 @@ async fn offsets_topic(ctx: &BrokerContext) -> Result<TopicMetadata, Found> {
         .ok_or_else(|| Found::error(ResponseError::CoordinatorNotAvailable, "__consumer_offsets is being created"))
 }
 
-async fn find(ctx: &BrokerContext, key_type: i8, key: &str) -> Found {
+async fn find(ctx: &BrokerContext, listener: &str, key_type: i8, key: &str) -> Found {
     match key_type {
         0 => {}
         1 => {
@@ -137,14 +137,16 @@ async fn find(ctx: &BrokerContext, key_type: i8, key: &str) -> Found {
     };
     let p = GroupCoordinator::partition_for(key, topic.partitions.len() as i32);
     let leader = topic.partitions.get(&p).map_or(-1, |pm| pm.leader);
-    match ctx.cluster().brokers.get(&leader) {
-        Some(b) => Found {
-            error: 0,
-            message: None,
-            node_id: leader,
-            host: b.endpoint.host.clone(),
-            port: i32::from(b.endpoint.port),
-        },
+    match ctx.cluster().brokers.get(&leader).map(|b| b.endpoint(listener)) {
+        Some(Some(e)) => {
+            Found { error: 0, message: None, node_id: leader, host: e.host.clone(), port: i32::from(e.port) }
+        }
+        Some(None) => Found::error(
+            ResponseError::CoordinatorNotAvailable,
+            format!(
+                "the coordinator (broker {leader}) has no endpoint on the {listener} listener this request came on"
+            ),
+        ),
         None => Found::error(
             ResponseError::CoordinatorNotAvailable,
             format!("__consumer_offsets partition {p} has no live leader"),
@@ -154,13 +156,14 @@ async fn find(ctx: &BrokerContext, key_type: i8, key: &str) -> Found {
 
 pub(super) async fn find_coordinator(
     ctx: &BrokerContext,
+    listener: &str,
     version: i16,
     request: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
     let mut response = FindCoordinatorResponse::default();
     if version >= 4 {
         for key in request.coordinator_keys {
-            let f = find(ctx, request.key_type, key.as_str()).await;
+            let f = find(ctx, listener, request.key_type, key.as_str()).await;
             let mut c = Coordinator::default();
             c.key = key;
             c.node_id = BrokerId(f.node_id);
@@ -171,7 +174,7 @@ pub(super) async fn find_coordinator(
             response.coordinators.push(c);
         }
     } else {
-        let f = find(ctx, if version >= 1 { request.key_type } else { 0 }, request.key.as_str()).await;
+        let f = find(ctx, listener, if version >= 1 { request.key_type } else { 0 }, request.key.as_str()).await;
         response.error_code = f.error;
         if version >= 1 {
             response.error_message = f.message.map(s);

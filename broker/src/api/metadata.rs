@@ -19,7 +19,12 @@ use crate::metadata::{ClusterMetadata, TopicMetadata};
 /// answering LEADER_NOT_AVAILABLE (the client then retries, as it would with Kafka).
 const AUTO_CREATE_WAIT: Duration = Duration::from_millis(1500);
 
-pub(super) async fn handle(ctx: &BrokerContext, version: i16, request: MetadataRequest) -> MetadataResponse {
+pub(super) async fn handle(
+    ctx: &BrokerContext,
+    listener: &str,
+    version: i16,
+    request: MetadataRequest,
+) -> MetadataResponse {
     let all_topics = match &request.topics {
         None => true,
         Some(t) => t.is_empty() && version == 0,
@@ -69,35 +74,39 @@ pub(super) async fn handle(ctx: &BrokerContext, version: i16, request: MetadataR
 
     let cluster = ctx.cluster();
     let mut response = MetadataResponse::default();
+    // Each broker's address on the listener this request arrived on; brokers without
+    // that listener are left out, as Kafka leaves them out.
     response.brokers = cluster
         .brokers
         .iter()
-        .map(|(id, b)| {
+        .filter_map(|(id, b)| {
+            let endpoint = b.endpoint(listener)?;
             let mut broker = MetadataResponseBroker::default();
             broker.node_id = BrokerId(*id);
-            broker.host = s(b.endpoint.host.clone());
-            broker.port = i32::from(b.endpoint.port);
+            broker.host = s(endpoint.host.clone());
+            broker.port = i32::from(endpoint.port);
             broker.rack = b.rack.clone().map(s);
-            broker
+            Some(broker)
         })
         .collect();
+    let view = View { cluster: &cluster, listener, version };
     response.cluster_id = Some(s(cluster.cluster_id.clone()));
     response.controller_id = BrokerId(cluster.controller_id());
     response.cluster_authorized_operations = i32::MIN;
 
     if all_topics {
-        response.topics = cluster.topics.iter().map(|(name, t)| topic_entry(&cluster, name, t)).collect();
+        response.topics = cluster.topics.iter().map(|(name, t)| topic_entry(&view, name, t)).collect();
         return response;
     }
     for (name, topic_id) in requested {
         let entry = match name {
             None if !topic_id.is_nil() => match cluster.topic_by_id(&TopicId(topic_id)) {
-                Some((name, t)) => topic_entry(&cluster, name, t),
+                Some((name, t)) => topic_entry(&view, name, t),
                 None => error_entry(None, topic_id, ResponseError::UnknownTopicId.code()),
             },
             None => error_entry(None, topic_id, ResponseError::InvalidTopicException.code()),
             Some(name) => match cluster.topics.get(&name) {
-                Some(t) => topic_entry(&cluster, &name, t),
+                Some(t) => topic_entry(&view, &name, t),
                 None if validate_topic_name(&name).is_err() => {
                     error_entry(Some(name), topic_id, ResponseError::InvalidTopicException.code())
                 }
@@ -121,7 +130,33 @@ fn error_entry(name: Option<String>, topic_id: uuid::Uuid, code: i16) -> Metadat
     t
 }
 
-fn topic_entry(cluster: &ClusterMetadata, name: &str, topic: &TopicMetadata) -> MetadataResponseTopic {
+/// What a topic entry is answered from: the cluster, the listener the request came on,
+/// and the request's version.
+struct View<'a> {
+    cluster: &'a ClusterMetadata,
+    listener: &'a str,
+    version: i16,
+}
+
+/// A partition's leader as the client on `listener` may use it: Kafka's
+/// `MetadataCache.getPartitionMetadata` rule. No leader, or a leader that is not live:
+/// LEADER_NOT_AVAILABLE. A live leader without an endpoint on this listener:
+/// LISTENER_NOT_FOUND from v6 (LEADER_NOT_AVAILABLE before). Either way the leader id is
+/// -1, so that the client does not dial an address it was not given.
+fn leader_for(leader: i32, cluster: &ClusterMetadata, listener: &str, version: i16) -> (i16, i32) {
+    match cluster.brokers.get(&leader) {
+        _ if leader == NO_LEADER => (ResponseError::LeaderNotAvailable.code(), NO_LEADER),
+        None => (ResponseError::LeaderNotAvailable.code(), NO_LEADER),
+        Some(b) if b.endpoint(listener).is_none() => {
+            let error = if version >= 6 { ResponseError::ListenerNotFound } else { ResponseError::LeaderNotAvailable };
+            (error.code(), NO_LEADER)
+        }
+        Some(_) => (0, leader),
+    }
+}
+
+fn topic_entry(view: &View<'_>, name: &str, topic: &TopicMetadata) -> MetadataResponseTopic {
+    let cluster = view.cluster;
     let mut t = MetadataResponseTopic::default();
     t.name = Some(TopicName(s(name)));
     t.topic_id = topic.id.map(|id| id.0).unwrap_or_default();
@@ -133,9 +168,9 @@ fn topic_entry(cluster: &ClusterMetadata, name: &str, topic: &TopicMetadata) -> 
         .map(|(index, pm)| {
             let mut p = MetadataResponsePartition::default();
             p.partition_index = *index;
-            let leader_live = pm.leader != NO_LEADER && cluster.brokers.contains_key(&pm.leader);
-            p.error_code = if leader_live { 0 } else { ResponseError::LeaderNotAvailable.code() };
-            p.leader_id = BrokerId(if leader_live { pm.leader } else { NO_LEADER });
+            let (error, leader) = leader_for(pm.leader, cluster, view.listener, view.version);
+            p.error_code = error;
+            p.leader_id = BrokerId(leader);
             p.leader_epoch = pm.leader_epoch;
             p.replica_nodes = pm.replicas.iter().map(|r| BrokerId(*r)).collect();
             p.isr_nodes = pm.isr.iter().map(|r| BrokerId(*r)).collect();
@@ -145,4 +180,34 @@ fn topic_entry(cluster: &ClusterMetadata, name: &str, topic: &TopicMetadata) -> 
         })
         .collect();
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use tributary_common::znode::Endpoint;
+
+    use super::*;
+    use crate::metadata::BrokerInfo;
+
+    #[test]
+    fn a_leader_is_given_only_on_a_listener_it_has() {
+        let mut cluster = ClusterMetadata::default();
+        let endpoint = |listener: &str| Endpoint { listener: listener.into(), host: "h".into(), port: 1 };
+        let both = vec![endpoint("PLAINTEXT"), endpoint("PLAINTEXT_HOST")];
+        cluster.brokers.insert(1, BrokerInfo { endpoints: both, rack: None, epoch: 1 });
+        cluster.brokers.insert(2, BrokerInfo { endpoints: vec![endpoint("PLAINTEXT")], rack: None, epoch: 1 });
+        let (lnf, lna) = (ResponseError::ListenerNotFound.code(), ResponseError::LeaderNotAvailable.code());
+        // (leader, listener, version) -> (error, leader id)
+        let cases = [
+            ((1, "PLAINTEXT_HOST", 9), (0, 1)),
+            ((1, "PLAINTEXT", 1), (0, 1)),
+            ((2, "PLAINTEXT_HOST", 6), (lnf, -1)),
+            ((2, "PLAINTEXT_HOST", 5), (lna, -1)),
+            ((3, "PLAINTEXT", 9), (lna, -1)),
+            ((NO_LEADER, "PLAINTEXT", 9), (lna, -1)),
+        ];
+        for ((leader, listener, version), want) in cases {
+            assert_eq!(leader_for(leader, &cluster, listener, version), want, "{leader} {listener} v{version}");
+        }
+    }
 }

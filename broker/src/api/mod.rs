@@ -72,6 +72,16 @@ impl BrokerContext {
     }
 }
 
+/// Who sent a request: the client's address and the listener it connected to (Metadata
+/// and FindCoordinator answer with addresses on that same listener, as Kafka does).
+#[derive(Clone, Debug)]
+pub(crate) struct Caller {
+    /// The client's address.
+    pub(crate) peer: SocketAddr,
+    /// The listener name the connection arrived on (`PLAINTEXT`, `PLAINTEXT_HOST`, ...).
+    pub(crate) listener: Arc<str>,
+}
+
 /// A request type that passed version negotiation but has no handler: a bug, answered by
 /// closing the connection (the client retries elsewhere) rather than leaving it waiting.
 #[derive(Debug, thiserror::Error)]
@@ -84,22 +94,24 @@ pub(crate) struct Unhandled(pub Option<ApiKey>);
 /// [`Unhandled`] for a request type the dispatcher has no arm for.
 pub(crate) async fn handle(
     ctx: &BrokerContext,
-    peer: SocketAddr,
+    caller: &Caller,
     header: &RequestHeader,
     request: RequestKind,
 ) -> Result<Option<ResponseKind>, Unhandled> {
     let v = header.request_api_version;
     Ok(Some(match request {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(v, r)),
-        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, v, r).await),
+        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, &caller.listener, v, r).await),
         RequestKind::Produce(r) => return Ok(produce::handle(ctx, v, r).await.map(ResponseKind::Produce)),
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(ctx, v, r).await),
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(ctx, v, r)),
         RequestKind::OffsetForLeaderEpoch(r) => {
             ResponseKind::OffsetForLeaderEpoch(misc::offset_for_leader_epoch(ctx, r))
         }
-        RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(group::find_coordinator(ctx, v, r).await),
-        RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(group::join_group(ctx, peer, header, v, r).await),
+        RequestKind::FindCoordinator(r) => {
+            ResponseKind::FindCoordinator(group::find_coordinator(ctx, &caller.listener, v, r).await)
+        }
+        RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(group::join_group(ctx, caller.peer, header, v, r).await),
         RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(group::sync_group(ctx, v, r).await),
         RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(group::heartbeat(ctx, v, r)),
         RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(group::leave_group(ctx, v, r)),

@@ -42,7 +42,7 @@ async fn fixture(name: &str) -> Fixture {
     meta.brokers.insert(
         1,
         BrokerInfo {
-            endpoint: Endpoint { listener: "PLAINTEXT".into(), host: "127.0.0.1".into(), port: 9092 },
+            endpoints: vec![Endpoint { listener: "PLAINTEXT".into(), host: "127.0.0.1".into(), port: 9092 }],
             rack: None,
             epoch: 1,
         },
@@ -93,8 +93,8 @@ async fn fixture(name: &str) -> Fixture {
     Fixture { ctx, topic_id, _dir: TempDir(dir) }
 }
 
-fn peer() -> std::net::SocketAddr {
-    "127.0.0.1:50000".parse().unwrap()
+fn peer() -> Caller {
+    Caller { peer: "127.0.0.1:50000".parse().unwrap(), listener: "PLAINTEXT".into() }
 }
 
 fn name(n: &str) -> TopicName {
@@ -318,7 +318,7 @@ async fn every_advertised_api_answers_at_every_advertised_version() {
         for version in *min..=*max {
             let Some(request) = request_for(*key, version, f.topic_id) else { continue };
             let h = header(*key, version);
-            let response = handle(&f.ctx, peer(), &h, request)
+            let response = handle(&f.ctx, &peer(), &h, request)
                 .await
                 .unwrap()
                 .unwrap_or_else(|| panic!("{key:?} v{version} gave no response"));
@@ -331,7 +331,8 @@ async fn every_advertised_api_answers_at_every_advertised_version() {
 /// delay (3 s) but inside the session timeout (10 s) while it is parked.
 async fn answered(ctx: &BrokerContext, key: ApiKey, version: i16, request: RequestKind) -> ResponseKind {
     let h = header(key, version);
-    let call = handle(ctx, peer(), &h, request);
+    let caller = peer();
+    let call = handle(ctx, &caller, &h, request);
     tokio::pin!(call);
     let response = loop {
         tokio::select! {
@@ -411,7 +412,7 @@ async fn produce_then_fetch_returns_the_batch_with_assigned_offsets() {
     for expected_base in [0, 2] {
         let records = batch::build(0, 1, &[(Some(b"k"), Some(b"a")), (None, Some(b"b"))]);
         let Ok(Some(ResponseKind::Produce(r))) =
-            handle(&f.ctx, peer(), &header(ApiKey::Produce, 9), produce(records, -1)).await
+            handle(&f.ctx, &peer(), &header(ApiKey::Produce, 9), produce(records, -1)).await
         else {
             panic!()
         };
@@ -420,7 +421,7 @@ async fn produce_then_fetch_returns_the_batch_with_assigned_offsets() {
     }
     let Some(RequestKind::Fetch(fetch)) = request_for(ApiKey::Fetch, 12, f.topic_id) else { panic!() };
     let Ok(Some(ResponseKind::Fetch(r))) =
-        handle(&f.ctx, peer(), &header(ApiKey::Fetch, 12), RequestKind::Fetch(fetch)).await
+        handle(&f.ctx, &peer(), &header(ApiKey::Fetch, 12), RequestKind::Fetch(fetch)).await
     else {
         panic!()
     };
@@ -447,7 +448,7 @@ async fn produce_errors_carry_kafkas_codes_and_write_nothing() {
         (produce(Bytes::from(vec![0u8; 700_000]), 1), 87), // garbage (magic 0): INVALID_RECORD
     ];
     for (request, code) in cases {
-        let Ok(Some(ResponseKind::Produce(r))) = handle(&f.ctx, peer(), &header(ApiKey::Produce, 9), request).await
+        let Ok(Some(ResponseKind::Produce(r))) = handle(&f.ctx, &peer(), &header(ApiKey::Produce, 9), request).await
         else {
             panic!()
         };
@@ -456,7 +457,8 @@ async fn produce_errors_carry_kafkas_codes_and_write_nothing() {
     // Too large for message.max.bytes.
     let big_value = vec![7u8; 2_000_000];
     let big = batch::build(0, 1, &[(None, Some(&big_value))]);
-    let Ok(Some(ResponseKind::Produce(r))) = handle(&f.ctx, peer(), &header(ApiKey::Produce, 9), produce(big, 1)).await
+    let Ok(Some(ResponseKind::Produce(r))) =
+        handle(&f.ctx, &peer(), &header(ApiKey::Produce, 9), produce(big, 1)).await
     else {
         panic!()
     };
@@ -466,7 +468,7 @@ async fn produce_errors_carry_kafkas_codes_and_write_nothing() {
     if let RequestKind::Produce(p) = &mut req {
         p.topic_data[0].name = name("nope");
     }
-    let Ok(Some(ResponseKind::Produce(r))) = handle(&f.ctx, peer(), &header(ApiKey::Produce, 9), req).await else {
+    let Ok(Some(ResponseKind::Produce(r))) = handle(&f.ctx, &peer(), &header(ApiKey::Produce, 9), req).await else {
         panic!()
     };
     assert_eq!(r.responses[0].partition_responses[0].error_code, 3);
@@ -476,7 +478,7 @@ async fn produce_errors_carry_kafkas_codes_and_write_nothing() {
         "nothing was written"
     );
     // acks=0 sends no response at all.
-    assert!(handle(&f.ctx, peer(), &header(ApiKey::Produce, 9), produce(good, 0)).await.unwrap().is_none());
+    assert!(handle(&f.ctx, &peer(), &header(ApiKey::Produce, 9), produce(good, 0)).await.unwrap().is_none());
 }
 
 #[tokio::test(start_paused = true)]
@@ -487,12 +489,14 @@ async fn a_parked_fetch_answers_as_soon_as_data_arrives() {
     fetch.max_wait_ms = 60_000;
     let waiter = {
         let f = f.clone();
-        tokio::spawn(async move { handle(&f.ctx, peer(), &header(ApiKey::Fetch, 12), RequestKind::Fetch(fetch)).await })
+        tokio::spawn(
+            async move { handle(&f.ctx, &peer(), &header(ApiKey::Fetch, 12), RequestKind::Fetch(fetch)).await },
+        )
     };
     tokio::task::yield_now().await;
     assert!(!waiter.is_finished(), "nothing to read yet: the fetch parks");
     let started = tokio::time::Instant::now();
-    handle(&f.ctx, peer(), &header(ApiKey::Produce, 9), produce(batch::build(0, 1, &[(None, Some(b"x"))]), 1))
+    handle(&f.ctx, &peer(), &header(ApiKey::Produce, 9), produce(batch::build(0, 1, &[(None, Some(b"x"))]), 1))
         .await
         .unwrap();
     let Ok(Some(ResponseKind::Fetch(r))) = waiter.await.unwrap() else { panic!() };
@@ -513,7 +517,7 @@ async fn metadata_reports_leaders_and_unknown_topics() {
     r.topics = Some(vec![known, unknown, bad]);
     r.allow_auto_topic_creation = false;
     let Ok(Some(ResponseKind::Metadata(m))) =
-        handle(&f.ctx, peer(), &header(ApiKey::Metadata, 12), RequestKind::Metadata(r)).await
+        handle(&f.ctx, &peer(), &header(ApiKey::Metadata, 12), RequestKind::Metadata(r)).await
     else {
         panic!()
     };
@@ -529,7 +533,7 @@ async fn list_offsets_and_epochs_agree_with_the_log() {
     let f = fixture("offsets").await;
     handle(
         &f.ctx,
-        peer(),
+        &peer(),
         &header(ApiKey::Produce, 9),
         produce(batch::build(0, 1, &[(None, Some(b"x")), (None, Some(b"y"))]), 1),
     )
@@ -539,7 +543,7 @@ async fn list_offsets_and_epochs_agree_with_the_log() {
         let Some(RequestKind::ListOffsets(mut r)) = request_for(ApiKey::ListOffsets, 7, f.topic_id) else { panic!() };
         r.topics[0].partitions[0].timestamp = timestamp;
         let Ok(Some(ResponseKind::ListOffsets(resp))) =
-            handle(&f.ctx, peer(), &header(ApiKey::ListOffsets, 7), RequestKind::ListOffsets(r)).await
+            handle(&f.ctx, &peer(), &header(ApiKey::ListOffsets, 7), RequestKind::ListOffsets(r)).await
         else {
             panic!()
         };
@@ -547,7 +551,7 @@ async fn list_offsets_and_epochs_agree_with_the_log() {
     }
     let Some(req) = request_for(ApiKey::OffsetForLeaderEpoch, 4, f.topic_id) else { panic!() };
     let Ok(Some(ResponseKind::OffsetForLeaderEpoch(r))) =
-        handle(&f.ctx, peer(), &header(ApiKey::OffsetForLeaderEpoch, 4), req).await
+        handle(&f.ctx, &peer(), &header(ApiKey::OffsetForLeaderEpoch, 4), req).await
     else {
         panic!()
     };
@@ -560,7 +564,7 @@ async fn committed_offsets_are_replayed_by_a_new_coordinator() {
     let f = fixture("offsets-replay").await;
     let Some(RequestKind::OffsetCommit(commit)) = request_for(ApiKey::OffsetCommit, 8, f.topic_id) else { panic!() };
     let Ok(Some(ResponseKind::OffsetCommit(r))) =
-        handle(&f.ctx, peer(), &header(ApiKey::OffsetCommit, 8), RequestKind::OffsetCommit(commit)).await
+        handle(&f.ctx, &peer(), &header(ApiKey::OffsetCommit, 8), RequestKind::OffsetCommit(commit)).await
     else {
         panic!()
     };

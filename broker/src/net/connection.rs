@@ -1,7 +1,6 @@
 //! Framing and the per-connection loop. Requests on one connection are handled strictly in
 //! order, one at a time, as Kafka's SocketServer does (clients rely on it).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -11,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::codec::{self, Decoded};
-use crate::api::{self, BrokerContext};
+use crate::api::{self, BrokerContext, Caller};
 
 /// Why a frame could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -65,20 +64,21 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
 /// request in progress finishes first) or `abort` does (then it is abandoned).
 pub(crate) async fn serve(
     stream: TcpStream,
-    peer: SocketAddr,
+    caller: Caller,
     ctx: Arc<BrokerContext>,
     drain: CancellationToken,
     abort: CancellationToken,
 ) {
-    // Every line logged while serving this client carries its address and (once it says)
-    // its client id; lines logged during a request also carry the API and version.
-    let span = tracing::info_span!("client", %peer, client_id = tracing::field::Empty);
-    serve_in_span(stream, peer, ctx, drain, abort).instrument(span).await;
+    // Every line logged while serving this client carries its address, the listener it
+    // arrived on and (once it says) its client id; lines logged during a request also
+    // carry the API and version.
+    let span = tracing::info_span!("client", peer = %caller.peer, listener = %caller.listener, client_id = tracing::field::Empty);
+    serve_in_span(stream, caller, ctx, drain, abort).instrument(span).await;
 }
 
 async fn serve_in_span(
     stream: TcpStream,
-    peer: SocketAddr,
+    caller: Caller,
     ctx: Arc<BrokerContext>,
     drain: CancellationToken,
     abort: CancellationToken,
@@ -116,7 +116,7 @@ async fn serve_in_span(
                 }
                 let span = tracing::info_span!("request", api = %api_name(header.request_api_key), v = header.request_api_version, correlation_id = header.correlation_id);
                 let response = tokio::select! {
-                    r = api::handle(&ctx, peer, &header, *request).instrument(span.clone()) => r,
+                    r = api::handle(&ctx, &caller, &header, *request).instrument(span.clone()) => r,
                     _ = abort.cancelled() => {
                         let _in_request = span.enter();
                         tracing::info!("shutting down: abandoned a request still in progress after the grace period; the client will retry");

@@ -42,6 +42,8 @@ const PARTITION_RETRY: Duration = Duration::from_millis(200);
 pub(crate) struct FetcherConfig {
     /// This broker.
     pub broker_id: BrokerId,
+    /// The listener name to fetch from (`inter.broker.listener.name`).
+    pub listener: String,
     /// replica.fetch.wait.max.ms
     pub max_wait_ms: i32,
     /// replica.fetch.max.bytes (per partition)
@@ -99,8 +101,12 @@ impl FetcherManager {
                 continue;
             }
             let Some(broker) = meta.brokers.get(&role.leader) else { continue };
+            let Some(endpoint) = broker.endpoint(&self.config.listener) else {
+                tracing::warn!(%tp, leader = role.leader, listener = self.config.listener, "the leader advertises no endpoint for inter.broker.listener.name; this replica cannot follow it until it does (give every broker the same inter-broker listener name)");
+                continue;
+            };
             let a = wanted.entry(role.leader).or_default();
-            a.endpoint = Some(broker.endpoint.clone());
+            a.endpoint = Some(endpoint.clone());
             a.partitions.insert(tp, role.leader_epoch);
         }
         let mut fetchers = self.fetchers.lock().expect("fetchers lock");

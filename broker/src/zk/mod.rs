@@ -254,10 +254,8 @@ pub(crate) async fn load_metadata(client: &Client, cluster_id: &str) -> Result<C
         tributary_common::snapshot::load(client).await.map_err(|e| Error::Client { path: e.path, source: e.source })?;
     let mut meta = ClusterMetadata { cluster_id: cluster_id.to_string(), ..Default::default() };
     for (id, b) in snapshot.brokers {
-        let Some(endpoint) = b.registration.parsed_endpoints().into_iter().find(|e| e.listener == "PLAINTEXT") else {
-            continue;
-        };
-        meta.brokers.insert(id, BrokerInfo { endpoint, rack: b.registration.rack, epoch: b.epoch });
+        let endpoints = b.registration.parsed_endpoints();
+        meta.brokers.insert(id, BrokerInfo { endpoints, rack: b.registration.rack, epoch: b.epoch });
     }
     for (name, t) in snapshot.topics {
         let partitions = t

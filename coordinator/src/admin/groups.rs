@@ -22,16 +22,23 @@ use tributary_common::snapshot::ClusterSnapshot;
 use super::{AdminState, ApiError};
 use tributary_common::kafka_client::Connection;
 
-fn broker_address(snapshot: &ClusterSnapshot, id: Id) -> Option<(String, u16)> {
-    let b = snapshot.brokers.get(&id)?;
-    let e = b.registration.parsed_endpoints().into_iter().next()?;
-    Some((e.host, e.port))
-}
-
+/// Connects to a broker through the first of its advertised endpoints that answers: with
+/// named listeners some addresses (`localhost:29092` for the host) may not be reachable
+/// from where the coordinator runs. Requests on a connection are then answered with
+/// addresses on that endpoint's listener.
 async fn connect(snapshot: &ClusterSnapshot, id: Id) -> Result<Connection, ApiError> {
-    let (host, port) = broker_address(snapshot, id)
+    let b = snapshot
+        .brokers
+        .get(&id)
         .ok_or_else(|| ApiError::Unavailable(format!("broker {id} is not registered in ZooKeeper")))?;
-    Connection::connect(&host, port, "tributary-coordinator").await.map_err(ApiError::Unavailable)
+    let mut last = format!("broker {id} advertises no endpoint");
+    for e in b.registration.parsed_endpoints() {
+        match Connection::connect(&e.host, e.port, "tributary-coordinator").await {
+            Ok(conn) => return Ok(conn),
+            Err(err) => last = format!("{e}: {err}"),
+        }
+    }
+    Err(ApiError::Unavailable(last))
 }
 
 fn error_name(code: i16) -> String {

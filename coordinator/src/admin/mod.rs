@@ -136,6 +136,7 @@ struct BrokerView {
     host: Option<String>,
     port: i32,
     endpoints: Vec<String>,
+    listener_security_protocol_map: BTreeMap<String, String>,
     rack: Option<String>,
     broker_epoch: i64,
 }
@@ -150,6 +151,7 @@ async fn brokers(State(state): State<AdminState>) -> Result<Json<Vec<BrokerView>
                 host: b.registration.host,
                 port: b.registration.port,
                 endpoints: b.registration.endpoints,
+                listener_security_protocol_map: b.registration.listener_security_protocol_map,
                 rack: b.registration.rack,
                 broker_epoch: b.epoch,
             })
