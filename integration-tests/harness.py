@@ -55,7 +55,8 @@ def port_open(port):
 class ZooKeeper:
     """One ZooKeeper 3.8 server (Debian's package) on a free port, or one member of an ensemble."""
 
-    def __init__(self, log_dir, port=None, data_dir=None):
+    def __init__(self, log_dir, port=None, data_dir=None, address="127.0.0.1"):
+        self.address = address
         self.port = port or free_port()
         self.dir = Path(data_dir or tempfile.mkdtemp(prefix="tributary-zk-"))
         self.log_dir = Path(log_dir)
@@ -66,7 +67,7 @@ class ZooKeeper:
         (self.dir / "data").mkdir(parents=True, exist_ok=True)
         cfg = self.dir / "zoo.cfg"
         cfg.write_text(
-            f"tickTime=500\ndataDir={self.dir / 'data'}\nclientPort={self.port}\nclientPortAddress=127.0.0.1\n"
+            f"tickTime=500\ndataDir={self.dir / 'data'}\nclientPort={self.port}\nclientPortAddress={self.address}\n"
             "admin.enableServer=false\nminSessionTimeout=1000\nmaxSessionTimeout=60000\n4lw.commands.whitelist=*\n"
             + self.extra_config
         )
@@ -84,7 +85,7 @@ class ZooKeeper:
     def mode(self):
         """standalone, leader or follower (from the srvr four-letter word); None if not serving."""
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+            with socket.create_connection((self.address, self.port), timeout=1) as s:
                 s.sendall(b"srvr")
                 text = b""
                 while chunk := s.recv(4096):
@@ -101,7 +102,7 @@ class ZooKeeper:
 
     def ready(self):
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+            with socket.create_connection((self.address, self.port), timeout=1) as s:
                 s.sendall(b"ruok")
                 return s.recv(4) == b"imok"
         except OSError:
@@ -119,7 +120,7 @@ class ZooKeeper:
 
     @property
     def connect(self):
-        return f"127.0.0.1:{self.port}"
+        return f"{self.address}:{self.port}"
 
 
 class Ensemble:

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use tributary_common::config::{ConfigError, Listeners, Properties, ProtocolMap};
-use tributary_common::ids::BrokerId;
+use tributary_common::ids::{BrokerId, ClusterId};
 use tributary_common::telemetry::LogFormat;
 use tributary_common::znode::Endpoint;
 
@@ -22,6 +22,9 @@ const INERT_KAFKA_KEYS: &[&str] = &[
     "log.segment.bytes",
     "transaction.state.log.replication.factor",
     "transaction.state.log.min.isr",
+    // KRaft's: the container's single-node mode runs a ZooKeeper of its own instead.
+    "process.roles",
+    "controller.quorum.voters",
 ];
 
 tributary_common::settings! {
@@ -31,8 +34,8 @@ tributary_common::settings! {
     config BrokerConfig;
     broker_id: BrokerId = required, "broker.id", "TRIBUTARY_BROKER_ID",
         "this broker's unique id (0..=2147483647)";
-    listeners: Listeners = "PLAINTEXT://:9092", "listeners", "TRIBUTARY_LISTENERS",
-        "where to accept clients, NAME://host:port[,...]; an empty host means every interface";
+    listeners: Listeners = optional, "listeners", "TRIBUTARY_LISTENERS",
+        "where to accept clients, NAME://host:port[,...]; an empty host means every interface (default: the advertised listeners on every interface, as the confluent image derives them, else PLAINTEXT://:9092)";
     advertised_listeners: Listeners = optional, "advertised.listeners", "TRIBUTARY_ADVERTISED_LISTENERS",
         "the addresses clients are told to use (default: the listeners, an empty or 0.0.0.0 host replaced by this machine's name)";
     listener_security_protocol_map: ProtocolMap = "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
@@ -42,6 +45,10 @@ tributary_common::settings! {
         "the advertised listener followers fetch from (default: the one named by security.inter.broker.protocol)";
     security_inter_broker_protocol: String = optional, "security.inter.broker.protocol", "TRIBUTARY_SECURITY_INTER_BROKER_PROTOCOL",
         "the listener name followers fetch from when inter.broker.listener.name is not set (default PLAINTEXT)";
+    controller_listener_names: String = optional, "controller.listener.names", "TRIBUTARY_CONTROLLER_LISTENER_NAMES",
+        "listener names a KRaft file or environment gives its controller; accepted and not served (the coordinator is the controller, reached through ZooKeeper)";
+    cluster_id: ClusterId = optional, "cluster.id", "TRIBUTARY_CLUSTER_ID",
+        "the id /cluster/id gets if this broker is the first of a new cluster (default: a random one); an existing cluster keeps its id";
     zookeeper_connect: String = required, "zookeeper.connect", "TRIBUTARY_ZOOKEEPER_CONNECT",
         "host:port[,host:port...][/chroot]";
     zookeeper_session_timeout_ms: u64 = "18000", "zookeeper.session.timeout.ms", "TRIBUTARY_ZOOKEEPER_SESSION_TIMEOUT_MS",
@@ -135,9 +142,15 @@ fn invalid(key: &str, value: impl ToString, reason: &str) -> ConfigError {
 }
 
 /// Kafka's other spellings of a setting, folded into the declared key before merging:
-/// `log.dir` for `log.dirs`, `log.retention.minutes` and `.hours` for `log.retention.ms`
+/// KRaft's `node.id` for `broker.id`, `log.dir` for `log.dirs`, `log.retention.minutes` and `.hours` for `log.retention.ms`
 /// (Kafka's precedence: ms, then minutes, then hours).
 fn fold_aliases(props: &mut Properties) -> Result<(), ConfigError> {
+    // KRaft names a broker node.id; it stands for broker.id when that is not given.
+    if let Some(id) = props.take("node.id") {
+        if !props.contains("broker.id") {
+            props.set("broker.id", id);
+        }
+    }
     if let Some(dir) = props.take("log.dir") {
         if !props.contains("log.dirs") {
             props.set("log.dirs", dir);
@@ -196,8 +209,7 @@ impl BrokerConfig {
         match &self.advertised_listeners {
             Some(l) => l.0.clone(),
             None => self
-                .listeners
-                .0
+                .served_listeners()
                 .iter()
                 .map(|l| Endpoint {
                     host: if l.host.is_empty() || l.host == "0.0.0.0" { local_hostname() } else { l.host.clone() },
@@ -205,6 +217,34 @@ impl BrokerConfig {
                 })
                 .collect(),
         }
+    }
+
+    /// `listeners`; when not given, the advertised listeners on every interface (the
+    /// confluent image's rule, so a compose file that sets only
+    /// `KAFKA_ADVERTISED_LISTENERS` works), else `PLAINTEXT://:9092`.
+    pub fn listeners(&self) -> Vec<Endpoint> {
+        match (&self.listeners, &self.advertised_listeners) {
+            (Some(l), _) => l.0.clone(),
+            (None, Some(a)) => a.0.iter().map(|e| Endpoint { host: String::new(), ..e.clone() }).collect(),
+            (None, None) => vec![Endpoint { listener: "PLAINTEXT".into(), host: String::new(), port: 9092 }],
+        }
+    }
+
+    /// Listener names given to a KRaft controller (`controller.listener.names`), upper-cased.
+    pub fn controller_listeners(&self) -> Vec<String> {
+        self.controller_listener_names
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(|n| n.trim().to_ascii_uppercase())
+            .filter(|n| !n.is_empty())
+            .collect()
+    }
+
+    /// The listeners this broker serves: `listeners` without the controller's.
+    pub fn served_listeners(&self) -> Vec<Endpoint> {
+        let controller = self.controller_listeners();
+        self.listeners().into_iter().filter(|l| !controller.contains(&l.listener)).collect()
     }
 
     /// The listener followers fetch from: `inter.broker.listener.name`, else the listener
@@ -222,7 +262,22 @@ impl BrokerConfig {
     fn validate_listeners(&self) -> Result<(), ConfigError> {
         let map = &self.listener_security_protocol_map;
         let advertised = self.advertised();
-        for (key, endpoints) in [("listeners", &self.listeners.0), ("advertised.listeners", &advertised)] {
+        let served = self.served_listeners();
+        if served.is_empty() {
+            return Err(invalid(
+                "listeners",
+                Listeners(self.listeners()),
+                "every listener is a controller listener (controller.listener.names); add one for clients",
+            ));
+        }
+        if let Some(e) = advertised.iter().find(|a| self.controller_listeners().contains(&a.listener)) {
+            return Err(invalid(
+                "advertised.listeners",
+                e,
+                "a controller listener (controller.listener.names) cannot be advertised to clients",
+            ));
+        }
+        for (key, endpoints) in [("listeners", &served), ("advertised.listeners", &advertised)] {
             for e in endpoints {
                 match map.protocol(&e.listener) {
                     None => {
@@ -246,7 +301,8 @@ impl BrokerConfig {
                 }
             }
         }
-        if let Some(e) = advertised.iter().find(|a| !self.listeners.0.iter().any(|l| l.listener == a.listener)) {
+        let listeners = self.listeners();
+        if let Some(e) = advertised.iter().find(|a| !listeners.iter().any(|l| l.listener == a.listener)) {
             return Err(invalid(
                 "advertised.listeners",
                 e,
@@ -457,7 +513,7 @@ mod tests {
     #[test]
     fn every_declared_default_parses_and_passes_validation() {
         let c = BrokerConfig::default();
-        assert_eq!(c.listeners.to_string(), "PLAINTEXT://:9092");
+        assert_eq!(Listeners(c.listeners()).to_string(), "PLAINTEXT://:9092");
         assert_eq!(c.log_retention_ms, 7 * 24 * 3_600_000);
         assert_eq!(c.log_flush_interval_messages, i64::MAX as u64, "Kafka's default: never by count");
         assert_eq!(c.offsets_retention_ms(), 7 * 24 * 3_600_000);
@@ -528,7 +584,8 @@ mod tests {
             ),
             (
                 &[
-                    ("KAFKA_ADVERTISED_LISTENERS", "OTHER://h:1"),
+                    ("KAFKA_LISTENERS", "PLAINTEXT://:9092"),
+                    ("KAFKA_ADVERTISED_LISTENERS", "PLAINTEXT://h:9092,OTHER://h:1"),
                     ("KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", "OTHER:PLAINTEXT,PLAINTEXT:PLAINTEXT"),
                 ],
                 "not in listeners",
@@ -546,6 +603,48 @@ mod tests {
             let err = with(extra).unwrap_err().to_string();
             assert!(err.contains(needle), "{extra:?}: {err}");
         }
+    }
+
+    #[test]
+    fn a_kraft_style_environment_reads_as_a_single_broker() {
+        // The environment of the tutorial's single confluent container (KRaft variables),
+        // with the ZooKeeper address the container's entrypoint adds.
+        let env = [
+            (
+                "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
+                "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,PLAINTEXT_HOST:PLAINTEXT",
+            ),
+            ("KAFKA_ADVERTISED_LISTENERS", "PLAINTEXT://kafka-server:29092,PLAINTEXT_HOST://localhost:9092"),
+            (
+                "KAFKA_LISTENERS",
+                "CONTROLLER://kafka-server:19092,PLAINTEXT://kafka-server:29092,PLAINTEXT_HOST://0.0.0.0:9092",
+            ),
+            ("KAFKA_NODE_ID", "1"),
+            ("KAFKA_PROCESS_ROLES", "broker,controller"),
+            ("KAFKA_CONTROLLER_QUORUM_VOTERS", "1@kafka-server:19092"),
+            ("KAFKA_INTER_BROKER_LISTENER_NAME", "PLAINTEXT"),
+            ("KAFKA_CONTROLLER_LISTENER_NAMES", "CONTROLLER"),
+            ("TRIBUTARY_ZOOKEEPER_CONNECT", "127.0.0.1:2181"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let settings = BrokerFlags { zookeeper_connect: Some("127.0.0.1:2181".into()), ..BrokerFlags::default() };
+        let loaded = BrokerConfig::from_sources(Args { settings, ..args() }, env).unwrap();
+        assert_eq!(loaded.config.broker_id, 1, "node.id stands for broker.id");
+        let served: Vec<String> = loaded.config.served_listeners().iter().map(ToString::to_string).collect();
+        assert_eq!(served, ["PLAINTEXT://kafka-server:29092", "PLAINTEXT_HOST://0.0.0.0:9092"]);
+        assert_eq!(loaded.inert_keys, vec!["process.roles", "controller.quorum.voters"]);
+        assert!(loaded.unimplemented.is_empty(), "{:?}", loaded.unimplemented);
+    }
+
+    #[test]
+    fn without_listeners_the_advertised_ones_are_listened_on_every_interface() {
+        let env = [
+            ("KAFKA_ADVERTISED_LISTENERS", "PLAINTEXT://kafka-1:9092,PLAINTEXT_HOST://localhost:29092"),
+            ("KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", "PLAINTEXT:PLAINTEXT,PLAINTEXT_HOST:PLAINTEXT"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let c = BrokerConfig::from_sources(Args { settings: flags(), ..args() }, env).unwrap().config;
+        assert_eq!(Listeners(c.served_listeners()).to_string(), "PLAINTEXT://:9092,PLAINTEXT_HOST://:29092");
     }
 
     #[test]

@@ -126,6 +126,7 @@ pub async fn run(
         broker_id,
         endpoints: config.advertised(),
         rack: config.broker_rack.clone(),
+        cluster_id: config.cluster_id.as_ref().map(ToString::to_string),
     };
     let registered = tokio::select! {
         r = establish(&session_config) => r?,

@@ -37,7 +37,10 @@ async fn main() -> ExitCode {
     // Bound now, so a port in use stops the start at once; listening (and so accepting
     // connections) starts only once the broker can answer them.
     let mut listeners = Vec::new();
-    for l in &config.listeners.0 {
+    for name in config.controller_listeners() {
+        tracing::info!(listener = name, "not serving this listener: controller.listener.names gives it to a KRaft controller, and Tributary's controller is the coordinator, reached through ZooKeeper");
+    }
+    for l in &config.served_listeners() {
         match bind(&l.host, l.port).await {
             Ok(socket) => listeners.push((l.listener.clone(), socket)),
             Err(e) => {

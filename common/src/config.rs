@@ -418,6 +418,13 @@ macro_rules! setting_value {
 
 setting_value!(bool => Boolean, String => String, i16 => Short, i32 => Int, i64 => Long, u32 => Int, u64 => Long, usize => Int, Listeners => List, ProtocolMap => List);
 
+impl SettingValue for crate::ids::ClusterId {
+    const TYPE: ConfigType = ConfigType::String;
+    fn render(&self) -> Option<String> {
+        Some(self.0.clone())
+    }
+}
+
 impl SettingValue for std::path::PathBuf {
     const TYPE: ConfigType = ConfigType::String;
     fn render(&self) -> Option<String> {

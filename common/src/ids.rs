@@ -74,6 +74,29 @@ impl<'de> Deserialize<'de> for TopicId {
     }
 }
 
+/// A Kafka cluster id as `/cluster/id` holds it: 22 characters of base64url (a UUID).
+/// Clients treat it as an opaque string, so any such 22 characters are accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterId(pub String);
+
+impl std::str::FromStr for ClusterId {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.len() == 22 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            Ok(ClusterId(s.to_string()))
+        } else {
+            Err(format!("{s:?} is not a Kafka cluster id: 22 characters of base64url, e.g. MkU3OEVBNTcwNTJENDM2Qk"))
+        }
+    }
+}
+
+impl fmt::Display for ClusterId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -195,16 +195,16 @@ impl ZkHandle {
     }
 }
 
-/// Reads or creates `/cluster/id`.
+/// Reads or creates `/cluster/id`; a new cluster gets `wanted` (`cluster.id`) or a random id.
 ///
 /// # Errors
 /// ZooKeeper or payload errors.
-pub(crate) async fn get_or_create_cluster_id(client: &Client) -> Result<String, Error> {
+pub(crate) async fn get_or_create_cluster_id(client: &Client, wanted: Option<&str>) -> Result<String, Error> {
     loop {
         match client.get_data(znode::CLUSTER_ID).await {
             Ok((data, _)) => return Ok(ClusterIdZNode::decode(&data)?.id),
             Err(zookeeper_client::Error::NoNode) => {
-                let id = TopicId::random().to_string();
+                let id = wanted.map_or_else(|| TopicId::random().to_string(), str::to_string);
                 let _ = client.mkdir("/cluster", &persistent()).await;
                 match client.create(znode::CLUSTER_ID, &ClusterIdZNode::new(id).encode(), &persistent()).await {
                     Ok(_) | Err(zookeeper_client::Error::NodeExists) => continue,

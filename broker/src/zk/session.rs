@@ -30,6 +30,8 @@ pub(crate) struct SessionConfig {
     pub endpoints: Vec<Endpoint>,
     /// broker.rack
     pub rack: Option<String>,
+    /// cluster.id: the id a new cluster gets.
+    pub cluster_id: Option<String>,
 }
 
 /// A registered session.
@@ -49,7 +51,10 @@ pub(crate) struct Registered {
 pub(crate) async fn establish(cfg: &SessionConfig) -> anyhow::Result<Registered> {
     let client = connect(&cfg.connect, cfg.session_timeout, cfg.connection_timeout).await?;
     ensure_persistent_paths(&client).await.map_err(|e| anyhow::anyhow!("creating Kafka's znodes failed: {e}"))?;
-    let cluster_id = get_or_create_cluster_id(&client).await?;
+    let cluster_id = get_or_create_cluster_id(&client, cfg.cluster_id.as_deref()).await?;
+    if cfg.cluster_id.as_deref().is_some_and(|wanted| wanted != cluster_id) {
+        tracing::warn!(cluster_id, wanted = cfg.cluster_id.as_deref(), "this ZooKeeper already holds a cluster with another id; cluster.id applies only to a new cluster, so it is ignored");
+    }
     let registration = BrokerRegistration::new(&cfg.endpoints, cfg.rack.clone(), tributary_common::time::now_ms());
     // A broker restarted right after kill -9 finds its previous session's registration
     // still there until that session times out. Kafka gives up at once; we wait it out
