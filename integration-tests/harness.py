@@ -160,10 +160,12 @@ class Process:
         self.name, self.argv, self.log_path = name, argv, Path(log_path)
         self.proc = None
 
-    def start(self):
+    def start(self, env=None):
+        """Starts the process with this environment (default: the test's own), plus the
+        test log level."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
-        env = dict(os.environ, RUST_LOG=os.environ.get("TRIBUTARY_TEST_LOG", "info"), NO_COLOR="1")
+        env = dict(os.environ if env is None else env, RUST_LOG=os.environ.get("TRIBUTARY_TEST_LOG", "info"), NO_COLOR="1")
         self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
         return self
 

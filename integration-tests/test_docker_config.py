@@ -41,15 +41,7 @@ def test_the_compose_environment_runs_a_cluster_without_docker(zookeeper, log_di
     try:
         for service in ("coordinator", "broker"):
             argv = [str(BIN / services[service]["command"][0])]
-            p = Process(service, argv, log_dir / f"{service}.log")
-            saved = dict(os.environ)
-            os.environ.update(env_of(service))
-            try:
-                p.start()
-            finally:
-                os.environ.clear()
-                os.environ.update(saved)
-            procs.append(p)
+            procs.append(Process(service, argv, log_dir / f"{service}.log").start(env=dict(os.environ) | env_of(service)))
         wait_until(lambda: api_versions_v0_ok(broker_port), timeout=60, what="the broker from the compose environment")
         producer = Producer({"bootstrap.servers": f"localhost:{broker_port}"})
         producer.produce("compose", value=b"hello")
@@ -90,16 +82,7 @@ def test_a_bitnami_style_environment_alone_runs_a_broker(zookeeper, log_dir, tmp
     try:
         for name, argv in (("coordinator", [str(BIN / "coordinator"), "--http-listen", f"127.0.0.1:{http_port}"]),
                            ("broker", [str(BIN / "broker")])):
-            p = Process(name, argv, log_dir / f"{name}.log")
-            saved = dict(os.environ)
-            os.environ.clear()
-            os.environ.update(clean | kafka_env)
-            try:
-                p.start()
-            finally:
-                os.environ.clear()
-                os.environ.update(saved)
-            procs.append(p)
+            procs.append(Process(name, argv, log_dir / f"{name}.log").start(env=clean | kafka_env))
         wait_until(lambda: api_versions_v0_ok(port), timeout=60, what="the broker configured by KAFKA_* variables")
         producer = KafkaProducer(bootstrap_servers=f"127.0.0.1:{port}")
         producer.send("bitnami", b"hello").get(timeout=30)

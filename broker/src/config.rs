@@ -708,20 +708,11 @@ mod tests {
     /// key, and every declared setting has a row.
     #[test]
     fn the_readme_documents_every_setting() {
-        let readme = include_str!("../../README.md");
-        let section = readme.split("### broker\n").nth(1).expect("README has a ### broker section");
-        let table = section.split("\n\n").find(|block| block.contains("| flag |")).expect("a table");
-        for setting in BrokerConfig::SETTINGS {
-            let row = table
-                .lines()
-                .find(|line| line.contains(&format!("`{}`", setting.flag())))
-                .unwrap_or_else(|| panic!("README's broker table has no row for {}", setting.flag()));
-            assert!(
-                row.contains(&format!("`{}`", setting.key)),
-                "README row for {} lacks `{}`",
-                setting.flag(),
-                setting.key
-            );
-        }
+        let problems = tributary_common::config::undocumented_settings(
+            include_str!("../../README.md"),
+            "broker",
+            BrokerConfig::SETTINGS,
+        );
+        assert!(problems.is_empty(), "README's broker table: {problems:?}");
     }
 }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use crate::config::BrokerConfig;
 
 #[cfg(test)]
-use tributary_common::topic::ConfigKind as Kind;
+use tributary_common::config::ConfigType as Kind;
 pub(crate) use tributary_common::topic::TOPIC_CONFIGS as DEFS;
 
 /// The settings of one topic that the broker acts on.

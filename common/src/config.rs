@@ -379,6 +379,31 @@ macro_rules! __setting_doc_default {
     };
 }
 
+/// Checks a README's configuration table (the first table under `### <section>`) against
+/// declared settings: every setting needs a row naming its flag and its key. Returns one
+/// sentence per problem, so that a test can show them all.
+pub fn undocumented_settings(readme: &str, section: &str, settings: &[Setting]) -> Vec<String> {
+    let Some(after) = readme.split(&format!("### {section}\n")).nth(1) else {
+        return vec![format!("the README has no ### {section} section")];
+    };
+    let Some(table) = after.split("\n\n").find(|block| block.contains("| flag |")) else {
+        return vec![format!("the README's {section} section has no | flag | table")];
+    };
+    settings
+        .iter()
+        .filter_map(|setting| {
+            let flag = format!("`{}`", setting.flag());
+            match table.lines().find(|line| line.contains(&flag)) {
+                None => Some(format!("no row for {flag}")),
+                Some(row) if !row.contains(&format!("`{}`", setting.key)) => {
+                    Some(format!("the row for {flag} lacks `{}`", setting.key))
+                }
+                Some(_) => None,
+            }
+        })
+        .collect()
+}
+
 /// Kafka's config types, as DescribeConfigs reports them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(i8)]
@@ -393,6 +418,8 @@ pub enum ConfigType {
     Short = 4,
     /// LONG
     Long = 5,
+    /// DOUBLE
+    Double = 6,
     /// LIST
     List = 7,
 }
@@ -744,6 +771,18 @@ mod tests {
         let err = props.take_parsed::<i64>("log.retention.ms").unwrap_err().to_string();
         assert!(err.contains("KAFKA_LOG_RETENTION_MS") && err.contains("soon"), "{err}");
         assert_eq!(props.finish(), Ok(vec!["KAFKA_NOT_IMPLEMENTED_HERE".to_string()]));
+    }
+
+    #[test]
+    fn readme_tables_are_checked_against_the_declarations() {
+        const S: &[Setting] = &[
+            Setting { key: "a.b", field: "a_b", env: "T_A_B", default: "1", doc: "" },
+            Setting { key: "c.d", field: "c_d", env: "T_C_D", default: "1", doc: "" },
+        ];
+        let readme = "# x\n### tool\n\n| flag | key | default |\n|---|---|---|\n| `--a-b` | `a.b` | 1 |\n| `--c-d` | `c.x` | 1 |\n\n### other\n";
+        assert_eq!(undocumented_settings(readme, "tool", S), vec!["the row for `--c-d` lacks `c.d`".to_string()]);
+        assert_eq!(undocumented_settings(readme, "other", S).len(), 1, "no table");
+        assert_eq!(undocumented_settings(readme, "missing", S).len(), 1, "no section");
     }
 
     #[test]

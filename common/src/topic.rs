@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::config::ConfigType;
 use crate::ids::BrokerId;
 
 /// Longest legal topic name (Kafka: 249, so that `<topic>-<partition>` fits a file name).
@@ -301,36 +302,19 @@ pub fn assign_replicas(
     }))
 }
 
-/// DescribeConfigs `config_type` values of topic-level keys.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ConfigKind {
-    /// BOOLEAN (1)
-    Boolean = 1,
-    /// STRING (2)
-    Str = 2,
-    /// INT (3)
-    Int = 3,
-    /// LONG (5)
-    Long = 5,
-    /// DOUBLE (6)
-    Double = 6,
-    /// LIST (7)
-    List = 7,
-}
-
 /// One topic-level key.
 pub struct ConfigDef {
     /// Topic config name.
     pub name: &'static str,
     /// Value type.
-    pub kind: ConfigKind,
+    pub kind: ConfigType,
     /// The broker setting it inherits from, if any.
     pub broker_synonym: Option<&'static str>,
     /// Allowed values, for enumerations.
     pub allowed: &'static [&'static str],
 }
 
-const fn def(name: &'static str, kind: ConfigKind) -> ConfigDef {
+const fn def(name: &'static str, kind: ConfigType) -> ConfigDef {
     ConfigDef { name, kind, broker_synonym: None, allowed: &[] }
 }
 
@@ -338,72 +322,72 @@ const fn def(name: &'static str, kind: ConfigKind) -> ConfigDef {
 pub const TOPIC_CONFIGS: &[ConfigDef] = &[
     ConfigDef {
         name: "cleanup.policy",
-        kind: ConfigKind::List,
+        kind: ConfigType::List,
         broker_synonym: Some("log.cleanup.policy"),
         allowed: &["delete", "compact", "compact,delete", "delete,compact"],
     },
     ConfigDef {
         name: "compression.type",
-        kind: ConfigKind::Str,
+        kind: ConfigType::String,
         broker_synonym: Some("compression.type"),
         allowed: &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"],
     },
-    def("delete.retention.ms", ConfigKind::Long),
-    def("file.delete.delay.ms", ConfigKind::Long),
+    def("delete.retention.ms", ConfigType::Long),
+    def("file.delete.delay.ms", ConfigType::Long),
     ConfigDef {
         name: "flush.messages",
-        kind: ConfigKind::Long,
+        kind: ConfigType::Long,
         broker_synonym: Some("log.flush.interval.messages"),
         allowed: &[],
     },
-    ConfigDef { name: "flush.ms", kind: ConfigKind::Long, broker_synonym: Some("log.flush.interval.ms"), allowed: &[] },
-    def("follower.replication.throttled.replicas", ConfigKind::List),
-    def("index.interval.bytes", ConfigKind::Int),
-    def("leader.replication.throttled.replicas", ConfigKind::List),
-    def("local.retention.bytes", ConfigKind::Long),
-    def("local.retention.ms", ConfigKind::Long),
-    def("max.compaction.lag.ms", ConfigKind::Long),
+    ConfigDef { name: "flush.ms", kind: ConfigType::Long, broker_synonym: Some("log.flush.interval.ms"), allowed: &[] },
+    def("follower.replication.throttled.replicas", ConfigType::List),
+    def("index.interval.bytes", ConfigType::Int),
+    def("leader.replication.throttled.replicas", ConfigType::List),
+    def("local.retention.bytes", ConfigType::Long),
+    def("local.retention.ms", ConfigType::Long),
+    def("max.compaction.lag.ms", ConfigType::Long),
     ConfigDef {
         name: "max.message.bytes",
-        kind: ConfigKind::Int,
+        kind: ConfigType::Int,
         broker_synonym: Some("message.max.bytes"),
         allowed: &[],
     },
-    def("message.downconversion.enable", ConfigKind::Boolean),
-    def("message.format.version", ConfigKind::Str),
-    def("message.timestamp.after.max.ms", ConfigKind::Long),
-    def("message.timestamp.before.max.ms", ConfigKind::Long),
-    def("message.timestamp.difference.max.ms", ConfigKind::Long),
+    def("message.downconversion.enable", ConfigType::Boolean),
+    def("message.format.version", ConfigType::String),
+    def("message.timestamp.after.max.ms", ConfigType::Long),
+    def("message.timestamp.before.max.ms", ConfigType::Long),
+    def("message.timestamp.difference.max.ms", ConfigType::Long),
     ConfigDef {
         name: "message.timestamp.type",
-        kind: ConfigKind::Str,
+        kind: ConfigType::String,
         broker_synonym: Some("log.message.timestamp.type"),
         allowed: &["CreateTime", "LogAppendTime"],
     },
-    def("min.cleanable.dirty.ratio", ConfigKind::Double),
-    def("min.compaction.lag.ms", ConfigKind::Long),
+    def("min.cleanable.dirty.ratio", ConfigType::Double),
+    def("min.compaction.lag.ms", ConfigType::Long),
     ConfigDef {
         name: "min.insync.replicas",
-        kind: ConfigKind::Int,
+        kind: ConfigType::Int,
         broker_synonym: Some("min.insync.replicas"),
         allowed: &[],
     },
-    def("preallocate", ConfigKind::Boolean),
-    def("remote.storage.enable", ConfigKind::Boolean),
+    def("preallocate", ConfigType::Boolean),
+    def("remote.storage.enable", ConfigType::Boolean),
     ConfigDef {
         name: "retention.bytes",
-        kind: ConfigKind::Long,
+        kind: ConfigType::Long,
         broker_synonym: Some("log.retention.bytes"),
         allowed: &[],
     },
-    ConfigDef { name: "retention.ms", kind: ConfigKind::Long, broker_synonym: Some("log.retention.ms"), allowed: &[] },
-    def("segment.bytes", ConfigKind::Int),
-    def("segment.index.bytes", ConfigKind::Int),
-    def("segment.jitter.ms", ConfigKind::Long),
-    def("segment.ms", ConfigKind::Long),
+    ConfigDef { name: "retention.ms", kind: ConfigType::Long, broker_synonym: Some("log.retention.ms"), allowed: &[] },
+    def("segment.bytes", ConfigType::Int),
+    def("segment.index.bytes", ConfigType::Int),
+    def("segment.jitter.ms", ConfigType::Long),
+    def("segment.ms", ConfigType::Long),
     ConfigDef {
         name: "unclean.leader.election.enable",
-        kind: ConfigKind::Boolean,
+        kind: ConfigType::Boolean,
         broker_synonym: Some("unclean.leader.election.enable"),
         allowed: &[],
     },
@@ -419,11 +403,12 @@ pub fn validate_config(configs: &BTreeMap<String, String>) -> Result<(), String>
             return Err(format!("unknown topic config {key:?}"));
         };
         let ok = match d.kind {
-            ConfigKind::Boolean => value == "true" || value == "false",
-            ConfigKind::Int => value.parse::<i32>().is_ok(),
-            ConfigKind::Long => value.parse::<i64>().is_ok(),
-            ConfigKind::Double => value.parse::<f64>().is_ok(),
-            ConfigKind::Str | ConfigKind::List => {
+            ConfigType::Boolean => value == "true" || value == "false",
+            ConfigType::Short => value.parse::<i16>().is_ok(),
+            ConfigType::Int => value.parse::<i32>().is_ok(),
+            ConfigType::Long => value.parse::<i64>().is_ok(),
+            ConfigType::Double => value.parse::<f64>().is_ok(),
+            ConfigType::String | ConfigType::List => {
                 d.allowed.is_empty() || d.allowed.contains(&value.replace(' ', "").as_str())
             }
         };

@@ -144,20 +144,11 @@ mod tests {
 
     #[test]
     fn the_readme_documents_every_setting() {
-        let readme = include_str!("../../README.md");
-        let section = readme.split("### coordinator\n").nth(1).expect("README has a ### coordinator section");
-        let table = section.split("\n\n").find(|block| block.contains("| flag |")).expect("a table");
-        for setting in CoordinatorConfig::SETTINGS {
-            let row = table
-                .lines()
-                .find(|line| line.contains(&format!("`{}`", setting.flag())))
-                .unwrap_or_else(|| panic!("README's coordinator table has no row for {}", setting.flag()));
-            assert!(
-                row.contains(&format!("`{}`", setting.key)),
-                "README row for {} lacks `{}`",
-                setting.flag(),
-                setting.key
-            );
-        }
+        let problems = tributary_common::config::undocumented_settings(
+            include_str!("../../README.md"),
+            "coordinator",
+            CoordinatorConfig::SETTINGS,
+        );
+        assert!(problems.is_empty(), "README's coordinator table: {problems:?}");
     }
 }
