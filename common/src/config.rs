@@ -251,11 +251,17 @@ macro_rules! settings {
                 #[doc = concat!("`", $key, "`: ", $doc)]
                 pub $field: $crate::__setting_type!($ty; $default),
             )+
+            /// The keys a flag, a variable or the file gave (the others hold their
+            /// defaults): DescribeConfigs reports their source from this.
+            pub given: std::collections::BTreeSet<&'static str>,
         }
 
         impl Default for $Config {
             fn default() -> Self {
-                Self { $( $field: $crate::__setting_default!($ty; $key; $default), )+ }
+                Self {
+                    $( $field: $crate::__setting_default!($ty; $key; $default), )+
+                    given: std::collections::BTreeSet::new(),
+                }
             }
         }
 
@@ -291,14 +297,19 @@ macro_rules! settings {
                 flags: $Flags,
                 props: &mut $crate::config::Properties,
             ) -> Result<Self, $crate::config::ConfigError> {
+                let mut given_keys = std::collections::BTreeSet::new();
                 Ok(Self {
                     $( $field: {
                         // The file's value is taken (and checked) even when a flag wins,
                         // so that it is not later refused as unknown.
                         let from_file: Option<$ty> = props.take_parsed($key)?;
                         let given: Option<$ty> = flags.$field.or(from_file);
+                        if given.is_some() {
+                            given_keys.insert($key);
+                        }
                         $crate::__setting_resolve!(given; $ty; $key; stringify!($field); $default)
                     }, )+
+                    given: given_keys,
                 })
             }
         }

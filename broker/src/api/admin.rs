@@ -459,9 +459,17 @@ fn config_entry(name: &str, value: String, source: i8, read_only: bool, kind: i8
     e
 }
 
-fn broker_configs(ctx: &BrokerContext) -> Vec<(&'static str, String, i8)> {
+/// DescribeConfigs `config_source` values.
+const STATIC_BROKER_CONFIG: i8 = 4;
+const DEFAULT_CONFIG: i8 = 5;
+
+/// Every broker setting as DescribeConfigs reports it: key, value, Kafka config type and
+/// source (STATIC_BROKER_CONFIG when a flag, variable or file gave it, DEFAULT_CONFIG
+/// otherwise), plus the version keys tools read to tell which Kafka this is.
+fn broker_configs(ctx: &BrokerContext) -> Vec<(&'static str, String, i8, i8)> {
     let advertised = || ctx.config.advertised().iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
-    ctx.config
+    let mut out: Vec<(&'static str, String, i8, i8)> = ctx
+        .config
         .values()
         .into_iter()
         .map(|(key, value, kind)| {
@@ -469,9 +477,16 @@ fn broker_configs(ctx: &BrokerContext) -> Vec<(&'static str, String, i8)> {
                 ("advertised.listeners", None) => advertised(),
                 (_, value) => value.unwrap_or_default(),
             };
-            (key, value, kind as i8)
+            let source = if ctx.config.given.contains(key) { STATIC_BROKER_CONFIG } else { DEFAULT_CONFIG };
+            (key, value, kind as i8, source)
         })
-        .collect()
+        .collect();
+    // Kafka UI reads inter.broker.protocol.version to decide which features the cluster
+    // has; these are the values of a Kafka 3.9 broker left at its defaults.
+    for (key, value) in super::api_versions::VERSION_CONFIGS {
+        out.push((key, value.to_string(), tributary_common::config::ConfigType::String as i8, DEFAULT_CONFIG));
+    }
+    out
 }
 
 pub(super) fn describe_configs(
@@ -479,7 +494,6 @@ pub(super) fn describe_configs(
     version: i16,
     request: DescribeConfigsRequest,
 ) -> DescribeConfigsResponse {
-    const STATIC_BROKER_CONFIG: i8 = 4;
     let cluster = ctx.cluster();
     let mut response = DescribeConfigsResponse::default();
     for resource in request.resources {
@@ -520,7 +534,11 @@ pub(super) fn describe_configs(
                                 let mut syn = DescribeConfigsSynonym::default();
                                 syn.name = s(broker_key);
                                 syn.value = Some(s(topic_config::default_value(&ctx.config, key)));
-                                syn.source = STATIC_BROKER_CONFIG;
+                                syn.source = if ctx.config.given.contains(broker_key) {
+                                    STATIC_BROKER_CONFIG
+                                } else {
+                                    DEFAULT_CONFIG
+                                };
                                 entry.synonyms.push(syn);
                             }
                         }
@@ -529,15 +547,18 @@ pub(super) fn describe_configs(
                 }
             },
             BROKER if name.is_empty() || name == ctx.config.broker_id.to_string() => {
-                for (key, value, kind) in broker_configs(ctx) {
+                for (key, value, kind, source) in broker_configs(ctx) {
                     if wanted(key) {
-                        result.configs.push(config_entry(
-                            key,
-                            value,
-                            STATIC_BROKER_CONFIG,
-                            true,
-                            if version >= 3 { kind } else { 0 },
-                        ));
+                        let mut entry =
+                            config_entry(key, value.clone(), source, true, if version >= 3 { kind } else { 0 });
+                        if request.include_synonyms {
+                            let mut syn = DescribeConfigsSynonym::default();
+                            syn.name = s(key);
+                            syn.value = Some(s(value));
+                            syn.source = source;
+                            entry.synonyms.push(syn);
+                        }
+                        result.configs.push(entry);
                     }
                 }
             }

@@ -29,7 +29,16 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
+    (ApiKey::DescribeCluster, 0, 1),
 ];
+
+/// The version settings of a Kafka 3.9 broker left at its defaults, which DescribeConfigs
+/// reports for a broker: tools read them to tell which features the cluster has.
+pub(crate) const VERSION_CONFIGS: [(&str, &str); 2] =
+    [("inter.broker.protocol.version", "3.9-IV0"), ("log.message.format.version", "3.0-IV1")];
 
 /// The advertised range for `key`, if implemented.
 pub(crate) fn supported_range(key: ApiKey) -> Option<VersionRange> {

@@ -3,6 +3,7 @@
 
 mod admin;
 mod api_versions;
+mod cluster;
 mod fetch;
 mod group;
 mod list_offsets;
@@ -126,6 +127,12 @@ pub(crate) async fn handle(
         RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(admin::delete_topics(ctx, v, r).await),
         RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(admin::create_partitions(ctx, r).await),
         RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(admin::describe_configs(ctx, v, r)),
+        RequestKind::DescribeCluster(r) => {
+            ResponseKind::DescribeCluster(cluster::describe_cluster(ctx, &caller.listener, v, r))
+        }
+        RequestKind::DescribeAcls(r) => ResponseKind::DescribeAcls(cluster::describe_acls(r)),
+        RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(cluster::create_acls(r)),
+        RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(cluster::delete_acls(r)),
         _ => return Err(Unhandled(ApiKey::try_from(header.request_api_key).ok())),
     }))
 }

@@ -179,6 +179,22 @@ fn request_for(key: ApiKey, version: i16, topic_id: TopicId) -> Option<RequestKi
             r.include_synonyms = true;
             RequestKind::DescribeConfigs(r)
         }
+        ApiKey::DescribeCluster => {
+            let mut r = DescribeClusterRequest::default();
+            r.endpoint_type = 1;
+            RequestKind::DescribeCluster(r)
+        }
+        ApiKey::DescribeAcls => RequestKind::DescribeAcls(DescribeAclsRequest::default()),
+        ApiKey::CreateAcls => {
+            let mut r = CreateAclsRequest::default();
+            r.creations = vec![create_acls_request::AclCreation::default()];
+            RequestKind::CreateAcls(r)
+        }
+        ApiKey::DeleteAcls => {
+            let mut r = DeleteAclsRequest::default();
+            r.filters = vec![delete_acls_request::DeleteAclsFilter::default()];
+            RequestKind::DeleteAcls(r)
+        }
         // Admin writes need ZooKeeper; validate_only exercises the same validation.
         ApiKey::CreateTopics => {
             let mut t = create_topics_request::CreatableTopic::default();
@@ -404,6 +420,84 @@ async fn a_successful_join_and_sync_encode_at_every_advertised_version() {
         assert_eq!(synced.error_code, 0, "SyncGroup v{sync_version} after JoinGroup v{version}");
         assert_eq!(synced.assignment.as_ref(), b"assignment");
     }
+}
+
+/// What Kafka UI and the Java AdminClient ask first: the cluster on this listener, the
+/// broker's settings with their sources and Kafka's version keys, and ACLs (answered as a
+/// broker without an authorizer answers).
+#[tokio::test]
+async fn cluster_description_configs_and_acls_answer_as_kafka_does() {
+    let mut f = fixture("cluster").await;
+    let Ok(Some(ResponseKind::DescribeCluster(c))) = handle(
+        &f.ctx,
+        &peer(),
+        &header(ApiKey::DescribeCluster, 1),
+        request_for(ApiKey::DescribeCluster, 1, f.topic_id).unwrap(),
+    )
+    .await
+    else {
+        panic!()
+    };
+    assert_eq!(c.error_code, 0);
+    assert_eq!(c.brokers.iter().map(|b| (b.broker_id.0, b.port)).collect::<Vec<_>>(), vec![(1, 9092)]);
+    let mut controllers = DescribeClusterRequest::default();
+    controllers.endpoint_type = 2;
+    let Ok(Some(ResponseKind::DescribeCluster(c))) =
+        handle(&f.ctx, &peer(), &header(ApiKey::DescribeCluster, 1), RequestKind::DescribeCluster(controllers)).await
+    else {
+        panic!()
+    };
+    assert_eq!(c.error_code, ResponseError::UnsupportedEndpointType.code());
+
+    let describe = |names: &[&str]| {
+        let mut res = describe_configs_request::DescribeConfigsResource::default();
+        res.resource_type = 4;
+        res.resource_name = s("1");
+        res.configuration_keys = Some(names.iter().map(|n| s(*n)).collect());
+        let mut r = DescribeConfigsRequest::default();
+        r.resources = vec![res];
+        r.include_synonyms = true;
+        RequestKind::DescribeConfigs(r)
+    };
+    // (key, expected value, expected source): 5 DEFAULT_CONFIG, 4 STATIC_BROKER_CONFIG.
+    f.ctx.config.given.insert("num.partitions");
+    f.ctx.config.num_partitions = 3;
+    let Ok(Some(ResponseKind::DescribeConfigs(r))) = handle(
+        &f.ctx,
+        &peer(),
+        &header(ApiKey::DescribeConfigs, 4),
+        describe(&["inter.broker.protocol.version", "log.retention.ms", "num.partitions"]),
+    )
+    .await
+    else {
+        panic!()
+    };
+    let got: Vec<(String, String, i8)> = r.results[0]
+        .configs
+        .iter()
+        .map(|c| (c.name.to_string(), c.value.as_ref().unwrap().to_string(), c.config_source))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("num.partitions".into(), "3".into(), 4),
+            ("log.retention.ms".into(), "604800000".into(), 5),
+            ("inter.broker.protocol.version".into(), "3.9-IV0".into(), 5),
+        ]
+    );
+    assert!(r.results[0].configs.iter().all(|c| c.synonyms.len() == 1), "each setting is its own synonym");
+
+    let Ok(Some(ResponseKind::DescribeAcls(acls))) = handle(
+        &f.ctx,
+        &peer(),
+        &header(ApiKey::DescribeAcls, 3),
+        RequestKind::DescribeAcls(DescribeAclsRequest::default()),
+    )
+    .await
+    else {
+        panic!()
+    };
+    assert_eq!(acls.error_code, ResponseError::SecurityDisabled.code());
 }
 
 #[tokio::test]

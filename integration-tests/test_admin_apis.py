@@ -1,0 +1,52 @@
+"""The admin calls Kafka UI, the Java AdminClient (kafka-topics, cub kafka-ready) and the
+Python clients make first: describe the cluster, a broker's configs with their sources and
+Kafka's version keys, and ACLs, which a broker without an authorizer answers with
+SECURITY_DISABLED."""
+import pytest
+from confluent_kafka.admin import AclBindingFilter, AclOperation, AclPermissionType, AdminClient, ConfigResource, \
+    ResourcePatternType, ResourceType
+from kafka import KafkaAdminClient
+
+
+def test_describe_cluster_and_broker_configs(empty_cluster):
+    cluster = empty_cluster
+    cluster.start_coordinator()
+    cluster.start_broker(1, "--num-partitions", "3")
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap()})
+
+    described = admin.describe_cluster(request_timeout=30).result(30)
+    port = cluster.broker_ports[1]
+    assert [(n.id, n.host, n.port) for n in described.nodes] == [(1, "127.0.0.1", port)]
+    assert described.cluster_id
+
+    configs = admin.describe_configs([ConfigResource(ResourceType.BROKER, "1")])
+    entries = next(iter(configs.values())).result(30)
+    assert entries["inter.broker.protocol.version"].value == "3.9-IV0"
+    # Given on the command line: the broker's static config; left alone: Kafka's default.
+    assert (entries["num.partitions"].value, entries["num.partitions"].source) == ("3", 4)  # STATIC_BROKER_CONFIG
+    assert (entries["log.retention.ms"].value, entries["log.retention.ms"].source) == ("604800000", 5)  # DEFAULT
+
+    # kafka-python reads the same broker configs.
+    kp = KafkaAdminClient(bootstrap_servers=cluster.bootstrap())
+    from kafka.admin import ConfigResource as KpResource, ConfigResourceType
+    assert "3.9-IV0" in str(kp.describe_configs([KpResource(ConfigResourceType.BROKER, "1")], config_filter="all"))
+    kp.close()
+
+
+def test_acls_are_security_disabled(cluster):
+    # kafka-python surfaces the response's error code.
+    from kafka.admin import ACLFilter, ACLOperation, ACLPermissionType, ResourcePatternFilter
+    from kafka.admin import ResourceType as KpResourceType, ACLResourcePatternType
+    from kafka.errors import SecurityDisabledError
+    kp = KafkaAdminClient(bootstrap_servers=cluster.bootstrap())
+    acl_filter = ACLFilter(principal=None, host=None, operation=ACLOperation.ANY,
+                           permission_type=ACLPermissionType.ANY,
+                           resource_pattern=ResourcePatternFilter(KpResourceType.ANY, None, ACLResourcePatternType.ANY))
+    with pytest.raises(SecurityDisabledError):
+        kp.describe_acls(acl_filter)
+    kp.close()
+    # librdkafka answers with no ACLs rather than an error; it must not fail or hang.
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap()})
+    confluent_filter = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY,
+                                        AclPermissionType.ANY)
+    assert admin.describe_acls(confluent_filter, request_timeout=30).result(30) == []
