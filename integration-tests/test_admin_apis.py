@@ -50,3 +50,14 @@ def test_acls_are_security_disabled(cluster):
     confluent_filter = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY,
                                         AclPermissionType.ANY)
     assert admin.describe_acls(confluent_filter, request_timeout=30).result(30) == []
+
+
+def test_version_inferring_clients_identify_kafka_3_9(cluster):
+    """kafka-python (like franz-go and the consoles built on it) infers the broker's Kafka
+    version from ApiVersions and switches features on by it."""
+    from kafka import KafkaConsumer
+    consumer = KafkaConsumer(bootstrap_servers=cluster.bootstrap())
+    try:
+        assert consumer.config["api_version"] == (3, 9)
+    finally:
+        consumer.close()
