@@ -61,3 +61,18 @@ def test_version_inferring_clients_identify_kafka_3_9(cluster):
         assert consumer.config["api_version"] == (3, 9)
     finally:
         consumer.close()
+
+
+def test_describe_log_dirs_lists_partitions_with_their_sizes(cluster):
+    """Kafka UI shows topic sizes from DescribeLogDirs."""
+    from confluent_kafka import Producer
+    producer = Producer({"bootstrap.servers": cluster.bootstrap()})
+    for _ in range(10):
+        producer.produce("sized", value=b"x" * 1000)
+    assert producer.flush(30) == 0
+    kp = KafkaAdminClient(bootstrap_servers=cluster.bootstrap())
+    try:
+        text = str(kp.describe_log_dirs())
+    finally:
+        kp.close()
+    assert "sized" in text and str(cluster.data_root) in text, text[:2000]

@@ -1,14 +1,20 @@
-//! DescribeCluster, and the ACL APIs answered as a Kafka broker without an authorizer
+//! DescribeCluster, DescribeLogDirs, and the ACL APIs answered as a Kafka broker without an authorizer
 //! answers them (SECURITY_DISABLED), so that tools probing for ACLs switch their ACL views
 //! off instead of failing.
+
+use std::collections::BTreeMap;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_acls_response::AclCreationResult;
 use kafka_protocol::messages::delete_acls_response::DeleteAclsFilterResult;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::describe_log_dirs_response::{
+    DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
+};
 use kafka_protocol::messages::{
     BrokerId, CreateAclsRequest, CreateAclsResponse, DeleteAclsRequest, DeleteAclsResponse, DescribeAclsRequest,
-    DescribeAclsResponse, DescribeClusterRequest, DescribeClusterResponse,
+    DescribeAclsResponse, DescribeClusterRequest, DescribeClusterResponse, DescribeLogDirsRequest,
+    DescribeLogDirsResponse, TopicName,
 };
 
 use super::{s, BrokerContext};
@@ -91,5 +97,53 @@ pub(super) fn delete_acls(request: DeleteAclsRequest) -> DeleteAclsResponse {
             result
         })
         .collect();
+    r
+}
+
+/// DescribeLogDirs: the one data directory, its partitions with their sizes, and the
+/// file system's total and usable bytes (Kafka UI shows topic sizes from this).
+pub(super) fn describe_log_dirs(ctx: &BrokerContext, request: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
+    let wanted = |topic: &str, partition: i32| match &request.topics {
+        None => true,
+        Some(topics) => topics.iter().any(|t| t.topic.as_str() == topic && t.partitions.contains(&partition)),
+    };
+    let mut by_topic: BTreeMap<String, Vec<DescribeLogDirsPartition>> = BTreeMap::new();
+    for (tp, partition) in ctx.replicas.all() {
+        if !wanted(&tp.topic, tp.partition) {
+            continue;
+        }
+        let offsets = partition.log().offsets();
+        let mut p = DescribeLogDirsPartition::default();
+        p.partition_index = tp.partition;
+        p.partition_size = i64::try_from(offsets.size_bytes).unwrap_or(i64::MAX);
+        // Kafka: how far the log end is behind the high watermark (a catching-up follower).
+        p.offset_lag = (partition.high_watermark() - offsets.log_end_offset).max(0);
+        by_topic.entry(tp.topic).or_default().push(p);
+    }
+    let mut dir = DescribeLogDirsResult::default();
+    dir.log_dir = s(ctx.config.data_dir.display().to_string());
+    dir.topics = by_topic
+        .into_iter()
+        .map(|(name, partitions)| {
+            let mut t = DescribeLogDirsTopic::default();
+            t.name = TopicName(s(name));
+            t.partitions = partitions;
+            t
+        })
+        .collect();
+    // -1, as Kafka reports, when the file system cannot tell.
+    match rustix::fs::statvfs(&ctx.config.data_dir) {
+        Ok(fs) => {
+            let block = i64::try_from(fs.f_frsize).unwrap_or(0);
+            dir.total_bytes = i64::try_from(fs.f_blocks).unwrap_or(0).saturating_mul(block);
+            dir.usable_bytes = i64::try_from(fs.f_bavail).unwrap_or(0).saturating_mul(block);
+        }
+        Err(_) => {
+            dir.total_bytes = -1;
+            dir.usable_bytes = -1;
+        }
+    }
+    let mut r = DescribeLogDirsResponse::default();
+    r.results = vec![dir];
     r
 }

@@ -131,6 +131,7 @@ pub(crate) async fn handle(
             ResponseKind::DescribeCluster(cluster::describe_cluster(ctx, &caller.listener, v, r))
         }
         RequestKind::DescribeAcls(r) => ResponseKind::DescribeAcls(cluster::describe_acls(r)),
+        RequestKind::DescribeLogDirs(r) => ResponseKind::DescribeLogDirs(cluster::describe_log_dirs(ctx, r)),
         RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(cluster::create_acls(r)),
         RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(cluster::delete_acls(r)),
         _ => return Err(Unhandled(ApiKey::try_from(header.request_api_key).ok())),

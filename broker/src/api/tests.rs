@@ -185,6 +185,7 @@ fn request_for(key: ApiKey, version: i16, topic_id: TopicId) -> Option<RequestKi
             RequestKind::DescribeCluster(r)
         }
         ApiKey::DescribeAcls => RequestKind::DescribeAcls(DescribeAclsRequest::default()),
+        ApiKey::DescribeLogDirs => RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default()),
         ApiKey::CreateAcls => {
             let mut r = CreateAclsRequest::default();
             r.creations = vec![create_acls_request::AclCreation::default()];
@@ -486,6 +487,19 @@ async fn cluster_description_configs_and_acls_answer_as_kafka_does() {
         ]
     );
     assert!(r.results[0].configs.iter().all(|c| c.synonyms.len() == 1), "each setting is its own synonym");
+
+    f.ctx.config.data_dir = std::env::temp_dir();
+    let mut all_dirs = DescribeLogDirsRequest::default();
+    all_dirs.topics = None;
+    let Ok(Some(ResponseKind::DescribeLogDirs(dirs))) =
+        handle(&f.ctx, &peer(), &header(ApiKey::DescribeLogDirs, 4), RequestKind::DescribeLogDirs(all_dirs)).await
+    else {
+        panic!()
+    };
+    let dir = &dirs.results[0];
+    assert!(dir.total_bytes > 0 && dir.usable_bytes > 0, "{dir:?}");
+    let topics: Vec<&str> = dir.topics.iter().map(|t| t.name.0.as_str()).collect();
+    assert!(topics.contains(&"t"), "every hosted partition is listed: {topics:?}");
 
     let Ok(Some(ResponseKind::DescribeAcls(acls))) = handle(
         &f.ctx,
