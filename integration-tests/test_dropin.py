@@ -109,6 +109,24 @@ def container(*args, **kwargs):
         c.kill()
 
 
+def children_running(parent, program):
+    """Pids of `parent`'s children whose command is `program` (read from /proc, so that the
+    test needs no procps)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = open(f"/proc/{entry}/stat").read()
+            argv0 = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")[0].decode(errors="replace")
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == parent and argv0 == str(program):
+            found.append(int(entry))
+    return found
+
+
 def example(script, timeout=90, **env):
     """Runs a tutorial script unchanged, configured as its compose service configures it."""
     out = subprocess.run([sys.executable, str(EXAMPLES / script)], env=dict(os.environ, **env), capture_output=True,
@@ -193,7 +211,7 @@ def test_kraft_compose_environment_runs_alone(log_dir, tmp_path):
             md, seen = brokers_seen("localhost:9092")
             assert seen == {("localhost", 9092)} and md.cluster_id == "0000000000000000000000"
             assert brokers_seen("kafka-server:29092")[1] == {("kafka-server", 29092)}
-            assert not port_open_at("127.0.4.1", 19092), "the controller listener is not served"
+            assert not port_open(19092, host="127.0.4.1"), "the controller listener is not served"
             assert "not serving this listener" in c.log()
 
             # What the topic creator's `cub kafka-ready` and `kafka-topics --create
@@ -215,10 +233,9 @@ def test_kraft_compose_environment_runs_alone(log_dir, tmp_path):
             out = example("consumer.py", BOOTSTRAP="localhost:9092", COUNT="5", GROUP="after-restart")
             assert out.count("received") == 5, "the volume kept the records and the embedded ZooKeeper's state"
             # A process that dies takes the container with it, so a restart policy applies.
-            broker = subprocess.run(["pgrep", "-P", str(c.proc.pid), "-f", str(BIN / "broker")], capture_output=True,
-                                    text=True).stdout.split()
+            broker = children_running(c.proc.pid, BIN / "broker")
             assert len(broker) == 1, broker
-            os.kill(int(broker[0]), signal.SIGKILL)
+            os.kill(broker[0], signal.SIGKILL)
             assert c.proc.wait(60) != 0
             wait_until(lambda: not c.group_alive(), timeout=30, what="the rest of the container to stop")
             assert "the broker exited" in c.log()
@@ -234,9 +251,3 @@ def test_zookeeper_and_kraft_variables_together_are_refused(log_dir, tmp_path):
     finally:
         c.kill()
 
-
-def port_open_at(host, port):
-    import socket
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex((host, port)) == 0

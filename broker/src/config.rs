@@ -146,16 +146,8 @@ fn invalid(key: &str, value: impl ToString, reason: &str) -> ConfigError {
 /// (Kafka's precedence: ms, then minutes, then hours).
 fn fold_aliases(props: &mut Properties) -> Result<(), ConfigError> {
     // KRaft names a broker node.id; it stands for broker.id when that is not given.
-    if let Some(id) = props.take("node.id") {
-        if !props.contains("broker.id") {
-            props.set("broker.id", id);
-        }
-    }
-    if let Some(dir) = props.take("log.dir") {
-        if !props.contains("log.dirs") {
-            props.set("log.dirs", dir);
-        }
-    }
+    props.fold_alias("node.id", "broker.id");
+    props.fold_alias("log.dir", "log.dirs");
     for (key, factor) in [("log.retention.minutes", 60_000i64), ("log.retention.hours", 3_600_000)] {
         let value: Option<i64> = props.take_parsed(key)?;
         if let Some(v) = value {
@@ -671,6 +663,11 @@ mod tests {
         let env = [("KAFKA_CFG_NUM_PARTITIONS", "many")].map(|(k, v)| (k.to_string(), v.to_string()));
         let err = BrokerConfig::from_sources(Args { settings: flags(), ..args() }, env).unwrap_err().to_string();
         assert!(err.contains("KAFKA_CFG_NUM_PARTITIONS") && err.contains("many"), "{err}");
+        // Through another spelling too: the variable that set it is still named.
+        let env = [("KAFKA_NODE_ID", "one")].map(|(k, v)| (k.to_string(), v.to_string()));
+        let settings = BrokerFlags { zookeeper_connect: Some("z:1".into()), ..BrokerFlags::default() };
+        let err = BrokerConfig::from_sources(Args { settings, ..args() }, env).unwrap_err().to_string();
+        assert!(err.contains("KAFKA_NODE_ID") && err.contains("one"), "{err}");
     }
 
     #[test]

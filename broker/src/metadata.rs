@@ -85,6 +85,16 @@ impl ClusterMetadata {
         self.brokers.keys().next().copied().unwrap_or(-1)
     }
 
+    /// The live brokers that have an endpoint on `listener`, with it: what Metadata and
+    /// DescribeCluster list for a client that arrived on that listener (brokers without
+    /// it are left out, as Kafka leaves them out).
+    pub(crate) fn brokers_on<'a>(
+        &'a self,
+        listener: &'a str,
+    ) -> impl Iterator<Item = (BrokerId, &'a Endpoint, &'a BrokerInfo)> + 'a {
+        self.brokers.iter().filter_map(move |(id, b)| Some((*id, b.endpoint(listener)?, b)))
+    }
+
     /// Ids of the live brokers.
     pub(crate) fn live_brokers(&self) -> Vec<BrokerId> {
         self.brokers.keys().copied().collect()

@@ -155,6 +155,19 @@ impl Properties {
         self.entries.insert(key.to_string(), value);
     }
 
+    /// Folds another spelling into the declared key: takes `alias` and, unless `key` is
+    /// set, stores its value (and the variable that set it) under `key`.
+    pub fn fold_alias(&mut self, alias: &str, key: &str) {
+        let origin = self.origins.remove(alias);
+        let Some(value) = self.entries.remove(alias) else { return };
+        if !self.contains(key) {
+            self.entries.insert(key.to_string(), value);
+            if let Some(origin) = origin {
+                self.origins.insert(key.to_string(), origin);
+            }
+        }
+    }
+
     /// Takes and parses a value.
     ///
     /// # Errors

@@ -48,16 +48,14 @@ pub(super) fn describe_cluster(
     r.cluster_id = s(cluster.cluster_id.clone());
     r.controller_id = BrokerId(cluster.controller_id());
     r.brokers = cluster
-        .brokers
-        .iter()
-        .filter_map(|(id, b)| {
-            let e = b.endpoint(listener)?;
+        .brokers_on(listener)
+        .map(|(id, e, b)| {
             let mut broker = DescribeClusterBroker::default();
-            broker.broker_id = BrokerId(*id);
+            broker.broker_id = BrokerId(id);
             broker.host = s(e.host.clone());
             broker.port = i32::from(e.port);
             broker.rack = b.rack.clone().map(s);
-            Some(broker)
+            broker
         })
         .collect();
     r

@@ -74,19 +74,16 @@ pub(super) async fn handle(
 
     let cluster = ctx.cluster();
     let mut response = MetadataResponse::default();
-    // Each broker's address on the listener this request arrived on; brokers without
-    // that listener are left out, as Kafka leaves them out.
+    // Each broker's address on the listener this request arrived on.
     response.brokers = cluster
-        .brokers
-        .iter()
-        .filter_map(|(id, b)| {
-            let endpoint = b.endpoint(listener)?;
+        .brokers_on(listener)
+        .map(|(id, endpoint, b)| {
             let mut broker = MetadataResponseBroker::default();
-            broker.node_id = BrokerId(*id);
+            broker.node_id = BrokerId(id);
             broker.host = s(endpoint.host.clone());
             broker.port = i32::from(endpoint.port);
             broker.rack = b.rack.clone().map(s);
-            Some(broker)
+            broker
         })
         .collect();
     let view = View { cluster: &cluster, listener, version };
