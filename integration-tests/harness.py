@@ -248,6 +248,17 @@ class Cluster:
             return port_open(port) and api_versions_v0_ok(port)
         wait_until(serving, timeout=60, what=f"broker {broker_id} to serve on {port}")
 
+    def wait_brokers_know_each_other(self, ids=None):
+        """Until every broker in `ids` lists all of them in Metadata: a broker serves as soon as
+        it is registered, before its metadata cache has seen the brokers started after it, and
+        a request that counts live brokers (CreateTopics' replication factor) asks that cache."""
+        from confluent_kafka.admin import AdminClient
+
+        ids = sorted(ids or self.brokers)
+        for b in ids:
+            admin = AdminClient({"bootstrap.servers": self.bootstrap([b])})
+            wait_until(lambda: {*ids} <= set(admin.list_topics(timeout=5).brokers), what=f"broker {b} seeing brokers {ids}")
+
     def start_coordinator(self, *extra, wait_active=True):
         port = free_port()
         cid = 3000 + len(self.coordinators)

@@ -70,6 +70,7 @@ def test_followers_fetch_over_the_inter_broker_listener(empty_cluster):
     cluster.start_coordinator()
     for broker_id in (1, 2):
         start_two_listener_broker(cluster, broker_id, host_name="unreachable.invalid")
+    cluster.wait_brokers_know_each_other((1, 2))
     admin = AdminClient({"bootstrap.servers": cluster.bootstrap()})
     admin.create_topics([NewTopic("replicated", num_partitions=1, replication_factor=2)])["replicated"].result(30)
     cluster.wait_topic_led("replicated")

@@ -19,9 +19,7 @@ def start_three(cluster, *extra):
     cluster.start_coordinator()
     for b in (1, 2, 3):
         cluster.start_broker(b, "--replica-lag-time-max-ms", "10000", *extra)
-    for b in (1, 2, 3):
-        admin = AdminClient({"bootstrap.servers": cluster.bootstrap([b])})
-        wait_until(lambda: len(admin.list_topics(timeout=5).brokers) == 3, what=f"broker {b} seeing three live brokers")
+    cluster.wait_brokers_know_each_other((1, 2, 3))
 
 
 def create_rf3(cluster, topic=TOPIC, partitions=PARTITIONS):
@@ -321,9 +319,7 @@ def test_committed_offsets_survive_the_group_coordinators_death(empty_cluster):
     c.start_coordinator()
     for b in (1, 2, 3):
         c.start_broker(b, "--offsets-topic-replication-factor", "3", "--replica-lag-time-max-ms", "10000")
-    for b in (1, 2, 3):
-        admin = AdminClient({"bootstrap.servers": c.bootstrap([b])})
-        wait_until(lambda: len(admin.list_topics(timeout=5).brokers) == 3, what=f"broker {b} seeing three live brokers")
+    c.wait_brokers_know_each_other((1, 2, 3))
     create_rf3(c, partitions=1)
     producer = Producer({"bootstrap.servers": c.bootstrap(), "acks": "all"})
     for i in range(100):
