@@ -18,6 +18,7 @@
 
 mod api;
 pub mod config;
+mod dynamic_config;
 mod group;
 mod log;
 mod metadata;
@@ -164,6 +165,14 @@ pub async fn run(
         loop {
             let snapshot = zk_view.borrow_and_update().clone();
             if let Some(m) = snapshot {
+                if let Some(effective) = reconciler.take_dynamic_configs(&m) {
+                    let c = &effective.config;
+                    reconciler.replicas.set_topic_defaults(TopicConfig::defaults(c));
+                    reconciler.replicas.store().set_flush_policy(FlushPolicy {
+                        interval_ms: Some(c.log_flush_interval_ms),
+                        interval_messages: c.log_flush_interval_messages,
+                    });
+                }
                 reconciler.replicas.reconcile(&m);
                 // New partitions open within milliseconds; a restart's recovery does not
                 // hold Metadata back for longer than this. Partitions that open later wake

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use tributary_common::ids::{BrokerId, TopicId};
-use tributary_common::znode::{Endpoint, NO_LEADER};
+use tributary_common::znode::{ConfigEntity, Endpoint, NO_LEADER};
 
 /// A live broker.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,9 +75,16 @@ pub(crate) struct ClusterMetadata {
     pub topics: BTreeMap<String, TopicMetadata>,
     /// Topic id → name.
     pub topic_names: HashMap<TopicId, String>,
+    /// Dynamic configs of brokers, clients and users (`/config/{brokers,clients,users}`).
+    pub entity_configs: BTreeMap<ConfigEntity, BTreeMap<String, String>>,
 }
 
 impl ClusterMetadata {
+    /// The dynamic overrides of an entity (empty when it has none).
+    pub(crate) fn entity_config(&self, entity: &ConfigEntity) -> BTreeMap<String, String> {
+        self.entity_configs.get(entity).cloned().unwrap_or_default()
+    }
+
     /// The broker reported as `controller_id`: the lowest live broker id. Tributary's
     /// controller is the coordinator, which does not speak Kafka; admin clients send
     /// CreateTopics and friends to this id, and any broker applies them through ZooKeeper.

@@ -305,6 +305,24 @@ macro_rules! settings {
                     .join(" ")
             }
 
+            /// Sets one setting from its text as Kafka writes it (a dynamic config);
+            /// `Ok(false)` when `key` is not in the table. Ranges are `validate`'s job.
+            ///
+            /// # Errors
+            /// [`ConfigError::Invalid`] when the value does not parse as the setting's type.
+            pub fn set_key(&mut self, key: &str, value: &str) -> Result<bool, $crate::config::ConfigError> {
+                $( if key == $key {
+                    let mut one = $crate::config::Properties::default();
+                    one.set(key, value.to_string());
+                    let parsed: Option<$ty> = one.take_parsed(key)?;
+                    if let Some(v) = parsed {
+                        self.$field = $crate::__setting_wrap!(v; $default);
+                    }
+                    return Ok(true);
+                } )+
+                Ok(false)
+            }
+
             /// Flag, else file, else default; the keys taken are removed from `props`.
             fn merge(
                 flags: $Flags,
@@ -326,6 +344,17 @@ macro_rules! settings {
                 })
             }
         }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __setting_wrap {
+    ($v:expr; optional) => {
+        Some($v)
+    };
+    ($v:expr; $other:tt) => {
+        $v
     };
 }
 
@@ -739,9 +768,132 @@ impl std::fmt::Display for ProtocolMap {
     }
 }
 
+/// One operation of IncrementalAlterConfigs (Kafka's `AlterConfigOp.OpType`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AlterOp {
+    /// Set the value.
+    Set(String),
+    /// Remove the override (back to the inherited value).
+    Delete,
+    /// Add elements to a list (those not there yet).
+    Append(String),
+    /// Remove elements from a list.
+    Subtract(String),
+}
+
+impl AlterOp {
+    /// From the wire: operation code 0-3 and the value.
+    ///
+    /// # Errors
+    /// A sentence for an unknown code or a missing value.
+    pub fn from_wire(key: &str, code: i8, value: Option<&str>) -> Result<AlterOp, String> {
+        let value = || value.map(str::to_string).ok_or_else(|| format!("Null value not supported for config {key}"));
+        Ok(match code {
+            0 => AlterOp::Set(value()?),
+            1 => AlterOp::Delete,
+            2 => AlterOp::Append(value()?),
+            3 => AlterOp::Subtract(value()?),
+            other => {
+                return Err(format!(
+                    "Unknown config operation {other} for config {key} (0 set, 1 delete, 2 append, 3 subtract)"
+                ))
+            }
+        })
+    }
+}
+
+/// Applies IncrementalAlterConfigs operations to an entity's stored overrides, as Kafka's
+/// `prepareIncrementalConfigs` does. `list_default(key)` is `Some(default)` for list-typed
+/// keys (APPEND and SUBTRACT start from the override, else that default) and `None` for
+/// the others, which refuse APPEND and SUBTRACT.
+///
+/// # Errors
+/// A sentence for a repeated key or a list operation on a key that is not a list.
+pub fn alter_overrides(
+    current: &BTreeMap<String, String>,
+    ops: &[(String, AlterOp)],
+    list_default: impl Fn(&str) -> Option<String>,
+) -> Result<BTreeMap<String, String>, String> {
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some((key, _)) = ops.iter().find(|(k, _)| !seen.insert(k.as_str())) {
+        return Err(format!("Error due to duplicate config keys: {key}"));
+    }
+    let mut next = current.clone();
+    for (key, op) in ops {
+        let elements = |text: &str| -> Vec<String> {
+            text.split(',').map(str::trim).filter(|e| !e.is_empty()).map(str::to_string).collect()
+        };
+        match op {
+            AlterOp::Set(v) => {
+                next.insert(key.clone(), v.clone());
+            }
+            AlterOp::Delete => {
+                next.remove(key);
+            }
+            AlterOp::Append(v) | AlterOp::Subtract(v) => {
+                let verb = if matches!(op, AlterOp::Append(_)) { "append" } else { "subtract" };
+                let Some(default) = list_default(key) else {
+                    return Err(format!("Config value {verb} is not allowed for config key: {key}"));
+                };
+                let mut list = elements(next.get(key).map_or(default.as_str(), String::as_str));
+                for e in elements(v) {
+                    if matches!(op, AlterOp::Append(_)) {
+                        if !list.contains(&e) {
+                            list.push(e);
+                        }
+                    } else {
+                        list.retain(|x| *x != e);
+                    }
+                }
+                next.insert(key.clone(), list.join(","));
+            }
+        }
+    }
+    Ok(next)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn incremental_operations_follow_kafkas_rules() {
+        let current: BTreeMap<String, String> = [("retention.ms".to_string(), "5".to_string())].into();
+        let list = |k: &str| (k == "cleanup.policy").then(|| "delete".to_string());
+        type Case<'a> = (&'a [(&'a str, AlterOp)], Result<&'a [(&'a str, &'a str)], &'a str>);
+        let cases: &[Case] = &[
+            (&[("retention.ms", AlterOp::Set("7".into()))], Ok(&[("retention.ms", "7")])),
+            (&[("retention.ms", AlterOp::Delete)], Ok(&[])),
+            (&[("other", AlterOp::Delete)], Ok(&[("retention.ms", "5")])),
+            (
+                &[("cleanup.policy", AlterOp::Append("compact".into()))],
+                Ok(&[("cleanup.policy", "delete,compact"), ("retention.ms", "5")]),
+            ),
+            (
+                &[("cleanup.policy", AlterOp::Subtract("delete".into()))],
+                Ok(&[("cleanup.policy", ""), ("retention.ms", "5")]),
+            ),
+            (
+                &[("retention.ms", AlterOp::Append("1".into()))],
+                Err("Config value append is not allowed for config key: retention.ms"),
+            ),
+            (
+                &[("retention.ms", AlterOp::Delete), ("retention.ms", AlterOp::Set("1".into()))],
+                Err("Error due to duplicate config keys: retention.ms"),
+            ),
+        ];
+        for (ops, want) in cases {
+            let ops: Vec<(String, AlterOp)> = ops.iter().map(|(k, o)| (k.to_string(), o.clone())).collect();
+            let got = alter_overrides(&current, &ops, list);
+            let want = want
+                .map(|pairs| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>())
+                .map_err(str::to_string);
+            assert_eq!(got, want, "{ops:?}");
+        }
+        assert_eq!(AlterOp::from_wire("k", 0, None), Err("Null value not supported for config k".into()));
+        assert_eq!(AlterOp::from_wire("k", 1, None), Ok(AlterOp::Delete));
+        assert!(AlterOp::from_wire("k", 9, Some("x")).is_err());
+    }
 
     #[test]
     fn kafka_environment_variables_map_to_keys_as_the_images_map_them() {

@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod dynamic;
 pub mod ids;
 pub mod kafka_client;
 pub mod snapshot;

@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use zookeeper_client::Client;
 
 use crate::ids::BrokerId;
-use crate::znode::{self, BrokerRegistration, ClusterIdZNode, EntityConfig, PartitionState, TopicAssignment};
+use crate::znode::{
+    self, BrokerRegistration, ClusterIdZNode, ConfigEntity, EntityConfig, PartitionState, TopicAssignment,
+};
 
 /// A live broker's registration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,6 +53,10 @@ pub struct ClusterSnapshot {
     pub topics: BTreeMap<String, TopicSnapshot>,
     /// Children of `/admin/delete_topics`.
     pub pending_deletions: BTreeSet<String>,
+    /// Dynamic configs of brokers, clients and users (`/config/brokers/*`,
+    /// `/config/clients/*`, `/config/users/*[/clients/*]`); topics keep theirs in
+    /// [`TopicSnapshot::config`]. Entities without settings are left out.
+    pub entity_configs: BTreeMap<ConfigEntity, BTreeMap<String, String>>,
 }
 
 /// Reading failed for a reason other than a node vanishing mid-read.
@@ -136,6 +142,40 @@ pub async fn load(client: &Client) -> Result<ClusterSnapshot, LoadError> {
         snapshot
             .topics
             .insert(topic, TopicSnapshot { assignment, assignment_version: stat.version, partitions, config });
+    }
+    let mut entities = Vec::new();
+    for (root, parent) in
+        [(znode::CONFIG_BROKERS, "brokers"), (znode::CONFIG_CLIENTS, "clients"), (znode::CONFIG_USERS, "users")]
+    {
+        for name in children(client, root).await? {
+            entities.push(format!("{parent}/{name}"));
+            if parent == "users" {
+                for c in children(client, &format!("{root}/{name}/clients")).await? {
+                    entities.push(format!("users/{name}/clients/{c}"));
+                }
+            }
+        }
+    }
+    for entity_path in entities {
+        let Some(entity) = ConfigEntity::from_entity_path(&entity_path) else {
+            tracing::warn!(
+                znode = format!("/config/{entity_path}"),
+                "skipping a config znode whose name Kafka would not write"
+            );
+            continue;
+        };
+        let path = entity.path();
+        let Some((data, _)) = get_optional(client, &path).await? else { continue };
+        if data.is_empty() {
+            continue;
+        }
+        match EntityConfig::decode(&path, &data) {
+            Ok(c) if !c.config.is_empty() => {
+                snapshot.entity_configs.insert(entity, c.config);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "skipping an unreadable config"),
+        }
     }
     Ok(snapshot)
 }

@@ -2,7 +2,8 @@
 //! stderr. Leader and ISR transitions use the `state_change` target, as Kafka's
 //! state-change log does, so operators can filter them: `RUST_LOG=info,state_change=debug`.
 
-use std::sync::RwLock;
+use std::collections::BTreeMap;
+use std::sync::{Mutex, OnceLock, RwLock};
 
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::{self, FormatEvent, FormatFields, Writer};
@@ -91,26 +92,183 @@ impl std::str::FromStr for LogFormat {
     }
 }
 
-/// Installs the global subscriber. `filter` is a `RUST_LOG`-style directive string.
+/// Installs the global subscriber. `filter` is a `RUST_LOG`-style directive string; the
+/// levels of single loggers can later be changed with [`set_logger_level`].
 ///
 /// # Errors
 /// A sentence naming the filter when it does not parse: a mistyped `RUST_LOG` is refused at
 /// start rather than silently logging at another level.
 pub fn init(filter: &str, format: LogFormat) -> Result<(), String> {
     check_filter(filter)?;
-    let filter = EnvFilter::builder().parse(filter).map_err(|e| {
+    let parsed = EnvFilter::builder().parse(filter).map_err(|e| {
         format!("invalid log filter {filter:?} (RUST_LOG / --log-level): {e}; use e.g. info or info,state_change=debug")
     })?;
     // No colour codes: these lines end up in files, journald and `docker logs`.
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false);
-    let result = match format {
-        LogFormat::Text => builder.event_format(Stamped { inner: format::Format::default(), json: false }).try_init(),
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(false);
+    let installed = match format {
+        LogFormat::Text => {
+            let builder = builder
+                .event_format(Stamped { inner: format::Format::default(), json: false })
+                .with_env_filter(parsed)
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.try_init().map(|()| reloader(move |f| handle.reload(f).map_err(|e| e.to_string())))
+        }
         LogFormat::Json => {
-            builder.json().event_format(Stamped { inner: format::Format::default().json(), json: true }).try_init()
+            let builder = builder
+                .json()
+                .event_format(Stamped { inner: format::Format::default().json(), json: true })
+                .with_env_filter(parsed)
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.try_init().map(|()| reloader(move |f| handle.reload(f).map_err(|e| e.to_string())))
         }
     };
     // A second init (tests) keeps the first subscriber.
-    let _ = result;
+    if let Ok(reload) = installed {
+        let _ = RELOAD.set(reload);
+        let mut levels = LEVELS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *levels = LoggerLevels { base: filter.to_string(), overrides: BTreeMap::new() };
+    }
+    Ok(())
+}
+
+type Reload = Box<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync>;
+
+fn reloader(f: impl Fn(EnvFilter) -> Result<(), String> + Send + Sync + 'static) -> Reload {
+    Box::new(f)
+}
+
+static RELOAD: OnceLock<Reload> = OnceLock::new();
+static LEVELS: Mutex<LoggerLevels> = Mutex::new(LoggerLevels { base: String::new(), overrides: BTreeMap::new() });
+
+/// The filter given at start and the loggers changed since (Kafka's BROKER_LOGGER
+/// resources): kept in memory only, as Kafka keeps them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct LoggerLevels {
+    base: String,
+    /// Logger (`root` or a target) to level, lower-case.
+    overrides: BTreeMap<String, String>,
+}
+
+/// Kafka's name of the logger every other inherits from.
+pub const ROOT_LOGGER: &str = "root";
+
+/// Kafka's log levels and the `tracing` level each maps to (FATAL is ERROR here).
+const KAFKA_LEVELS: &[(&str, &str)] = &[
+    ("TRACE", "trace"),
+    ("DEBUG", "debug"),
+    ("INFO", "info"),
+    ("WARN", "warn"),
+    ("ERROR", "error"),
+    ("FATAL", "error"),
+    ("OFF", "off"),
+];
+
+impl LoggerLevels {
+    /// The root level and the target directives of the base filter.
+    fn parse_base(&self) -> (String, Vec<(String, String)>) {
+        let mut root = "error".to_string();
+        let mut targets = Vec::new();
+        for d in self.base.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+            match d.split_once('=') {
+                Some((t, l)) => targets.push((t.to_string(), l.to_ascii_lowercase())),
+                None if KAFKA_LEVELS.iter().any(|(_, l)| d.eq_ignore_ascii_case(l)) => root = d.to_ascii_lowercase(),
+                None => targets.push((d.to_string(), "trace".to_string())),
+            }
+        }
+        (root, targets)
+    }
+
+    /// The directive string in force: the root level, the base filter's targets, then the
+    /// changed loggers (later directives for the same target win in `EnvFilter`'s ranking
+    /// only by specificity, so a changed target replaces the base one).
+    fn compose(&self) -> String {
+        let (root, targets) = self.parse_base();
+        let root = self.overrides.get(ROOT_LOGGER).cloned().unwrap_or(root);
+        let mut parts = vec![root];
+        for (t, l) in targets {
+            if !self.overrides.contains_key(&t) {
+                parts.push(format!("{t}={l}"));
+            }
+        }
+        for (t, l) in &self.overrides {
+            if t != ROOT_LOGGER {
+                parts.push(format!("{t}={l}"));
+            }
+        }
+        parts.join(",")
+    }
+
+    /// Each of `known` (and `root`, and every target named anywhere) with its level, in
+    /// Kafka's upper case: the most specific directive naming it or a parent module.
+    fn levels(&self, known: &[&str]) -> Vec<(String, String)> {
+        let composed = LoggerLevels { base: self.compose(), overrides: BTreeMap::new() };
+        let (root, targets) = composed.parse_base();
+        let mut names: Vec<String> = known.iter().map(|k| k.to_string()).collect();
+        names.extend(targets.iter().map(|(t, _)| t.clone()));
+        names.sort();
+        names.dedup();
+        let mut out = vec![(ROOT_LOGGER.to_string(), root.to_ascii_uppercase())];
+        for name in names.into_iter().filter(|n| n != ROOT_LOGGER) {
+            let level = targets
+                .iter()
+                .filter(|(t, _)| name == *t || name.starts_with(&format!("{t}::")))
+                .max_by_key(|(t, _)| t.len())
+                .map_or_else(|| root.clone(), |(_, l)| l.clone());
+            out.push((name, level.to_ascii_uppercase()));
+        }
+        out
+    }
+}
+
+/// Every logger of `known` (the process's module targets) with its level, `root` first.
+pub fn logger_levels(known: &[&str]) -> Vec<(String, String)> {
+    LEVELS.lock().unwrap_or_else(std::sync::PoisonError::into_inner).levels(known)
+}
+
+/// Whether `logger` was changed with [`set_logger_level`] since start.
+pub fn logger_changed(logger: &str) -> bool {
+    LEVELS.lock().unwrap_or_else(std::sync::PoisonError::into_inner).overrides.contains_key(logger)
+}
+
+/// Checks a Kafka log level name; returns the `tracing` level it maps to.
+///
+/// # Errors
+/// A sentence listing the valid levels.
+pub fn kafka_level(logger: &str, level: &str) -> Result<&'static str, String> {
+    KAFKA_LEVELS.iter().find(|(k, _)| k.eq_ignore_ascii_case(level.trim())).map(|(_, l)| *l).ok_or_else(|| {
+        let valid: Vec<&str> = KAFKA_LEVELS.iter().map(|(k, _)| *k).collect();
+        format!(
+            "Cannot set the log level of {logger} to {level} as it is not a supported log level. Valid levels are {}",
+            valid.join(", ")
+        )
+    })
+}
+
+/// Sets (`Some`) or resets (`None`, back to what it inherits) one logger's level at run
+/// time; `level` is a Kafka level name.
+///
+/// # Errors
+/// A sentence for an unknown level, resetting the root logger, or a filter that cannot be
+/// installed.
+pub fn set_logger_level(logger: &str, level: Option<&str>) -> Result<(), String> {
+    let mut levels = LEVELS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut next = levels.clone();
+    match level {
+        Some(l) => {
+            next.overrides.insert(logger.to_string(), kafka_level(logger, l)?.to_string());
+        }
+        None if logger == ROOT_LOGGER => return Err("Removing the log level of the root logger is not allowed".into()),
+        None => {
+            next.overrides.remove(logger);
+        }
+    }
+    let filter = EnvFilter::builder().parse(next.compose()).map_err(|e| format!("logger {logger}: {e}"))?;
+    if let Some(reload) = RELOAD.get() {
+        reload(filter)?;
+    }
+    *levels = next;
     Ok(())
 }
 
@@ -182,6 +340,27 @@ mod tests {
         }
         let named = stamp("{\"a\":1}", &[("rack", "r 1".to_string())], true);
         assert_eq!(named, "{\"rack\":\"r 1\",\"a\":1}", "strings are quoted");
+    }
+
+    #[test]
+    fn logger_levels_compose_over_the_start_filter() {
+        let known = ["broker", "broker::replica", "state_change"];
+        let mut l = LoggerLevels { base: "info,state_change=debug".into(), overrides: BTreeMap::new() };
+        assert_eq!(l.compose(), "info,state_change=debug");
+        let levels = l.levels(&known);
+        assert_eq!(levels[0], ("root".into(), "INFO".into()));
+        assert!(levels.contains(&("state_change".into(), "DEBUG".into())));
+        assert!(levels.contains(&("broker::replica".into(), "INFO".into())));
+        l.overrides.insert("broker".into(), "trace".into());
+        l.overrides.insert("state_change".into(), "warn".into());
+        l.overrides.insert("root".into(), "error".into());
+        assert_eq!(l.compose(), "error,broker=trace,state_change=warn");
+        let levels = l.levels(&known);
+        assert!(levels.contains(&("broker::replica".into(), "TRACE".into())), "{levels:?}");
+        assert!(levels.contains(&("root".into(), "ERROR".into())));
+        assert!(EnvFilter::builder().parse(l.compose()).is_ok());
+        assert_eq!(kafka_level("x", "fatal"), Ok("error"));
+        assert!(kafka_level("x", "LOUD").unwrap_err().contains("Valid levels are TRACE"));
     }
 
     #[test]

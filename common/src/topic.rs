@@ -393,6 +393,11 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
     },
 ];
 
+/// The definition of topic config `key`, if Kafka has one.
+pub fn topic_config_def(key: &str) -> Option<&'static ConfigDef> {
+    TOPIC_CONFIGS.iter().find(|d| d.name == key)
+}
+
 /// Checks a set of overrides.
 ///
 /// # Errors

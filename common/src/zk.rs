@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use zookeeper_client::{Acls, Client, CreateMode};
 
-use crate::znode::PERSISTENT_PATHS;
+use crate::znode::{ConfigEntity, PERSISTENT_PATHS};
 
 /// Why no session could be opened.
 #[derive(Debug, thiserror::Error)]
@@ -187,4 +187,97 @@ pub async fn mark_topic_for_deletion(client: &Client, topic: &str) -> Result<(),
         Ok(_) | Err(zookeeper_client::Error::NodeExists) => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// Why a config write failed.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum ConfigWriteError {
+    /// The entity's config changed since it was read: read it again and retry.
+    #[error("{0} changed concurrently")]
+    Conflict(String),
+    /// ZooKeeper failed.
+    #[error("writing {path} failed: {source}")]
+    Zk {
+        /// The node.
+        path: String,
+        /// The client error.
+        source: zookeeper_client::Error,
+    },
+}
+
+/// An entity's config and its zkVersion (`None` while the znode does not exist).
+///
+/// # Errors
+/// ZooKeeper errors; an unreadable payload reads as empty, as Kafka treats it.
+pub async fn read_entity_config(
+    client: &Client,
+    entity: &crate::znode::ConfigEntity,
+) -> Result<(std::collections::BTreeMap<String, String>, Option<i32>), ConfigWriteError> {
+    let path = entity.path();
+    match client.get_data(&path).await {
+        Ok((data, stat)) => {
+            let config = if data.is_empty() {
+                Default::default()
+            } else {
+                crate::znode::EntityConfig::decode(&path, &data).map(|c| c.config).unwrap_or_default()
+            };
+            Ok((config, Some(stat.version)))
+        }
+        Err(zookeeper_client::Error::NoNode) => Ok((Default::default(), None)),
+        Err(source) => Err(ConfigWriteError::Zk { path, source }),
+    }
+}
+
+/// The one way a config is written, as Kafka's `AdminZkClient.changeConfigs` writes it:
+/// `/config/<type>/<name>` replaced (conditional on `expected_version`, the zkVersion
+/// [`read_entity_config`] gave, `None` meaning the node must not exist yet), then a
+/// `/config/changes/config_change_<seq>` notification naming the entity. Brokers pick the
+/// change up from their watch on `/config`.
+///
+/// # Errors
+/// [`ConfigWriteError::Conflict`] when the node changed since it was read; ZooKeeper errors.
+pub async fn write_entity_config(
+    client: &Client,
+    entity: &crate::znode::ConfigEntity,
+    config: std::collections::BTreeMap<String, String>,
+    expected_version: Option<i32>,
+) -> Result<(), ConfigWriteError> {
+    use crate::znode::{config_change_notification, EntityConfig, CONFIG_CHANGE_PREFIX};
+    let path = entity.path();
+    let data = EntityConfig::new(config).encode();
+    let zk = |path: &str| {
+        let path = path.to_string();
+        move |source| match source {
+            zookeeper_client::Error::BadVersion | zookeeper_client::Error::NodeExists => {
+                ConfigWriteError::Conflict(path.clone())
+            }
+            source => ConfigWriteError::Zk { path: path.clone(), source },
+        }
+    };
+    match expected_version {
+        Some(version) => {
+            client.set_data(&path, &data, Some(version)).await.map_err(zk(&path))?;
+        }
+        None => {
+            // users/<u>/clients/<c> needs users/<u>; Kafka creates such parents empty.
+            if let ConfigEntity::UserClient(user, _) = entity {
+                let parent = ConfigEntity::User(user.clone()).path();
+                match client.create(&parent, &[], &persistent()).await {
+                    Ok(_) | Err(zookeeper_client::Error::NodeExists) => {}
+                    Err(source) => return Err(ConfigWriteError::Zk { path: parent, source }),
+                }
+                let clients = format!("{parent}/clients");
+                match client.create(&clients, &[], &persistent()).await {
+                    Ok(_) | Err(zookeeper_client::Error::NodeExists) => {}
+                    Err(source) => return Err(ConfigWriteError::Zk { path: clients, source }),
+                }
+            }
+            client.create(&path, &data, &persistent()).await.map_err(zk(&path))?;
+        }
+    }
+    client
+        .create(CONFIG_CHANGE_PREFIX, &config_change_notification(&entity.entity_path()), &persistent_sequential())
+        .await
+        .map_err(zk(CONFIG_CHANGE_PREFIX))?;
+    Ok(())
 }

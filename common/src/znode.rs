@@ -47,9 +47,9 @@ pub const PERSISTENT_PATHS: &[&str] = &[
     BROKER_SEQID,
     CONFIG_CHANGES,
     CONFIG_TOPICS,
-    "/config/clients",
-    "/config/users",
-    "/config/brokers",
+    CONFIG_CLIENTS,
+    CONFIG_USERS,
+    CONFIG_BROKERS,
     "/config/ips",
     DELETE_TOPICS,
     ISR_CHANGE_NOTIFICATION,
@@ -85,6 +85,106 @@ pub fn partition_state_path(topic: &str, partition: i32) -> String {
 /// `/config/topics/<topic>`.
 pub fn topic_config_path(topic: &str) -> String {
     format!("{CONFIG_TOPICS}/{topic}")
+}
+
+/// `/config/brokers`: dynamic broker settings, per broker id and `<default>`.
+pub const CONFIG_BROKERS: &str = "/config/brokers";
+/// `/config/clients`: quotas per client id (and `<default>`).
+pub const CONFIG_CLIENTS: &str = "/config/clients";
+/// `/config/users`: quotas per user (and `<default>`), with `<user>/clients/<id>` below.
+pub const CONFIG_USERS: &str = "/config/users";
+/// Prefix of the persistent-sequential children of [`CONFIG_CHANGES`].
+pub const CONFIG_CHANGE_PREFIX: &str = "/config/changes/config_change_";
+/// The name Kafka gives the cluster-wide default of an entity type.
+pub const DEFAULT_ENTITY: &str = "<default>";
+
+/// One `/config/<type>/<name>` entity, as Kafka's `ConfigType` and `ZkAdminManager` name
+/// them. `None` names are the type's `<default>`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ConfigEntity {
+    /// `topics/<t>`.
+    Topic(String),
+    /// `brokers/<id>` or `brokers/<default>`.
+    Broker(Option<BrokerId>),
+    /// `clients/<id>` or `clients/<default>`.
+    Client(Option<String>),
+    /// `users/<user>` or `users/<default>`.
+    User(Option<String>),
+    /// `users/<user>/clients/<id>`, either side possibly `<default>`.
+    UserClient(Option<String>, Option<String>),
+}
+
+/// Kafka's `Sanitizer.sanitize`: user and client names are URL-encoded in znode names
+/// (with `*` as `%2A`), so that any name is a legal path element.
+pub fn sanitize(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'_' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// The inverse of [`sanitize`]; `None` when the escapes are malformed or not UTF-8.
+pub fn desanitize(name: &str) -> Option<String> {
+    let bytes = name.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = name.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn entity_name(name: Option<&str>) -> String {
+    name.map_or_else(|| DEFAULT_ENTITY.to_string(), sanitize)
+}
+
+impl ConfigEntity {
+    /// The path below `/config/` (`topics/t`, `brokers/<default>`, `users/u/clients/c`): the
+    /// `entity_path` of a change notification.
+    pub fn entity_path(&self) -> String {
+        match self {
+            ConfigEntity::Topic(t) => format!("topics/{t}"),
+            ConfigEntity::Broker(id) => {
+                format!("brokers/{}", id.map_or_else(|| DEFAULT_ENTITY.to_string(), |i| i.to_string()))
+            }
+            ConfigEntity::Client(c) => format!("clients/{}", entity_name(c.as_deref())),
+            ConfigEntity::User(u) => format!("users/{}", entity_name(u.as_deref())),
+            ConfigEntity::UserClient(u, c) => {
+                format!("users/{}/clients/{}", entity_name(u.as_deref()), entity_name(c.as_deref()))
+            }
+        }
+    }
+
+    /// The znode holding the entity's config.
+    pub fn path(&self) -> String {
+        format!("/config/{}", self.entity_path())
+    }
+
+    /// Parses an `entity_path` (the inverse of [`Self::entity_path`]).
+    pub fn from_entity_path(path: &str) -> Option<ConfigEntity> {
+        let name = |n: &str| if n == DEFAULT_ENTITY { Some(None) } else { desanitize(n).map(Some) };
+        let parts: Vec<&str> = path.split('/').collect();
+        Some(match parts.as_slice() {
+            ["topics", t] if !t.is_empty() => ConfigEntity::Topic((*t).to_string()),
+            ["brokers", b] if *b == DEFAULT_ENTITY => ConfigEntity::Broker(None),
+            ["brokers", b] => ConfigEntity::Broker(Some(b.parse().ok()?)),
+            ["clients", c] => ConfigEntity::Client(name(c)?),
+            ["users", u] => ConfigEntity::User(name(u)?),
+            ["users", u, "clients", c] => ConfigEntity::UserClient(name(u)?, name(c)?),
+            _ => return None,
+        })
+    }
 }
 
 /// `/admin/delete_topics/<topic>`.
@@ -489,6 +589,29 @@ impl ProducerIdBlock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_entities_are_named_as_kafka_names_them() {
+        let cases: &[(ConfigEntity, &str)] = &[
+            (ConfigEntity::Topic("t".into()), "topics/t"),
+            (ConfigEntity::Broker(Some(3)), "brokers/3"),
+            (ConfigEntity::Broker(None), "brokers/<default>"),
+            (ConfigEntity::Client(Some("app-1".into())), "clients/app-1"),
+            (ConfigEntity::Client(None), "clients/<default>"),
+            (ConfigEntity::User(Some("CN=alice,O=x".into())), "users/CN%3Dalice%2CO%3Dx"),
+            (ConfigEntity::User(Some("*".into())), "users/%2A"),
+            (ConfigEntity::UserClient(Some("bob".into()), None), "users/bob/clients/<default>"),
+            (ConfigEntity::UserClient(None, Some("a b".into())), "users/<default>/clients/a%20b"),
+        ];
+        for (entity, path) in cases {
+            assert_eq!(entity.entity_path(), *path);
+            assert_eq!(entity.path(), format!("/config/{path}"));
+            assert_eq!(ConfigEntity::from_entity_path(path).as_ref(), Some(entity), "{path}");
+        }
+        for bad in ["", "topics", "brokers/x", "users/%zz", "users/a/clients", "ips/1.2.3.4"] {
+            assert_eq!(ConfigEntity::from_entity_path(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn broker_registration_reads_kafkas_own_v5_json() {

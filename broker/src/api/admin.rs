@@ -9,12 +9,9 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
-use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
-};
 use kafka_protocol::messages::{
     CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
-    DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse, TopicName,
+    DeleteTopicsResponse, TopicName,
 };
 use tributary_common::ids::{BrokerId, TopicId};
 use tributary_common::topic::{
@@ -23,7 +20,6 @@ use tributary_common::topic::{
 
 use super::{s, BrokerContext};
 use crate::metadata::TopicMetadata;
-use crate::topic_config::{self, DEFS};
 use crate::zk;
 
 /// A refused admin operation: the Kafka error code and a message for the client.
@@ -33,11 +29,11 @@ pub(crate) struct AdminError {
     pub(crate) message: String,
 }
 
-fn admin_err(code: ResponseError, message: impl Into<String>) -> AdminError {
+pub(super) fn admin_err(code: ResponseError, message: impl Into<String>) -> AdminError {
     AdminError { code: code.code(), message: message.into() }
 }
 
-fn zk_err(e: zk::Error) -> AdminError {
+pub(super) fn zk_err(e: zk::Error) -> AdminError {
     match e {
         zk::Error::NodeExists(_) => admin_err(ResponseError::TopicAlreadyExists, "topic already exists"),
         zk::Error::NotConnected => {
@@ -134,18 +130,6 @@ fn wait_timeout(timeout_ms: i32) -> Duration {
     Duration::from_millis(timeout_ms.clamp(0, 600_000) as u64)
 }
 
-/// The effective topic configuration, as CreateTopics v5+ and DescribeConfigs report it.
-fn effective_configs(ctx: &BrokerContext, overrides: &BTreeMap<String, String>) -> Vec<(&'static str, String, i8)> {
-    const DYNAMIC_TOPIC_CONFIG: i8 = 1;
-    const DEFAULT_CONFIG: i8 = 5;
-    DEFS.iter()
-        .map(|d| match overrides.get(d.name) {
-            Some(v) => (d.name, v.clone(), DYNAMIC_TOPIC_CONFIG),
-            None => (d.name, topic_config::default_value(&ctx.config, d.name), DEFAULT_CONFIG),
-        })
-        .collect()
-}
-
 pub(super) async fn create_topics(
     ctx: &BrokerContext,
     version: i16,
@@ -207,7 +191,7 @@ pub(super) async fn create_topics(
                 result.replication_factor = factor;
                 if version >= 5 {
                     result.configs = Some(
-                        effective_configs(ctx, &configs)
+                        super::configs::topic_configs(ctx, &configs)
                             .into_iter()
                             .map(|(k, v, source)| {
                                 let mut c = CreatableTopicConfigs::default();
@@ -444,138 +428,4 @@ async fn grow_topic(
     })?;
     tracing::info!(topic = %name, from = current, to = count, "added partitions");
     Ok(())
-}
-
-const TOPIC: i8 = 2;
-const BROKER: i8 = 4;
-
-fn config_entry(name: &str, value: String, source: i8, read_only: bool, kind: i8) -> DescribeConfigsResourceResult {
-    let mut e = DescribeConfigsResourceResult::default();
-    e.name = s(name);
-    e.value = Some(s(value));
-    e.read_only = read_only;
-    e.config_source = source;
-    e.config_type = kind;
-    e
-}
-
-/// DescribeConfigs `config_source` values.
-const STATIC_BROKER_CONFIG: i8 = 4;
-const DEFAULT_CONFIG: i8 = 5;
-
-/// Every broker setting as DescribeConfigs reports it: key, value, Kafka config type and
-/// source (STATIC_BROKER_CONFIG when a flag, variable or file gave it, DEFAULT_CONFIG
-/// otherwise), plus the version keys tools read to tell which Kafka this is.
-fn broker_configs(ctx: &BrokerContext) -> Vec<(&'static str, String, i8, i8)> {
-    let advertised = || ctx.config.advertised().iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
-    let mut out: Vec<(&'static str, String, i8, i8)> = ctx
-        .config
-        .values()
-        .into_iter()
-        .map(|(key, value, kind)| {
-            let value = match (key, value) {
-                ("advertised.listeners", None) => advertised(),
-                (_, value) => value.unwrap_or_default(),
-            };
-            let source = if ctx.config.given.contains(key) { STATIC_BROKER_CONFIG } else { DEFAULT_CONFIG };
-            (key, value, kind as i8, source)
-        })
-        .collect();
-    // Kafka UI reads inter.broker.protocol.version to decide which features the cluster
-    // has; these are the values of a Kafka 3.9 broker left at its defaults.
-    for (key, value) in super::api_versions::VERSION_CONFIGS {
-        out.push((key, value.to_string(), tributary_common::config::ConfigType::String as i8, DEFAULT_CONFIG));
-    }
-    out
-}
-
-pub(super) fn describe_configs(
-    ctx: &BrokerContext,
-    version: i16,
-    request: DescribeConfigsRequest,
-) -> DescribeConfigsResponse {
-    let cluster = ctx.cluster();
-    let mut response = DescribeConfigsResponse::default();
-    for resource in request.resources {
-        let name = resource.resource_name.as_str().to_string();
-        let mut result = DescribeConfigsResult::default();
-        result.resource_type = resource.resource_type;
-        result.resource_name = resource.resource_name.clone();
-        let wanted =
-            |key: &str| resource.configuration_keys.as_ref().is_none_or(|keys| keys.iter().any(|k| k.as_str() == key));
-        match resource.resource_type {
-            TOPIC => match cluster.topics.get(&name) {
-                None => {
-                    result.error_code = ResponseError::UnknownTopicOrPartition.code();
-                    result.error_message = Some(s(format!("topic {name:?} does not exist")));
-                }
-                Some(t) => {
-                    for (key, value, source) in effective_configs(ctx, &t.config) {
-                        if !wanted(key) {
-                            continue;
-                        }
-                        let def = DEFS.iter().find(|d| d.name == key).expect("effective configs come from DEFS");
-                        let mut entry = config_entry(
-                            key,
-                            value.clone(),
-                            source,
-                            false,
-                            if version >= 3 { def.kind as i8 } else { 0 },
-                        );
-                        if request.include_synonyms {
-                            if let Some(v) = t.config.get(key) {
-                                let mut syn = DescribeConfigsSynonym::default();
-                                syn.name = s(key);
-                                syn.value = Some(s(v.clone()));
-                                syn.source = source;
-                                entry.synonyms.push(syn);
-                            }
-                            if let Some(broker_key) = def.broker_synonym {
-                                let mut syn = DescribeConfigsSynonym::default();
-                                syn.name = s(broker_key);
-                                syn.value = Some(s(topic_config::default_value(&ctx.config, key)));
-                                syn.source = if ctx.config.given.contains(broker_key) {
-                                    STATIC_BROKER_CONFIG
-                                } else {
-                                    DEFAULT_CONFIG
-                                };
-                                entry.synonyms.push(syn);
-                            }
-                        }
-                        result.configs.push(entry);
-                    }
-                }
-            },
-            BROKER if name.is_empty() || name == ctx.config.broker_id.to_string() => {
-                for (key, value, kind, source) in broker_configs(ctx) {
-                    if wanted(key) {
-                        let mut entry =
-                            config_entry(key, value.clone(), source, true, if version >= 3 { kind } else { 0 });
-                        if request.include_synonyms {
-                            let mut syn = DescribeConfigsSynonym::default();
-                            syn.name = s(key);
-                            syn.value = Some(s(value));
-                            syn.source = source;
-                            entry.synonyms.push(syn);
-                        }
-                        result.configs.push(entry);
-                    }
-                }
-            }
-            BROKER => {
-                result.error_code = ResponseError::InvalidRequest.code();
-                result.error_message = Some(s(format!(
-                    "this is broker {}; send DescribeConfigs for broker {name} to that broker",
-                    ctx.config.broker_id
-                )));
-            }
-            other => {
-                result.error_code = ResponseError::InvalidRequest.code();
-                result.error_message =
-                    Some(s(format!("config resource type {other} is not supported (topics: 2, brokers: 4)")));
-            }
-        }
-        response.results.push(result);
-    }
-    response
 }

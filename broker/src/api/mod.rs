@@ -4,6 +4,7 @@
 mod admin;
 mod api_versions;
 mod cluster;
+mod configs;
 mod fetch;
 mod group;
 mod list_offsets;
@@ -12,7 +13,7 @@ mod misc;
 mod produce;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
@@ -21,7 +22,10 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::sync::watch;
 use tributary_common::ids::TopicPartition;
 
+use tributary_common::znode::ConfigEntity;
+
 use crate::config::BrokerConfig;
+use crate::dynamic_config::{self, EffectiveConfig};
 use crate::group::GroupCoordinator;
 use crate::metadata::ClusterMetadata;
 use crate::replica::{ReplicaError, ReplicaManager};
@@ -46,6 +50,9 @@ pub(crate) struct BrokerContext {
     pub(crate) groups: GroupCoordinator,
     /// The cluster view as served (None until the first load); read through [`Self::cluster`].
     metadata: watch::Receiver<Option<Arc<ClusterMetadata>>>,
+    /// `config` with the dynamic broker configs in force; its one writer is the
+    /// reconciler ([`Self::take_dynamic_configs`]).
+    effective: RwLock<Arc<EffectiveConfig>>,
 }
 
 impl BrokerContext {
@@ -57,7 +64,46 @@ impl BrokerContext {
         metadata: watch::Receiver<Option<Arc<ClusterMetadata>>>,
         zk: ZkHandle,
     ) -> Self {
-        BrokerContext { config, replicas, zk, producer_ids: ProducerIds::default(), groups, metadata }
+        let effective = RwLock::new(Arc::new(EffectiveConfig::from_static(config.clone())));
+        BrokerContext { config, replicas, zk, producer_ids: ProducerIds::default(), groups, metadata, effective }
+    }
+
+    /// The settings in force: the static configuration with dynamic overrides applied.
+    pub(crate) fn effective(&self) -> Arc<EffectiveConfig> {
+        self.effective.read().expect("effective config lock").clone()
+    }
+
+    /// Takes up the dynamic broker configs of a metadata snapshot
+    /// (`/config/brokers/<default>` and `/config/brokers/<id>`); returns the new settings
+    /// when they changed. Overrides that fail validation (written past the admin APIs) are
+    /// logged and leave the settings as they were.
+    pub(crate) fn take_dynamic_configs(&self, meta: &ClusterMetadata) -> Option<Arc<EffectiveConfig>> {
+        let cluster_default = meta.entity_config(&ConfigEntity::Broker(None));
+        let this_broker = meta.entity_config(&ConfigEntity::Broker(Some(self.config.broker_id)));
+        let current = self.effective();
+        if current.cluster_default == cluster_default && current.this_broker == this_broker {
+            return None;
+        }
+        let config = match dynamic_config::apply(&self.config, [&cluster_default, &this_broker]) {
+            Ok(config) => {
+                let changed: Vec<String> = config
+                    .values()
+                    .into_iter()
+                    .zip(current.config.values())
+                    .filter(|(new, old)| new.1 != old.1)
+                    .map(|(new, _)| format!("{}={}", new.0, new.1.unwrap_or_default()))
+                    .collect();
+                tracing::info!(changed = ?changed, cluster_default = ?cluster_default, this_broker = ?this_broker, "applied dynamic broker configs from /config/brokers");
+                config
+            }
+            Err(e) => {
+                tracing::error!(error = %e, cluster_default = ?cluster_default, this_broker = ?this_broker, "ignoring the dynamic broker configs in /config/brokers: they do not validate; correct them with kafka-configs --alter or IncrementalAlterConfigs");
+                current.config.clone()
+            }
+        };
+        let next = Arc::new(EffectiveConfig { config, cluster_default, this_broker });
+        *self.effective.write().expect("effective config lock") = next.clone();
+        Some(next)
     }
 
     /// The current cluster view (empty before the first load).
@@ -126,7 +172,11 @@ pub(crate) async fn handle(
         RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(admin::create_topics(ctx, v, r).await),
         RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(admin::delete_topics(ctx, v, r).await),
         RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(admin::create_partitions(ctx, r).await),
-        RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(admin::describe_configs(ctx, v, r)),
+        RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(configs::describe_configs(ctx, v, r)),
+        RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(configs::alter_configs(ctx, r).await),
+        RequestKind::IncrementalAlterConfigs(r) => {
+            ResponseKind::IncrementalAlterConfigs(configs::incremental_alter_configs(ctx, r).await)
+        }
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(cluster::describe_cluster(ctx, &caller.listener, v, r))
         }

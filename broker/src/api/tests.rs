@@ -186,6 +186,9 @@ fn request_for(key: ApiKey, version: i16, topic_id: TopicId) -> Option<RequestKi
         }
         ApiKey::DescribeAcls => RequestKind::DescribeAcls(DescribeAclsRequest::default()),
         ApiKey::DescribeLogDirs => RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default()),
+        // Another broker's resource: refused before ZooKeeper is needed.
+        ApiKey::AlterConfigs => alter_configs(4, "99", false),
+        ApiKey::IncrementalAlterConfigs => alter_configs(4, "99", true),
         ApiKey::CreateAcls => {
             let mut r = CreateAclsRequest::default();
             r.creations = vec![create_acls_request::AclCreation::default()];
@@ -318,6 +321,78 @@ fn request_for(key: ApiKey, version: i16, topic_id: TopicId) -> Option<RequestKi
         }
         _ => return None,
     })
+}
+
+/// One (Incremental)AlterConfigs request setting log.retention.ms=1 on a resource.
+fn alter_configs(resource_type: i8, resource_name: &str, incremental: bool) -> RequestKind {
+    if incremental {
+        let mut c = incremental_alter_configs_request::AlterableConfig::default();
+        c.name = s("log.retention.ms");
+        c.value = Some(s("1"));
+        let mut res = incremental_alter_configs_request::AlterConfigsResource::default();
+        res.resource_type = resource_type;
+        res.resource_name = s(resource_name);
+        res.configs = vec![c];
+        let mut r = IncrementalAlterConfigsRequest::default();
+        r.resources = vec![res];
+        RequestKind::IncrementalAlterConfigs(r)
+    } else {
+        let mut c = alter_configs_request::AlterableConfig::default();
+        c.name = s("log.retention.ms");
+        c.value = Some(s("1"));
+        let mut res = alter_configs_request::AlterConfigsResource::default();
+        res.resource_type = resource_type;
+        res.resource_name = s(resource_name);
+        res.configs = vec![c];
+        let mut r = AlterConfigsRequest::default();
+        r.resources = vec![res];
+        RequestKind::AlterConfigs(r)
+    }
+}
+
+#[tokio::test]
+async fn config_changes_for_other_brokers_and_unknown_types_are_refused_as_kafka_refuses_them() {
+    let f = fixture("alter-configs").await;
+    // (resource type, name, incremental, error code, words in the message)
+    let cases: &[(i8, &str, bool, ResponseError, &str)] = &[
+        (4, "99", true, ResponseError::InvalidRequest, "Unexpected broker id, expected 1, but received 99"),
+        (4, "99", false, ResponseError::InvalidRequest, "Unexpected broker id"),
+        (4, "one", true, ResponseError::InvalidRequest, "Broker id must be an integer, but it is: one"),
+        (8, "2", true, ResponseError::InvalidRequest, "Unexpected broker id"),
+        (8, "1", false, ResponseError::InvalidRequest, "only supported for topics and brokers"),
+        (16, "x", true, ResponseError::InvalidRequest, "only supported for topics"),
+        (8, "1", true, ResponseError::InvalidConfig, "Logger log.retention.ms does not exist"),
+        (2, "no-such-topic", true, ResponseError::UnknownTopicOrPartition, "does not exist"),
+    ];
+    for (resource_type, resource_name, incremental, code, words) in cases {
+        let request = alter_configs(*resource_type, resource_name, *incremental);
+        let (got_code, message) = match handle(&f.ctx, &peer(), &header(ApiKey::AlterConfigs, 1), request).await {
+            Ok(Some(ResponseKind::AlterConfigs(r))) => {
+                (r.responses[0].error_code, r.responses[0].error_message.clone())
+            }
+            Ok(Some(ResponseKind::IncrementalAlterConfigs(r))) => {
+                (r.responses[0].error_code, r.responses[0].error_message.clone())
+            }
+            other => panic!("{other:?}"),
+        };
+        let message = message.map(|m| m.to_string()).unwrap_or_default();
+        assert_eq!(got_code, code.code(), "{resource_type} {resource_name}: {message}");
+        assert!(message.contains(words), "{resource_type} {resource_name}: {message}");
+    }
+    // The same resource twice in one request: both refused.
+    let RequestKind::IncrementalAlterConfigs(mut twice) = alter_configs(4, "1", true) else { unreachable!() };
+    twice.resources.push(twice.resources[0].clone());
+    let Ok(Some(ResponseKind::IncrementalAlterConfigs(r))) = handle(
+        &f.ctx,
+        &peer(),
+        &header(ApiKey::IncrementalAlterConfigs, 1),
+        RequestKind::IncrementalAlterConfigs(twice),
+    )
+    .await
+    else {
+        panic!()
+    };
+    assert!(r.responses.iter().all(|x| x.error_code == ResponseError::InvalidRequest.code()), "{r:?}");
 }
 
 fn header(key: ApiKey, version: i16) -> RequestHeader {
@@ -463,6 +538,8 @@ async fn cluster_description_configs_and_acls_answer_as_kafka_does() {
     // (key, expected value, expected source): 5 DEFAULT_CONFIG, 4 STATIC_BROKER_CONFIG.
     f.ctx.config.given.insert("num.partitions");
     f.ctx.config.num_partitions = 3;
+    f.ctx.effective =
+        std::sync::RwLock::new(Arc::new(crate::dynamic_config::EffectiveConfig::from_static(f.ctx.config.clone())));
     let Ok(Some(ResponseKind::DescribeConfigs(r))) = handle(
         &f.ctx,
         &peer(),

@@ -64,7 +64,9 @@ enum Job {
 pub(crate) struct ReplicaManager {
     broker_id: BrokerId,
     store: LogStore,
-    topic_defaults: TopicConfig,
+    /// The configuration of topics without overrides: the broker's effective settings,
+    /// dynamic ones included ([`Self::set_topic_defaults`]).
+    topic_defaults: RwLock<TopicConfig>,
     /// What the latest snapshot assigns here: topic id and role per partition.
     wanted: Mutex<HashMap<TopicPartition, (Option<TopicId>, Role)>>,
     /// Open partitions. Held only to look up, insert or remove.
@@ -101,7 +103,7 @@ impl ReplicaManager {
             ReplicaManager {
                 broker_id,
                 store,
-                topic_defaults,
+                topic_defaults: RwLock::new(topic_defaults),
                 wanted: Mutex::new(HashMap::new()),
                 partitions: RwLock::new(HashMap::new()),
                 opening: Mutex::new(HashSet::new()),
@@ -112,6 +114,12 @@ impl ReplicaManager {
                 fetch_rereads: AtomicU64::new(0),
             }
         })
+    }
+
+    /// Replaces the configuration of topics without overrides (a dynamic broker config
+    /// changed); the next [`Self::reconcile`] hands it to every partition.
+    pub(crate) fn set_topic_defaults(&self, defaults: TopicConfig) {
+        *self.topic_defaults.write().expect("topic defaults lock") = defaults;
     }
 
     /// The log store (flushes and shutdown).
@@ -182,9 +190,10 @@ impl ReplicaManager {
     pub(crate) fn reconcile(&self, meta: &ClusterMetadata) {
         let now = tributary_common::time::now_ms();
         let mut next: HashMap<TopicPartition, (Option<TopicId>, Role)> = HashMap::new();
+        let defaults = self.topic_defaults.read().expect("topic defaults lock").clone();
         for (topic, t) in &meta.topics {
             // Parsed once per snapshot and shared by every partition of the topic.
-            let config = Arc::new(TopicConfig::with_overrides(&self.topic_defaults, &t.config));
+            let config = Arc::new(TopicConfig::with_overrides(&defaults, &t.config));
             for (p, pm) in &t.partitions {
                 if pm.replicas.contains(&self.broker_id) {
                     let role = Role {

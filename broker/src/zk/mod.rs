@@ -252,7 +252,11 @@ pub(crate) async fn register_broker(
 pub(crate) async fn load_metadata(client: &Client, cluster_id: &str) -> Result<ClusterMetadata, Error> {
     let snapshot =
         tributary_common::snapshot::load(client).await.map_err(|e| Error::Client { path: e.path, source: e.source })?;
-    let mut meta = ClusterMetadata { cluster_id: cluster_id.to_string(), ..Default::default() };
+    let mut meta = ClusterMetadata {
+        cluster_id: cluster_id.to_string(),
+        entity_configs: snapshot.entity_configs,
+        ..Default::default()
+    };
     for (id, b) in snapshot.brokers {
         let endpoints = b.registration.parsed_endpoints();
         meta.brokers.insert(id, BrokerInfo { endpoints, rack: b.registration.rack, epoch: b.epoch });

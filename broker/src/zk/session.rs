@@ -172,7 +172,9 @@ async fn watch_metadata(
     let watches = async {
         Ok::<_, zookeeper_client::Error>((
             client.watch("/brokers", AddWatchMode::PersistentRecursive).await?,
-            client.watch(znode::CONFIG_TOPICS, AddWatchMode::PersistentRecursive).await?,
+            // Topic, broker, client and user configs, and the change notifications Kafka's
+            // tools write beside them.
+            client.watch("/config", AddWatchMode::PersistentRecursive).await?,
             client.watch(znode::DELETE_TOPICS, AddWatchMode::PersistentRecursive).await?,
         ))
     };

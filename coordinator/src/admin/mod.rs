@@ -10,10 +10,13 @@
 //! | GET | /topics/{name} | partitions: replicas, leader, leader epoch, ISR |
 //! | POST | /topics | create: `{"name", "partitions", "replication_factor", "config"}` |
 //! | DELETE | /topics/{name} | mark for deletion |
+//! | GET, PATCH | /topics/{name}/configs | a topic's overrides; PATCH `{"set": {...}, "delete": [...]}` |
+//! | GET, PATCH | /brokers/{id}/configs | dynamic broker settings of one broker, or of every broker with id `default` |
 //! | GET | /groups | consumer groups, from every broker |
 //! | GET | /groups/{id} | state, members, assignments, committed offsets and lag |
 //! | DELETE | /groups/{id} | delete an empty group and its offsets |
 
+mod configs;
 mod groups;
 
 use std::collections::BTreeMap;
@@ -97,13 +100,15 @@ pub fn router(state: AdminState) -> Router {
         .route("/brokers", get(brokers))
         .route("/topics", get(list_topics).post(create))
         .route("/topics/{name}", get(describe_topic).delete(delete))
+        .route("/topics/{name}/configs", get(configs::get_topic).patch(configs::patch_topic))
+        .route("/brokers/{id}/configs", get(configs::get_broker).patch(configs::patch_broker))
         .route("/partitions", get(partitions_summary))
         .route("/partitions/preferred-leader-election", post(preferred_leader_election))
         .route("/groups", get(groups::list))
         .route("/groups/{id}", get(groups::describe).delete(groups::delete))
         .fallback(|| async {
             ApiError::NotFound(
-                "no such endpoint; see /health, /brokers, /topics, /topics/{name}, /partitions, /partitions/preferred-leader-election, /groups, /groups/{id}".into(),
+                "no such endpoint; see /health, /brokers, /brokers/{id}/configs, /topics, /topics/{name}, /topics/{name}/configs, /partitions, /partitions/preferred-leader-election, /groups, /groups/{id}".into(),
             )
         })
         .with_state(state)

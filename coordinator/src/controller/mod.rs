@@ -358,6 +358,7 @@ async fn active(
     let mut state = client.state_watcher();
     let mut disconnected = false;
     let mut periodic = tokio::time::interval(Duration::from_secs(10));
+    let mut purge = tokio::time::interval(Duration::from_secs(60));
     let mut imbalance = tokio::time::interval_at(
         tokio::time::Instant::now() + cfg.leader_imbalance_check_interval,
         cfg.leader_imbalance_check_interval,
@@ -414,6 +415,10 @@ async fn active(
                 None
             },
             _ = periodic.tick() => None,
+            _ = purge.tick() => {
+                purge_config_changes(client, tributary_common::time::now_ms()).await;
+                continue;
+            },
             _ = shutdown.cancelled() => return Resign::Shutdown,
         };
         if let Some(e) = event {
@@ -423,6 +428,38 @@ async fn active(
         }
         // Coalesce the burst that a topic creation or broker failure produces.
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// How long a `/config/changes` notification is kept: Kafka's brokers purge them after
+/// 15 minutes, by when every live broker has read the change it names.
+const CONFIG_CHANGE_RETENTION_MS: i64 = 15 * 60 * 1000;
+
+/// The notifications (name, creation time in ms) old enough to delete at `now_ms`.
+fn expired_changes(children: &[(String, i64)], now_ms: i64) -> Vec<String> {
+    children
+        .iter()
+        .filter(|(name, ctime)| name.starts_with("config_change_") && now_ms - ctime > CONFIG_CHANGE_RETENTION_MS)
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+/// Deletes expired `/config/changes` notifications, as Kafka's brokers do (here the
+/// active controller alone does it, so one process owns the deletion).
+async fn purge_config_changes(client: &Client, now_ms: i64) {
+    let Ok(children) = client.list_children(znode::CONFIG_CHANGES).await else { return };
+    let mut stamped = Vec::new();
+    for name in children {
+        if let Ok(Some(stat)) = client.check_stat(&format!("{}/{name}", znode::CONFIG_CHANGES)).await {
+            stamped.push((name, stat.ctime));
+        }
+    }
+    let expired = expired_changes(&stamped, now_ms);
+    for name in &expired {
+        let _ = client.delete(&format!("{}/{name}", znode::CONFIG_CHANGES), None).await;
+    }
+    if !expired.is_empty() {
+        tracing::debug!(deleted = expired.len(), "purged config change notifications older than 15 minutes");
     }
 }
 
@@ -543,5 +580,22 @@ pub async fn run(cfg: ControllerConfig, slot: ZkSlot, status: watch::Sender<Stat
         drop(client);
         let _ = tokio::time::timeout(Duration::from_secs(3), async { while !state.changed().await.is_terminated() {} })
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_change_notifications_expire_after_fifteen_minutes() {
+        let now = 100 * 60_000;
+        let children = [
+            ("config_change_0000000001".to_string(), now - 16 * 60_000),
+            ("config_change_0000000002".to_string(), now - 15 * 60_000),
+            ("config_change_0000000003".to_string(), now - 1_000),
+            ("something_else".to_string(), 0),
+        ];
+        assert_eq!(expired_changes(&children, now), vec!["config_change_0000000001".to_string()]);
     }
 }
