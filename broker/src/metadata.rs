@@ -55,6 +55,8 @@ pub(crate) struct TopicMetadata {
     pub assignment_version: i32,
     /// Marked for deletion in `/admin/delete_topics`.
     pub deleting: bool,
+    /// Partitions being reassigned: (replicas being added, replicas being removed).
+    pub reassigning: BTreeMap<i32, (Vec<BrokerId>, Vec<BrokerId>)>,
 }
 
 impl TopicMetadata {

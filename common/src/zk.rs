@@ -281,3 +281,45 @@ pub async fn write_entity_config(
         .map_err(zk(CONFIG_CHANGE_PREFIX))?;
     Ok(())
 }
+
+/// Creates a request znode the controller consumes and deletes
+/// (`/admin/reassign_partitions`, `/admin/preferred_replica_election`,
+/// `/admin/unclean_leader_election`). While an earlier request is still there, waits for it
+/// to go, up to `patience`.
+///
+/// # Errors
+/// `NodeExists` when the earlier request outlasts `patience`; other ZooKeeper errors.
+pub async fn create_request_node(
+    client: &Client,
+    path: &str,
+    payload: &[u8],
+    patience: Duration,
+) -> Result<(), zookeeper_client::Error> {
+    let deadline = Instant::now() + patience;
+    loop {
+        match client.create(path, payload, &persistent()).await {
+            Ok(_) => return Ok(()),
+            Err(zookeeper_client::Error::NodeExists) if Instant::now() < deadline => {
+                // Woken when the controller deletes the earlier request.
+                if let (Some(_), watcher) = client.check_and_watch_stat(path).await? {
+                    let _ = tokio::time::timeout_at(deadline, watcher.changed()).await;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Asks the controller to move partitions (Kafka's `/admin/reassign_partitions`; an empty
+/// replica list cancels a move in progress).
+///
+/// # Errors
+/// As [`create_request_node`].
+pub async fn request_reassignment(
+    client: &Client,
+    partitions: Vec<crate::znode::ReassignedPartition>,
+    patience: Duration,
+) -> Result<(), zookeeper_client::Error> {
+    let payload = crate::znode::ReassignPartitions::new(partitions).encode();
+    create_request_node(client, crate::znode::REASSIGN_PARTITIONS, &payload, patience).await
+}

@@ -28,9 +28,18 @@ pub const CONFIG_TOPICS: &str = "/config/topics";
 pub const CONFIG_CHANGES: &str = "/config/changes";
 /// `/admin/delete_topics`: a child per topic waiting to be deleted by the controller.
 pub const DELETE_TOPICS: &str = "/admin/delete_topics";
+/// `/admin/reassign_partitions`: partitions to move to new replicas, as
+/// `kafka-reassign-partitions` (ZooKeeper mode) writes it; the controller starts the moves
+/// and deletes the request.
+pub const REASSIGN_PARTITIONS: &str = "/admin/reassign_partitions";
 /// `/admin/preferred_replica_election`: partitions an operator wants moved back to their
 /// preferred (first assigned) replica; the controller acts on it and deletes it.
 pub const PREFERRED_REPLICA_ELECTION: &str = "/admin/preferred_replica_election";
+/// `/admin/unclean_leader_election`: Tributary's request for unclean elections of the
+/// partitions listed (same payload as [`PREFERRED_REPLICA_ELECTION`]). Kafka's controller
+/// took ElectLeaders(UNCLEAN) in-process; Tributary's runs elsewhere, so the broker asks
+/// through ZooKeeper, and the controller deletes the request when done.
+pub const UNCLEAN_LEADER_ELECTION: &str = "/admin/unclean_leader_election";
 /// `/latest_producer_id_block`: the last producer-id block handed out.
 pub const LATEST_PRODUCER_ID_BLOCK: &str = "/latest_producer_id_block";
 
@@ -469,6 +478,49 @@ impl PartitionState {
     }
 }
 
+/// One partition of a reassignment request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReassignedPartition {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// The replicas it should have; empty cancels a reassignment in progress (Tributary's
+    /// spelling of the AlterPartitionReassignments cancel, which Kafka's controller took
+    /// in-process).
+    pub replicas: Vec<BrokerId>,
+    /// Log directories (Kafka's tool writes `"any"` per replica); kept, not used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log_dirs: Vec<String>,
+}
+
+/// `/admin/reassign_partitions`: `{"version":1,"partitions":[{"topic","partition","replicas"}]}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReassignPartitions {
+    /// Payload version (1).
+    pub version: i32,
+    /// The partitions to move.
+    pub partitions: Vec<ReassignedPartition>,
+}
+
+impl ReassignPartitions {
+    /// A v1 payload.
+    pub fn new(partitions: Vec<ReassignedPartition>) -> Self {
+        Self { version: 1, partitions }
+    }
+    /// JSON bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        encode_json(self)
+    }
+    /// Parses the payload at `path`.
+    ///
+    /// # Errors
+    /// [`DecodeError::Malformed`] when it is not Kafka's JSON.
+    pub fn decode(path: &str, data: &[u8]) -> Result<Self, DecodeError> {
+        decode_json(path, data)
+    }
+}
+
 /// One partition named in an ISR change notification.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NotifiedPartition {
@@ -589,6 +641,28 @@ impl ProducerIdBlock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reassignment_requests_read_what_kafkas_tool_writes() {
+        let kafka =
+            br#"{"version":1,"partitions":[{"topic":"t","partition":0,"replicas":[2,3],"log_dirs":["any","any"]}]}"#;
+        let r = ReassignPartitions::decode("/admin/reassign_partitions", kafka).unwrap();
+        assert_eq!(
+            (r.partitions[0].topic.as_str(), r.partitions[0].partition, r.partitions[0].replicas.clone()),
+            ("t", 0, vec![2, 3])
+        );
+        let ours: serde_json::Value = serde_json::from_slice(
+            &ReassignPartitions::new(vec![ReassignedPartition {
+                topic: "t".into(),
+                partition: 1,
+                replicas: vec![1],
+                log_dirs: vec![],
+            }])
+            .encode(),
+        )
+        .unwrap();
+        assert_eq!(ours, serde_json::json!({"version":1,"partitions":[{"topic":"t","partition":1,"replicas":[1]}]}));
+    }
 
     #[test]
     fn config_entities_are_named_as_kafka_names_them() {

@@ -81,6 +81,7 @@ pub(super) async fn handle(ctx: &BrokerContext, version: i16, request: FetchRequ
                 current_leader_epoch: fp.current_leader_epoch,
                 max_bytes: fp.partition_max_bytes.max(0) as usize,
                 last_fetched_epoch: fp.last_fetched_epoch,
+                log_start_offset: fp.log_start_offset,
             });
         }
     }

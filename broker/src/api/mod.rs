@@ -5,12 +5,15 @@ mod admin;
 mod api_versions;
 mod cluster;
 mod configs;
+mod elect;
 mod fetch;
 mod group;
 mod list_offsets;
 mod metadata;
 mod misc;
 mod produce;
+mod reassign;
+mod records;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -177,6 +180,15 @@ pub(crate) async fn handle(
         RequestKind::IncrementalAlterConfigs(r) => {
             ResponseKind::IncrementalAlterConfigs(configs::incremental_alter_configs(ctx, r).await)
         }
+        RequestKind::ElectLeaders(r) => ResponseKind::ElectLeaders(elect::elect_leaders(ctx, v, r).await),
+        RequestKind::AlterPartitionReassignments(r) => {
+            ResponseKind::AlterPartitionReassignments(reassign::alter_partition_reassignments(ctx, r).await)
+        }
+        RequestKind::ListPartitionReassignments(r) => {
+            ResponseKind::ListPartitionReassignments(reassign::list_partition_reassignments(ctx, r))
+        }
+        RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(records::delete_records(ctx, r).await),
+        RequestKind::DescribeProducers(r) => ResponseKind::DescribeProducers(records::describe_producers(ctx, r)),
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(cluster::describe_cluster(ctx, &caller.listener, v, r))
         }

@@ -189,6 +189,48 @@ fn request_for(key: ApiKey, version: i16, topic_id: TopicId) -> Option<RequestKi
         // Another broker's resource: refused before ZooKeeper is needed.
         ApiKey::AlterConfigs => alter_configs(4, "99", false),
         ApiKey::IncrementalAlterConfigs => alter_configs(4, "99", true),
+        // Partitions that do not exist: answered from metadata, without ZooKeeper.
+        ApiKey::DeleteRecords => {
+            let mut p = delete_records_request::DeleteRecordsPartition::default();
+            p.partition_index = 9;
+            p.offset = 1;
+            let mut t = delete_records_request::DeleteRecordsTopic::default();
+            t.name = name("t");
+            t.partitions = vec![p];
+            let mut r = DeleteRecordsRequest::default();
+            r.topics = vec![t];
+            RequestKind::DeleteRecords(r)
+        }
+        ApiKey::DescribeProducers => {
+            let mut t = describe_producers_request::TopicRequest::default();
+            t.name = name("t");
+            t.partition_indexes = vec![0, 9];
+            let mut r = DescribeProducersRequest::default();
+            r.topics = vec![t];
+            RequestKind::DescribeProducers(r)
+        }
+        ApiKey::ElectLeaders => {
+            let mut t = elect_leaders_request::TopicPartitions::default();
+            t.topic = name("t");
+            t.partitions = vec![9];
+            let mut r = ElectLeadersRequest::default();
+            r.topic_partitions = Some(vec![t]);
+            RequestKind::ElectLeaders(r)
+        }
+        ApiKey::AlterPartitionReassignments => {
+            let mut p = alter_partition_reassignments_request::ReassignablePartition::default();
+            p.partition_index = 9;
+            p.replicas = Some(vec![BrokerId(1)]);
+            let mut t = alter_partition_reassignments_request::ReassignableTopic::default();
+            t.name = name("t");
+            t.partitions = vec![p];
+            let mut r = AlterPartitionReassignmentsRequest::default();
+            r.topics = vec![t];
+            RequestKind::AlterPartitionReassignments(r)
+        }
+        ApiKey::ListPartitionReassignments => {
+            RequestKind::ListPartitionReassignments(ListPartitionReassignmentsRequest::default())
+        }
         ApiKey::CreateAcls => {
             let mut r = CreateAclsRequest::default();
             r.creations = vec![create_acls_request::AclCreation::default()];

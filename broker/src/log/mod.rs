@@ -709,7 +709,40 @@ impl PartitionLog {
         retention_bytes: i64,
         upper: i64,
     ) -> Result<usize, Error> {
-        let failed = || storage(format!("retention on {}", self.tp));
+        self.delete_front(upper, |h, size, log_end| {
+            let next = h.last_offset() + 1;
+            let too_old = retention_ms >= 0 && now_ms - h.max_timestamp > retention_ms && next < log_end;
+            let too_big = retention_bytes >= 0 && size > retention_bytes as u64;
+            too_old || too_big
+        })
+    }
+
+    /// DeleteRecords: moves the log start offset up to `offset` (at most the log end),
+    /// deleting the batches that end below it; the batch holding `offset` stays, its
+    /// records below the new start no longer readable, as in Kafka. Returns the log start.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when sled fails.
+    pub(crate) fn delete_records_before(&self, offset: i64) -> Result<i64, Error> {
+        self.delete_front(offset, |_, _, _| true)?;
+        let mut state = self.state.lock().expect("log state lock");
+        let start = offset.min(state.offsets.log_end_offset).max(state.offsets.log_start_offset);
+        if start != state.offsets.log_start_offset {
+            state.offsets.log_start_offset = start;
+            state.meta.log_start_offset = start;
+            self.persist_meta(&state.meta)?;
+        }
+        Ok(start)
+    }
+
+    /// Deletes batches from the front while `doomed(header, log size, log end)` says so and
+    /// they end at or below `upper`. Returns how many were deleted.
+    fn delete_front(
+        &self,
+        upper: i64,
+        mut doomed_if: impl FnMut(&BatchHeader, u64, i64) -> bool,
+    ) -> Result<usize, Error> {
+        let failed = || storage(format!("deleting old batches of {}", self.tp));
         let mut deleted = 0;
         loop {
             let mut state = self.state.lock().expect("log state lock");
@@ -723,10 +756,7 @@ impl PartitionLog {
                 let (k, v) = item.map_err(failed())?;
                 let Some(h) = BatchHeader::parse(&v) else { break };
                 let next = h.last_offset() + 1;
-                let too_old =
-                    retention_ms >= 0 && now_ms - h.max_timestamp > retention_ms && next < state.offsets.log_end_offset;
-                let too_big = retention_bytes >= 0 && size > retention_bytes as u64;
-                if !(too_old || too_big) || next > upper {
+                if next > upper || !doomed_if(&h, size, state.offsets.log_end_offset) {
                     break;
                 }
                 size -= v.len() as u64;
@@ -745,8 +775,8 @@ impl PartitionLog {
                 }
             }
             state.offsets.size_bytes = size;
-            state.offsets.log_start_offset = log_start;
-            state.meta.log_start_offset = log_start;
+            state.offsets.log_start_offset = state.offsets.log_start_offset.max(log_start);
+            state.meta.log_start_offset = state.offsets.log_start_offset;
             self.persist_meta(&state.meta)?;
             deleted += doomed.len();
             if !whole {

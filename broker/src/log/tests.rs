@@ -145,6 +145,31 @@ async fn retention_deletes_old_batches_from_the_front() {
 }
 
 #[tokio::test]
+async fn delete_records_moves_the_log_start_mid_batch_and_survives_a_reopen() {
+    let dir = tempdir();
+    let store = LogStore::open(dir.path(), policy()).unwrap();
+    let log = store.open_partition(&tp(), None).unwrap();
+    for _ in 0..3 {
+        log.append(&[records(2, 1_000)], 0, None).unwrap();
+    }
+    // (delete before, log start after): whole batches below go, the one holding it stays.
+    for (before, start) in [(1, 1), (0, 1), (3, 3), (6, 6), (9, 6)] {
+        assert_eq!(log.delete_records_before(before).unwrap(), start, "before {before}");
+        assert_eq!(log.offsets().log_start_offset, start);
+    }
+    assert!(matches!(log.read(5, 100, 6), Err(Error::OffsetOutOfRange { .. })));
+    assert_eq!(log.offsets().size_bytes, 0);
+    drop(log);
+    let log = store.open_partition(&tp(), None).unwrap();
+    assert_eq!((log.offsets().log_start_offset, log.offsets().log_end_offset), (6, 6));
+    // A log start inside a batch: the batch is still read whole (clients skip what is below).
+    log.append(&[records(3, 1_000)], 0, None).unwrap();
+    assert_eq!(log.delete_records_before(7).unwrap(), 7);
+    assert!(!log.read(7, 1000, 9).unwrap().is_empty());
+    assert!(matches!(log.read(6, 1000, 9), Err(Error::OffsetOutOfRange { .. })));
+}
+
+#[tokio::test]
 async fn epochs_map_to_end_offsets() {
     let dir = tempdir();
     let store = LogStore::open(dir.path(), policy()).unwrap();

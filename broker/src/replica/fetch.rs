@@ -45,6 +45,8 @@ pub(crate) struct FetchSpec {
     pub(crate) max_bytes: usize,
     /// The epoch of the last batch the fetcher has (-1: not checked), Fetch v12+.
     pub(crate) last_fetched_epoch: i32,
+    /// A follower's own log start offset (-1 from consumers).
+    pub(crate) log_start_offset: i64,
 }
 
 /// Why a hosted partition could not be read.
@@ -125,7 +127,8 @@ impl ReplicaManager {
             };
             seen.push((partition.clone(), partition.progress(key).version()));
             if let Reader::Follower(replica) = reader {
-                if let Err(e) = partition.record_follower_fetch(replica, spec.fetch_offset, now) {
+                if let Err(e) = partition.record_follower_fetch(replica, spec.fetch_offset, spec.log_start_offset, now)
+                {
                     any_error = true;
                     results.push(Err(e));
                     continue;

@@ -395,6 +395,9 @@ impl Fetcher {
                             }
                         }
                         partition.set_follower_high_watermark(r.high_watermark);
+                        if r.log_start_offset > partition.log().offsets().log_start_offset {
+                            self.replicas.follow_log_start(partition, r.log_start_offset).await;
+                        }
                     }
                     Some(ResponseError::OffsetOutOfRange) => {
                         let end = partition.log().offsets().log_end_offset;

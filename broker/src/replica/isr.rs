@@ -17,6 +17,9 @@ pub(crate) struct FollowerState {
     pub last_fetch_ms: i64,
     /// The leader's log end offset at that fetch.
     pub leader_end_at_last_fetch: i64,
+    /// The follower's log start offset, as its last fetch said (-1 before): DeleteRecords
+    /// completes once every in-sync replica has moved its log start.
+    pub log_start_offset: i64,
 }
 
 impl FollowerState {
@@ -29,6 +32,7 @@ impl FollowerState {
             last_caught_up_ms: now_ms,
             last_fetch_ms: now_ms,
             leader_end_at_last_fetch: -1,
+            log_start_offset: -1,
         }
     }
 
@@ -125,6 +129,7 @@ mod tests {
             last_caught_up_ms: caught_up,
             last_fetch_ms: caught_up,
             leader_end_at_last_fetch: leo,
+            log_start_offset: -1,
         }
     }
 

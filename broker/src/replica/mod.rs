@@ -26,6 +26,7 @@
 //! producers' state ([`producer_state`]) from what they store.
 
 mod append;
+mod delete_records;
 pub(crate) mod durability;
 mod fetch;
 pub(crate) mod fetcher;
@@ -43,6 +44,7 @@ use tokio::sync::{mpsc, Notify};
 use tributary_common::ids::{BrokerId, TopicId, TopicPartition};
 
 pub(crate) use self::append::{CompletionError, Origin, Pending};
+pub(crate) use self::delete_records::DeleteRecordsError;
 pub(crate) use self::fetch::{FetchSpec, Fetched, ReadError, Reader};
 pub(crate) use self::partition::{AppendError, Appended, Partition, ReplicaError, Role};
 use self::producer_state::ProducerStates;

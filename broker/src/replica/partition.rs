@@ -221,6 +221,16 @@ impl Partition {
         self.log.read(offset, max_bytes, upper)
     }
 
+    /// The idempotent producers that wrote here: id, epoch, last sequence, last timestamp.
+    pub(crate) fn producers(&self) -> Vec<(i64, i16, i32, i64)> {
+        self.producers.lock().expect("producers lock").active()
+    }
+
+    /// The partition.
+    pub(crate) fn tp(&self) -> &TopicPartition {
+        &self.tp
+    }
+
     /// The topic id this replica was created for.
     pub(crate) fn topic_id(&self) -> Option<TopicId> {
         self.topic_id
@@ -294,6 +304,7 @@ impl Partition {
         &self,
         replica: BrokerId,
         fetch_offset: i64,
+        log_start_offset: i64,
         now_ms: i64,
     ) -> Result<bool, ReplicaError> {
         let role = self.role_lock();
@@ -305,8 +316,42 @@ impl Partition {
         }
         let mut followers = self.followers.lock().expect("followers lock");
         let end = self.log.offsets().log_end_offset;
-        followers.entry(replica).or_insert_with(|| FollowerState::new(now_ms)).on_fetch(fetch_offset, end, now_ms);
+        let follower = followers.entry(replica).or_insert_with(|| FollowerState::new(now_ms));
+        follower.on_fetch(fetch_offset, end, now_ms);
+        if follower.log_start_offset != log_start_offset {
+            follower.log_start_offset = log_start_offset;
+            // A DeleteRecords may be waiting for the low watermark.
+            self.high_watermark_moved.bump();
+        }
         Ok(self.advance_high_watermark(&role, &followers))
+    }
+
+    /// The low watermark (Kafka's `lowWatermarkIfLeader`): the smallest log start offset
+    /// over this leader and its in-sync followers (a follower that has not said its log
+    /// start yet counts as 0). DeleteRecords answers once it reaches the requested offset.
+    pub(crate) fn low_watermark(&self) -> i64 {
+        let role = self.role_lock();
+        let followers = self.followers.lock().expect("followers lock");
+        let own = self.log.offsets().log_start_offset;
+        role.isr
+            .iter()
+            .filter(|r| **r != self.broker_id)
+            .map(|r| followers.get(r).map_or(0, |f| f.log_start_offset.max(0)))
+            .fold(own, i64::min)
+    }
+
+    /// Moves the log start offset up to `offset` (DeleteRecords on the leader, or a
+    /// follower following its leader's log start); storage work, for the blocking pool.
+    /// Returns the new log start.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub(crate) fn advance_log_start(&self, offset: i64) -> Result<i64, log::Error> {
+        let start = self.log.delete_records_before(offset)?;
+        // Parked fetches below the new start re-read and get OFFSET_OUT_OF_RANGE.
+        self.log_end_moved.bump();
+        self.high_watermark_moved.bump();
+        Ok(start)
     }
 
     /// Appends batches as leader, under the role lock: refuses when this broker does not

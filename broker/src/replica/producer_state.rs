@@ -31,6 +31,8 @@ pub(crate) struct ProducerEntry {
     pub epoch: i16,
     /// Its last batches, oldest first.
     pub batches: VecDeque<BatchMetadata>,
+    /// The largest timestamp of its last batch (DescribeProducers' `last_timestamp`).
+    pub last_timestamp: i64,
 }
 
 /// Why a batch was refused.
@@ -146,6 +148,7 @@ impl ProducerStates {
             entry.epoch = h.producer_epoch;
             entry.batches.clear();
         }
+        entry.last_timestamp = h.max_timestamp;
         entry.batches.push_back(BatchMetadata {
             first_sequence: h.base_sequence,
             last_sequence: last_sequence(h),
@@ -164,6 +167,18 @@ impl ProducerStates {
             states.update(h, h.base_offset);
         }
         states
+    }
+
+    /// Every producer with its epoch, last sequence and last timestamp, by producer id
+    /// (DescribeProducers).
+    pub(crate) fn active(&self) -> Vec<(i64, i16, i32, i64)> {
+        let mut out: Vec<_> = self
+            .producers
+            .iter()
+            .map(|(id, e)| (*id, e.epoch, e.batches.back().map_or(-1, |b| b.last_sequence), e.last_timestamp))
+            .collect();
+        out.sort_unstable();
+        out
     }
 
     /// Number of producers known.

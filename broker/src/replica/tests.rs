@@ -17,6 +17,7 @@ fn fetch_spec(topic: &str, offset: i64) -> FetchSpec {
         current_leader_epoch: -1,
         max_bytes: 1 << 20,
         last_fetched_epoch: -1,
+        log_start_offset: -1,
     }
 }
 

@@ -132,6 +132,40 @@ impl ZkHandle {
             .map_err(client_err(znode::delete_topic_path(topic)))
     }
 
+    /// Asks the controller to move partitions (`/admin/reassign_partitions`; an empty
+    /// replica list cancels), waiting up to `patience` for an earlier request to be taken.
+    ///
+    /// # Errors
+    /// [`Error::NodeExists`] when the earlier request outlasts `patience`; ZooKeeper errors.
+    pub(crate) async fn request_reassignment(
+        &self,
+        partitions: Vec<znode::ReassignedPartition>,
+        patience: std::time::Duration,
+    ) -> Result<(), Error> {
+        let client = self.client()?;
+        tributary_common::zk::request_reassignment(&client, partitions, patience)
+            .await
+            .map_err(client_err(znode::REASSIGN_PARTITIONS))
+    }
+
+    /// Asks the controller for an election by creating `path` (Kafka's
+    /// `/admin/preferred_replica_election`, or `/admin/unclean_leader_election`) listing the
+    /// partitions. While an earlier request is still there (being worked on), waits for it
+    /// to go, up to `patience`.
+    ///
+    /// # Errors
+    /// [`Error::NodeExists`] when the earlier request outlasts `patience`; ZooKeeper errors.
+    pub(crate) async fn request_election(
+        &self,
+        path: &str,
+        partitions: &[(String, i32)],
+        patience: std::time::Duration,
+    ) -> Result<(), Error> {
+        let client = self.client()?;
+        let payload = znode::PartitionList::new(partitions.iter().cloned()).encode();
+        tributary_common::zk::create_request_node(&client, path, &payload, patience).await.map_err(client_err(path))
+    }
+
     /// Writes an ISR change as the partition's leader (Kafka's legacy path): a conditional
     /// setData on the state znode at the zkVersion the leader last saw, keeping leader
     /// epoch and controller epoch. Returns the new zkVersion.
@@ -283,8 +317,19 @@ pub(crate) async fn load_metadata(client: &Client, cluster_id: &str) -> Result<C
                 )
             })
             .collect();
+        let reassigning = t
+            .assignment
+            .partitions
+            .keys()
+            .filter_map(|key| {
+                let adding = t.assignment.adding_replicas.get(key).cloned().unwrap_or_default();
+                let removing = t.assignment.removing_replicas.get(key).cloned().unwrap_or_default();
+                (!adding.is_empty() || !removing.is_empty()).then(|| Some((key.parse().ok()?, (adding, removing))))?
+            })
+            .collect();
         let topic = TopicMetadata {
             id: t.assignment.topic_id,
+            reassigning,
             partitions,
             config: t.config,
             assignment_version: t.assignment_version,

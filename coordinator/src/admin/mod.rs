@@ -12,12 +12,15 @@
 //! | DELETE | /topics/{name} | mark for deletion |
 //! | GET, PATCH | /topics/{name}/configs | a topic's overrides; PATCH `{"set": {...}, "delete": [...]}` |
 //! | GET, PATCH | /brokers/{id}/configs | dynamic broker settings of one broker, or of every broker with id `default` |
+//! | GET, POST | /reassignments | partitions being moved; POST starts moves |
+//! | DELETE | /reassignments/{topic}/{partition} | cancel a move |
 //! | GET | /groups | consumer groups, from every broker |
 //! | GET | /groups/{id} | state, members, assignments, committed offsets and lag |
 //! | DELETE | /groups/{id} | delete an empty group and its offsets |
 
 mod configs;
 mod groups;
+mod reassign;
 
 use std::collections::BTreeMap;
 
@@ -104,11 +107,13 @@ pub fn router(state: AdminState) -> Router {
         .route("/brokers/{id}/configs", get(configs::get_broker).patch(configs::patch_broker))
         .route("/partitions", get(partitions_summary))
         .route("/partitions/preferred-leader-election", post(preferred_leader_election))
+        .route("/reassignments", get(reassign::list).post(reassign::start))
+        .route("/reassignments/{topic}/{partition}", axum::routing::delete(reassign::cancel))
         .route("/groups", get(groups::list))
         .route("/groups/{id}", get(groups::describe).delete(groups::delete))
         .fallback(|| async {
             ApiError::NotFound(
-                "no such endpoint; see /health, /brokers, /brokers/{id}/configs, /topics, /topics/{name}, /topics/{name}/configs, /partitions, /partitions/preferred-leader-election, /groups, /groups/{id}".into(),
+                "no such endpoint; see /health, /brokers, /brokers/{id}/configs, /topics, /topics/{name}, /topics/{name}/configs, /partitions, /partitions/preferred-leader-election, /reassignments, /groups, /groups/{id}".into(),
             )
         })
         .with_state(state)

@@ -186,6 +186,10 @@ pub async fn apply(client: &Client, epoch_version: i32, action: &Action) -> Resu
             let path = znode::delete_topic_path(topic);
             w.add_delete(&path, None).map_err(zk(&path))?;
         }
+        Action::WriteAssignment { topic, assignment, expected_version } => {
+            let path = znode::topic_path(topic);
+            w.add_set_data(&path, &assignment.encode(), Some(*expected_version)).map_err(zk(&path))?;
+        }
     }
     match w.commit().await {
         Ok(_) => Ok(()),
@@ -200,7 +204,7 @@ fn describe(action: &Action) -> String {
         Action::CreateState { topic, partition, .. } | Action::UpdateState { topic, partition, .. } => {
             znode::partition_state_path(topic, *partition)
         }
-        Action::DeleteTopic { topic } => znode::topic_path(topic),
+        Action::DeleteTopic { topic } | Action::WriteAssignment { topic, .. } => znode::topic_path(topic),
         Action::DropDeletionMark { topic } => znode::delete_topic_path(topic),
     }
 }
@@ -221,6 +225,9 @@ fn log_action(action: &Action) {
         }
         Action::DropDeletionMark { topic } => {
             tracing::info!(topic, "removed a deletion mark for a topic that does not exist")
+        }
+        Action::WriteAssignment { topic, assignment, .. } => {
+            tracing::info!(target: "state_change", topic, replicas = ?assignment.partitions, adding = ?assignment.adding_replicas, removing = ?assignment.removing_replicas, "partition reassignment: assignment written")
         }
     }
 }
@@ -301,12 +308,79 @@ async fn preferred_election_request(client: &Client, epoch: i32, epoch_version: 
     }
 }
 
-/// One reconcile pass: read, plan, write.
+/// Runs a requested unclean election (`/admin/unclean_leader_election`, written by a
+/// broker for ElectLeaders(UNCLEAN)), then removes the request.
+async fn unclean_election_request(client: &Client, epoch: i32, epoch_version: i32) -> Result<(), Error> {
+    let path = znode::UNCLEAN_LEADER_ELECTION;
+    let (data, stat) = match client.get_data(path).await {
+        Ok(found) => found,
+        Err(zookeeper_client::Error::NoNode) => return Ok(()),
+        Err(e) => return Err(zk(path)(e)),
+    };
+    let snapshot = snapshot::load(client).await.map_err(|e| Error::Zk { path: e.path, source: e.source })?;
+    match znode::PartitionList::decode(path, &data) {
+        Ok(request) => {
+            let wanted: std::collections::BTreeSet<(String, i32)> =
+                request.partitions.into_iter().map(|p| (p.topic, p.partition)).collect();
+            let actions = plan::unclean_elections(&snapshot, epoch, &wanted);
+            tracing::warn!(target: "state_change", requested = wanted.len(), electing = actions.len(), "unclean leader election requested (ElectLeaders UNCLEAN): replicas outside the ISR may lead, and records only the old leader had are lost");
+            apply_all(client, epoch_version, actions).await?;
+        }
+        Err(e) => tracing::warn!(error = %e, "ignoring an unclean election request that is not a partition list"),
+    }
+    let mut w =
+        client.new_check_writer(znode::CONTROLLER_EPOCH, Some(epoch_version)).map_err(zk(znode::CONTROLLER_EPOCH))?;
+    w.add_delete(path, Some(stat.version)).map_err(zk(path))?;
+    match w.commit().await {
+        Err(CheckWriteError::CheckFailed { .. }) => Err(Error::Fenced { expected_version: epoch_version }),
+        _ => Ok(()),
+    }
+}
+
+/// Starts the reassignments requested in `/admin/reassign_partitions` (by
+/// `kafka-reassign-partitions` or a broker taking AlterPartitionReassignments), then removes
+/// the request.
+async fn reassignment_request(client: &Client, epoch: i32, epoch_version: i32) -> Result<(), Error> {
+    let path = znode::REASSIGN_PARTITIONS;
+    let (data, stat) = match client.get_data(path).await {
+        Ok(found) => found,
+        Err(zookeeper_client::Error::NoNode) => return Ok(()),
+        Err(e) => return Err(zk(path)(e)),
+    };
+    let snapshot = snapshot::load(client).await.map_err(|e| Error::Zk { path: e.path, source: e.source })?;
+    match znode::ReassignPartitions::decode(path, &data) {
+        Ok(request) => {
+            let (actions, refused) = plan::reassignment_requests(&snapshot, epoch, &request.partitions);
+            for (topic, partition, reason) in refused {
+                tracing::warn!(topic, partition, reason, "ignoring a reassignment request for this partition");
+            }
+            tracing::info!(partitions = request.partitions.len(), "partition reassignment requested");
+            apply_all(client, epoch_version, actions).await?;
+        }
+        Err(e) => tracing::warn!(error = %e, "ignoring a reassignment request that is not Kafka's JSON"),
+    }
+    let mut w =
+        client.new_check_writer(znode::CONTROLLER_EPOCH, Some(epoch_version)).map_err(zk(znode::CONTROLLER_EPOCH))?;
+    w.add_delete(path, Some(stat.version)).map_err(zk(path))?;
+    match w.commit().await {
+        Err(CheckWriteError::CheckFailed { .. }) => Err(Error::Fenced { expected_version: epoch_version }),
+        _ => Ok(()),
+    }
+}
+
+/// One reconcile pass: read, plan, write. Reassignments move forward when nothing more
+/// urgent (elections, new partitions) is to be written.
 async fn reconcile(client: &Client, epoch: i32, epoch_version: i32, unclean: bool) -> Result<(), Error> {
     consume_isr_notifications(client, epoch_version).await?;
     preferred_election_request(client, epoch, epoch_version).await?;
+    unclean_election_request(client, epoch, epoch_version).await?;
+    reassignment_request(client, epoch, epoch_version).await?;
     let snapshot = snapshot::load(client).await.map_err(|e| Error::Zk { path: e.path, source: e.source })?;
-    apply_all(client, epoch_version, plan::plan(&snapshot, epoch, unclean)).await
+    let mut actions = plan::plan(&snapshot, epoch, unclean);
+    if actions.is_empty() {
+        actions = plan::reassignment_progress(&snapshot, epoch);
+    }
+    apply_all(client, epoch_version, actions).await
 }
 
 /// Kafka's periodic automatic leader rebalance.
@@ -326,6 +400,8 @@ type Watches = (
     zookeeper_client::PersistentWatcher,
     zookeeper_client::PersistentWatcher,
     zookeeper_client::PersistentWatcher,
+    zookeeper_client::PersistentWatcher,
+    zookeeper_client::PersistentWatcher,
 );
 
 /// The active controller's watches: brokers and topics (recursively), deletion marks,
@@ -338,6 +414,8 @@ async fn controller_watches(client: &Client) -> Result<Watches, zookeeper_client
         client.watch(znode::CONTROLLER, AddWatchMode::Persistent).await?,
         client.watch(znode::ISR_CHANGE_NOTIFICATION, AddWatchMode::Persistent).await?,
         client.watch(znode::PREFERRED_REPLICA_ELECTION, AddWatchMode::Persistent).await?,
+        client.watch(znode::UNCLEAN_LEADER_ELECTION, AddWatchMode::Persistent).await?,
+        client.watch(znode::REASSIGN_PARTITIONS, AddWatchMode::Persistent).await?,
     ))
 }
 
@@ -371,13 +449,16 @@ async fn active(
             }
             Ok(()) => {}
         }
-        let (brokers, deletions, configs, controller, isr_changes, elections) = &mut watches;
+        let (brokers, deletions, configs, controller, isr_changes, elections, unclean_elections, reassignments) =
+            &mut watches;
         let event = tokio::select! {
             e = brokers.changed() => Some(e),
             e = deletions.changed() => Some(e),
             e = configs.changed() => Some(e),
             e = isr_changes.changed() => Some(e),
             e = elections.changed() => Some(e),
+            e = unclean_elections.changed() => Some(e),
+            e = reassignments.changed() => Some(e),
             _ = imbalance.tick(), if cfg.auto_leader_rebalance => {
                 let percentage = cfg.leader_imbalance_per_broker_percentage;
                 match rebalance_leaders(client, epoch, epoch_version, percentage).await {

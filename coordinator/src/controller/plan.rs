@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use tributary_common::ids::BrokerId;
 use tributary_common::snapshot::ClusterSnapshot;
-use tributary_common::znode::{PartitionState, NO_LEADER};
+use tributary_common::znode::{PartitionState, ReassignedPartition, TopicAssignment, NO_LEADER};
 
 /// One controller write.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,6 +35,16 @@ pub enum Action {
     DeleteTopic {
         /// Topic.
         topic: String,
+    },
+    /// A topic's assignment rewritten (a reassignment starts, completes or is cancelled),
+    /// conditional on the topic znode's zkVersion.
+    WriteAssignment {
+        /// Topic.
+        topic: String,
+        /// The new payload.
+        assignment: TopicAssignment,
+        /// zkVersion it replaces.
+        expected_version: i32,
     },
     /// A deletion mark for a topic that does not exist.
     DropDeletionMark {
@@ -122,6 +132,225 @@ pub fn preferred_elections(
                     expected_version: *version,
                 });
             }
+        }
+    }
+    actions
+}
+
+/// Unclean elections asked for by ElectLeaders(UNCLEAN): for the partitions named in
+/// `wanted` that have no live leader, any live replica leads, in the ISR or not.
+pub fn unclean_elections(
+    snapshot: &ClusterSnapshot,
+    controller_epoch: i32,
+    wanted: &BTreeSet<(String, i32)>,
+) -> Vec<Action> {
+    let live: BTreeSet<BrokerId> = snapshot.brokers.keys().copied().collect();
+    let mut actions = Vec::new();
+    for (topic, partition) in wanted {
+        if snapshot.pending_deletions.contains(topic) {
+            continue;
+        }
+        let Some(p) = snapshot.topics.get(topic).and_then(|t| t.partitions.get(partition)) else { continue };
+        let Some((current, version)) = &p.state else { continue };
+        if live.contains(&current.leader) {
+            continue;
+        }
+        if let Some(state) = online_partition(&p.replicas, current, &live, controller_epoch, true) {
+            actions.push(Action::UpdateState {
+                topic: topic.clone(),
+                partition: *partition,
+                state,
+                expected_version: *version,
+            });
+        }
+    }
+    actions
+}
+
+/// A partition's replicas while a reassignment runs (KIP-455): the full set (target
+/// replicas first, then the original ones), and which are being added and removed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Moving {
+    /// Every replica: the target ones, then the original ones being removed.
+    pub replicas: Vec<BrokerId>,
+    /// Target replicas not in the original set.
+    pub adding: Vec<BrokerId>,
+    /// Original replicas not in the target set.
+    pub removing: Vec<BrokerId>,
+}
+
+/// Starts (or redirects) a reassignment of a partition from its `original` replicas to
+/// `target`; `None` when the target is the original set (nothing to move).
+pub fn start_move(original: &[BrokerId], target: &[BrokerId]) -> Option<Moving> {
+    let adding: Vec<BrokerId> = target.iter().filter(|r| !original.contains(r)).copied().collect();
+    let removing: Vec<BrokerId> = original.iter().filter(|r| !target.contains(r)).copied().collect();
+    if adding.is_empty() && removing.is_empty() && original == target {
+        return None;
+    }
+    let mut replicas = target.to_vec();
+    replicas.extend(removing.iter().copied());
+    Some(Moving { replicas, adding, removing })
+}
+
+/// Where a reassignment stands: the original replicas (what a cancel returns to) and the
+/// target, from the topic znode's `adding_replicas` / `removing_replicas`.
+pub fn move_sides(replicas: &[BrokerId], adding: &[BrokerId], removing: &[BrokerId]) -> (Vec<BrokerId>, Vec<BrokerId>) {
+    let original: Vec<BrokerId> = replicas.iter().filter(|r| !adding.contains(r)).copied().collect();
+    let target: Vec<BrokerId> = replicas.iter().filter(|r| !removing.contains(r)).copied().collect();
+    (original, target)
+}
+
+/// The state a partition moves to when its replicas become `target`: the ISR without the
+/// replicas leaving, and a leader from the target (the current one if it stays, else the
+/// first live in-sync target replica), with a new leader epoch. `None` when the state
+/// needs no change; `Some(Err(()))` when no target replica is live and in sync yet.
+pub fn state_for_target(
+    current: &PartitionState,
+    target: &[BrokerId],
+    live: &BTreeSet<BrokerId>,
+    controller_epoch: i32,
+) -> Option<Result<PartitionState, ()>> {
+    let isr: Vec<BrokerId> = current.isr.iter().filter(|r| target.contains(r)).copied().collect();
+    let leader_stays = target.contains(&current.leader) && live.contains(&current.leader);
+    if leader_stays && isr == current.isr {
+        return None;
+    }
+    let leader = if leader_stays {
+        current.leader
+    } else {
+        match target.iter().find(|r| live.contains(r) && isr.contains(r)) {
+            Some(r) => *r,
+            None => return Some(Err(())),
+        }
+    };
+    Some(Ok(PartitionState::new(leader, current.leader_epoch + 1, controller_epoch, isr)))
+}
+
+/// The actions for reassignment requests (`/admin/reassign_partitions`): for each topic, one
+/// assignment write starting (or redirecting, or cancelling) its partitions' moves. Requests
+/// naming unknown partitions, dead or repeated brokers are left out (the broker that took
+/// the API call refused them already) and returned with the reason, for the log.
+pub fn reassignment_requests(
+    snapshot: &ClusterSnapshot,
+    controller_epoch: i32,
+    requests: &[ReassignedPartition],
+) -> (Vec<Action>, Vec<(String, i32, String)>) {
+    let live: BTreeSet<BrokerId> = snapshot.brokers.keys().copied().collect();
+    let mut refused = Vec::new();
+    let mut states = Vec::new();
+    let mut by_topic: BTreeMap<String, TopicAssignment> = BTreeMap::new();
+    for r in requests {
+        let Some(t) = snapshot.topics.get(&r.topic).filter(|_| !snapshot.pending_deletions.contains(&r.topic)) else {
+            refused.push((r.topic.clone(), r.partition, "no such topic".to_string()));
+            continue;
+        };
+        let key = r.partition.to_string();
+        let assignment = by_topic.entry(r.topic.clone()).or_insert_with(|| t.assignment.clone());
+        let Some(replicas) = assignment.partitions.get(&key).cloned() else {
+            refused.push((r.topic.clone(), r.partition, "no such partition".to_string()));
+            continue;
+        };
+        let adding = assignment.adding_replicas.get(&key).cloned().unwrap_or_default();
+        let removing = assignment.removing_replicas.get(&key).cloned().unwrap_or_default();
+        let (original, _) = move_sides(&replicas, &adding, &removing);
+        let target = if r.replicas.is_empty() { original.clone() } else { r.replicas.clone() };
+        let distinct: BTreeSet<_> = target.iter().collect();
+        if distinct.len() != target.len() {
+            refused.push((r.topic.clone(), r.partition, format!("replicas {target:?} repeat a broker")));
+            continue;
+        }
+        if let Some(dead) = target.iter().find(|b| !live.contains(b) && !original.contains(b)) {
+            refused.push((r.topic.clone(), r.partition, format!("broker {dead} is not live")));
+            continue;
+        }
+        match start_move(&original, &target) {
+            Some(m) if !m.adding.is_empty() || !m.removing.is_empty() => {
+                assignment.partitions.insert(key.clone(), m.replicas);
+                assignment.adding_replicas.insert(key.clone(), m.adding);
+                assignment.removing_replicas.insert(key.clone(), m.removing);
+            }
+            // Back to the original set (a cancel, or the same replicas in another order):
+            // replicas that were being added leave the ISR (and the lead) at once.
+            _ => {
+                let state = t.partitions.get(&r.partition).and_then(|p| p.state.clone());
+                if let Some((state, version)) = state {
+                    if let Some(Ok(next)) = state_for_target(&state, &target, &live, controller_epoch) {
+                        states.push(Action::UpdateState {
+                            topic: r.topic.clone(),
+                            partition: r.partition,
+                            state: next,
+                            expected_version: version,
+                        });
+                    }
+                }
+                assignment.partitions.insert(key.clone(), target);
+                assignment.adding_replicas.remove(&key);
+                assignment.removing_replicas.remove(&key);
+            }
+        }
+    }
+    // State changes first: a replica must not stay in an ISR once it is not assigned.
+    let mut actions = states;
+    actions.extend(
+        by_topic.into_iter().filter(|(topic, a)| snapshot.topics.get(topic).is_some_and(|t| &t.assignment != a)).map(
+            |(topic, assignment)| {
+                let expected_version = snapshot.topics[&topic].assignment_version;
+                Action::WriteAssignment { topic, assignment, expected_version }
+            },
+        ),
+    );
+    (actions, refused)
+}
+
+/// Moves reassignments forward (Kafka's `onPartitionReassignment`): once every target
+/// replica is in the ISR, the leader moves into the target if it is leaving and the leaving
+/// replicas drop out of the ISR (a state write); once the state is final, the assignment
+/// becomes the target (an assignment write), and the brokers left out delete their copies.
+/// A partition whose move is cancelled back to replicas no longer in sync settles the same
+/// way as soon as its state allows.
+pub fn reassignment_progress(snapshot: &ClusterSnapshot, controller_epoch: i32) -> Vec<Action> {
+    let live: BTreeSet<BrokerId> = snapshot.brokers.keys().copied().collect();
+    let mut actions = Vec::new();
+    for (topic, t) in &snapshot.topics {
+        if snapshot.pending_deletions.contains(topic)
+            || (t.assignment.adding_replicas.is_empty() && t.assignment.removing_replicas.is_empty())
+        {
+            continue;
+        }
+        let mut assignment = t.assignment.clone();
+        for (key, replicas) in &t.assignment.partitions {
+            let adding = t.assignment.adding_replicas.get(key).cloned().unwrap_or_default();
+            let removing = t.assignment.removing_replicas.get(key).cloned().unwrap_or_default();
+            if adding.is_empty() && removing.is_empty() {
+                continue;
+            }
+            let Ok(partition) = key.parse::<i32>() else { continue };
+            let Some(Some((state, version))) = t.partitions.get(&partition).map(|p| p.state.clone()) else { continue };
+            let (_, target) = move_sides(replicas, &adding, &removing);
+            if !target.iter().all(|r| state.isr.contains(r)) {
+                continue; // still catching up
+            }
+            match state_for_target(&state, &target, &live, controller_epoch) {
+                Some(Ok(next)) => actions.push(Action::UpdateState {
+                    topic: topic.clone(),
+                    partition,
+                    state: next,
+                    expected_version: version,
+                }),
+                Some(Err(())) => {}
+                None => {
+                    assignment.partitions.insert(key.clone(), target);
+                    assignment.adding_replicas.remove(key);
+                    assignment.removing_replicas.remove(key);
+                }
+            }
+        }
+        if assignment != t.assignment {
+            actions.push(Action::WriteAssignment {
+                topic: topic.clone(),
+                assignment,
+                expected_version: t.assignment_version,
+            });
         }
     }
     actions
@@ -287,6 +516,99 @@ mod tests {
             },
         );
         s
+    }
+
+    /// Topic "m", one partition on `replicas` with `adding` / `removing` and state `state`,
+    /// brokers 1-3 live.
+    fn moving(
+        replicas: &[BrokerId],
+        adding: &[BrokerId],
+        removing: &[BrokerId],
+        state: PartitionState,
+    ) -> ClusterSnapshot {
+        let mut s = ClusterSnapshot::default();
+        for id in [1, 2, 3] {
+            s.brokers.insert(id, BrokerSnapshot { registration: BrokerRegistration::new(&[], None, 0), epoch: 1 });
+        }
+        let mut assignment = TopicAssignment::new(None, &BTreeMap::from([(0, replicas.to_vec())]));
+        if !adding.is_empty() || !removing.is_empty() {
+            assignment.adding_replicas.insert("0".into(), adding.to_vec());
+            assignment.removing_replicas.insert("0".into(), removing.to_vec());
+        }
+        let partitions =
+            BTreeMap::from([(0, PartitionSnapshot { replicas: replicas.to_vec(), state: Some((state, 7)) })]);
+        s.topics.insert(
+            "m".into(),
+            TopicSnapshot { assignment, assignment_version: 4, partitions, config: BTreeMap::new() },
+        );
+        s
+    }
+
+    fn request(replicas: &[BrokerId]) -> ReassignedPartition {
+        ReassignedPartition { topic: "m".into(), partition: 0, replicas: replicas.to_vec(), log_dirs: vec![] }
+    }
+
+    #[test]
+    fn a_move_adds_the_target_then_removes_the_rest() {
+        assert_eq!(
+            start_move(&[1, 2], &[2, 3]),
+            Some(Moving { replicas: vec![2, 3, 1], adding: vec![3], removing: vec![1] })
+        );
+        assert_eq!(start_move(&[1, 2], &[1, 2]), None);
+        assert_eq!(move_sides(&[2, 3, 1], &[3], &[1]), (vec![2, 1], vec![2, 3]));
+
+        // Requested: {1,2} -> {2,3} writes the union with adding/removing.
+        let s = moving(&[1, 2], &[], &[], st(1, 3, &[1, 2]));
+        let (actions, refused) = reassignment_requests(&s, 9, &[request(&[2, 3])]);
+        assert!(refused.is_empty());
+        let Action::WriteAssignment { assignment, expected_version: 4, .. } = &actions[0] else {
+            panic!("{actions:?}")
+        };
+        assert_eq!(assignment.partitions["0"], vec![2, 3, 1]);
+        assert_eq!(
+            (assignment.adding_replicas["0"].clone(), assignment.removing_replicas["0"].clone()),
+            (vec![3], vec![1])
+        );
+        // Bad requests are left out with a reason.
+        let (actions, refused) = reassignment_requests(&s, 9, &[request(&[2, 9]), request(&[2, 2])]);
+        assert!(actions.is_empty());
+        assert_eq!(refused.len(), 2, "{refused:?}");
+
+        // Catching up: nothing. Caught up: the leader leaves for the target, then the
+        // assignment becomes the target.
+        let catching_up = moving(&[2, 3, 1], &[3], &[1], st(1, 3, &[1, 2]));
+        assert_eq!(reassignment_progress(&catching_up, 9), vec![]);
+        let caught_up = moving(&[2, 3, 1], &[3], &[1], st(1, 3, &[1, 2, 3]));
+        assert_eq!(
+            reassignment_progress(&caught_up, 9),
+            vec![Action::UpdateState {
+                topic: "m".into(),
+                partition: 0,
+                state: PartitionState::new(2, 4, 9, vec![2, 3]),
+                expected_version: 7
+            }]
+        );
+        let settled = moving(&[2, 3, 1], &[3], &[1], PartitionState::new(2, 4, 9, vec![2, 3]));
+        let actions = reassignment_progress(&settled, 9);
+        let [Action::WriteAssignment { assignment, .. }] = actions.as_slice() else { panic!("{actions:?}") };
+        assert_eq!(assignment.partitions["0"], vec![2, 3]);
+        assert!(assignment.adding_replicas.is_empty() && assignment.removing_replicas.is_empty());
+
+        // Cancel (empty replicas): back to {1,2}, broker 3 out of the ISR at once. As in
+        // Kafka, the original replicas keep their order within the full set (target first).
+        let (actions, _) = reassignment_requests(&caught_up, 9, &[request(&[])]);
+        assert_eq!(
+            actions[0],
+            Action::UpdateState {
+                topic: "m".into(),
+                partition: 0,
+                state: PartitionState::new(1, 4, 9, vec![1, 2]),
+                expected_version: 7
+            }
+        );
+        let Action::WriteAssignment { assignment, .. } = &actions[1] else { panic!("{actions:?}") };
+        assert_eq!(assignment.partitions["0"], vec![2, 1]);
+        assert!(assignment.adding_replicas.is_empty());
     }
 
     #[test]

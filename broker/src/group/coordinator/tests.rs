@@ -48,6 +48,7 @@ async fn follower_fetches(node: &Node, offset: i64) {
         current_leader_epoch: -1,
         max_bytes: 1 << 20,
         last_fetched_epoch: -1,
+        log_start_offset: -1,
     };
     let r = node.replicas.fetch_messages(Reader::Follower(2), &[spec], 1 << 20, 0, Duration::ZERO).await;
     assert!(r[0].is_ok());
