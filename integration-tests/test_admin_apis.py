@@ -76,3 +76,31 @@ def test_describe_log_dirs_lists_partitions_with_their_sizes(cluster):
     finally:
         kp.close()
     assert "sized" in text and str(cluster.data_root) in text, text[:2000]
+
+
+def test_describe_topic_partitions_pages_with_a_cursor(cluster):
+    """DescribeTopicPartitions (KIP-966), which newer `kafka-topics --describe` uses: a page
+    of at most response_partition_limit partitions and a cursor to the next one."""
+    from confluent_kafka.admin import NewTopic
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap()})
+    for name, n in (("pa", 3), ("pb", 2)):
+        admin.create_topics([NewTopic(name, n, 1)], operation_timeout=15)[name].result()
+        cluster.wait_topic_led(name, partitions=n)
+    kp = KafkaAdminClient(bootstrap_servers=cluster.bootstrap())
+    seen, cursor, pages = [], None, 0
+    while True:
+        page = kp.describe_topic_partitions(["pb", "pa", "nope"], response_partition_limit=2, cursor=cursor)
+        pages += 1
+        for t in page["topics"]:
+            if t["name"] == "nope":
+                assert t["error_code"] == 3  # UNKNOWN_TOPIC_OR_PARTITION
+                continue
+            assert t["error_code"] == 0 and t["topic_id"]
+            seen += [(t["name"], p["partition_index"], p["leader_id"]) for p in t["partitions"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+        assert pages < 10, "the cursor does not advance"
+    assert seen == [("pa", 0, 1), ("pa", 1, 1), ("pa", 2, 1), ("pb", 0, 1), ("pb", 1, 1)]
+    assert pages == 3
+    kp.close()

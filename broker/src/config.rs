@@ -111,6 +111,10 @@ tributary_common::settings! {
         "members per group";
     offset_metadata_max_bytes: i32 = "4096", "offset.metadata.max.bytes", "TRIBUTARY_OFFSET_METADATA_MAX_BYTES",
         "longest commit metadata string";
+    quota_window_num: u32 = "11", "quota.window.num", "TRIBUTARY_QUOTA_WINDOW_NUM",
+        "samples over which client quota rates are measured";
+    quota_window_size_seconds: u32 = "1", "quota.window.size.seconds", "TRIBUTARY_QUOTA_WINDOW_SIZE_SECONDS",
+        "length of one client quota sample";
     shutdown_grace_ms: u64 = "5000", "shutdown.grace.ms", "TRIBUTARY_SHUTDOWN_GRACE_MS",
         "on SIGTERM, how long connections may finish their requests before they are closed";
 }
@@ -182,6 +186,14 @@ impl BrokerConfig {
             partition_max_bytes: self.replica_fetch_max_bytes,
             response_max_bytes: self.replica_fetch_response_max_bytes,
             backoff: Duration::from_millis(self.replica_fetch_backoff_ms),
+        }
+    }
+
+    /// The client quotas' measuring window.
+    pub(crate) fn quota_window(&self) -> crate::quota::Window {
+        crate::quota::Window {
+            samples: self.quota_window_num as usize,
+            sample_ms: i64::from(self.quota_window_size_seconds) * 1000,
         }
     }
 
@@ -464,6 +476,12 @@ impl BrokerConfig {
                 v,
                 "must be at least 1 and at most group.max.session.timeout.ms",
             ));
+        }
+        if self.quota_window_num < 2 {
+            return Err(invalid("quota.window.num", self.quota_window_num, "must be at least 2"));
+        }
+        if self.quota_window_size_seconds < 1 {
+            return Err(invalid("quota.window.size.seconds", self.quota_window_size_seconds, "must be at least 1"));
         }
         if self.group_max_size < 1 {
             return Err(invalid("group.max.size", self.group_max_size, "must be at least 1"));

@@ -23,6 +23,7 @@ mod group;
 mod log;
 mod metadata;
 mod net;
+mod quota;
 mod record;
 mod replica;
 mod server;
@@ -173,6 +174,7 @@ pub async fn run(
                         interval_messages: c.log_flush_interval_messages,
                     });
                 }
+                reconciler.quotas.set_configs(&m.entity_configs);
                 reconciler.replicas.reconcile(&m);
                 // New partitions open within milliseconds; a restart's recovery does not
                 // hold Metadata back for longer than this. Partitions that open later wake
@@ -222,6 +224,7 @@ pub async fn run(
                     let _ = tokio::task::spawn_blocking(move || replicas.apply_retention(api::now_ms())).await;
                 },
                 _ = checkpoint.tick() => {
+                    housekeeper.quotas.expire(api::now_ms());
                     let offsets = replicas.end_offsets();
                     let flushed = replicas.store().flush().await.is_ok();
                     let _ = tokio::task::spawn_blocking(move || {

@@ -179,6 +179,7 @@ pub(super) fn describe_configs(
     for resource in request.resources {
         let name = resource.resource_name.as_str().to_string();
         let mut result = DescribeConfigsResult::default();
+        result.error_message = None;
         result.resource_type = resource.resource_type;
         result.resource_name = resource.resource_name.clone();
         let wanted =
@@ -321,7 +322,7 @@ fn invalid_value(resource_type: i8, name: &str, reason: impl std::fmt::Display) 
 
 /// Reads, changes, checks and (unless `validate_only`) writes one entity's overrides,
 /// conditional on the version read; a concurrent writer makes it read again.
-async fn read_modify_write(
+pub(super) async fn read_modify_write(
     ctx: &BrokerContext,
     entity: ConfigEntity,
     validate_only: bool,
@@ -514,6 +515,8 @@ pub(super) async fn alter_configs(ctx: &BrokerContext, request: AlterConfigsRequ
     for resource in request.resources {
         let name = resource.resource_name.as_str().to_string();
         let mut r = alter_configs_response::AlterConfigsResourceResponse::default();
+        // Null unless there is an error, as Kafka sends it (the codec's default is "").
+        r.error_message = None;
         r.resource_type = resource.resource_type;
         r.resource_name = resource.resource_name.clone();
         let outcome = if twice.contains(&(resource.resource_type, name.clone())) {
@@ -548,6 +551,7 @@ pub(super) async fn incremental_alter_configs(
     for resource in request.resources {
         let name = resource.resource_name.as_str().to_string();
         let mut r = incremental_alter_configs_response::AlterConfigsResourceResponse::default();
+        r.error_message = None;
         r.resource_type = resource.resource_type;
         r.resource_name = resource.resource_name.clone();
         let ops: Result<Vec<(String, AlterOp)>, String> = resource

@@ -161,6 +161,7 @@ pub(super) async fn elect_leaders(
     for ((topic, partition), result) in answers {
         let mut r = PartitionResult::default();
         r.partition_id = partition;
+        r.error_message = None;
         if let Err((code, message)) = result {
             r.error_code = code.code();
             r.error_message = Some(s(message));

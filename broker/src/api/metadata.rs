@@ -4,10 +4,16 @@
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_topic_partitions_response::{
+    self, DescribeTopicPartitionsResponsePartition, DescribeTopicPartitionsResponseTopic,
+};
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
-use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::messages::{
+    BrokerId, DescribeTopicPartitionsRequest, DescribeTopicPartitionsResponse, MetadataRequest, MetadataResponse,
+    TopicName,
+};
 use tributary_common::ids::TopicId;
 use tributary_common::topic::{validate_topic_name, CONSUMER_OFFSETS};
 use tributary_common::znode::NO_LEADER;
@@ -179,12 +185,155 @@ fn topic_entry(view: &View<'_>, name: &str, topic: &TopicMetadata) -> MetadataRe
     t
 }
 
+/// A page: each topic with the partitions it contributes (`None`: unknown topic), and the
+/// cursor of the first partition left out.
+pub(crate) type Page = (Vec<(String, Option<std::ops::Range<i32>>)>, Option<(String, i32)>);
+
+/// The most partitions one DescribeTopicPartitions answer carries (Kafka's
+/// `max.request.partition.size.limit` default).
+const PARTITION_PAGE_LIMIT: i32 = 2000;
+
+/// One page of DescribeTopicPartitions (KIP-966): the topics (sorted by name) with the
+/// range of partitions each contributes, from `cursor`, at most `limit` partitions in all,
+/// and the cursor of the first partition left out. `topics` holds each name with its
+/// partition count (`None`: unknown, answered with an error and counting nothing).
+pub(crate) fn page(topics: &[(String, Option<i32>)], cursor: Option<(&str, i32)>, limit: i32) -> Page {
+    let mut left = limit.clamp(1, PARTITION_PAGE_LIMIT);
+    let mut out = Vec::new();
+    for (name, count) in topics {
+        let first = match cursor {
+            Some((c, _)) if name.as_str() < c => continue,
+            Some((c, p)) if name == c => p.max(0),
+            _ => 0,
+        };
+        let Some(count) = count else {
+            out.push((name.clone(), None));
+            continue;
+        };
+        if first >= *count {
+            continue;
+        }
+        if left == 0 {
+            return (out, Some((name.clone(), first)));
+        }
+        let end = (first + left).min(*count);
+        left -= end - first;
+        out.push((name.clone(), Some(first..end)));
+        if end < *count {
+            return (out, Some((name.clone(), end)));
+        }
+    }
+    (out, None)
+}
+
+/// DescribeTopicPartitions (v0, what `kafka-topics --describe` uses when advertised): topic
+/// and partition details as Metadata gives them, paged with a cursor.
+pub(super) fn describe_topic_partitions(
+    ctx: &BrokerContext,
+    listener: &str,
+    request: DescribeTopicPartitionsRequest,
+) -> DescribeTopicPartitionsResponse {
+    let cluster = ctx.cluster();
+    let mut names: Vec<String> = if request.topics.is_empty() {
+        cluster.topics.keys().cloned().collect()
+    } else {
+        request.topics.iter().map(|t| t.name.0.as_str().to_string()).collect()
+    };
+    names.sort();
+    names.dedup();
+    let mut response = DescribeTopicPartitionsResponse::default();
+    let cursor = request.cursor.as_ref().map(|c| (c.topic_name.0.as_str(), c.partition_index));
+    if let Some((topic, _)) = cursor.filter(|(t, _)| !request.topics.is_empty() && !names.iter().any(|n| n == t)) {
+        // Kafka refuses a cursor outside the topics asked for; every topic carries the error.
+        response.topics = names
+            .into_iter()
+            .map(|n| {
+                let mut t = DescribeTopicPartitionsResponseTopic::default();
+                t.name = Some(TopicName(s(n)));
+                t.error_code = ResponseError::InvalidRequest.code();
+                t.topic_authorized_operations = i32::MIN;
+                t
+            })
+            .collect();
+        tracing::debug!(
+            cursor_topic = topic,
+            "DescribeTopicPartitions refused: the cursor names a topic not asked for"
+        );
+        return response;
+    }
+    let counts: Vec<(String, Option<i32>)> =
+        names.into_iter().map(|n| (n.clone(), cluster.topics.get(&n).map(|t| t.partitions.len() as i32))).collect();
+    let (chosen, next) = page(&counts, cursor, request.response_partition_limit);
+    let view = View { cluster: &cluster, listener, version: 12 };
+    for (name, range) in chosen {
+        let mut t = DescribeTopicPartitionsResponseTopic::default();
+        t.name = Some(TopicName(s(name.clone())));
+        t.topic_authorized_operations = i32::MIN;
+        match (range, cluster.topics.get(&name)) {
+            (Some(range), Some(topic)) => {
+                let full = topic_entry(&view, &name, topic);
+                t.topic_id = full.topic_id;
+                t.is_internal = full.is_internal;
+                t.partitions = full
+                    .partitions
+                    .into_iter()
+                    .filter(|p| range.contains(&p.partition_index))
+                    .map(|p| {
+                        let mut d = DescribeTopicPartitionsResponsePartition::default();
+                        d.error_code = p.error_code;
+                        d.partition_index = p.partition_index;
+                        d.leader_id = p.leader_id;
+                        d.leader_epoch = p.leader_epoch;
+                        d.replica_nodes = p.replica_nodes;
+                        d.isr_nodes = p.isr_nodes;
+                        d.offline_replicas = p.offline_replicas;
+                        // KIP-966's eligible leader replicas are a KRaft feature.
+                        d.eligible_leader_replicas = None;
+                        d.last_known_elr = None;
+                        d
+                    })
+                    .collect();
+            }
+            _ => t.error_code = ResponseError::UnknownTopicOrPartition.code(),
+        }
+        response.topics.push(t);
+    }
+    response.next_cursor = next.map(|(topic, partition)| {
+        let mut c = describe_topic_partitions_response::Cursor::default();
+        c.topic_name = TopicName(s(topic));
+        c.partition_index = partition;
+        c
+    });
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use tributary_common::znode::Endpoint;
 
     use super::*;
     use crate::metadata::BrokerInfo;
+
+    #[test]
+    fn pages_follow_the_cursor_and_the_limit() {
+        let topics = vec![("a".to_string(), Some(3)), ("b".to_string(), None), ("c".to_string(), Some(2))];
+        let p = |v: &[(&str, Option<std::ops::Range<i32>>)], next: Option<(&str, i32)>| -> Page {
+            (v.iter().map(|(n, r)| (n.to_string(), r.clone())).collect(), next.map(|(n, i)| (n.to_string(), i)))
+        };
+        // (cursor, limit) -> page
+        type Ask<'a> = (Option<(&'a str, i32)>, i32);
+        let cases: Vec<(Ask, Page)> = vec![
+            ((None, 100), p(&[("a", Some(0..3)), ("b", None), ("c", Some(0..2))], None)),
+            ((None, 2), p(&[("a", Some(0..2))], Some(("a", 2)))),
+            ((Some(("a", 2)), 2), p(&[("a", Some(2..3)), ("b", None), ("c", Some(0..1))], Some(("c", 1)))),
+            ((Some(("c", 1)), 2), p(&[("c", Some(1..2))], None)),
+            ((None, 3), p(&[("a", Some(0..3)), ("b", None)], Some(("c", 0)))),
+            ((None, 0), p(&[("a", Some(0..1))], Some(("a", 1)))),
+        ];
+        for ((cursor, limit), want) in cases {
+            assert_eq!(page(&topics, cursor, limit), want, "cursor {cursor:?} limit {limit}");
+        }
+    }
 
     #[test]
     fn a_leader_is_given_only_on_a_listener_it_has() {

@@ -12,6 +12,7 @@ mod list_offsets;
 mod metadata;
 mod misc;
 mod produce;
+mod quotas;
 mod reassign;
 mod records;
 
@@ -31,6 +32,7 @@ use crate::config::BrokerConfig;
 use crate::dynamic_config::{self, EffectiveConfig};
 use crate::group::GroupCoordinator;
 use crate::metadata::ClusterMetadata;
+use crate::quota::QuotaManager;
 use crate::replica::{ReplicaError, ReplicaManager};
 use crate::zk::ZkHandle;
 
@@ -51,6 +53,8 @@ pub(crate) struct BrokerContext {
     pub(crate) producer_ids: ProducerIds,
     /// Consumer groups coordinated here.
     pub(crate) groups: GroupCoordinator,
+    /// Client quotas and the clients' rates.
+    pub(crate) quotas: QuotaManager,
     /// The cluster view as served (None until the first load); read through [`Self::cluster`].
     metadata: watch::Receiver<Option<Arc<ClusterMetadata>>>,
     /// `config` with the dynamic broker configs in force; its one writer is the
@@ -68,7 +72,17 @@ impl BrokerContext {
         zk: ZkHandle,
     ) -> Self {
         let effective = RwLock::new(Arc::new(EffectiveConfig::from_static(config.clone())));
-        BrokerContext { config, replicas, zk, producer_ids: ProducerIds::default(), groups, metadata, effective }
+        let quotas = QuotaManager::new(config.quota_window());
+        BrokerContext {
+            config,
+            replicas,
+            zk,
+            producer_ids: ProducerIds::default(),
+            groups,
+            quotas,
+            metadata,
+            effective,
+        }
     }
 
     /// The settings in force: the static configuration with dynamic overrides applied.
@@ -180,6 +194,13 @@ pub(crate) async fn handle(
         RequestKind::IncrementalAlterConfigs(r) => {
             ResponseKind::IncrementalAlterConfigs(configs::incremental_alter_configs(ctx, r).await)
         }
+        RequestKind::DescribeTopicPartitions(r) => {
+            ResponseKind::DescribeTopicPartitions(metadata::describe_topic_partitions(ctx, &caller.listener, r))
+        }
+        RequestKind::DescribeClientQuotas(r) => {
+            ResponseKind::DescribeClientQuotas(quotas::describe_client_quotas(ctx, r))
+        }
+        RequestKind::AlterClientQuotas(r) => ResponseKind::AlterClientQuotas(quotas::alter_client_quotas(ctx, r).await),
         RequestKind::ElectLeaders(r) => ResponseKind::ElectLeaders(elect::elect_leaders(ctx, v, r).await),
         RequestKind::AlterPartitionReassignments(r) => {
             ResponseKind::AlterPartitionReassignments(reassign::alter_partition_reassignments(ctx, r).await)
@@ -198,6 +219,58 @@ pub(crate) async fn handle(
         RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(cluster::delete_acls(r)),
         _ => return Err(Unhandled(ApiKey::try_from(header.request_api_key).ok())),
     }))
+}
+
+/// Sets `throttle_time_ms` on a response (a client over its quota). Every response type
+/// that has the field gets it.
+pub(crate) fn set_throttle(response: &mut ResponseKind, ms: i32) {
+    macro_rules! throttle {
+        ($($variant:ident),+ $(,)?) => {
+            match response {
+                $( ResponseKind::$variant(r) => r.throttle_time_ms = ms, )+
+                _ => {}
+            }
+        };
+    }
+    throttle!(
+        Produce,
+        Fetch,
+        ListOffsets,
+        Metadata,
+        OffsetCommit,
+        OffsetFetch,
+        FindCoordinator,
+        JoinGroup,
+        Heartbeat,
+        LeaveGroup,
+        SyncGroup,
+        DescribeGroups,
+        ListGroups,
+        ApiVersions,
+        CreateTopics,
+        DeleteTopics,
+        DeleteRecords,
+        InitProducerId,
+        OffsetForLeaderEpoch,
+        DescribeAcls,
+        CreateAcls,
+        DeleteAcls,
+        DescribeConfigs,
+        AlterConfigs,
+        DescribeLogDirs,
+        CreatePartitions,
+        DeleteGroups,
+        ElectLeaders,
+        IncrementalAlterConfigs,
+        AlterPartitionReassignments,
+        ListPartitionReassignments,
+        OffsetDelete,
+        DescribeClientQuotas,
+        AlterClientQuotas,
+        DescribeCluster,
+        DescribeProducers,
+        DescribeTopicPartitions,
+    );
 }
 
 /// Logs a request refused for the client's own bad input: at debug, plus one warn every

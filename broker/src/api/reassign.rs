@@ -99,6 +99,7 @@ pub(super) async fn alter_partition_reassignments(
         }
     }
     let mut response = AlterPartitionReassignmentsResponse::default();
+    response.error_message = None;
     if !moves.is_empty() {
         let timeout = Duration::from_millis(request.timeout_ms.clamp(0, 600_000) as u64);
         let outcome = match ctx.zk.request_reassignment(moves.clone(), timeout).await {
@@ -128,6 +129,7 @@ pub(super) async fn alter_partition_reassignments(
     for ((topic, partition), result) in results {
         let mut r = ReassignablePartitionResponse::default();
         r.partition_index = partition;
+        r.error_message = None;
         if let Err((code, message)) = result {
             r.error_code = code.code();
             r.error_message = Some(s(message));
@@ -155,6 +157,7 @@ pub(super) fn list_partition_reassignments(
         topics.iter().flat_map(|t| t.partition_indexes.iter().map(|p| (t.name.0.as_str().to_string(), *p))).collect()
     });
     let mut response = ListPartitionReassignmentsResponse::default();
+    response.error_message = None;
     for (name, t) in &cluster.topics {
         let mut partitions = Vec::new();
         for (partition, (adding, removing)) in &t.reassigning {

@@ -9,8 +9,11 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+
 use super::codec::{self, Decoded};
 use crate::api::{self, BrokerContext, Caller};
+use crate::quota::{Kind, ANONYMOUS};
 
 /// Why a frame could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +109,8 @@ async fn serve_in_span(
                 break;
             }
         };
+        let frame_len = frame.len();
+        let mut throttle_ms = 0;
         let reply = match codec::decode(frame) {
             Decoded::Request(header, request) => {
                 if let Some(id) = &header.client_id {
@@ -115,6 +120,9 @@ async fn serve_in_span(
                     }
                 }
                 let span = tracing::info_span!("request", api = %api_name(header.request_api_key), v = header.request_api_version, correlation_id = header.correlation_id);
+                // Followers replicate outside client quotas (Kafka has replication quotas for them).
+                let from_follower = matches!(&*request, RequestKind::Fetch(f) if f.replica_id.0 >= 0 || f.replica_state.replica_id.0 >= 0);
+                let started = std::time::Instant::now();
                 let response = tokio::select! {
                     r = api::handle(&ctx, &caller, &header, *request).instrument(span.clone()) => r,
                     _ = abort.cancelled() => {
@@ -123,8 +131,28 @@ async fn serve_in_span(
                         break;
                     }
                 };
+                let mut response = response;
+                if !from_follower && ctx.quotas.any() {
+                    let produced = (header.request_api_key == ApiKey::Produce as i16).then_some(frame_len);
+                    throttle_ms = charge(&ctx, &client_id, produced, &response, started.elapsed());
+                    if throttle_ms > 0 {
+                        let _in_request = span.enter();
+                        tracing::debug!(
+                            throttle_ms,
+                            "client over its quota: answered with throttle_time_ms and muted for as long"
+                        );
+                        if let Ok(Some(r)) = &mut response {
+                            api::set_throttle(r, throttle_ms);
+                        }
+                    }
+                }
                 match response {
-                    Ok(None) => continue,
+                    Ok(None) => {
+                        if throttle_ms > 0 && !mute(throttle_ms, &drain).await {
+                            break;
+                        }
+                        continue;
+                    }
                     Ok(Some(r)) => match codec::encode_response(&header, &r) {
                         Ok(bytes) => bytes,
                         Err(e) => {
@@ -155,6 +183,46 @@ async fn serve_in_span(
         if writer.write_all(&reply).await.is_err() || writer.flush().await.is_err() {
             break;
         }
+        // KIP-219: the response goes out at once; the channel is muted for the throttle time.
+        if throttle_ms > 0 && !mute(throttle_ms, &drain).await {
+            break;
+        }
+    }
+}
+
+/// Charges one request to its client's quotas: produce bytes, fetch response bytes, and
+/// handling time. Returns the longest throttle time any quota asks for.
+fn charge(
+    ctx: &BrokerContext,
+    client_id: &str,
+    produced_bytes: Option<usize>,
+    response: &Result<Option<ResponseKind>, api::Unhandled>,
+    elapsed: std::time::Duration,
+) -> i32 {
+    let now = api::now_ms();
+    let q = &ctx.quotas;
+    let mut throttle = q.record(ANONYMOUS, client_id, Kind::Request, elapsed.as_secs_f64() * 100.0, now);
+    if let Some(bytes) = produced_bytes {
+        throttle = throttle.max(q.record(ANONYMOUS, client_id, Kind::Produce, bytes as f64, now));
+    }
+    if let Ok(Some(ResponseKind::Fetch(f))) = response {
+        let bytes: usize = f
+            .responses
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+            .sum();
+        throttle = throttle.max(q.record(ANONYMOUS, client_id, Kind::Fetch, bytes as f64, now));
+    }
+    i32::try_from(throttle).unwrap_or(i32::MAX)
+}
+
+/// Waits out a throttle before reading the next request; false when the broker is
+/// shutting down meanwhile.
+async fn mute(throttle_ms: i32, drain: &CancellationToken) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(std::time::Duration::from_millis(throttle_ms.max(0) as u64)) => true,
+        () = drain.cancelled() => false,
     }
 }
 
