@@ -104,3 +104,27 @@ def test_describe_topic_partitions_pages_with_a_cursor(cluster):
     assert seen == [("pa", 0, 1), ("pa", 1, 1), ("pa", 2, 1), ("pb", 0, 1), ("pb", 1, 1)]
     assert pages == 3
     kp.close()
+
+
+def test_list_offsets_and_offset_reset_through_the_admin_client(cluster):
+    """Kafka UI's partition view (ListOffsets earliest, latest, max timestamp) and its
+    offset reset for an empty group (OffsetCommit through AlterConsumerGroupOffsets)."""
+    from confluent_kafka import ConsumerGroupTopicPartitions, Producer, TopicPartition
+    from confluent_kafka.admin import NewTopic, OffsetSpec
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap()})
+    admin.create_topics([NewTopic("offs", 1, 1)], operation_timeout=15)["offs"].result()
+    cluster.wait_topic_led("offs")
+    producer = Producer({"bootstrap.servers": cluster.bootstrap(), "linger.ms": 0})
+    for i, ts in enumerate([1_000_000, 3_000_000, 2_000_000]):
+        producer.produce("offs", value=f"r{i}".encode(), partition=0, timestamp=ts)
+        assert producer.flush(15) == 0
+    tp = TopicPartition("offs", 0)
+    specs = {"earliest": OffsetSpec.earliest(), "latest": OffsetSpec.latest(), "max": OffsetSpec.max_timestamp()}
+    got = {name: admin.list_offsets({tp: spec}, request_timeout=30)[tp].result(30).offset for name, spec in specs.items()}
+    assert got == {"earliest": 0, "latest": 3, "max": 1}, got
+
+    # Reset an empty group's offset, then read it back.
+    request = [ConsumerGroupTopicPartitions("reset-me", [TopicPartition("offs", 0, 2)])]
+    admin.alter_consumer_group_offsets(request)["reset-me"].result(30)
+    listed = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions("reset-me", [tp])])["reset-me"].result(30)
+    assert [(p.topic, p.partition, p.offset) for p in listed.topic_partitions] == [("offs", 0, 2)]

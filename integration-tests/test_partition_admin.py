@@ -258,3 +258,80 @@ def test_reassignment_over_the_http_admin_api(empty_cluster):
     status, answer = http_request("DELETE", f"{http}/reassignments/web/0")
     assert (status, "no reassignment" in answer["error"]) == (404, True), answer
     assert partition_state(cluster, "web")["replicas"] == [2]
+
+
+def test_replication_throttles_slow_a_reassignment(empty_cluster):
+    """What `kafka-reassign-partitions --throttle 200000` sets: the rates on the brokers and
+    the throttled replicas on the topic. The new replica then catches up at about that rate
+    instead of at once."""
+    import time
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+    cluster = empty_cluster
+    cluster.start_coordinator()
+    for b in (1, 2):
+        cluster.start_broker(b, "--replica-lag-time-max-ms", "10000", "--replication-quota-window-num", "2")
+    cluster.wait_brokers_know_each_other((1, 2))
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap()})
+    admin.create_topics([NewTopic("slow", num_partitions=1, replica_assignment=[[1]])], operation_timeout=15)["slow"].result()
+    cluster.wait_topic_led("slow")
+    producer = Producer({"bootstrap.servers": cluster.bootstrap(), "linger.ms": 20})
+    for i in range(2000):
+        producer.produce("slow", value=b"x" * 1000, partition=0)
+    assert producer.flush(30) == 0
+
+    def alter(resource_type, name, key, value):
+        entry = ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
+        futures = admin.incremental_alter_configs([ConfigResource(resource_type, name, incremental_configs=[entry])])
+        next(iter(futures.values())).result(30)
+    alter(ResourceType.BROKER, "1", "leader.replication.throttled.rate", "200000")
+    alter(ResourceType.BROKER, "2", "follower.replication.throttled.rate", "200000")
+    alter(ResourceType.TOPIC, "slow", "leader.replication.throttled.replicas", "0:1")
+    alter(ResourceType.TOPIC, "slow", "follower.replication.throttled.replicas", "0:2")
+
+    started = time.monotonic()
+    kp = KafkaAdminClient(bootstrap_servers=cluster.bootstrap())
+    kp.alter_partition_reassignments({KpTopicPartition("slow", 0): [1, 2]})
+    kp.close()
+    wait_until(lambda: http_get(cluster.http + "/reassignments")[1]["reassignments"] == []
+               and sorted(partition_state(cluster, "slow")["isr"]) == [1, 2], timeout=90, what="the throttled move to finish")
+    elapsed = time.monotonic() - started
+    print(f"2 MB moved under a 200 kB/s replication throttle in {elapsed:.1f} s")
+    # 2 MB at 200 kB/s, less the one window a throttle lets through at first: about 9 s
+    # (10.8 s measured). Half of that is the bound: an unthrottled follower catches up on
+    # 2 MB in one or two 1 MB fetches.
+    assert elapsed >= 4, f"the move took {elapsed:.1f} s: not throttled"
+
+
+def test_a_broker_dying_mid_move_leaves_the_partition_available_and_the_move_finishes_later(empty_cluster):
+    cluster = empty_cluster
+    cluster.start_coordinator()
+    for b in (1, 2, 3):
+        cluster.start_broker(b, "--replica-lag-time-max-ms", "3000")
+    cluster.wait_brokers_know_each_other((1, 2, 3))
+    create_rf2(cluster, "fragile", replicas=(1, 2))
+    # Broker 3 takes the move, then dies before it has caught up. The admin client is
+    # connected first: a client that discovers broker 3 while it is stopped may wait on it.
+    kp = KafkaAdminClient(bootstrap_servers=cluster.bootstrap([1, 2]))
+    assert not kp.list_partition_reassignments()
+    cluster.brokers[3].signal(signal.SIGSTOP)
+    try:
+        kp.alter_partition_reassignments({KpTopicPartition("fragile", 0): [1, 3]})
+    finally:
+        cluster.brokers[3].kill()
+    wait_until(lambda: 3 not in [b["id"] for b in http_get(cluster.http + "/brokers")[1]], what="broker 3 gone")
+    state = partition_state(cluster, "fragile")
+    assert (state["replicas"], sorted(state["isr"]), state["leader"]) == ([1, 3, 2], [1, 2], 1), state
+    assert http_get(cluster.http + "/reassignments")[1]["reassignments"] == [
+        {"topic": "fragile", "partition": 0, "replicas": [1, 3, 2], "adding": [3], "removing": [2]}]
+    # Still available, acks=all included.
+    producer = Producer({"bootstrap.servers": cluster.bootstrap([1, 2]), "acks": "all"})
+    for i in range(20):
+        producer.produce("fragile", value=f"r{i}".encode(), partition=0)
+    assert producer.flush(30) == 0
+    # Broker 3 returns, catches up, and the move completes.
+    cluster.start_broker(3, "--replica-lag-time-max-ms", "3000")
+    wait_until(lambda: partition_state(cluster, "fragile")["replicas"] == [1, 3], timeout=60, what="the move to finish")
+    assert sorted(partition_state(cluster, "fragile")["isr"]) == [1, 3]
+    got = consume_all(cluster.bootstrap([1, 3]), "fragile", 1, {(0, i) for i in range(20)}, timeout=60)
+    assert len(got) == 20
+    kp.close()

@@ -50,7 +50,8 @@ def describe_quotas(cluster, components, strict=False):
 def test_a_producer_byte_rate_slows_kcat_to_its_quota(empty_cluster, zk_client):
     cluster = empty_cluster
     cluster.start_coordinator()
-    # Two one-second samples: a fresh client may burst about one second of quota.
+    # Four one-second samples (Kafka's default is eleven): a fresh client may burst about
+    # three seconds of quota before it is throttled.
     cluster.start_broker(1, "--quota-window-num", "2", "--quota-window-size-seconds", "1")
     admin = AdminClient({"bootstrap.servers": cluster.bootstrap()})
     admin.create_topics([NewTopic("metered", 1, 1, config={"message.timestamp.type": "LogAppendTime"})],
@@ -63,14 +64,14 @@ def test_a_producer_byte_rate_slows_kcat_to_its_quota(empty_cluster, zk_client):
     assert describe_quotas(cluster, [("client-id", 0, "kcat-slow")]) == {(("client-id", "kcat-slow"),): {"producer_byte_rate": 1e6}}
 
     line = b"x" * 1000 + b"\n"
-    records = 8000
+    records = 12000
     kcat = subprocess.run(
         ["kcat", "-P", "-b", cluster.bootstrap(), "-t", "metered", "-p", "0", "-X", "client.id=kcat-slow",
          "-X", "linger.ms=5", "-X", "message.timeout.ms=60000"],
         input=line * records, capture_output=True, timeout=120)
     assert kcat.returncode == 0, kcat.stderr.decode()[-2000:]
 
-    # The rate as the broker appended it, after the first two seconds (the burst a fresh
+    # The rate as the broker appended it, after the first four seconds (the burst a fresh
     # client is allowed, and kcat starting up).
     consumer = Consumer({"bootstrap.servers": cluster.bootstrap(), "group.id": "m", "enable.auto.commit": False})
     consumer.assign([TopicPartition("metered", 0, 0)])

@@ -111,6 +111,14 @@ tributary_common::settings! {
         "members per group";
     offset_metadata_max_bytes: i32 = "4096", "offset.metadata.max.bytes", "TRIBUTARY_OFFSET_METADATA_MAX_BYTES",
         "longest commit metadata string";
+    leader_replication_throttled_rate: i64 = "9223372036854775807", "leader.replication.throttled.rate", "TRIBUTARY_LEADER_REPLICATION_THROTTLED_RATE",
+        "bytes per second a leader serves to out-of-sync followers of the replicas in leader.replication.throttled.replicas (usually set dynamically by kafka-reassign-partitions --throttle)";
+    follower_replication_throttled_rate: i64 = "9223372036854775807", "follower.replication.throttled.rate", "TRIBUTARY_FOLLOWER_REPLICATION_THROTTLED_RATE",
+        "bytes per second an out-of-sync follower fetches for the replicas in follower.replication.throttled.replicas";
+    replication_quota_window_num: u32 = "11", "replication.quota.window.num", "TRIBUTARY_REPLICATION_QUOTA_WINDOW_NUM",
+        "samples over which replication throttle rates are measured";
+    replication_quota_window_size_seconds: u32 = "1", "replication.quota.window.size.seconds", "TRIBUTARY_REPLICATION_QUOTA_WINDOW_SIZE_SECONDS",
+        "length of one replication throttle sample";
     quota_window_num: u32 = "11", "quota.window.num", "TRIBUTARY_QUOTA_WINDOW_NUM",
         "samples over which client quota rates are measured";
     quota_window_size_seconds: u32 = "1", "quota.window.size.seconds", "TRIBUTARY_QUOTA_WINDOW_SIZE_SECONDS",
@@ -186,6 +194,14 @@ impl BrokerConfig {
             partition_max_bytes: self.replica_fetch_max_bytes,
             response_max_bytes: self.replica_fetch_response_max_bytes,
             backoff: Duration::from_millis(self.replica_fetch_backoff_ms),
+        }
+    }
+
+    /// The replication throttles' measuring window.
+    pub(crate) fn replication_quota_window(&self) -> crate::quota::Window {
+        crate::quota::Window {
+            samples: self.replication_quota_window_num as usize,
+            sample_ms: i64::from(self.replication_quota_window_size_seconds) * 1000,
         }
     }
 
@@ -475,6 +491,20 @@ impl BrokerConfig {
                 "group.min.session.timeout.ms",
                 v,
                 "must be at least 1 and at most group.max.session.timeout.ms",
+            ));
+        }
+        if self.leader_replication_throttled_rate < 0 || self.follower_replication_throttled_rate < 0 {
+            return Err(invalid(
+                "leader.replication.throttled.rate",
+                self.leader_replication_throttled_rate.min(self.follower_replication_throttled_rate),
+                "leader.replication.throttled.rate and follower.replication.throttled.rate must be 0 or more",
+            ));
+        }
+        if self.replication_quota_window_num < 2 || self.replication_quota_window_size_seconds < 1 {
+            return Err(invalid(
+                "replication.quota.window.num",
+                self.replication_quota_window_num,
+                "must be at least 2, with replication.quota.window.size.seconds at least 1",
             ));
         }
         if self.quota_window_num < 2 {

@@ -148,6 +148,7 @@ pub async fn run(
     let (zk_view_tx, mut zk_view) = watch::channel(None);
     let (served_tx, served_rx) = watch::channel(None);
     let replicas = ReplicaManager::new(broker_id, store.clone(), TopicConfig::defaults(&config));
+    replicas.set_replication_throttles(&config);
     let groups = GroupCoordinator::new(broker_id, config.group_config(), replicas.clone());
     let ctx = Arc::new(BrokerContext::new(config, replicas, groups, served_rx, zk.clone()));
     // Background tasks run until the connections have drained.
@@ -169,6 +170,7 @@ pub async fn run(
                 if let Some(effective) = reconciler.take_dynamic_configs(&m) {
                     let c = &effective.config;
                     reconciler.replicas.set_topic_defaults(TopicConfig::defaults(c));
+                    reconciler.replicas.set_replication_throttles(c);
                     reconciler.replicas.store().set_flush_policy(FlushPolicy {
                         interval_ms: Some(c.log_flush_interval_ms),
                         interval_messages: c.log_flush_interval_messages,

@@ -113,13 +113,17 @@ impl Rate {
         self.last_used_ms = now_ms;
     }
 
-    /// Per second, over the window: at least `samples - 1` sample lengths, as Kafka
-    /// measures it.
-    fn per_second(&self, now_ms: i64, window: &Window) -> f64 {
+    /// Per second, over the window, with the window's length in ms: at least
+    /// `samples - 1` sample lengths, as Kafka measures it.
+    fn measure(&self, now_ms: i64, window: &Window) -> (f64, i64) {
         let total: f64 = self.samples.iter().map(|(_, v)| v).sum();
         let elapsed = self.samples.front().map_or(0, |(start, _)| now_ms - start);
         let span = elapsed.max((window.samples as i64 - 1) * window.sample_ms).max(1);
-        total * 1000.0 / span as f64
+        (total * 1000.0 / span as f64, span)
+    }
+
+    fn per_second(&self, now_ms: i64, window: &Window) -> f64 {
+        self.measure(now_ms, window).0
     }
 }
 
@@ -138,14 +142,14 @@ impl Window {
     }
 }
 
-/// Kafka's throttle time for an observed rate over its quota: how long the client must
-/// wait for the rate over the window to come back to the quota, at most one full window.
-pub(crate) fn throttle_ms(observed: f64, quota: f64, window: &Window) -> i64 {
+/// Kafka's throttle time for a rate `observed` over a window of `span_ms` against its
+/// quota: how long the client must wait for the rate over the window to come back to the
+/// quota ((observed - quota) / quota × window), at most one full window.
+pub(crate) fn throttle_ms(observed: f64, quota: f64, span_ms: i64, window: &Window) -> i64 {
     if quota <= 0.0 || observed <= quota {
         return 0;
     }
-    let span = (window.samples as i64 - 1).max(1) * window.sample_ms;
-    (((observed - quota) / quota) * span as f64).round().clamp(0.0, window.span_ms() as f64) as i64
+    (((observed - quota) / quota) * span_ms as f64).round().clamp(0.0, window.span_ms() as f64) as i64
 }
 
 /// The quotas in force and each client's rates. One per broker.
@@ -197,7 +201,8 @@ impl QuotaManager {
         let mut rates = self.rates.lock().expect("quota rates lock");
         let rate = rates.entry((user.to_string(), client_id.to_string(), kind)).or_insert_with(Rate::new);
         rate.record(amount, now_ms, &self.window);
-        throttle_ms(rate.per_second(now_ms, &self.window), quota, &self.window)
+        let (observed, span) = rate.measure(now_ms, &self.window);
+        throttle_ms(observed, quota, span, &self.window)
     }
 
     /// Whether any client quota is configured.
@@ -208,6 +213,45 @@ impl QuotaManager {
     /// Forgets the rates of clients idle for an hour (Kafka expires its sensors likewise).
     pub(crate) fn expire(&self, now_ms: i64) {
         self.rates.lock().expect("quota rates lock").retain(|_, r| now_ms - r.last_used_ms < 3_600_000);
+    }
+}
+
+/// A replication throttle (Kafka's `ReplicationQuotaManager`): one byte rate shared by the
+/// throttled replicas on one side (leader or follower) of this broker.
+pub(crate) struct ReplicationQuota {
+    /// Bytes per second; `i64::MAX` means no limit.
+    limit: std::sync::atomic::AtomicI64,
+    rate: Mutex<(Rate, Window)>,
+}
+
+impl ReplicationQuota {
+    pub(crate) fn new(window: Window, limit: i64) -> ReplicationQuota {
+        ReplicationQuota { limit: std::sync::atomic::AtomicI64::new(limit), rate: Mutex::new((Rate::new(), window)) }
+    }
+
+    /// A new limit (a dynamic config change) and measuring window.
+    pub(crate) fn configure(&self, limit: i64, window: Window) {
+        self.limit.store(limit, Ordering::Relaxed);
+        self.rate.lock().expect("replication quota lock").1 = window;
+    }
+
+    /// Whether the throttled replicas have used their share for now.
+    pub(crate) fn exceeded(&self, now_ms: i64) -> bool {
+        let limit = self.limit.load(Ordering::Relaxed);
+        if limit == i64::MAX {
+            return false;
+        }
+        let state = self.rate.lock().expect("replication quota lock");
+        state.0.per_second(now_ms, &state.1) > limit as f64
+    }
+
+    /// Counts bytes replicated for throttled replicas.
+    pub(crate) fn record(&self, bytes: usize, now_ms: i64) {
+        if self.limit.load(Ordering::Relaxed) < i64::MAX {
+            let mut state = self.rate.lock().expect("replication quota lock");
+            let window = state.1;
+            state.0.record(bytes as f64, now_ms, &window);
+        }
     }
 }
 
@@ -245,18 +289,32 @@ mod tests {
     }
 
     #[test]
+    fn a_replication_throttle_stops_throttled_replicas_until_the_rate_falls() {
+        let q = ReplicationQuota::new(Window { samples: 2, sample_ms: 1000 }, 1000);
+        assert!(!q.exceeded(0));
+        q.record(1500, 0);
+        assert!(q.exceeded(10), "1500 B in the first second is over 1000 B/s");
+        assert!(!q.exceeded(2_500), "a window later it is under again");
+        q.configure(i64::MAX, Window { samples: 2, sample_ms: 1000 });
+        q.record(1_000_000, 2_600);
+        assert!(!q.exceeded(2_600), "no limit, no throttle");
+    }
+
+    #[test]
     fn throttle_time_brings_the_rate_back_to_the_quota() {
         let w = Window { samples: 11, sample_ms: 1000 };
         // (observed, quota) -> ms
+        // (observed, quota, window span) -> ms
         let cases = [
-            ((100.0, 100.0), 0),
-            ((50.0, 100.0), 0),
-            ((200.0, 100.0), 10_000),
-            ((110.0, 100.0), 1000),
-            ((1e9, 1.0), 11_000),
+            ((100.0, 100.0, 10_000), 0),
+            ((50.0, 100.0, 10_000), 0),
+            ((200.0, 100.0, 10_000), 10_000),
+            ((110.0, 100.0, 10_000), 1000),
+            ((110.0, 100.0, 10_500), 1050),
+            ((1e9, 1.0, 10_000), 11_000),
         ];
-        for ((observed, quota), want) in cases {
-            assert_eq!(throttle_ms(observed, quota, &w), want, "{observed} over {quota}");
+        for ((observed, quota, span), want) in cases {
+            assert_eq!(throttle_ms(observed, quota, span, &w), want, "{observed} over {quota} in {span} ms");
         }
     }
 

@@ -31,6 +31,56 @@ pub(crate) struct TopicConfig {
     pub retention_bytes: i64,
     /// `cleanup.policy` includes `delete`: time and size retention apply.
     pub delete_retention: bool,
+    /// `leader.replication.throttled.replicas`: leader replicas whose serving of
+    /// out-of-sync followers counts against `leader.replication.throttled.rate`.
+    pub leader_throttled: Throttled,
+    /// `follower.replication.throttled.replicas`: follower replicas whose catching up counts
+    /// against `follower.replication.throttled.rate`.
+    pub follower_throttled: Throttled,
+}
+
+/// A `*.replication.throttled.replicas` value: none, every replica (`*`), or
+/// `partition:broker` pairs, as `kafka-reassign-partitions --throttle` writes them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Throttled {
+    /// Nothing throttled.
+    #[default]
+    None,
+    /// `*`.
+    All,
+    /// The listed (partition, broker) replicas.
+    Replicas(Vec<(i32, i32)>),
+}
+
+impl Throttled {
+    /// Parses Kafka's value; entries that do not parse are left out.
+    pub(crate) fn parse(value: &str) -> Throttled {
+        let value = value.trim();
+        if value == "*" {
+            return Throttled::All;
+        }
+        let pairs: Vec<(i32, i32)> = value
+            .split(',')
+            .filter_map(|e| {
+                let (p, b) = e.trim().split_once(':')?;
+                Some((p.trim().parse().ok()?, b.trim().parse().ok()?))
+            })
+            .collect();
+        if pairs.is_empty() {
+            Throttled::None
+        } else {
+            Throttled::Replicas(pairs)
+        }
+    }
+
+    /// Whether the replica of `partition` on `broker` is throttled.
+    pub(crate) fn includes(&self, partition: i32, broker: i32) -> bool {
+        match self {
+            Throttled::None => false,
+            Throttled::All => true,
+            Throttled::Replicas(r) => r.contains(&(partition, broker)),
+        }
+    }
 }
 
 impl TopicConfig {
@@ -44,6 +94,8 @@ impl TopicConfig {
             retention_ms: c.log_retention_ms,
             retention_bytes: c.log_retention_bytes,
             delete_retention: true,
+            leader_throttled: Throttled::None,
+            follower_throttled: Throttled::None,
         }
     }
 
@@ -63,6 +115,10 @@ impl TopicConfig {
             retention_bytes: parsed("retention.bytes").unwrap_or(defaults.retention_bytes),
             delete_retention: get("cleanup.policy")
                 .map_or(defaults.delete_retention, |v| v.split(',').any(|p| p.trim() == "delete")),
+            leader_throttled: get("leader.replication.throttled.replicas")
+                .map_or_else(|| defaults.leader_throttled.clone(), Throttled::parse),
+            follower_throttled: get("follower.replication.throttled.replicas")
+                .map_or_else(|| defaults.follower_throttled.clone(), Throttled::parse),
         }
     }
 }
@@ -141,5 +197,21 @@ mod tests {
             assert!(holds(&t), "{key}={value} gave {t:?}");
         }
         assert_eq!(TopicConfig::with_overrides(&d, &BTreeMap::new()), d);
+    }
+
+    #[test]
+    fn throttled_replica_lists_read_kafkas_format() {
+        // (value, partition, broker, throttled)
+        let cases = [
+            ("*", 3, 9, true),
+            ("0:1,0:2,1:3", 0, 2, true),
+            ("0:1, 0:2 ,1:3", 1, 3, true),
+            ("0:1,0:2", 1, 1, false),
+            ("", 0, 1, false),
+            ("garbage", 0, 1, false),
+        ];
+        for (value, partition, broker, want) in cases {
+            assert_eq!(Throttled::parse(value).includes(partition, broker), want, "{value:?} {partition}:{broker}");
+        }
     }
 }

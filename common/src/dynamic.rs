@@ -48,10 +48,9 @@ pub const DYNAMIC_BROKER_KEYS: &[DynamicKey] = &[
     key("num.io.threads", Dynamic::Inert, ConfigType::Int, Some(1)),
     key("num.network.threads", Dynamic::Inert, ConfigType::Int, Some(1)),
     key("num.recovery.threads.per.data.dir", Dynamic::Inert, ConfigType::Int, Some(1)),
-    // kafka-reassign-partitions --throttle sets these on every broker; Tributary stores
-    // them and does not throttle yet.
-    key("leader.replication.throttled.rate", Dynamic::Inert, ConfigType::Long, Some(0)),
-    key("follower.replication.throttled.rate", Dynamic::Inert, ConfigType::Long, Some(0)),
+    // kafka-reassign-partitions --throttle sets these on every broker.
+    key("leader.replication.throttled.rate", Dynamic::Live, ConfigType::Long, Some(0)),
+    key("follower.replication.throttled.rate", Dynamic::Live, ConfigType::Long, Some(0)),
     key("replica.alter.log.dirs.io.max.bytes.per.second", Dynamic::Inert, ConfigType::Long, Some(0)),
     key("listeners", Dynamic::Restart, ConfigType::String, None),
     key("advertised.listeners", Dynamic::Restart, ConfigType::String, None),

@@ -134,6 +134,18 @@ impl ReplicaManager {
                     continue;
                 }
             }
+            // Replication throttle (leader side): while the throttled replicas are over
+            // leader.replication.throttled.rate, catching-up followers get no data for them.
+            let throttled = matches!(reader, Reader::Follower(f) if partition.leader_throttled_for(f));
+            if throttled && self.leader_quota.exceeded(now) {
+                results.push(Ok(Fetched {
+                    high_watermark: partition.high_watermark(),
+                    last_stable_offset: partition.last_stable_offset(),
+                    log_start_offset: partition.log().offsets().log_start_offset,
+                    ..Fetched::default()
+                }));
+                continue;
+            }
             let log = partition.log();
             let upper = match reader {
                 Reader::Follower(_) => log.offsets().log_end_offset,
@@ -170,6 +182,9 @@ impl ReplicaManager {
                 Ok(records) if total > 0 && records.len() > limit => {}
                 Ok(records) => {
                     total += records.len();
+                    if throttled {
+                        self.leader_quota.record(records.len(), now);
+                    }
                     out.records = records;
                 }
                 Err(log::Error::OffsetOutOfRange { .. }) => {

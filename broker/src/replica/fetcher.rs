@@ -336,8 +336,15 @@ impl Fetcher {
         request.session_epoch = -1;
         let mut fetching: HashMap<TopicPartition, (i32, Arc<Partition>)> = HashMap::new();
         let mut topics: BTreeMap<String, Vec<FetchPartition>> = BTreeMap::new();
+        let now = tributary_common::time::now_ms();
+        let follower_over = self.replicas.follower_quota.exceeded(now);
         for (tp, epoch, partition) in ready {
             if self.truncated.get(tp) != Some(epoch) {
+                continue;
+            }
+            // Replication throttle (follower side): a throttled replica catching up waits
+            // while the throttled replicas are over follower.replication.throttled.rate.
+            if follower_over && partition.follower_throttled() {
                 continue;
             }
             let offsets = partition.log().offsets();
@@ -351,6 +358,10 @@ impl Fetcher {
             fetching.insert(tp.clone(), (*epoch, partition.clone()));
         }
         if fetching.is_empty() {
+            if follower_over {
+                // Everything here is throttled: wait for the rate to fall rather than spin.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             return Ok(());
         }
         for (topic, partitions) in topics {
@@ -370,6 +381,9 @@ impl Fetcher {
                 match ResponseError::try_from_code(r.error_code) {
                     None => {
                         let records = r.records.unwrap_or_default();
+                        if !records.is_empty() && partition.follower_throttled() {
+                            self.replicas.follower_quota.record(records.len(), tributary_common::time::now_ms());
+                        }
                         if !records.is_empty() {
                             let batches = match batch::verify_replicated(&records) {
                                 Ok(b) => b,

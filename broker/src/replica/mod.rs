@@ -50,6 +50,7 @@ pub(crate) use self::partition::{AppendError, Appended, Partition, ReplicaError,
 use self::producer_state::ProducerStates;
 use crate::log::LogStore;
 use crate::metadata::ClusterMetadata;
+use crate::quota::{ReplicationQuota, Window};
 use crate::topic_config::TopicConfig;
 
 /// Storage work for the storage thread, done in the order queued.
@@ -82,6 +83,10 @@ pub(crate) struct ReplicaManager {
     /// Resolves when the storage thread has finished.
     storage_done: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
     fetch_rereads: AtomicU64,
+    /// `leader.replication.throttled.rate`, shared by this broker's throttled leader replicas.
+    pub(crate) leader_quota: ReplicationQuota,
+    /// `follower.replication.throttled.rate`, shared by its throttled follower replicas.
+    pub(crate) follower_quota: ReplicationQuota,
 }
 
 impl ReplicaManager {
@@ -114,8 +119,18 @@ impl ReplicaManager {
                 jobs: Mutex::new(Some(tx)),
                 storage_done: Mutex::new(Some(done_rx)),
                 fetch_rereads: AtomicU64::new(0),
+                leader_quota: ReplicationQuota::new(Window { samples: 11, sample_ms: 1000 }, i64::MAX),
+                follower_quota: ReplicationQuota::new(Window { samples: 11, sample_ms: 1000 }, i64::MAX),
             }
         })
+    }
+
+    /// Applies `leader.replication.throttled.rate` and `follower.replication.throttled.rate`
+    /// (static or dynamic) with their measuring window.
+    pub(crate) fn set_replication_throttles(&self, c: &crate::config::BrokerConfig) {
+        let window = c.replication_quota_window();
+        self.leader_quota.configure(c.leader_replication_throttled_rate, window);
+        self.follower_quota.configure(c.follower_replication_throttled_rate, window);
     }
 
     /// Replaces the configuration of topics without overrides (a dynamic broker config

@@ -221,6 +221,22 @@ impl Partition {
         self.log.read(offset, max_bytes, upper)
     }
 
+    /// Whether the leader's serving of `follower` counts against the leader replication
+    /// throttle: this replica is listed in `leader.replication.throttled.replicas` and the
+    /// follower is catching up (not in the ISR), as Kafka's `shouldLeaderThrottle`.
+    pub(crate) fn leader_throttled_for(&self, follower: BrokerId) -> bool {
+        let role = self.role_lock();
+        role.config.leader_throttled.includes(self.tp.partition, self.broker_id) && !role.isr.contains(&follower)
+    }
+
+    /// Whether this follower's fetching counts against the follower replication throttle:
+    /// listed in `follower.replication.throttled.replicas` and not in the ISR.
+    pub(crate) fn follower_throttled(&self) -> bool {
+        let role = self.role_lock();
+        role.config.follower_throttled.includes(self.tp.partition, self.broker_id)
+            && !role.isr.contains(&self.broker_id)
+    }
+
     /// The idempotent producers that wrote here: id, epoch, last sequence, last timestamp.
     pub(crate) fn producers(&self) -> Vec<(i64, i16, i32, i64)> {
         self.producers.lock().expect("producers lock").active()
