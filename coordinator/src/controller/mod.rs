@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tributary_common::snapshot;
+use tributary_common::snapshot::{self, ClusterSnapshot};
 use tributary_common::telemetry;
 use tributary_common::zk::{connect, ensure_persistent_paths, ephemeral, persistent};
 use tributary_common::znode::{self, ControllerZNode};
@@ -277,28 +277,23 @@ async fn apply_all(client: &Client, epoch_version: i32, actions: Vec<Action>) ->
     Ok(())
 }
 
-/// Runs a requested preferred-replica election (`/admin/preferred_replica_election`, written
-/// by the HTTP API or legacy tools), then removes the request.
-async fn preferred_election_request(client: &Client, epoch: i32, epoch_version: i32) -> Result<(), Error> {
-    let path = znode::PREFERRED_REPLICA_ELECTION;
+/// Consumes one request znode the brokers, the HTTP API or Kafka's tools write for the
+/// controller: reads it, plans the writes from its payload and the cluster (`plan` also
+/// logs what it makes of it), applies them, and deletes the request, fenced like every
+/// controller write. No request, nothing to do.
+async fn consume_request(
+    client: &Client,
+    epoch_version: i32,
+    path: &str,
+    plan: impl FnOnce(&ClusterSnapshot, &[u8]) -> Vec<Action>,
+) -> Result<(), Error> {
     let (data, stat) = match client.get_data(path).await {
         Ok(found) => found,
         Err(zookeeper_client::Error::NoNode) => return Ok(()),
         Err(e) => return Err(zk(path)(e)),
     };
     let snapshot = snapshot::load(client).await.map_err(|e| Error::Zk { path: e.path, source: e.source })?;
-    match znode::PreferredReplicaElection::decode(path, &data) {
-        Ok(request) => {
-            let wanted: std::collections::BTreeSet<(String, i32)> =
-                request.partitions.into_iter().map(|p| (p.topic, p.partition)).collect();
-            let actions = plan::preferred_elections(&snapshot, epoch, (!wanted.is_empty()).then_some(&wanted));
-            tracing::info!(requested = wanted.len(), moving = actions.len(), "preferred-replica election requested");
-            apply_all(client, epoch_version, actions).await?;
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "ignoring a preferred-replica election request that is not Kafka's JSON");
-        }
-    }
+    apply_all(client, epoch_version, plan(&snapshot, &data)).await?;
     let mut w =
         client.new_check_writer(znode::CONTROLLER_EPOCH, Some(epoch_version)).map_err(zk(znode::CONTROLLER_EPOCH))?;
     w.add_delete(path, Some(stat.version)).map_err(zk(path))?;
@@ -306,66 +301,64 @@ async fn preferred_election_request(client: &Client, epoch: i32, epoch_version: 
         Err(CheckWriteError::CheckFailed { .. }) => Err(Error::Fenced { expected_version: epoch_version }),
         _ => Ok(()),
     }
+}
+
+/// The partitions a `{"version":1,"partitions":[...]}` election request names.
+fn requested_partitions(path: &str, data: &[u8]) -> Option<std::collections::BTreeSet<(String, i32)>> {
+    match znode::PartitionList::decode(path, data) {
+        Ok(request) => Some(request.partitions.into_iter().map(|p| (p.topic, p.partition)).collect()),
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring a request that is not Kafka's partition list JSON");
+            None
+        }
+    }
+}
+
+/// Runs a requested preferred-replica election (`/admin/preferred_replica_election`, written
+/// by brokers for ElectLeaders, the HTTP API or legacy tools).
+async fn preferred_election_request(client: &Client, epoch: i32, epoch_version: i32) -> Result<(), Error> {
+    let path = znode::PREFERRED_REPLICA_ELECTION;
+    consume_request(client, epoch_version, path, |snapshot, data| {
+        let Some(wanted) = requested_partitions(path, data) else { return Vec::new() };
+        let actions = plan::preferred_elections(snapshot, epoch, (!wanted.is_empty()).then_some(&wanted));
+        tracing::info!(requested = wanted.len(), moving = actions.len(), "preferred-replica election requested");
+        actions
+    })
+    .await
 }
 
 /// Runs a requested unclean election (`/admin/unclean_leader_election`, written by a
-/// broker for ElectLeaders(UNCLEAN)), then removes the request.
+/// broker for ElectLeaders(UNCLEAN)).
 async fn unclean_election_request(client: &Client, epoch: i32, epoch_version: i32) -> Result<(), Error> {
     let path = znode::UNCLEAN_LEADER_ELECTION;
-    let (data, stat) = match client.get_data(path).await {
-        Ok(found) => found,
-        Err(zookeeper_client::Error::NoNode) => return Ok(()),
-        Err(e) => return Err(zk(path)(e)),
-    };
-    let snapshot = snapshot::load(client).await.map_err(|e| Error::Zk { path: e.path, source: e.source })?;
-    match znode::PartitionList::decode(path, &data) {
-        Ok(request) => {
-            let wanted: std::collections::BTreeSet<(String, i32)> =
-                request.partitions.into_iter().map(|p| (p.topic, p.partition)).collect();
-            let actions = plan::unclean_elections(&snapshot, epoch, &wanted);
-            tracing::warn!(target: "state_change", requested = wanted.len(), electing = actions.len(), "unclean leader election requested (ElectLeaders UNCLEAN): replicas outside the ISR may lead, and records only the old leader had are lost");
-            apply_all(client, epoch_version, actions).await?;
-        }
-        Err(e) => tracing::warn!(error = %e, "ignoring an unclean election request that is not a partition list"),
-    }
-    let mut w =
-        client.new_check_writer(znode::CONTROLLER_EPOCH, Some(epoch_version)).map_err(zk(znode::CONTROLLER_EPOCH))?;
-    w.add_delete(path, Some(stat.version)).map_err(zk(path))?;
-    match w.commit().await {
-        Err(CheckWriteError::CheckFailed { .. }) => Err(Error::Fenced { expected_version: epoch_version }),
-        _ => Ok(()),
-    }
+    consume_request(client, epoch_version, path, |snapshot, data| {
+        let Some(wanted) = requested_partitions(path, data) else { return Vec::new() };
+        let actions = plan::unclean_elections(snapshot, epoch, &wanted);
+        tracing::warn!(target: "state_change", requested = wanted.len(), electing = actions.len(), "unclean leader election requested (ElectLeaders UNCLEAN): replicas outside the ISR may lead, and records only the old leader had are lost");
+        actions
+    })
+    .await
 }
 
 /// Starts the reassignments requested in `/admin/reassign_partitions` (by
-/// `kafka-reassign-partitions` or a broker taking AlterPartitionReassignments), then removes
-/// the request.
+/// `kafka-reassign-partitions`, a broker taking AlterPartitionReassignments, or the HTTP API).
 async fn reassignment_request(client: &Client, epoch: i32, epoch_version: i32) -> Result<(), Error> {
     let path = znode::REASSIGN_PARTITIONS;
-    let (data, stat) = match client.get_data(path).await {
-        Ok(found) => found,
-        Err(zookeeper_client::Error::NoNode) => return Ok(()),
-        Err(e) => return Err(zk(path)(e)),
-    };
-    let snapshot = snapshot::load(client).await.map_err(|e| Error::Zk { path: e.path, source: e.source })?;
-    match znode::ReassignPartitions::decode(path, &data) {
+    consume_request(client, epoch_version, path, |snapshot, data| match znode::ReassignPartitions::decode(path, data) {
         Ok(request) => {
-            let (actions, refused) = plan::reassignment_requests(&snapshot, epoch, &request.partitions);
+            let (actions, refused) = plan::reassignment_requests(snapshot, epoch, &request.partitions);
             for (topic, partition, reason) in refused {
                 tracing::warn!(topic, partition, reason, "ignoring a reassignment request for this partition");
             }
             tracing::info!(partitions = request.partitions.len(), "partition reassignment requested");
-            apply_all(client, epoch_version, actions).await?;
+            actions
         }
-        Err(e) => tracing::warn!(error = %e, "ignoring a reassignment request that is not Kafka's JSON"),
-    }
-    let mut w =
-        client.new_check_writer(znode::CONTROLLER_EPOCH, Some(epoch_version)).map_err(zk(znode::CONTROLLER_EPOCH))?;
-    w.add_delete(path, Some(stat.version)).map_err(zk(path))?;
-    match w.commit().await {
-        Err(CheckWriteError::CheckFailed { .. }) => Err(Error::Fenced { expected_version: epoch_version }),
-        _ => Ok(()),
-    }
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring a reassignment request that is not Kafka's JSON");
+            Vec::new()
+        }
+    })
+    .await
 }
 
 /// One reconcile pass: read, plan, write. Reassignments move forward when nothing more
