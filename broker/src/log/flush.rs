@@ -1,11 +1,11 @@
 //! Group commit: every caller of [`Flusher::flush`] waiting at the moment a flush starts
-//! shares that one flush; callers arriving during it share the next one. The same task
-//! flushes on its own every `log.flush.interval.ms` and after `log.flush.interval.messages`
-//! appended records; both are read afresh each time, so a dynamic change applies at once.
+//! shares that one flush; callers arriving during it share the next one. The task also
+//! flushes after `log.flush.interval.messages` appended records, read afresh each time so a
+//! dynamic change applies at once. (The periodic `log.flush.interval.ms` flush is sled's own
+//! thread, which also cleans sled's segments; its period is fixed when the store opens.)
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -34,40 +34,16 @@ pub(super) struct Flusher {
     requests: mpsc::UnboundedSender<Request>,
     appended: Arc<AtomicU64>,
     interval_messages: Arc<AtomicU64>,
-    /// 0: no periodic flush.
-    interval_ms: Arc<AtomicU64>,
 }
-
-/// The longest wait between periodic flushes that is scheduled (a larger interval, such as
-/// Kafka's "never" of `i64::MAX`, waits this long and checks again).
-const LONGEST_WAIT: Duration = Duration::from_secs(3600);
 
 impl Flusher {
     pub(super) fn start(db: sled::Db, policy: FlushPolicy) -> Flusher {
         let (tx, mut rx) = mpsc::unbounded_channel::<Request>();
         let appended = Arc::new(AtomicU64::new(0));
         let counter = appended.clone();
-        let interval_ms = Arc::new(AtomicU64::new(policy.interval_ms.unwrap_or(0)));
-        let period = interval_ms.clone();
         tokio::spawn(async move {
             let mut stop = None;
-            loop {
-                let wait = match period.load(Ordering::Relaxed) {
-                    0 => LONGEST_WAIT,
-                    ms => Duration::from_millis(ms).min(LONGEST_WAIT),
-                };
-                let first = tokio::select! {
-                    r = rx.recv() => match r {
-                        Some(r) => r,
-                        None => break,
-                    },
-                    () = tokio::time::sleep(wait) => {
-                        if period.load(Ordering::Relaxed) == 0 {
-                            continue;
-                        }
-                        Request::Flush(None)
-                    }
-                };
+            while let Some(first) = rx.recv().await {
                 let mut waiters = Vec::new();
                 for request in std::iter::once(first).chain(std::iter::from_fn(|| rx.try_recv().ok())) {
                     match request {
@@ -96,18 +72,12 @@ impl Flusher {
                 let _ = done.send(());
             }
         });
-        Flusher {
-            requests: tx,
-            appended,
-            interval_messages: Arc::new(AtomicU64::new(policy.interval_messages)),
-            interval_ms,
-        }
+        Flusher { requests: tx, appended, interval_messages: Arc::new(AtomicU64::new(policy.interval_messages)) }
     }
 
-    /// Applies a new policy (a dynamic `log.flush.interval.*` change).
-    pub(super) fn set_policy(&self, policy: FlushPolicy) {
-        self.interval_messages.store(policy.interval_messages, Ordering::Relaxed);
-        self.interval_ms.store(policy.interval_ms.unwrap_or(0), Ordering::Relaxed);
+    /// Applies a new `log.flush.interval.messages` (a dynamic config change).
+    pub(super) fn set_interval_messages(&self, records: u64) {
+        self.interval_messages.store(records, Ordering::Relaxed);
     }
 
     pub(super) async fn flush(&self) -> Result<(), Error> {

@@ -101,9 +101,7 @@ impl LogStore {
             // producer batch over 128 KiB (librdkafka's default batch.size is 1 MB). 8 MiB
             // segments keep batches up to 2 MiB (above message.max.bytes) in the log.
             .segment_size(SEGMENT_SIZE)
-            // The flusher flushes every log.flush.interval.ms itself, so that the period
-            // can change at run time.
-            .flush_every_ms(None)
+            .flush_every_ms(policy.interval_ms)
             .cache_capacity(256 * 1024 * 1024)
             .open()
             .map_err(storage(format!("opening {}", dir.display())))?;
@@ -195,9 +193,9 @@ impl LogStore {
         self.flusher.flush().await
     }
 
-    /// Applies new `log.flush.interval.*` settings (a dynamic broker config change).
-    pub(crate) fn set_flush_policy(&self, policy: FlushPolicy) {
-        self.flusher.set_policy(policy);
+    /// Applies a new `log.flush.interval.messages` (a dynamic broker config change).
+    pub(crate) fn set_flush_interval_messages(&self, records: u64) {
+        self.flusher.set_interval_messages(records);
     }
 
     /// Counts appended records for `log.flush.interval.messages`.
