@@ -145,6 +145,13 @@ def test_broker_configs_change_for_the_cluster_and_for_one_broker(empty_cluster,
     producer.flush(15)
     assert [e.code() for e in errors] == [KafkaError.MSG_SIZE_TOO_LARGE], errors
 
+    # Flush settings change too (the interval as the longest a record waits for a flush).
+    incremental(admin, ResourceType.BROKER, "1", ("log.flush.interval.ms", "200", AlterConfigOpType.SET),
+                ("log.flush.interval.messages", "1000", AlterConfigOpType.SET))
+    entries = describe(admin, ResourceType.BROKER, "1")
+    assert [(entries[k].value, entries[k].source) for k in ("log.flush.interval.ms", "log.flush.interval.messages")] == \
+        [("200", 2), ("1000", 2)]
+
     # Back to the static value.
     incremental(admin, ResourceType.BROKER, "1", ("message.max.bytes", None, AlterConfigOpType.DELETE))
     wait_until(lambda: describe(admin, ResourceType.BROKER, "1")["message.max.bytes"].value == "1048588",

@@ -171,7 +171,10 @@ pub async fn run(
                     let c = &effective.config;
                     reconciler.replicas.set_topic_defaults(TopicConfig::defaults(c));
                     reconciler.replicas.set_replication_throttles(c);
-                    reconciler.replicas.store().set_flush_interval_messages(c.log_flush_interval_messages);
+                    reconciler.replicas.store().set_flush_policy(FlushPolicy {
+                        interval_ms: Some(c.log_flush_interval_ms),
+                        interval_messages: c.log_flush_interval_messages,
+                    });
                 }
                 reconciler.quotas.set_configs(&m.entity_configs);
                 reconciler.replicas.reconcile(&m);

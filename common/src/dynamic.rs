@@ -41,8 +41,7 @@ pub const DYNAMIC_BROKER_KEYS: &[DynamicKey] = &[
     key("log.retention.hours", Dynamic::Live, ConfigType::Int, None),
     key("log.retention.bytes", Dynamic::Live, ConfigType::Long, None),
     key("log.flush.interval.messages", Dynamic::Live, ConfigType::Long, Some(1)),
-    // sled's flush thread (which also cleans its segments) takes its period at start.
-    key("log.flush.interval.ms", Dynamic::Restart, ConfigType::Long, Some(1)),
+    key("log.flush.interval.ms", Dynamic::Live, ConfigType::Long, Some(1)),
     key("message.max.bytes", Dynamic::Live, ConfigType::Int, Some(64)),
     key("min.insync.replicas", Dynamic::Live, ConfigType::Int, Some(1)),
     key("log.segment.bytes", Dynamic::Inert, ConfigType::Int, Some(14)),

@@ -193,9 +193,9 @@ impl LogStore {
         self.flusher.flush().await
     }
 
-    /// Applies a new `log.flush.interval.messages` (a dynamic broker config change).
-    pub(crate) fn set_flush_interval_messages(&self, records: u64) {
-        self.flusher.set_interval_messages(records);
+    /// Applies new `log.flush.interval.*` settings (a dynamic broker config change).
+    pub(crate) fn set_flush_policy(&self, policy: FlushPolicy) {
+        self.flusher.set_policy(policy);
     }
 
     /// Counts appended records for `log.flush.interval.messages`.
