@@ -128,3 +128,20 @@ def test_list_offsets_and_offset_reset_through_the_admin_client(cluster):
     admin.alter_consumer_group_offsets(request)["reset-me"].result(30)
     listed = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions("reset-me", [tp])])["reset-me"].result(30)
     assert [(p.topic, p.partition, p.offset) for p in listed.topic_partitions] == [("offs", 0, 2)]
+
+
+def test_replicas_stay_in_the_one_data_directory(cluster):
+    """kafka-python's alter_replica_log_dirs: the broker's own directory is where the replica
+    already is; any other path is LOG_DIR_NOT_FOUND."""
+    from confluent_kafka.admin import NewTopic
+    from kafka.errors import LogDirNotFoundError, NoError
+    from kafka.structs import TopicPartitionReplica
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap()})
+    admin.create_topics([NewTopic("dirs", 1, 1)], operation_timeout=15)["dirs"].result()
+    cluster.wait_topic_led("dirs")
+    kp = KafkaAdminClient(bootstrap_servers=cluster.bootstrap())
+    replica = TopicPartitionReplica("dirs", 0, 1)
+    data_dir = str(cluster.data_root / "broker-1")
+    assert kp.alter_replica_log_dirs({replica: data_dir}) == {replica: NoError}
+    assert kp.alter_replica_log_dirs({replica: "/no/such/dir"}) == {replica: LogDirNotFoundError}
+    kp.close()

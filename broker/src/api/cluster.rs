@@ -5,6 +5,9 @@
 use std::collections::BTreeMap;
 
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::alter_replica_log_dirs_response::{
+    AlterReplicaLogDirPartitionResult, AlterReplicaLogDirTopicResult,
+};
 use kafka_protocol::messages::create_acls_response::AclCreationResult;
 use kafka_protocol::messages::delete_acls_response::DeleteAclsFilterResult;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
@@ -12,9 +15,9 @@ use kafka_protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
 };
 use kafka_protocol::messages::{
-    BrokerId, CreateAclsRequest, CreateAclsResponse, DeleteAclsRequest, DeleteAclsResponse, DescribeAclsRequest,
-    DescribeAclsResponse, DescribeClusterRequest, DescribeClusterResponse, DescribeLogDirsRequest,
-    DescribeLogDirsResponse, TopicName,
+    AlterReplicaLogDirsRequest, AlterReplicaLogDirsResponse, BrokerId, CreateAclsRequest, CreateAclsResponse,
+    DeleteAclsRequest, DeleteAclsResponse, DescribeAclsRequest, DescribeAclsResponse, DescribeClusterRequest,
+    DescribeClusterResponse, DescribeLogDirsRequest, DescribeLogDirsResponse, TopicName,
 };
 
 use super::{s, BrokerContext};
@@ -98,6 +101,50 @@ pub(super) fn delete_acls(request: DeleteAclsRequest) -> DeleteAclsResponse {
     r
 }
 
+/// Where AlterReplicaLogDirs may move a replica: Tributary has one data directory, so a
+/// replica hosted here is already in it (`None`: no error); another path is
+/// LOG_DIR_NOT_FOUND, and a partition not hosted here REPLICA_NOT_AVAILABLE.
+pub(crate) fn log_dir_move(data_dir: &std::path::Path, path: &str, hosted: bool) -> Option<ResponseError> {
+    let same = std::path::Path::new(path.trim_end_matches('/')) == data_dir
+        || std::fs::canonicalize(path).ok().zip(std::fs::canonicalize(data_dir).ok()).is_some_and(|(a, b)| a == b);
+    match (same, hosted) {
+        (false, _) => Some(ResponseError::LogDirNotFound),
+        (true, false) => Some(ResponseError::ReplicaNotAvailable),
+        (true, true) => None,
+    }
+}
+
+/// AlterReplicaLogDirs (`kafka-reassign-partitions` with log directories,
+/// `kafka-log-dirs`' moves): with one data directory there is nowhere else to go.
+pub(super) fn alter_replica_log_dirs(
+    ctx: &BrokerContext,
+    request: AlterReplicaLogDirsRequest,
+) -> AlterReplicaLogDirsResponse {
+    let mut by_topic: BTreeMap<String, Vec<AlterReplicaLogDirPartitionResult>> = BTreeMap::new();
+    for dir in &request.dirs {
+        for topic in &dir.topics {
+            for partition in &topic.partitions {
+                let hosted = ctx.replicas.get(&super::tp(&topic.name.0, *partition)).is_some();
+                let mut r = AlterReplicaLogDirPartitionResult::default();
+                r.partition_index = *partition;
+                r.error_code = log_dir_move(&ctx.config.data_dir, dir.path.as_str(), hosted).map_or(0, |e| e.code());
+                by_topic.entry(topic.name.0.as_str().to_string()).or_default().push(r);
+            }
+        }
+    }
+    let mut response = AlterReplicaLogDirsResponse::default();
+    response.results = by_topic
+        .into_iter()
+        .map(|(name, partitions)| {
+            let mut t = AlterReplicaLogDirTopicResult::default();
+            t.topic_name = TopicName(s(name));
+            t.partitions = partitions;
+            t
+        })
+        .collect();
+    response
+}
+
 /// DescribeLogDirs: the one data directory, its partitions with their sizes, and the
 /// file system's total and usable bytes (Kafka UI shows topic sizes from this).
 pub(super) fn describe_log_dirs(ctx: &BrokerContext, request: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
@@ -144,4 +191,25 @@ pub(super) fn describe_log_dirs(ctx: &BrokerContext, request: DescribeLogDirsReq
     let mut r = DescribeLogDirsResponse::default();
     r.results = vec![dir];
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicas_can_only_stay_in_the_one_data_directory() {
+        let dir = std::env::temp_dir();
+        let here = dir.display().to_string();
+        // (path, hosted) -> error
+        let cases = [
+            ((here.as_str(), true), None),
+            ((&*format!("{here}/"), true), None),
+            ((here.as_str(), false), Some(ResponseError::ReplicaNotAvailable)),
+            (("/no/such/dir", true), Some(ResponseError::LogDirNotFound)),
+        ];
+        for ((path, hosted), want) in cases {
+            assert_eq!(log_dir_move(&dir, path, hosted), want, "{path} hosted {hosted}");
+        }
+    }
 }

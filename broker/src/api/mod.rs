@@ -215,6 +215,9 @@ pub(crate) async fn handle(
         }
         RequestKind::DescribeAcls(r) => ResponseKind::DescribeAcls(cluster::describe_acls(r)),
         RequestKind::DescribeLogDirs(r) => ResponseKind::DescribeLogDirs(cluster::describe_log_dirs(ctx, r)),
+        RequestKind::AlterReplicaLogDirs(r) => {
+            ResponseKind::AlterReplicaLogDirs(cluster::alter_replica_log_dirs(ctx, r))
+        }
         RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(cluster::create_acls(r)),
         RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(cluster::delete_acls(r)),
         _ => return Err(Unhandled(ApiKey::try_from(header.request_api_key).ok())),
@@ -258,6 +261,7 @@ pub(crate) fn set_throttle(response: &mut ResponseKind, ms: i32) {
         DescribeConfigs,
         AlterConfigs,
         DescribeLogDirs,
+        AlterReplicaLogDirs,
         CreatePartitions,
         DeleteGroups,
         ElectLeaders,

@@ -228,6 +228,17 @@ fn request_for(key: ApiKey, version: i16, topic_id: TopicId) -> Option<RequestKi
             r.topics = vec![t];
             RequestKind::AlterPartitionReassignments(r)
         }
+        ApiKey::AlterReplicaLogDirs => {
+            let mut t = alter_replica_log_dirs_request::AlterReplicaLogDirTopic::default();
+            t.name = name("t");
+            t.partitions = vec![0];
+            let mut d = alter_replica_log_dirs_request::AlterReplicaLogDir::default();
+            d.path = s("/no/such/dir");
+            d.topics = vec![t];
+            let mut r = AlterReplicaLogDirsRequest::default();
+            r.dirs = vec![d];
+            RequestKind::AlterReplicaLogDirs(r)
+        }
         ApiKey::ListPartitionReassignments => {
             RequestKind::ListPartitionReassignments(ListPartitionReassignmentsRequest::default())
         }
