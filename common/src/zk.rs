@@ -323,3 +323,42 @@ pub async fn request_reassignment(
     let payload = crate::znode::ReassignPartitions::new(partitions).encode();
     create_request_node(client, crate::znode::REASSIGN_PARTITIONS, &payload, patience).await
 }
+
+/// Why [`update_entity_config`] changed nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigUpdateError<E> {
+    /// The caller's `change` refused the result.
+    Refused(E),
+    /// ZooKeeper failed.
+    Zk(ConfigWriteError),
+    /// Other writers changed the entity on every one of five tries (its znode path).
+    KeptChanging(String),
+}
+
+/// A read-modify-write of an entity's config: reads it, lets `change` compute the new
+/// config from the stored one (or refuse), and writes it through [`write_entity_config`]
+/// conditional on the version read, reading again when another writer got there first.
+/// With `validate_only` nothing is written. Returns the config written (or that would be).
+///
+/// # Errors
+/// [`ConfigUpdateError`] as documented on each variant.
+pub async fn update_entity_config<E>(
+    client: &Client,
+    entity: &ConfigEntity,
+    validate_only: bool,
+    change: impl Fn(&std::collections::BTreeMap<String, String>) -> Result<std::collections::BTreeMap<String, String>, E>,
+) -> Result<std::collections::BTreeMap<String, String>, ConfigUpdateError<E>> {
+    for _ in 0..5 {
+        let (current, version) = read_entity_config(client, entity).await.map_err(ConfigUpdateError::Zk)?;
+        let next = change(&current).map_err(ConfigUpdateError::Refused)?;
+        if validate_only {
+            return Ok(next);
+        }
+        match write_entity_config(client, entity, next.clone(), version).await {
+            Ok(()) => return Ok(next),
+            Err(ConfigWriteError::Conflict(_)) => continue,
+            Err(e) => return Err(ConfigUpdateError::Zk(e)),
+        }
+    }
+    Err(ConfigUpdateError::KeptChanging(entity.path()))
+}

@@ -2,8 +2,6 @@
 //! answers them (SECURITY_DISABLED), so that tools probing for ACLs switch their ACL views
 //! off instead of failing.
 
-use std::collections::BTreeMap;
-
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_replica_log_dirs_response::{
     AlterReplicaLogDirPartitionResult, AlterReplicaLogDirTopicResult,
@@ -20,7 +18,7 @@ use kafka_protocol::messages::{
     DescribeClusterResponse, DescribeLogDirsRequest, DescribeLogDirsResponse, TopicName,
 };
 
-use super::{s, BrokerContext};
+use super::{by_topic, s, BrokerContext};
 
 /// DescribeCluster `endpoint_type`: brokers (1), as opposed to KRaft controllers (2).
 const BROKER_ENDPOINTS: i8 = 1;
@@ -120,7 +118,7 @@ pub(super) fn alter_replica_log_dirs(
     ctx: &BrokerContext,
     request: AlterReplicaLogDirsRequest,
 ) -> AlterReplicaLogDirsResponse {
-    let mut by_topic: BTreeMap<String, Vec<AlterReplicaLogDirPartitionResult>> = BTreeMap::new();
+    let mut results = Vec::new();
     for dir in &request.dirs {
         for topic in &dir.topics {
             for partition in &topic.partitions {
@@ -128,20 +126,17 @@ pub(super) fn alter_replica_log_dirs(
                 let mut r = AlterReplicaLogDirPartitionResult::default();
                 r.partition_index = *partition;
                 r.error_code = log_dir_move(&ctx.config.data_dir, dir.path.as_str(), hosted).map_or(0, |e| e.code());
-                by_topic.entry(topic.name.0.as_str().to_string()).or_default().push(r);
+                results.push((topic.name.0.as_str().to_string(), r));
             }
         }
     }
     let mut response = AlterReplicaLogDirsResponse::default();
-    response.results = by_topic
-        .into_iter()
-        .map(|(name, partitions)| {
-            let mut t = AlterReplicaLogDirTopicResult::default();
-            t.topic_name = TopicName(s(name));
-            t.partitions = partitions;
-            t
-        })
-        .collect();
+    response.results = by_topic(results, |name, partitions| {
+        let mut t = AlterReplicaLogDirTopicResult::default();
+        t.topic_name = TopicName(s(name));
+        t.partitions = partitions;
+        t
+    });
     response
 }
 
@@ -152,7 +147,7 @@ pub(super) fn describe_log_dirs(ctx: &BrokerContext, request: DescribeLogDirsReq
         None => true,
         Some(topics) => topics.iter().any(|t| t.topic.as_str() == topic && t.partitions.contains(&partition)),
     };
-    let mut by_topic: BTreeMap<String, Vec<DescribeLogDirsPartition>> = BTreeMap::new();
+    let mut hosted = Vec::new();
     for (tp, partition) in ctx.replicas.all() {
         if !wanted(&tp.topic, tp.partition) {
             continue;
@@ -163,19 +158,16 @@ pub(super) fn describe_log_dirs(ctx: &BrokerContext, request: DescribeLogDirsReq
         p.partition_size = i64::try_from(offsets.size_bytes).unwrap_or(i64::MAX);
         // Kafka: how far the log end is behind the high watermark (a catching-up follower).
         p.offset_lag = (partition.high_watermark() - offsets.log_end_offset).max(0);
-        by_topic.entry(tp.topic).or_default().push(p);
+        hosted.push((tp.topic, p));
     }
     let mut dir = DescribeLogDirsResult::default();
     dir.log_dir = s(ctx.config.data_dir.display().to_string());
-    dir.topics = by_topic
-        .into_iter()
-        .map(|(name, partitions)| {
-            let mut t = DescribeLogDirsTopic::default();
-            t.name = TopicName(s(name));
-            t.partitions = partitions;
-            t
-        })
-        .collect();
+    dir.topics = by_topic(hosted, |name, partitions| {
+        let mut t = DescribeLogDirsTopic::default();
+        t.name = TopicName(s(name));
+        t.partitions = partitions;
+        t
+    });
     // -1, as Kafka reports, when the file system cannot tell.
     match rustix::fs::statvfs(&ctx.config.data_dir) {
         Ok(fs) => {

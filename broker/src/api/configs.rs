@@ -19,7 +19,7 @@ use tributary_common::config::{alter_overrides, AlterOp, ConfigType};
 use tributary_common::ids::BrokerId;
 use tributary_common::telemetry;
 use tributary_common::topic::{topic_config_def, validate_config};
-use tributary_common::zk::{read_entity_config, write_entity_config, ConfigWriteError};
+use tributary_common::zk::{update_entity_config, ConfigUpdateError};
 use tributary_common::znode::ConfigEntity;
 
 use super::admin::{admin_err, zk_err, AdminError};
@@ -320,8 +320,8 @@ fn invalid_value(resource_type: i8, name: &str, reason: impl std::fmt::Display) 
     )
 }
 
-/// Reads, changes, checks and (unless `validate_only`) writes one entity's overrides,
-/// conditional on the version read; a concurrent writer makes it read again.
+/// Reads, changes, checks and (unless `validate_only`) writes one entity's overrides
+/// (`update_entity_config`), then waits until this broker's own view holds the change.
 pub(super) async fn read_modify_write(
     ctx: &BrokerContext,
     entity: ConfigEntity,
@@ -329,35 +329,31 @@ pub(super) async fn read_modify_write(
     next: impl Fn(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, AdminError>,
 ) -> Result<(), AdminError> {
     let client = ctx.zk.client().map_err(zk_err)?;
-    let zk_failed = |e: ConfigWriteError| admin_err(ResponseError::UnknownServerError, format!("{e}; retry"));
-    for _ in 0..5 {
-        let (current, version) = read_entity_config(&client, &entity).await.map_err(zk_failed)?;
-        let wanted = next(&current)?;
-        if validate_only {
-            return Ok(());
-        }
-        match write_entity_config(&client, &entity, wanted.clone(), version).await {
-            Ok(()) => {
-                // Read-your-writes on this broker, as Kafka's (which describes from
-                // ZooKeeper): answer once this broker's own view holds the change. Other
-                // brokers take it up from their watches moments later.
-                let seen = |m: &crate::metadata::ClusterMetadata| match &entity {
-                    ConfigEntity::Topic(t) => m.topics.get(t).is_none_or(|t| t.config == wanted),
-                    other => m.entity_config(other) == wanted,
-                };
-                if !ctx.wait_for_metadata(std::time::Duration::from_secs(5), seen).await {
-                    tracing::warn!(znode = entity.path(), "a config change was written but this broker has not seen it after 5 s; is its ZooKeeper session healthy?");
-                }
-                return Ok(());
-            }
-            Err(ConfigWriteError::Conflict(_)) => continue,
-            Err(e) => return Err(zk_failed(e)),
-        }
+    let wanted = update_entity_config(&client, &entity, validate_only, next).await.map_err(|e| match e {
+        ConfigUpdateError::Refused(e) => e,
+        ConfigUpdateError::Zk(e) => admin_err(ResponseError::UnknownServerError, format!("{e}; retry")),
+        ConfigUpdateError::KeptChanging(path) => admin_err(
+            ResponseError::RequestTimedOut,
+            format!("{path} kept changing while this change was applied; retry"),
+        ),
+    })?;
+    if validate_only {
+        return Ok(());
     }
-    Err(admin_err(
-        ResponseError::RequestTimedOut,
-        format!("{} kept changing while this change was applied; retry", entity.path()),
-    ))
+    // Read-your-writes on this broker, as Kafka's (which describes from ZooKeeper): answer
+    // once this broker's own view holds the change. Other brokers take it up from their
+    // watches moments later.
+    let seen = |m: &crate::metadata::ClusterMetadata| match &entity {
+        ConfigEntity::Topic(t) => m.topics.get(t).is_none_or(|t| t.config == wanted),
+        other => m.entity_config(other) == wanted,
+    };
+    if !ctx.wait_for_metadata(std::time::Duration::from_secs(5), seen).await {
+        tracing::warn!(
+            znode = entity.path(),
+            "a config change was written but this broker has not seen it after 5 s; is its ZooKeeper session healthy?"
+        );
+    }
+    Ok(())
 }
 
 async fn alter_topic(ctx: &BrokerContext, name: &str, change: &Change, validate_only: bool) -> Result<(), AdminError> {

@@ -13,7 +13,7 @@ use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse, TopicN
 use tributary_common::ids::BrokerId;
 use tributary_common::znode::{self, NO_LEADER};
 
-use super::{s, BrokerContext};
+use super::{by_topic, s, BrokerContext};
 use crate::metadata::{ClusterMetadata, PartitionMetadata};
 
 /// ElectLeaders' election types.
@@ -157,8 +157,7 @@ pub(super) async fn elect_leaders(
             answers.insert((topic, partition), result);
         }
     }
-    let mut by_topic: BTreeMap<String, Vec<PartitionResult>> = BTreeMap::new();
-    for ((topic, partition), result) in answers {
+    let results = answers.into_iter().map(|((topic, partition), result)| {
         let mut r = PartitionResult::default();
         r.partition_id = partition;
         r.error_message = None;
@@ -166,17 +165,14 @@ pub(super) async fn elect_leaders(
             r.error_code = code.code();
             r.error_message = Some(s(message));
         }
-        by_topic.entry(topic).or_default().push(r);
-    }
-    response.replica_election_results = by_topic
-        .into_iter()
-        .map(|(topic, partition_result)| {
-            let mut t = ReplicaElectionResult::default();
-            t.topic = TopicName(s(topic));
-            t.partition_result = partition_result;
-            t
-        })
-        .collect();
+        (topic, r)
+    });
+    response.replica_election_results = by_topic(results, |topic, partition_result| {
+        let mut t = ReplicaElectionResult::default();
+        t.topic = TopicName(s(topic));
+        t.partition_result = partition_result;
+        t
+    });
     response
 }
 

@@ -19,7 +19,7 @@ use tributary_common::topic::{validate_topic_name, CONSUMER_OFFSETS};
 use tributary_common::znode::NO_LEADER;
 
 use super::{admin, s, BrokerContext};
-use crate::metadata::{ClusterMetadata, TopicMetadata};
+use crate::metadata::{ClusterMetadata, PartitionMetadata, TopicMetadata};
 
 /// How long an auto-creating Metadata request waits for the new topic's leaders before
 /// answering LEADER_NOT_AVAILABLE (the client then retries, as it would with Kafka).
@@ -159,30 +159,29 @@ fn leader_for(leader: i32, cluster: &ClusterMetadata, listener: &str, version: i
 }
 
 fn topic_entry(view: &View<'_>, name: &str, topic: &TopicMetadata) -> MetadataResponseTopic {
-    let cluster = view.cluster;
     let mut t = MetadataResponseTopic::default();
     t.name = Some(TopicName(s(name)));
     t.topic_id = topic.id.map(|id| id.0).unwrap_or_default();
     t.is_internal = name == CONSUMER_OFFSETS;
     t.topic_authorized_operations = i32::MIN;
-    t.partitions = topic
-        .partitions
-        .iter()
-        .map(|(index, pm)| {
-            let mut p = MetadataResponsePartition::default();
-            p.partition_index = *index;
-            let (error, leader) = leader_for(pm.leader, cluster, view.listener, view.version);
-            p.error_code = error;
-            p.leader_id = BrokerId(leader);
-            p.leader_epoch = pm.leader_epoch;
-            p.replica_nodes = pm.replicas.iter().map(|r| BrokerId(*r)).collect();
-            p.isr_nodes = pm.isr.iter().map(|r| BrokerId(*r)).collect();
-            p.offline_replicas =
-                pm.replicas.iter().filter(|r| !cluster.brokers.contains_key(r)).map(|r| BrokerId(*r)).collect();
-            p
-        })
-        .collect();
+    t.partitions = topic.partitions.iter().map(|(index, pm)| partition_entry(view, *index, pm)).collect();
     t
+}
+
+/// One partition as Metadata describes it (DescribeTopicPartitions copies the same fields).
+fn partition_entry(view: &View<'_>, index: i32, pm: &PartitionMetadata) -> MetadataResponsePartition {
+    let cluster = view.cluster;
+    let mut p = MetadataResponsePartition::default();
+    p.partition_index = index;
+    let (error, leader) = leader_for(pm.leader, cluster, view.listener, view.version);
+    p.error_code = error;
+    p.leader_id = BrokerId(leader);
+    p.leader_epoch = pm.leader_epoch;
+    p.replica_nodes = pm.replicas.iter().map(|r| BrokerId(*r)).collect();
+    p.isr_nodes = pm.isr.iter().map(|r| BrokerId(*r)).collect();
+    p.offline_replicas =
+        pm.replicas.iter().filter(|r| !cluster.brokers.contains_key(r)).map(|r| BrokerId(*r)).collect();
+    p
 }
 
 /// A page: each topic with the partitions it contributes (`None`: unknown topic), and the
@@ -271,14 +270,14 @@ pub(super) fn describe_topic_partitions(
         t.topic_authorized_operations = i32::MIN;
         match (range, cluster.topics.get(&name)) {
             (Some(range), Some(topic)) => {
-                let full = topic_entry(&view, &name, topic);
-                t.topic_id = full.topic_id;
-                t.is_internal = full.is_internal;
-                t.partitions = full
+                t.topic_id = topic.id.map(|id| id.0).unwrap_or_default();
+                t.is_internal = name == CONSUMER_OFFSETS;
+                // Only the page's partitions are built.
+                t.partitions = topic
                     .partitions
-                    .into_iter()
-                    .filter(|p| range.contains(&p.partition_index))
-                    .map(|p| {
+                    .range(range)
+                    .map(|(index, pm)| {
+                        let p = partition_entry(&view, *index, pm);
                         let mut d = DescribeTopicPartitionsResponsePartition::default();
                         d.error_code = p.error_code;
                         d.partition_index = p.partition_index;

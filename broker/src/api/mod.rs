@@ -309,6 +309,19 @@ pub(crate) fn tp(topic: &StrBytes, partition: i32) -> TopicPartition {
     TopicPartition::new(topic.as_str(), partition)
 }
 
+/// Per-partition results grouped into one entry per topic, topics in name order, as the
+/// partition-level admin responses carry them; `topic_entry(name, partitions)` builds each.
+pub(crate) fn by_topic<P, T>(
+    results: impl IntoIterator<Item = (String, P)>,
+    topic_entry: impl Fn(String, Vec<P>) -> T,
+) -> Vec<T> {
+    let mut grouped: std::collections::BTreeMap<String, Vec<P>> = std::collections::BTreeMap::new();
+    for (topic, partition) in results {
+        grouped.entry(topic).or_default().push(partition);
+    }
+    grouped.into_iter().map(|(name, partitions)| topic_entry(name, partitions)).collect()
+}
+
 /// A `StrBytes` from anything string-like.
 pub(crate) fn s(text: impl Into<String>) -> StrBytes {
     StrBytes::from_string(text.into())

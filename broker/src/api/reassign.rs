@@ -22,7 +22,7 @@ use kafka_protocol::messages::{
 use tributary_common::ids::BrokerId;
 use tributary_common::znode::ReassignedPartition;
 
-use super::{s, BrokerContext};
+use super::{by_topic, s, BrokerContext};
 use crate::metadata::ClusterMetadata;
 
 /// Checks one requested move against the cluster: `None` cancels.
@@ -125,8 +125,7 @@ pub(super) async fn alter_partition_reassignments(
             }
         }
     }
-    let mut by_topic: BTreeMap<String, Vec<ReassignablePartitionResponse>> = BTreeMap::new();
-    for ((topic, partition), result) in results {
+    let results = results.into_iter().map(|((topic, partition), result)| {
         let mut r = ReassignablePartitionResponse::default();
         r.partition_index = partition;
         r.error_message = None;
@@ -134,17 +133,14 @@ pub(super) async fn alter_partition_reassignments(
             r.error_code = code.code();
             r.error_message = Some(s(message));
         }
-        by_topic.entry(topic).or_default().push(r);
-    }
-    response.responses = by_topic
-        .into_iter()
-        .map(|(name, partitions)| {
-            let mut t = ReassignableTopicResponse::default();
-            t.name = TopicName(s(name));
-            t.partitions = partitions;
-            t
-        })
-        .collect();
+        (topic, r)
+    });
+    response.responses = by_topic(results, |name, partitions| {
+        let mut t = ReassignableTopicResponse::default();
+        t.name = TopicName(s(name));
+        t.partitions = partitions;
+        t
+    });
     response
 }
 

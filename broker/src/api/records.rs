@@ -2,7 +2,6 @@
 //! partition's leader (`kafka-delete-records`, Kafka UI's "clear messages" and producer
 //! views, `kafka-transactions describe-producers`).
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
@@ -13,7 +12,7 @@ use kafka_protocol::messages::{
 };
 use tributary_common::topic::is_internal;
 
-use super::{replica_error_code, s, tp, BrokerContext};
+use super::{by_topic, replica_error_code, s, tp, BrokerContext};
 use crate::replica::DeleteRecordsError;
 
 pub(super) async fn delete_records(ctx: &BrokerContext, request: DeleteRecordsRequest) -> DeleteRecordsResponse {
@@ -46,24 +45,20 @@ pub(super) async fn delete_records(ctx: &BrokerContext, request: DeleteRecordsRe
             }
         }
     }
-    let mut by_topic: BTreeMap<String, Vec<DeleteRecordsPartitionResult>> = BTreeMap::new();
-    for (tp, low, code) in results {
+    let results = results.into_iter().map(|(tp, low, code)| {
         let mut r = DeleteRecordsPartitionResult::default();
         r.partition_index = tp.partition;
         r.low_watermark = low;
         r.error_code = code;
-        by_topic.entry(tp.topic).or_default().push(r);
-    }
+        (tp.topic, r)
+    });
     let mut response = DeleteRecordsResponse::default();
-    response.topics = by_topic
-        .into_iter()
-        .map(|(name, partitions)| {
-            let mut t = DeleteRecordsTopicResult::default();
-            t.name = kafka_protocol::messages::TopicName(s(name));
-            t.partitions = partitions;
-            t
-        })
-        .collect();
+    response.topics = by_topic(results, |name, partitions| {
+        let mut t = DeleteRecordsTopicResult::default();
+        t.name = kafka_protocol::messages::TopicName(s(name));
+        t.partitions = partitions;
+        t
+    });
     response
 }
 

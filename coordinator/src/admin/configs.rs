@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tributary_common::dynamic::{check_overrides, DynamicError, DYNAMIC_BROKER_KEYS};
 use tributary_common::topic::{topic_config_def, validate_config};
-use tributary_common::zk::{read_entity_config, write_entity_config, ConfigWriteError};
+use tributary_common::zk::{read_entity_config, update_entity_config, ConfigUpdateError};
 use tributary_common::znode::ConfigEntity;
 
 use super::{AdminState, ApiError};
@@ -60,8 +60,7 @@ fn view(entity: &ConfigEntity, configs: BTreeMap<String, String>) -> Json<Value>
     Json(json!({ "entity": entity.entity_path(), "znode": entity.path(), "configs": configs }))
 }
 
-/// Reads the entity, applies the patch, checks the result, writes it conditionally;
-/// retries when another writer got there first.
+/// Applies the patch to the entity's stored config, checks the result and writes it.
 async fn patch_entity(
     state: &AdminState,
     entity: ConfigEntity,
@@ -69,24 +68,25 @@ async fn patch_entity(
     check: impl Fn(&BTreeMap<String, String>) -> Result<(), ApiError>,
 ) -> Result<Json<Value>, ApiError> {
     let client = state.client()?;
-    let unavailable = |e: ConfigWriteError| ApiError::Unavailable(e.to_string());
-    for _ in 0..5 {
-        let (mut configs, version) = read_entity_config(&client, &entity).await.map_err(unavailable)?;
+    let configs = update_entity_config(&client, &entity, false, |current| {
+        let mut configs = current.clone();
         configs.extend(patch.set.clone());
         for k in &patch.delete {
             configs.remove(k);
         }
         check(&configs)?;
-        match write_entity_config(&client, &entity, configs.clone(), version).await {
-            Ok(()) => {
-                tracing::info!(entity = entity.entity_path(), set = ?patch.set, delete = ?patch.delete, "config changed through the admin API; brokers apply it from their watch");
-                return Ok(view(&entity, configs));
-            }
-            Err(ConfigWriteError::Conflict(_)) => continue,
-            Err(e) => return Err(unavailable(e)),
+        Ok(configs)
+    })
+    .await
+    .map_err(|e| match e {
+        ConfigUpdateError::Refused(e) => e,
+        ConfigUpdateError::Zk(e) => ApiError::Unavailable(e.to_string()),
+        ConfigUpdateError::KeptChanging(path) => {
+            ApiError::Conflict(format!("{path} kept changing while this change was applied; retry"))
         }
-    }
-    Err(ApiError::Conflict(format!("{} kept changing while this change was applied; retry", entity.path())))
+    })?;
+    tracing::info!(entity = entity.entity_path(), set = ?patch.set, delete = ?patch.delete, "config changed through the admin API; brokers apply it from their watch");
+    Ok(view(&entity, configs))
 }
 
 pub(super) async fn get_topic(
