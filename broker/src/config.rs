@@ -19,7 +19,6 @@ const INERT_KAFKA_KEYS: &[&str] = &[
     "socket.send.buffer.bytes",
     "socket.receive.buffer.bytes",
     "num.recovery.threads.per.data.dir",
-    "log.segment.bytes",
     "transaction.state.log.replication.factor",
     "transaction.state.log.min.isr",
     // KRaft's: the container's single-node mode runs a ZooKeeper of its own instead.
@@ -71,6 +70,32 @@ tributary_common::settings! {
         "bytes kept per partition; -1 means no limit";
     log_retention_check_interval_ms: u64 = "300000", "log.retention.check.interval.ms", "TRIBUTARY_LOG_RETENTION_CHECK_INTERVAL_MS",
         "how often retention runs";
+    log_cleanup_policy: String = "delete", "log.cleanup.policy", "TRIBUTARY_LOG_CLEANUP_POLICY",
+        "cleanup.policy of topics without their own: delete, compact or compact,delete";
+    log_segment_bytes: i64 = "1073741824", "log.segment.bytes", "TRIBUTARY_LOG_SEGMENT_BYTES",
+        "segment.bytes of topics without their own: a partition's open chunk closes at this size (chunks close at 1-64 MiB on their own), which makes it cleanable";
+    log_roll_ms: i64 = "604800000", "log.roll.ms", "TRIBUTARY_LOG_ROLL_MS",
+        "segment.ms of topics without their own: the open chunk closes this long after its first record (log.roll.hours is read too)";
+    log_cleaner_enable: bool = "true", "log.cleaner.enable", "TRIBUTARY_LOG_CLEANER_ENABLE",
+        "run the log cleaner, which compacts topics whose cleanup.policy includes compact (__consumer_offsets among them)";
+    log_cleaner_threads: usize = "1", "log.cleaner.threads", "TRIBUTARY_LOG_CLEANER_THREADS",
+        "threads compacting logs, each one partition at a time";
+    log_cleaner_io_max_bytes_per_second: f64 = "1.7976931348623157E308", "log.cleaner.io.max.bytes.per.second", "TRIBUTARY_LOG_CLEANER_IO_MAX_BYTES_PER_SECOND",
+        "bytes per second the cleaner threads together read and write, at most";
+    log_cleaner_dedupe_buffer_size: i64 = "134217728", "log.cleaner.dedupe.buffer.size", "TRIBUTARY_LOG_CLEANER_DEDUPE_BUFFER_SIZE",
+        "memory for the cleaners' key maps, shared by the threads; a pass cleans as far as its map reaches";
+    log_cleaner_io_buffer_load_factor: f64 = "0.9", "log.cleaner.io.buffer.load.factor", "TRIBUTARY_LOG_CLEANER_IO_BUFFER_LOAD_FACTOR",
+        "how full a key map may get before a pass stops mapping";
+    log_cleaner_backoff_ms: u64 = "15000", "log.cleaner.backoff.ms", "TRIBUTARY_LOG_CLEANER_BACKOFF_MS",
+        "how long a cleaner thread sleeps when no log needs cleaning";
+    log_cleaner_min_cleanable_ratio: f64 = "0.5", "log.cleaner.min.cleanable.ratio", "TRIBUTARY_LOG_CLEANER_MIN_CLEANABLE_RATIO",
+        "min.cleanable.dirty.ratio of topics without their own";
+    log_cleaner_delete_retention_ms: i64 = "86400000", "log.cleaner.delete.retention.ms", "TRIBUTARY_LOG_CLEANER_DELETE_RETENTION_MS",
+        "delete.retention.ms of topics without their own: how long a tombstone stays after its first cleaning";
+    log_cleaner_min_compaction_lag_ms: i64 = "0", "log.cleaner.min.compaction.lag.ms", "TRIBUTARY_LOG_CLEANER_MIN_COMPACTION_LAG_MS",
+        "min.compaction.lag.ms of topics without their own";
+    log_cleaner_max_compaction_lag_ms: i64 = "9223372036854775807", "log.cleaner.max.compaction.lag.ms", "TRIBUTARY_LOG_CLEANER_MAX_COMPACTION_LAG_MS",
+        "max.compaction.lag.ms of topics without their own";
     log_flush_interval_messages: u64 = "9223372036854775807", "log.flush.interval.messages", "TRIBUTARY_LOG_FLUSH_INTERVAL_MESSAGES",
         "flush after this many appended records (the default, Kafka's, means never by count); 1 also makes every acks=all wait for the flush";
     log_flush_interval_ms: u64 = "1000", "log.flush.interval.ms", "TRIBUTARY_LOG_FLUSH_INTERVAL_MS",
@@ -160,11 +185,16 @@ fn fold_aliases(props: &mut Properties) -> Result<(), ConfigError> {
     // KRaft names a broker node.id; it stands for broker.id when that is not given.
     props.fold_alias("node.id", "broker.id");
     props.fold_alias("log.dir", "log.dirs");
-    for (key, factor) in [("log.retention.minutes", 60_000i64), ("log.retention.hours", 3_600_000)] {
+    let units = [
+        ("log.retention.minutes", "log.retention.ms", 60_000i64),
+        ("log.retention.hours", "log.retention.ms", 3_600_000),
+        ("log.roll.hours", "log.roll.ms", 3_600_000),
+    ];
+    for (key, target, factor) in units {
         let value: Option<i64> = props.take_parsed(key)?;
         if let Some(v) = value {
-            if !props.contains("log.retention.ms") {
-                props.set("log.retention.ms", v.saturating_mul(factor).to_string());
+            if !props.contains(target) {
+                props.set(target, v.saturating_mul(factor).to_string());
             }
         }
     }
@@ -413,6 +443,50 @@ impl BrokerConfig {
         }
         if self.default_replication_factor < 1 {
             return Err(invalid("default.replication.factor", self.default_replication_factor, "must be at least 1"));
+        }
+        if self.log_segment_bytes < 14 {
+            return Err(invalid("log.segment.bytes", self.log_segment_bytes, "must be at least 14"));
+        }
+        if self.log_roll_ms < 1 {
+            return Err(invalid("log.roll.ms", self.log_roll_ms, "must be at least 1"));
+        }
+        if !matches!(
+            self.log_cleanup_policy.replace(' ', "").as_str(),
+            "delete" | "compact" | "compact,delete" | "delete,compact"
+        ) {
+            return Err(invalid(
+                "log.cleanup.policy",
+                &self.log_cleanup_policy,
+                "must be delete, compact or compact,delete",
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.log_cleaner_min_cleanable_ratio) {
+            return Err(invalid(
+                "log.cleaner.min.cleanable.ratio",
+                self.log_cleaner_min_cleanable_ratio,
+                "must be between 0 and 1",
+            ));
+        }
+        if !(self.log_cleaner_io_buffer_load_factor > 0.0 && self.log_cleaner_io_buffer_load_factor <= 1.0) {
+            return Err(invalid(
+                "log.cleaner.io.buffer.load.factor",
+                self.log_cleaner_io_buffer_load_factor,
+                "must be above 0 and at most 1",
+            ));
+        }
+        if self.log_cleaner_dedupe_buffer_size < 1 << 20 {
+            return Err(invalid(
+                "log.cleaner.dedupe.buffer.size",
+                self.log_cleaner_dedupe_buffer_size,
+                "must be at least 1048576",
+            ));
+        }
+        if self.log_cleaner_min_compaction_lag_ms < 0 || self.log_cleaner_max_compaction_lag_ms < 1 {
+            return Err(invalid(
+                "log.cleaner.max.compaction.lag.ms",
+                self.log_cleaner_max_compaction_lag_ms,
+                "compaction lags must be at least 0 (min) and 1 (max)",
+            ));
         }
         if self.message_max_bytes < 64 {
             return Err(invalid("message.max.bytes", self.message_max_bytes, "must be at least 64"));

@@ -53,6 +53,7 @@ use crate::api::BrokerContext;
 use crate::config::BrokerConfig;
 use crate::group::GroupCoordinator;
 use crate::log::{FlushPolicy, LogStore};
+use crate::replica::cleaner::{CleanerSettings, LogCleaner};
 use crate::replica::fetcher::FetcherManager;
 use crate::replica::ReplicaManager;
 use crate::topic_config::TopicConfig;
@@ -149,6 +150,7 @@ pub async fn run(
     let (served_tx, served_rx) = watch::channel(None);
     let replicas = ReplicaManager::new(broker_id, store.clone(), TopicConfig::defaults(&config));
     replicas.set_replication_throttles(&config);
+    let cleaner = LogCleaner::start(&replicas, CleanerSettings::from_config(&config));
     let groups = GroupCoordinator::new(broker_id, config.group_config(), replicas.clone());
     let ctx = Arc::new(BrokerContext::new(config, replicas, groups, served_rx, zk.clone()));
     // Background tasks run until the connections have drained.
@@ -163,6 +165,7 @@ pub async fn run(
     let reconciler = ctx.clone();
     let stop = background_stop.clone();
     let reconciler_fetchers = fetchers.clone();
+    let reconciler_cleaner = cleaner.clone();
     background.spawn(async move {
         loop {
             let snapshot = zk_view.borrow_and_update().clone();
@@ -171,6 +174,7 @@ pub async fn run(
                     let c = &effective.config;
                     reconciler.replicas.set_topic_defaults(TopicConfig::defaults(c));
                     reconciler.replicas.set_replication_throttles(c);
+                    reconciler_cleaner.configure(CleanerSettings::from_config(c));
                     reconciler.replicas.store().set_flush_policy(FlushPolicy {
                         interval_ms: Some(c.log_flush_interval_ms),
                         interval_messages: c.log_flush_interval_messages,
@@ -302,6 +306,7 @@ pub async fn run(
     background.close();
     background.wait().await;
     fetchers.stop().await;
+    let _ = tokio::task::spawn_blocking(move || cleaner.stop()).await;
     ctx.replicas.stop_storage().await;
     let replicas = ctx.replicas.clone();
     let _ = tokio::task::spawn_blocking(move || replicas.checkpoint_high_watermarks()).await;

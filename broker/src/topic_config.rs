@@ -2,20 +2,25 @@
 //! `tributary_common::topic`). A topic's overrides are parsed once per metadata snapshot
 //! into a typed [`TopicConfig`] that every partition of the topic carries; nothing else
 //! reads config strings. Tributary enforces `retention.ms`, `retention.bytes`,
-//! `cleanup.policy` (delete or not), `max.message.bytes`, `message.timestamp.type`,
-//! `min.insync.replicas` and `flush.messages`; the other keys are stored and described so
-//! that tools that set them keep working.
+//! `cleanup.policy` (delete, compact or both), the compaction settings
+//! (`min.cleanable.dirty.ratio`, `min.compaction.lag.ms`, `max.compaction.lag.ms`,
+//! `delete.retention.ms`), `segment.bytes` and `segment.ms` (when a partition's open chunk
+//! closes), `max.message.bytes`, `message.timestamp.type`, `min.insync.replicas` and
+//! `flush.messages`; the other keys are stored and described so that tools that set them
+//! keep working.
 
 use std::collections::BTreeMap;
 
 use crate::config::BrokerConfig;
+use crate::log::cleaner::Compaction;
+use crate::log::Roll;
 
 #[cfg(test)]
 use tributary_common::config::ConfigType as Kind;
 pub(crate) use tributary_common::topic::TOPIC_CONFIGS as DEFS;
 
 /// The settings of one topic that the broker acts on.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) struct TopicConfig {
     /// `max.message.bytes`: the largest record batch accepted.
     pub max_message_bytes: usize,
@@ -31,6 +36,14 @@ pub(crate) struct TopicConfig {
     pub retention_bytes: i64,
     /// `cleanup.policy` includes `delete`: time and size retention apply.
     pub delete_retention: bool,
+    /// `cleanup.policy` includes `compact`: the log cleaner keeps each key's latest record,
+    /// and records without a key are refused.
+    pub compact: bool,
+    /// The compaction settings.
+    pub compaction: Compaction,
+    /// `segment.bytes` and `segment.ms` (for compacted topics at most
+    /// `max.compaction.lag.ms`): when the open chunk closes.
+    pub roll: Roll,
     /// `leader.replication.throttled.replicas`: leader replicas whose serving of
     /// out-of-sync followers counts against `leader.replication.throttled.rate`.
     pub leader_throttled: Throttled,
@@ -93,7 +106,15 @@ impl TopicConfig {
             min_insync_replicas: (c.min_insync_replicas.max(1)) as usize,
             retention_ms: c.log_retention_ms,
             retention_bytes: c.log_retention_bytes,
-            delete_retention: true,
+            delete_retention: policy_has(&c.log_cleanup_policy, "delete"),
+            compact: policy_has(&c.log_cleanup_policy, "compact"),
+            compaction: Compaction {
+                min_cleanable_ratio: c.log_cleaner_min_cleanable_ratio,
+                min_lag_ms: c.log_cleaner_min_compaction_lag_ms,
+                max_lag_ms: c.log_cleaner_max_compaction_lag_ms,
+                delete_retention_ms: c.log_cleaner_delete_retention_ms,
+            },
+            roll: Roll { bytes: c.log_segment_bytes.max(14) as u64, ms: c.log_roll_ms.max(1) },
             leader_throttled: Throttled::None,
             follower_throttled: Throttled::None,
         }
@@ -105,6 +126,24 @@ impl TopicConfig {
     pub(crate) fn with_overrides(defaults: &TopicConfig, overrides: &BTreeMap<String, String>) -> TopicConfig {
         let get = |key: &str| overrides.get(key).map(|v| v.trim());
         let parsed = |key: &str| get(key).and_then(|v| v.parse::<i64>().ok());
+        let policy = get("cleanup.policy");
+        let d = &defaults.compaction;
+        let compaction = Compaction {
+            min_cleanable_ratio: get("min.cleanable.dirty.ratio")
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|r| (0.0..=1.0).contains(r))
+                .unwrap_or(d.min_cleanable_ratio),
+            min_lag_ms: parsed("min.compaction.lag.ms").map_or(d.min_lag_ms, |v| v.max(0)),
+            max_lag_ms: parsed("max.compaction.lag.ms").map_or(d.max_lag_ms, |v| v.max(1)),
+            delete_retention_ms: parsed("delete.retention.ms").map_or(d.delete_retention_ms, |v| v.max(0)),
+        };
+        let compact = policy.map_or(defaults.compact, |v| policy_has(v, "compact"));
+        let segment_ms = parsed("segment.ms").map_or(defaults.roll.ms, |v| v.max(1));
+        let roll = Roll {
+            bytes: parsed("segment.bytes").map_or(defaults.roll.bytes, |v| v.max(14) as u64),
+            // KIP-354: a compacted topic's open chunk closes by max.compaction.lag.ms at the latest.
+            ms: if compact { segment_ms.min(compaction.max_lag_ms) } else { segment_ms },
+        };
         TopicConfig {
             max_message_bytes: parsed("max.message.bytes").map_or(defaults.max_message_bytes, |v| v.max(0) as usize),
             log_append_time: get("message.timestamp.type").map_or(defaults.log_append_time, |v| v == "LogAppendTime"),
@@ -113,8 +152,10 @@ impl TopicConfig {
                 .map_or(defaults.min_insync_replicas, |n| n.max(1) as usize),
             retention_ms: parsed("retention.ms").unwrap_or(defaults.retention_ms),
             retention_bytes: parsed("retention.bytes").unwrap_or(defaults.retention_bytes),
-            delete_retention: get("cleanup.policy")
-                .map_or(defaults.delete_retention, |v| v.split(',').any(|p| p.trim() == "delete")),
+            delete_retention: policy.map_or(defaults.delete_retention, |v| policy_has(v, "delete")),
+            compact,
+            compaction,
+            roll,
             leader_throttled: get("leader.replication.throttled.replicas")
                 .map_or_else(|| defaults.leader_throttled.clone(), Throttled::parse),
             follower_throttled: get("follower.replication.throttled.replicas")
@@ -123,34 +164,40 @@ impl TopicConfig {
     }
 }
 
+/// Whether a `cleanup.policy` value names `policy`.
+fn policy_has(value: &str, policy: &str) -> bool {
+    value.split(',').any(|p| p.trim() == policy)
+}
+
 /// The default of `name` on a broker configured as `c`, as DescribeConfigs shows it.
 pub(crate) fn default_value(c: &BrokerConfig, name: &str) -> String {
     match name {
-        "cleanup.policy" => "delete".into(),
+        "cleanup.policy" => c.log_cleanup_policy.clone(),
         "compression.type" => "producer".into(),
-        "delete.retention.ms" => "86400000".into(),
+        "delete.retention.ms" => c.log_cleaner_delete_retention_ms.to_string(),
         "file.delete.delay.ms" => "60000".into(),
         "flush.messages" => c.log_flush_interval_messages.min(i64::MAX as u64).to_string(),
         "flush.ms" => c.log_flush_interval_ms.to_string(),
         "index.interval.bytes" => "4096".into(),
         "local.retention.bytes" | "local.retention.ms" => "-2".into(),
-        "max.compaction.lag.ms"
-        | "message.timestamp.after.max.ms"
+        "max.compaction.lag.ms" => c.log_cleaner_max_compaction_lag_ms.to_string(),
+        "message.timestamp.after.max.ms"
         | "message.timestamp.before.max.ms"
         | "message.timestamp.difference.max.ms" => i64::MAX.to_string(),
         "max.message.bytes" => c.message_max_bytes.to_string(),
         "message.downconversion.enable" => "true".into(),
         "message.format.version" => "3.0-IV1".into(),
         "message.timestamp.type" => "CreateTime".into(),
-        "min.cleanable.dirty.ratio" => "0.5".into(),
-        "min.compaction.lag.ms" | "segment.jitter.ms" => "0".into(),
+        "min.cleanable.dirty.ratio" => c.log_cleaner_min_cleanable_ratio.to_string(),
+        "min.compaction.lag.ms" => c.log_cleaner_min_compaction_lag_ms.to_string(),
+        "segment.jitter.ms" => "0".into(),
         "min.insync.replicas" => c.min_insync_replicas.to_string(),
         "preallocate" | "remote.storage.enable" | "unclean.leader.election.enable" => "false".into(),
         "retention.bytes" => c.log_retention_bytes.to_string(),
         "retention.ms" => c.log_retention_ms.to_string(),
-        "segment.bytes" => "1073741824".into(),
+        "segment.bytes" => c.log_segment_bytes.to_string(),
         "segment.index.bytes" => "10485760".into(),
-        "segment.ms" => "604800000".into(),
+        "segment.ms" => c.log_roll_ms.to_string(),
         _ => String::new(),
     }
 }
@@ -187,9 +234,15 @@ mod tests {
             ("min.insync.replicas", "0", |t| t.min_insync_replicas == 1),
             ("retention.ms", "-1", |t| t.retention_ms == -1),
             ("retention.bytes", "4096", |t| t.retention_bytes == 4096),
-            ("cleanup.policy", "compact", |t| !t.delete_retention),
-            ("cleanup.policy", "compact,delete", |t| t.delete_retention),
-            ("cleanup.policy", "delete", |t| t.delete_retention),
+            ("cleanup.policy", "compact", |t| !t.delete_retention && t.compact),
+            ("cleanup.policy", "compact,delete", |t| t.delete_retention && t.compact),
+            ("cleanup.policy", "delete", |t| t.delete_retention && !t.compact),
+            ("min.cleanable.dirty.ratio", "0.1", |t| t.compaction.min_cleanable_ratio == 0.1),
+            ("min.cleanable.dirty.ratio", "7", |t| t.compaction.min_cleanable_ratio == 0.5),
+            ("delete.retention.ms", "100", |t| t.compaction.delete_retention_ms == 100),
+            ("min.compaction.lag.ms", "5", |t| t.compaction.min_lag_ms == 5),
+            ("segment.ms", "100", |t| t.roll.ms == 100),
+            ("segment.bytes", "4096", |t| t.roll.bytes == 4096),
             ("min.insync.replicas", "not a number", |t| t.min_insync_replicas == 1),
         ];
         for (key, value, holds) in cases {

@@ -496,7 +496,7 @@ macro_rules! setting_value {
     };
 }
 
-setting_value!(bool => Boolean, String => String, i16 => Short, i32 => Int, i64 => Long, u32 => Int, u64 => Long, usize => Int, Listeners => List, ProtocolMap => List);
+setting_value!(bool => Boolean, String => String, i16 => Short, i32 => Int, i64 => Long, u32 => Int, u64 => Long, usize => Int, f64 => Double, Listeners => List, ProtocolMap => List);
 
 impl SettingValue for crate::ids::ClusterId {
     const TYPE: ConfigType = ConfigType::String;

@@ -10,6 +10,11 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, Str
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// Tributary's own tagged field (KIP-482) on a DescribeLogDirs partition (v2+): the log
+/// cleaner's view of a compacted partition, as JSON. Clients that do not know the tag skip
+/// it, as tagged fields are meant to be skipped; the coordinator's admin API reads it.
+pub const CLEANER_STATUS_TAG: i32 = 10_001;
+
 /// How long a request may take before the connection is given up.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -421,8 +421,22 @@ pub fn validate_config(configs: &BTreeMap<String, String>) -> Result<(), String>
             let expected = if d.allowed.is_empty() { format!("{:?}", d.kind) } else { d.allowed.join(", ") };
             return Err(format!("invalid value {value:?} for topic config {key}; expected {expected}"));
         }
-        if key == "max.message.bytes" && value.parse::<i32>().is_ok_and(|v| v < 0) {
-            return Err(format!("invalid value {value:?} for topic config {key}; must be at least 0"));
+        // Kafka's lower bounds (and the ratio's upper one).
+        let bounds: &[(&str, f64, f64)] = &[
+            ("max.message.bytes", 0.0, f64::MAX),
+            ("segment.bytes", 14.0, f64::MAX),
+            ("segment.ms", 1.0, f64::MAX),
+            ("delete.retention.ms", 0.0, f64::MAX),
+            ("min.compaction.lag.ms", 0.0, f64::MAX),
+            ("max.compaction.lag.ms", 1.0, f64::MAX),
+            ("min.cleanable.dirty.ratio", 0.0, 1.0),
+        ];
+        if let Some((_, min, max)) = bounds.iter().find(|(k, _, _)| k == key) {
+            if value.parse::<f64>().is_ok_and(|v| v < *min || v > *max) {
+                let range =
+                    if *max == f64::MAX { format!("at least {min}") } else { format!("between {min} and {max}") };
+                return Err(format!("invalid value {value:?} for topic config {key}; must be {range}"));
+            }
         }
     }
     Ok(())

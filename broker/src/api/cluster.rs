@@ -158,6 +158,12 @@ pub(super) fn describe_log_dirs(ctx: &BrokerContext, request: DescribeLogDirsReq
         p.partition_size = i64::try_from(offsets.size_bytes).unwrap_or(i64::MAX);
         // Kafka: how far the log end is behind the high watermark (a catching-up follower).
         p.offset_lag = (partition.high_watermark() - offsets.log_end_offset).max(0);
+        if partition.role().config.compact {
+            if let Some(view) = partition.log().cleaner_view() {
+                let json = serde_json::to_vec(&view).expect("the cleaner view is plain JSON");
+                p.unknown_tagged_fields.insert(tributary_common::kafka_client::CLEANER_STATUS_TAG, json.into());
+            }
+        }
         hosted.push((tp.topic, p));
     }
     let mut dir = DescribeLogDirsResult::default();

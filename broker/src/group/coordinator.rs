@@ -753,14 +753,14 @@ fn read_partition(local: &Partition) -> Result<Loaded, String> {
             if h.is_control() {
                 continue;
             }
-            let recs = match record::records(&h, &raw) {
+            let recs = match record::body::decode(&h, &raw) {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(offset = h.base_offset, error = %e, "skipping an unreadable __consumer_offsets batch");
                     continue;
                 }
             };
-            for (key, value) in recs {
+            for (key, value) in recs.list.iter().map(|r| (recs.key(r), recs.value(r))) {
                 count += 1;
                 let Some(key) = key else { continue };
                 match records::decode_key(&key) {

@@ -52,6 +52,41 @@ pub(super) struct Chunk {
     name: String,
     pub(super) batches: usize,
     pub(super) bytes: u64,
+    /// One past the last offset of its last batch.
+    pub(super) end: i64,
+    /// Largest batch timestamp in it.
+    pub(super) max_timestamp: i64,
+    /// When it took its first batch (after a restart: that batch's timestamp).
+    pub(super) created_ms: i64,
+}
+
+impl Chunk {
+    fn new(tree: sled::Tree, name: String, created_ms: i64) -> Chunk {
+        Chunk { tree, name, batches: 0, bytes: 0, end: i64::MIN, max_timestamp: i64::MIN, created_ms }
+    }
+
+    /// Counts a batch added at its end.
+    pub(super) fn took(&mut self, len: u64, end: i64, max_timestamp: i64) {
+        self.batches += 1;
+        self.bytes += len;
+        self.end = self.end.max(end);
+        self.max_timestamp = self.max_timestamp.max(max_timestamp);
+    }
+}
+
+/// When the open chunk closes besides [`is_full`]: `segment.bytes` and `segment.ms`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Roll {
+    /// Close at this many bytes.
+    pub bytes: u64,
+    /// Close this long after the first batch.
+    pub ms: i64,
+}
+
+impl Default for Roll {
+    fn default() -> Roll {
+        Roll { bytes: u64::MAX, ms: i64::MAX }
+    }
 }
 
 /// The chunks of one partition, by base offset (a lower bound of the offsets in each).
@@ -60,6 +95,8 @@ pub(super) struct Chunks {
     prefix: String,
     listed_bytes: Arc<AtomicU64>,
     map: BTreeMap<i64, Chunk>,
+    /// The last chunk takes no more batches (the cleaner closed it: idle past `segment.ms`).
+    pub(super) last_closed: bool,
 }
 
 fn chunk_name_base(prefix: &str, name: &[u8]) -> Option<Option<i64>> {
@@ -79,19 +116,24 @@ impl Chunks {
     /// Opens the existing chunks of `prefix`, ordered by their first offset; empty ones
     /// (a crash between creating a tree and writing to it) are dropped.
     pub(super) fn open(db: sled::Db, prefix: String, listed_bytes: Arc<AtomicU64>) -> Result<Chunks, Error> {
-        let mut chunks = Chunks { db, prefix, listed_bytes, map: BTreeMap::new() };
+        let mut chunks = Chunks { db, prefix, listed_bytes, map: BTreeMap::new(), last_closed: false };
         for name in tree_names(&chunks.db, &chunks.prefix) {
             let name = String::from_utf8_lossy(&name).into_owned();
             let tree = chunks.db.open_tree(&name).map_err(storage(format!("opening {name}")))?;
             match tree.first().map_err(storage(format!("reading {name}")))? {
                 Some((k, _)) => {
                     let base = super::key_offset(&k);
-                    chunks.map.insert(base, Chunk { tree, name, batches: 0, bytes: 0 });
+                    chunks.map.insert(base, Chunk::new(tree, name, i64::MIN));
                 }
                 None => chunks.drop_tree(name.as_bytes())?,
             }
         }
         Ok(chunks)
+    }
+
+    /// The database the chunks live in (to flush it).
+    pub(super) fn db(&self) -> sled::Db {
+        self.db.clone()
     }
 
     /// Chunks in offset order.
@@ -108,15 +150,20 @@ impl Chunks {
     }
 
     /// The chunk a batch starting at `offset` goes to: the last one, or a new one starting
-    /// at `offset` when the last is full.
-    pub(super) fn for_append(&mut self, offset: i64) -> Result<&mut Chunk, Error> {
+    /// at `offset` when the last is full, closed, or due to roll at `now`.
+    pub(super) fn for_append(&mut self, offset: i64, now: i64, roll: Roll) -> Result<&mut Chunk, Error> {
         let listed_now = self.listed_bytes.load(Ordering::Relaxed);
-        let full = self.map.last_key_value().is_none_or(|(_, c)| is_full(c.batches, c.bytes, listed_now));
+        let full = self.last_closed
+            || self.map.last_key_value().is_none_or(|(_, c)| {
+                is_full(c.batches, c.bytes, listed_now)
+                    || super::cleaner::must_roll(c.bytes, now.saturating_sub(c.created_ms), roll.bytes, roll.ms)
+            });
         if full {
             let name = format!("{}@{offset}", self.prefix);
             let tree = self.db.open_tree(&name).map_err(storage(format!("creating {name}")))?;
             self.listed_bytes.fetch_add(listed(name.as_bytes()), Ordering::Relaxed);
-            self.map.insert(offset, Chunk { tree, name, batches: 0, bytes: 0 });
+            self.map.insert(offset, Chunk::new(tree, name, now));
+            self.last_closed = false;
         }
         Ok(self.map.last_entry().expect("a chunk was just ensured").into_mut())
     }
@@ -148,6 +195,9 @@ impl Chunks {
     /// Drops the chunk starting at `base`; returns the bytes it held.
     pub(super) fn drop_chunk(&mut self, base: i64) -> Result<u64, Error> {
         let Some(chunk) = self.map.remove(&base) else { return Ok(0) };
+        if self.map.last_key_value().is_none_or(|(b, _)| *b < base) {
+            self.last_closed = false;
+        }
         self.drop_tree(chunk.name.as_bytes())?;
         Ok(chunk.bytes)
     }

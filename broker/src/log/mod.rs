@@ -17,6 +17,8 @@
 //! (group commit). Produce with acks=all waits for it.
 
 mod chunks;
+pub(crate) mod cleaner;
+mod compact;
 mod flush;
 
 use std::path::Path;
@@ -29,6 +31,8 @@ use serde::{Deserialize, Serialize};
 use tributary_common::ids::{TopicId, TopicPartition};
 
 use self::chunks::Chunks;
+pub(crate) use self::chunks::Roll;
+pub(crate) use self::compact::{CleanLimits, CleanerStatus};
 pub(crate) use self::flush::FlushPolicy;
 use crate::record::{self as batch, BatchHeader};
 
@@ -76,6 +80,13 @@ struct PartitionMeta {
     epochs: Vec<(i32, i64)>,
     /// The last checkpointed high watermark (Kafka's replication-offset-checkpoint).
     high_watermark: i64,
+    /// The log cleaner's position: everything below was compacted at least once (Kafka's
+    /// cleaner-offset-checkpoint).
+    first_dirty: i64,
+    /// Completed cleaning passes, (position after the pass, when): tombstones' clocks.
+    cleaned: Vec<(i64, i64)>,
+    /// When the first tombstone kept by the last pass outlives `delete.retention.ms`.
+    tombstones_due_ms: Option<i64>,
 }
 
 /// The sled database holding every partition of this broker.
@@ -224,8 +235,8 @@ pub(crate) struct Offsets {
 /// Why a replicated append was refused.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub(crate) enum ReplicaAppendError {
-    /// The batches do not start at this log's end or are not contiguous.
-    #[error("{tp}: replicated batch at offset {base_offset} does not follow the log end {log_end_offset}")]
+    /// A batch starts below this log's end (or its predecessor's end).
+    #[error("{tp}: replicated batch at offset {base_offset} starts below the log end {log_end_offset}")]
     NotContiguous {
         /// Partition.
         tp: TopicPartition,
@@ -243,6 +254,8 @@ struct LogState {
     offsets: Offsets,
     meta: PartitionMeta,
     chunks: Chunks,
+    /// When the open chunk closes besides its size rule (`segment.bytes`, `segment.ms`).
+    roll: Roll,
 }
 
 /// What an append assigned.
@@ -262,6 +275,8 @@ pub(crate) struct PartitionLog {
     meta_tree: sled::Tree,
     meta_key: String,
     state: Mutex<LogState>,
+    /// What the log cleaner last found and did here (for the admin API).
+    cleaner: Mutex<CleanerStatus>,
 }
 
 fn key(offset: i64) -> [u8; 8] {
@@ -297,25 +312,28 @@ impl PartitionLog {
                 let offset = key_offset(&k);
                 let valid = match BatchHeader::parse(&v) {
                     Some(h) if h.total_len() == v.len() && h.base_offset == offset => {
-                        let follows = expected.is_none_or(|e| e == offset);
+                        // Offsets only grow; compaction leaves gaps between batches.
+                        let follows = expected.is_none_or(|e| offset >= e);
                         let checked = offset < meta.recovery_point
-                            || batch::validate(&Bytes::copy_from_slice(&v), usize::MAX).is_ok();
+                            || batch::verify_replicated(&Bytes::copy_from_slice(&v)).is_ok();
                         if follows && checked {
                             expected = Some(h.last_offset() + 1);
                             on_batch(&h);
-                            true
+                            Some(h)
                         } else {
-                            false
+                            None
                         }
                     }
-                    _ => false,
+                    _ => None,
                 };
-                if !valid {
+                let Some(h) = valid else {
                     cut = Some((base, offset));
                     break 'chunks;
+                };
+                if chunk.batches == 0 {
+                    chunk.created_ms = h.max_timestamp;
                 }
-                chunk.batches += 1;
-                chunk.bytes += v.len() as u64;
+                chunk.took(v.len() as u64, h.last_offset() + 1, h.max_timestamp);
                 size_bytes += v.len() as u64;
             }
         }
@@ -346,6 +364,8 @@ impl PartitionLog {
         }
         meta.recovery_point = log_end_offset;
         meta.high_watermark = meta.high_watermark.min(log_end_offset);
+        meta.first_dirty = meta.first_dirty.min(log_end_offset);
+        cleaner::truncate_passes(&mut meta.cleaned, log_end_offset);
         meta.epochs.retain(|(_, start)| *start <= log_end_offset);
         let log = PartitionLog {
             tp,
@@ -355,7 +375,9 @@ impl PartitionLog {
                 offsets: Offsets { log_start_offset: meta.log_start_offset, log_end_offset, size_bytes },
                 meta,
                 chunks,
+                roll: Roll::default(),
             }),
+            cleaner: Mutex::new(CleanerStatus::default()),
         };
         log.persist_meta(&log.state.lock().expect("log state lock").meta)?;
         Ok(log)
@@ -369,15 +391,28 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Stores one batch at `offset` (the log end), in a new chunk if the last is full. A
-    /// crash part-way through a multi-batch append leaves a prefix, which recovery accepts.
-    fn insert(&self, state: &mut LogState, offset: i64, value: sled::IVec) -> Result<(), Error> {
-        let chunk = state.chunks.for_append(offset)?;
+    /// Stores one batch at `offset` (the log end; `end` one past its last offset), in a new
+    /// chunk if the last is full or due to roll. A crash part-way through a multi-batch
+    /// append leaves a prefix, which recovery accepts.
+    fn insert(
+        &self,
+        state: &mut LogState,
+        offset: i64,
+        end: i64,
+        max_timestamp: i64,
+        value: sled::IVec,
+    ) -> Result<(), Error> {
+        let roll = state.roll;
+        let chunk = state.chunks.for_append(offset, tributary_common::time::now_ms(), roll)?;
         let len = value.len() as u64;
         chunk.tree.insert(key(offset), value).map_err(storage(format!("appending to {}", self.tp)))?;
-        chunk.batches += 1;
-        chunk.bytes += len;
+        chunk.took(len, end, max_timestamp);
         Ok(())
+    }
+
+    /// Sets when the open chunk closes (`segment.bytes`, `segment.ms`; see [`Roll`]).
+    pub(crate) fn set_roll(&self, roll: Roll) {
+        self.state.lock().expect("log state lock").roll = roll;
     }
 
     /// The stored batches starting in `[from, upper)`, in offset order, read from the
@@ -427,8 +462,9 @@ impl PartitionLog {
             let mut value = sled::IVec::from(bytes.as_ref());
             batch::stamp_in_place(&mut value, next, leader_epoch, log_append_time);
             added += value.len() as u64;
-            self.insert(&mut state, next, value)?;
-            next += i64::from(header.last_offset_delta) + 1;
+            let end = next + i64::from(header.last_offset_delta) + 1;
+            self.insert(&mut state, next, end, log_append_time.unwrap_or(header.max_timestamp), value)?;
+            next = end;
         }
         if state.meta.epochs.last().is_none_or(|(e, _)| *e < leader_epoch) {
             state.meta.epochs.push((leader_epoch, base_offset));
@@ -444,8 +480,9 @@ impl PartitionLog {
     /// already assigned), extending the epoch cache from their `partitionLeaderEpoch`.
     ///
     /// # Errors
-    /// [`ReplicaAppendError::NotContiguous`] unless the batches start at the log end and
-    /// follow each other; [`ReplicaAppendError::Storage`] when sled fails.
+    /// [`ReplicaAppendError::NotContiguous`] when a batch starts below the log end or its
+    /// predecessor's end (gaps, left by the leader's cleaner, are kept);
+    /// [`ReplicaAppendError::Storage`] when sled fails.
     pub(crate) fn append_replicated(&self, batches: &[(BatchHeader, Bytes)]) -> Result<AppendInfo, ReplicaAppendError> {
         let mut state = self.state.lock().expect("log state lock");
         let base_offset = state.offsets.log_end_offset;
@@ -453,7 +490,8 @@ impl PartitionLog {
         let mut added = 0u64;
         let mut epochs_changed = false;
         for (header, bytes) in batches {
-            if header.base_offset != next {
+            // Offsets only grow; a compacted leader's log has gaps, which the copy keeps.
+            if header.base_offset < next {
                 return Err(ReplicaAppendError::NotContiguous {
                     tp: self.tp.clone(),
                     base_offset: header.base_offset,
@@ -461,12 +499,12 @@ impl PartitionLog {
                 });
             }
             if state.meta.epochs.last().is_none_or(|(e, _)| *e < header.partition_leader_epoch) {
-                state.meta.epochs.push((header.partition_leader_epoch, next));
+                state.meta.epochs.push((header.partition_leader_epoch, header.base_offset));
                 epochs_changed = true;
             }
             added += bytes.len() as u64;
-            self.insert(&mut state, next, sled::IVec::from(bytes.as_ref()))?;
             next = header.last_offset() + 1;
+            self.insert(&mut state, header.base_offset, next, header.max_timestamp, sled::IVec::from(bytes.as_ref()))?;
         }
         if epochs_changed {
             self.persist_meta(&state.meta)?;
@@ -512,6 +550,8 @@ impl PartitionLog {
         state.meta.epochs.retain(|(_, start)| *start < cut);
         state.meta.recovery_point = state.meta.recovery_point.min(cut);
         state.meta.high_watermark = state.meta.high_watermark.min(cut);
+        state.meta.first_dirty = state.meta.first_dirty.min(cut);
+        cleaner::truncate_passes(&mut state.meta.cleaned, cut);
         self.persist_meta(&state.meta)?;
         Ok(cut)
     }
@@ -528,6 +568,8 @@ impl PartitionLog {
         state.meta.log_start_offset = offset;
         state.meta.recovery_point = offset;
         state.meta.high_watermark = offset;
+        state.meta.first_dirty = offset;
+        state.meta.cleaned.clear();
         state.meta.epochs.clear();
         self.persist_meta(&state.meta)?;
         Ok(())

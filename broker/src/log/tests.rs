@@ -192,9 +192,9 @@ async fn a_follower_stores_the_leaders_batches_unchanged_and_truncates_at_batch_
     leader.append(&[records(3, 1)], 4, None).unwrap();
     let follower = store.open_partition(&TopicPartition::new("t", 1), None).unwrap();
     let fetched = batch::validate(&leader.read(0, 1 << 20, 5).unwrap(), usize::MAX).unwrap();
-    // Batches must start at the follower's log end.
-    assert!(matches!(follower.append_replicated(&fetched[1..]), Err(ReplicaAppendError::NotContiguous { .. })));
     follower.append_replicated(&fetched).unwrap();
+    // Batches may not start below the follower's log end.
+    assert!(matches!(follower.append_replicated(&fetched[1..]), Err(ReplicaAppendError::NotContiguous { .. })));
     assert_eq!(follower.read(0, 1 << 20, 5).unwrap(), leader.read(0, 1 << 20, 5).unwrap());
     // The epoch cache follows the batches' leader epochs.
     assert_eq!(follower.end_offset_for_epoch(1), Some((1, 2)));
@@ -323,6 +323,224 @@ async fn a_log_written_as_one_tree_opens_and_continues_in_chunks() {
 
 /// Reopens a store just closed: sled releases its file lock from a background thread
 /// shortly after the last handle goes, so an immediate reopen may briefly find it held.
+/// One batch of keyed records (`None` value = tombstone) from an idempotent producer
+/// (`pid` ≥ 0) or none, compressed with `compression`.
+fn keyed(
+    pid: i64,
+    seq: i32,
+    compression: kafka_protocol::records::Compression,
+    recs: &[(&str, Option<&str>)],
+) -> (BatchHeader, Bytes) {
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let records: Vec<Record> = recs
+        .iter()
+        .enumerate()
+        .map(|(i, (k, v))| Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id: pid,
+            producer_epoch: if pid >= 0 { 0 } else { -1 },
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // The encoder starts a new batch where offset minus sequence changes.
+            sequence: if pid >= 0 { seq + i as i32 } else { i as i32 - 1 },
+            timestamp: 1_000,
+            key: Some(Bytes::copy_from_slice(k.as_bytes())),
+            value: v.map(|v| Bytes::copy_from_slice(v.as_bytes())),
+            headers: Default::default(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression }).unwrap();
+    batch::validate(&buf.freeze(), usize::MAX).unwrap().remove(0)
+}
+
+/// Every record of the log as (offset, key, value).
+fn all_records(log: &PartitionLog) -> Vec<(i64, String, Option<String>)> {
+    let end = log.offsets().log_end_offset;
+    let raw = log.read(log.offsets().log_start_offset, usize::MAX, end).unwrap();
+    let mut out = Vec::new();
+    for (h, b) in batch::verify_replicated(&raw).unwrap() {
+        let recs = batch::body::decode(&h, &b).unwrap();
+        for r in &recs.list {
+            let text = |b: Option<Bytes>| b.map(|b| String::from_utf8(b.to_vec()).unwrap());
+            out.push((h.base_offset + r.offset_delta, text(recs.key(r)).unwrap(), text(recs.value(r))));
+        }
+    }
+    out
+}
+
+const NO_LIMITS: CleanLimits = CleanLimits { map_bytes: 1 << 30, io_bytes_per_second: f64::MAX };
+
+fn compaction(delete_retention_ms: i64) -> cleaner::Compaction {
+    cleaner::Compaction { min_cleanable_ratio: 0.5, min_lag_ms: 0, max_lag_ms: i64::MAX, delete_retention_ms }
+}
+
+/// Closes the open chunk (as the cleaner does once it is idle past `segment.ms`) and runs
+/// one pass at `now` if the log is due; returns what it did.
+fn clean_now(
+    log: &PartitionLog,
+    now: i64,
+    c: &cleaner::Compaction,
+    last_of: &dyn Fn(i64, i64) -> bool,
+) -> Option<compact::CleanStats> {
+    log.set_roll(Roll { bytes: u64::MAX, ms: 1 });
+    let dirt = log.survey(now, log.offsets().log_end_offset, 0);
+    if !cleaner::due(&dirt, c, now) {
+        return None;
+    }
+    log.clean(&dirt, now, c, last_of, NO_LIMITS, &|| false).unwrap()
+}
+
+#[tokio::test]
+async fn compaction_keeps_the_latest_record_of_each_key_at_its_offset_in_every_codec() {
+    use kafka_protocol::records::Compression;
+    for codec in [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
+        let dir = tempdir();
+        let store = LogStore::open(dir.path(), policy()).unwrap();
+        let log = store.open_partition(&tp(), None).unwrap();
+        // 20 batches of 5 updates over keys k0..k3; key k(n % 4) gets value n.
+        let mut n = 0;
+        for _ in 0..20 {
+            let values: Vec<(String, String)> = (0..5)
+                .map(|_| {
+                    n += 1;
+                    (format!("k{}", n % 4), format!("v{n}"))
+                })
+                .collect();
+            let recs: Vec<(&str, Option<&str>)> = values.iter().map(|(k, v)| (k.as_str(), Some(v.as_str()))).collect();
+            log.append(&[keyed(-1, 0, codec, &recs)], 0, None).unwrap();
+        }
+        let before = log.offsets();
+        let now = tributary_common::time::now_ms() + 1_000;
+        let stats = clean_now(&log, now, &compaction(60_000), &|_, _| false).expect("due");
+        assert_eq!(stats.upper, 100);
+        let got = all_records(&log);
+        let want: Vec<(i64, String, Option<String>)> =
+            (97..=100).map(|n: i64| (n - 1, format!("k{}", n % 4), Some(format!("v{n}")))).collect();
+        assert_eq!(got, want, "{codec:?}");
+        let after = log.offsets();
+        assert_eq!((after.log_start_offset, after.log_end_offset), (before.log_start_offset, before.log_end_offset));
+        assert!(after.size_bytes < before.size_bytes / 5, "{codec:?}: {} -> {}", before.size_bytes, after.size_bytes);
+        // Nothing dirty: the next survey finds the log clean.
+        assert!(!cleaner::due(&log.survey(now, 100, 0), &compaction(60_000), now));
+        // New appends go to a new chunk; offsets continue.
+        let next = log.append(&[keyed(-1, 0, codec, &[("k1", Some("new"))])], 0, None).unwrap();
+        assert_eq!(next.base_offset, 100);
+    }
+}
+
+#[tokio::test]
+async fn tombstones_stay_for_delete_retention_after_their_first_pass_and_older_values_go_at_once() {
+    use kafka_protocol::records::Compression::None as Plain;
+    let dir = tempdir();
+    let store = LogStore::open(dir.path(), policy()).unwrap();
+    let log = store.open_partition(&tp(), None).unwrap();
+    log.append(&[keyed(-1, 0, Plain, &[("a", Some("1")), ("b", Some("1"))])], 0, None).unwrap();
+    log.append(&[keyed(-1, 0, Plain, &[("b", Some("2"))])], 0, None).unwrap();
+    log.append(&[keyed(-1, 0, Plain, &[("a", None)])], 0, None).unwrap();
+    let t0 = tributary_common::time::now_ms() + 1_000;
+    let c = compaction(5_000);
+    clean_now(&log, t0, &c, &|_, _| false).expect("first pass");
+    let first = all_records(&log);
+    assert_eq!(
+        first,
+        vec![(2, "b".into(), Some("2".into())), (3, "a".into(), None)],
+        "the tombstone stays, a=1 and b=1 go"
+    );
+    // Nothing dirty and the tombstone not expired: not due.
+    assert!(clean_now(&log, t0 + 4_999, &c, &|_, _| false).is_none());
+    // Expired: due with nothing dirty (KIP-534), and the tombstone goes.
+    let stats = clean_now(&log, t0 + 5_000, &c, &|_, _| false).expect("tombstone pass");
+    assert_eq!(stats.tombstones_removed, 1);
+    assert_eq!(all_records(&log), vec![(2, "b".into(), Some("2".into()))]);
+    // The log's last batch stays, emptied, so the log end does not move back.
+    let raw = log.read(3, usize::MAX, 4).unwrap();
+    let last = BatchHeader::parse(&raw).unwrap();
+    assert_eq!((last.base_offset, last.record_count), (3, 0));
+    // ... and the log opens again with its gap, offsets unchanged.
+    store.flush().await.unwrap();
+    store.close().await;
+    drop(log);
+    drop(store);
+    let store = reopen(dir.path());
+    let log = store.open_partition(&tp(), None).unwrap();
+    assert_eq!(log.offsets().log_end_offset, 4);
+    assert_eq!(all_records(&log), vec![(2, "b".into(), Some("2".into()))]);
+    let next = log.append(&[keyed(-1, 0, Plain, &[("c", Some("1"))])], 0, None).unwrap();
+    assert_eq!(next.base_offset, 4);
+}
+
+#[tokio::test]
+async fn an_idempotent_producers_last_batch_is_kept_empty_with_its_offsets_and_sequence() {
+    use kafka_protocol::records::Compression::None as Plain;
+    let dir = tempdir();
+    let store = LogStore::open(dir.path(), policy()).unwrap();
+    let log = store.open_partition(&tp(), None).unwrap();
+    log.append(&[keyed(7, 0, Plain, &[("a", Some("1")), ("a", Some("2"))])], 0, None).unwrap(); // 0-1
+    log.append(&[keyed(7, 2, Plain, &[("a", Some("3"))])], 0, None).unwrap(); // 2
+    log.append(&[keyed(-1, 0, Plain, &[("a", Some("4"))])], 0, None).unwrap(); // 3, no producer
+    let now = tributary_common::time::now_ms() + 1_000;
+    // Producer 7's last batch ends at offset 2.
+    let stats = clean_now(&log, now, &compaction(0), &|pid, last| pid == 7 && last == 2).expect("due");
+    assert_eq!(stats.batches_deleted, 1, "the first batch goes whole");
+    let raw = log.read(0, usize::MAX, 4).unwrap();
+    let batches = batch::verify_replicated(&raw).unwrap();
+    let kept: Vec<(i64, i64, i32, i32)> =
+        batches.iter().map(|(h, _)| (h.base_offset, h.last_offset(), h.record_count, h.base_sequence)).collect();
+    assert_eq!(kept, vec![(2, 2, 0, 2), (3, 3, 1, -1)]);
+    // A follower copying the cleaned log keeps the gap and the empty batch.
+    let follower_store = LogStore::open(&dir.path().join("follower"), policy()).unwrap();
+    let follower = follower_store.open_partition(&tp(), None).unwrap();
+    follower.append_replicated(&batches).unwrap();
+    assert_eq!(follower.offsets().log_end_offset, 4);
+    assert_eq!(all_records(&follower), vec![(3, "a".into(), Some("4".into()))]);
+    // A batch below the log end is still refused.
+    assert!(matches!(follower.append_replicated(&batches[1..]), Err(ReplicaAppendError::NotContiguous { .. })));
+}
+
+#[tokio::test]
+async fn the_cleaner_stops_at_the_high_watermark_the_open_chunk_and_its_map_budget() {
+    use kafka_protocol::records::Compression::None as Plain;
+    let dir = tempdir();
+    let store = LogStore::open(dir.path(), policy()).unwrap();
+    let log = store.open_partition(&tp(), None).unwrap();
+    // One chunk per batch.
+    log.set_roll(Roll { bytes: 1, ms: i64::MAX });
+    for i in 0..6 {
+        let v = format!("{i}");
+        log.append(&[keyed(-1, 0, Plain, &[("k", Some(v.as_str())), (&format!("u{i}"), Some("x"))])], 0, None).unwrap();
+    }
+    let now = tributary_common::time::now_ms() + 1_000;
+    // The open (last) chunk is not cleanable; the high watermark at 6 stops before chunk 6..8.
+    let dirt = log.survey(now, 6, 0);
+    assert_eq!((dirt.first_dirty, dirt.upper), (0, 6));
+    // A map budget of one key's entry: the pass maps one chunk and cleans up to its end.
+    let tight = CleanLimits { map_bytes: 1, io_bytes_per_second: f64::MAX };
+    let stats = log.clean(&dirt, now, &compaction(0), &|_, _| false, tight, &|| false).unwrap().unwrap();
+    assert_eq!(stats.upper, 2);
+    assert_eq!(log.survey(now, 6, 0).first_dirty, 2);
+    let stats =
+        log.clean(&log.survey(now, 6, 0), now, &compaction(0), &|_, _| false, NO_LIMITS, &|| false).unwrap().unwrap();
+    assert_eq!(stats.upper, 6);
+    let keys: Vec<(i64, String)> = all_records(&log).into_iter().map(|(o, k, _)| (o, k)).collect();
+    let want: Vec<(i64, String)> = vec![
+        (1, "u0".into()),
+        (3, "u1".into()),
+        (4, "k".into()),
+        (5, "u2".into()),
+        (6, "k".into()),
+        (7, "u3".into()),
+        (8, "k".into()),
+        (9, "u4".into()),
+        (10, "k".into()),
+        (11, "u5".into()),
+    ];
+    assert_eq!(keys, want, "k's values at 6, 8 and 10 are above the high watermark or in the open chunk");
+}
+
 fn reopen(dir: &Path) -> LogStore {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {

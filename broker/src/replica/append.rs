@@ -19,7 +19,7 @@ use super::partition::{AppendError, Appended, Key, Partition};
 use super::purgatory::any_moved;
 use super::ReplicaManager;
 use crate::log::{self, AppendInfo, ReplicaAppendError};
-use crate::record::{self as batch, BatchHeader};
+use crate::record::{self as batch, BatchError, BatchHeader};
 
 /// Who writes: decides the checks a write passes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,6 +88,20 @@ impl Pending {
     }
 }
 
+/// A compacted topic keeps the latest record per key, so a record without one is refused
+/// (INVALID_RECORD), as Kafka refuses it.
+fn refuse_keyless(tp: &TopicPartition, batches: &[(BatchHeader, Bytes)]) -> Result<(), BatchError> {
+    for (h, b) in batches.iter().filter(|(h, _)| !h.is_control()) {
+        let records = crate::record::body::decode(h, b)?;
+        if let Some(i) = records.list.iter().position(|r| r.key.is_none()) {
+            return Err(BatchError::Invalid(format!(
+                "Compacted topic cannot accept message without key in topic partition {tp} (record {i} of the batch has none); give every record a key, or set cleanup.policy=delete on the topic"
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl ReplicaManager {
     /// Appends `records` to the partition this broker leads: the one way to write as leader.
     ///
@@ -108,6 +122,9 @@ impl ReplicaManager {
         let batches = batch::validate(records, config.max_message_bytes)?;
         if origin == Origin::Client && batches.len() != 1 {
             return Err(AppendError::BatchCount(batches.len()));
+        }
+        if origin == Origin::Client && config.compact {
+            refuse_keyless(tp, &batches)?;
         }
         let log_append_time = (origin == Origin::Client && config.log_append_time).then(tributary_common::time::now_ms);
         let demotions = partition.demotions();

@@ -26,6 +26,7 @@
 //! producers' state ([`producer_state`]) from what they store.
 
 mod append;
+pub(crate) mod cleaner;
 mod delete_records;
 pub(crate) mod durability;
 mod fetch;

@@ -24,7 +24,7 @@ use crate::topic_config::TopicConfig;
 
 /// Leadership of one partition as this broker knows it (from the state znode), with the
 /// topic's configuration from the same metadata snapshot.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Role {
     /// Current leader (-1 when none).
     pub(crate) leader: BrokerId,
@@ -235,6 +235,11 @@ impl Partition {
         let role = self.role_lock();
         role.config.follower_throttled.includes(self.tp.partition, self.broker_id)
             && !role.isr.contains(&self.broker_id)
+    }
+
+    /// Whether the batch ending at `last_offset` is the last one `producer_id` wrote here.
+    pub(crate) fn is_last_batch_of(&self, producer_id: i64, last_offset: i64) -> bool {
+        self.producers.lock().expect("producers lock").is_last_batch(producer_id, last_offset)
     }
 
     /// The idempotent producers that wrote here: id, epoch, last sequence, last timestamp.
@@ -472,6 +477,7 @@ impl Partition {
 
     /// Takes up a role from a new metadata snapshot. Returns whether leadership changed.
     pub(super) fn apply_role(&self, role: Role, now_ms: i64) -> bool {
+        self.log.set_roll(role.config.roll);
         let mut current = self.role_lock();
         let changed = !current.same_leadership(&role);
         if changed {

@@ -181,6 +181,12 @@ impl ProducerStates {
         out
     }
 
+    /// Whether `last_offset` ends the last batch known of `producer_id` (the log cleaner
+    /// keeps such a batch, emptied, so that the producer's sequence survives).
+    pub(crate) fn is_last_batch(&self, producer_id: i64, last_offset: i64) -> bool {
+        self.producers.get(&producer_id).and_then(|e| e.batches.back()).is_some_and(|b| b.last_offset == last_offset)
+    }
+
     /// Number of producers known.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {

@@ -9,10 +9,12 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Buf;
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{
     BrokerId, ConsumerProtocolAssignment, ConsumerProtocolSubscription, DeleteGroupsRequest, DescribeGroupsRequest,
-    FindCoordinatorRequest, GroupId, ListGroupsRequest, ListOffsetsRequest, OffsetFetchRequest, TopicName,
+    DescribeLogDirsRequest, FindCoordinatorRequest, GroupId, ListGroupsRequest, ListOffsetsRequest, OffsetFetchRequest,
+    TopicName,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use serde_json::{json, Value};
@@ -281,6 +283,48 @@ pub(super) async fn latest_offsets(
                     if p.error_code == 0 {
                         out.insert((broker, t.name.to_string(), p.partition_index), p.offset);
                     }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// What each broker in `by_broker` reports of its replicas of the listed partitions
+/// (DescribeLogDirs): size in bytes, and for compacted topics the log cleaner's view
+/// (Tributary's tagged field). Brokers that do not answer are left out.
+pub(super) async fn log_dirs(
+    snapshot: &ClusterSnapshot,
+    by_broker: BTreeMap<Id, Vec<(String, i32)>>,
+) -> BTreeMap<(Id, String, i32), (i64, Option<Value>)> {
+    let mut out = BTreeMap::new();
+    for (broker, partitions) in by_broker {
+        let Ok(mut conn) = connect(snapshot, broker).await else { continue };
+        let mut topics: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+        for (topic, partition) in partitions {
+            topics.entry(topic).or_default().push(partition);
+        }
+        let mut req = DescribeLogDirsRequest::default();
+        req.topics = Some(
+            topics
+                .into_iter()
+                .map(|(t, parts)| {
+                    let mut dt = DescribableLogDirTopic::default();
+                    dt.topic = TopicName(StrBytes::from_string(t));
+                    dt.partitions = parts;
+                    dt
+                })
+                .collect(),
+        );
+        let Ok(r) = conn.call(2, &req).await else { continue };
+        for dir in r.results {
+            for t in dir.topics {
+                for p in t.partitions {
+                    let cleaner = p
+                        .unknown_tagged_fields
+                        .get(&tributary_common::kafka_client::CLEANER_STATUS_TAG)
+                        .and_then(|raw| serde_json::from_slice(raw).ok());
+                    out.insert((broker, t.name.to_string(), p.partition_index), (p.partition_size, cleaner));
                 }
             }
         }

@@ -208,6 +208,15 @@ struct PartitionView {
     log_end_offset: Option<i64>,
     /// Each live replica's log end offset.
     replica_log_end_offsets: BTreeMap<BrokerId, i64>,
+    /// Bytes the leader's log holds.
+    size_bytes: Option<i64>,
+    /// Bytes each live replica's log holds (each replica compacts its own copy).
+    replica_size_bytes: BTreeMap<BrokerId, i64>,
+    /// Compacted topics: the leader's log cleaner position (`first_dirty_offset`),
+    /// `dirty_ratio`, `first_uncleanable_offset`, and its last pass (`last_clean`, with
+    /// `finished_ms` and bytes before and after).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cleaner: Option<serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -239,7 +248,8 @@ async fn describe_topic(
         }
     }
     let hws = groups::latest_offsets(&s, leaders, groups::CONSUMER_REPLICA_ID).await;
-    let leos = groups::latest_offsets(&s, holders, groups::DEBUGGING_REPLICA_ID).await;
+    let leos = groups::latest_offsets(&s, holders.clone(), groups::DEBUGGING_REPLICA_ID).await;
+    let dirs = groups::log_dirs(&s, holders).await;
     let partitions = t
         .partitions
         .iter()
@@ -259,6 +269,13 @@ async fn describe_topic(
                     .iter()
                     .filter_map(|r| leos.get(&(*r, name.clone(), *p)).map(|o| (*r, *o)))
                     .collect(),
+                size_bytes: state.and_then(|st| dirs.get(&(st.leader, name.clone(), *p)).map(|(size, _)| *size)),
+                replica_size_bytes: ps
+                    .replicas
+                    .iter()
+                    .filter_map(|r| dirs.get(&(*r, name.clone(), *p)).map(|(size, _)| (*r, *size)))
+                    .collect(),
+                cleaner: state.and_then(|st| dirs.get(&(st.leader, name.clone(), *p)).and_then(|(_, c)| c.clone())),
             }
         })
         .collect();
