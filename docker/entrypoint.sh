@@ -97,6 +97,13 @@ fi
 if ! first_set TRIBUTARY_OFFSETS_TOPIC_REPLICATION_FACTOR KAFKA_CFG_OFFSETS_TOPIC_REPLICATION_FACTOR KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR > /dev/null; then
     if (( bitnami || single_node )); then export TRIBUTARY_OFFSETS_TOPIC_REPLICATION_FACTOR=1; fi
 fi
+# ... and transaction.state.log.replication.factor=1, transaction.state.log.min.isr=1.
+if ! first_set TRIBUTARY_TRANSACTION_STATE_LOG_REPLICATION_FACTOR KAFKA_CFG_TRANSACTION_STATE_LOG_REPLICATION_FACTOR KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR > /dev/null; then
+    if (( bitnami || single_node )); then export TRIBUTARY_TRANSACTION_STATE_LOG_REPLICATION_FACTOR=1; fi
+fi
+if ! first_set TRIBUTARY_TRANSACTION_STATE_LOG_MIN_ISR KAFKA_CFG_TRANSACTION_STATE_LOG_MIN_ISR KAFKA_TRANSACTION_STATE_LOG_MIN_ISR > /dev/null; then
+    if (( bitnami || single_node )); then export TRIBUTARY_TRANSACTION_STATE_LOG_MIN_ISR=1; fi
+fi
 
 # The coordinator's controller id is the broker's id, as a ZooKeeper-era Kafka broker's is.
 if id_var=$(first_set TRIBUTARY_BROKER_ID KAFKA_CFG_BROKER_ID KAFKA_BROKER_ID KAFKA_CFG_NODE_ID KAFKA_NODE_ID); then

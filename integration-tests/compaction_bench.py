@@ -3,8 +3,9 @@
 1. **Produce latency with and without cleaning.** A producer sends 1 KiB records with
    acks=all at a fixed rate to one topic and times each acknowledgement, while another
    process rewrites 2,000 keys of a compacted topic at about 5 MB/s (chunks close every
-   second, `min.cleanable.dirty.ratio=0.1`, so the cleaner runs all the time). Run twice
-   on fresh brokers: `log.cleaner.enable=true`, then `false`; the same load otherwise.
+   second, `min.cleanable.dirty.ratio=0.1`, so the cleaner runs all the time). Run three
+   times on fresh brokers, the same load each time: the cleaner unpaced, paced to
+   `log.cleaner.io.max.bytes.per.second=2000000`, and off.
 2. **__consumer_offsets under a committing group.** Two brokers (the offsets topic
    replicated to both); one group commits 12 partitions every 100 ms for `--minutes`;
    the size of its __consumer_offsets partition is sampled through the HTTP admin API.
@@ -78,13 +79,13 @@ def produce_latency(bootstrap, rate, seconds):
     return {"samples": len(samples), "p50_ms": q(0.5), "p99_ms": q(0.99), "p999_ms": q(0.999), "max_ms": round(samples[-1] * 1000, 2)}
 
 
-def latency_run(logs, cleaner_on, seconds):
-    zk = ZooKeeper(logs / f"zk-latency-{cleaner_on}").start()
-    cluster = Cluster(zk, logs / f"latency-cleaner-{cleaner_on}")
+def latency_run(logs, name, cleaner_flags, seconds):
+    zk = ZooKeeper(logs / f"zk-latency-{name}").start()
+    cluster = Cluster(zk, logs / f"latency-{name}")
     cluster.log_dir.mkdir(parents=True, exist_ok=True)
     try:
         cluster.start_coordinator()
-        cluster.start_broker(1, "--log-cleaner-backoff-ms", "200", "--log-cleaner-enable", str(cleaner_on).lower())
+        cluster.start_broker(1, "--log-cleaner-backoff-ms", "200", *cleaner_flags)
         bootstrap = cluster.bootstrap()
         admin = AdminClient({"bootstrap.servers": bootstrap})
         churn = {"cleanup.policy": "compact", "segment.ms": "1000", "min.cleanable.dirty.ratio": "0.1", "delete.retention.ms": "1000"}
@@ -126,8 +127,14 @@ def offsets_run(logs, cleaner_on, minutes):
         cluster.wait_topic_led("events")
         c = Consumer({"bootstrap.servers": bootstrap, "group.id": "committer", "enable.auto.commit": False})
         c.assign([TopicPartition("events", p, 0) for p in range(12)])
-        group = admin.describe_consumer_groups(["committer"])["committer"].result(30)
-        coordinator = group.coordinator.id
+        c.commit(offsets=[TopicPartition("events", p, 0) for p in range(12)], asynchronous=False)
+
+        def coordinator_id():
+            try:
+                return admin.describe_consumer_groups(["committer"])["committer"].result(30).coordinator.id
+            except Exception:
+                return None
+        coordinator = wait_until(coordinator_id, timeout=60, what="the group's coordinator")
         # The group's __consumer_offsets partition: the one its coordinator loaded.
         sizes = []
         stop = threading.Event()
@@ -176,8 +183,14 @@ def main():
     logs = Path(tempfile.mkdtemp(prefix="tributary-compaction-bench-"))
     results = {}
     if not args.skip_latency:
-        for on in (True, False):
-            results[f"produce acks=all 1 KiB at 2000/s, churn at 5 MB/s, cleaner {'on' if on else 'off'}"] = latency_run(logs, on, args.latency_seconds)
+        runs = {
+            "cleaner on": (),
+            "cleaner paced to 2 MB/s": ("--log-cleaner-io-max-bytes-per-second", "2000000"),
+            "cleaner off": ("--log-cleaner-enable", "false"),
+        }
+        for name, flags in runs.items():
+            key = f"produce acks=all 1 KiB at 2000/s, churn at 5 MB/s, {name}"
+            results[key] = latency_run(logs, name.replace(" ", "-").replace("/", ""), flags, args.latency_seconds)
             print(json.dumps(results), flush=True)
     for on in (True, False) if args.compare_off else (True,):
         results[f"__consumer_offsets, 12 partitions committed every 100 ms, cleaner {'on' if on else 'off'}"] = offsets_run(logs, on, args.minutes)

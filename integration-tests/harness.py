@@ -229,6 +229,8 @@ class Cluster:
             "--shutdown-grace-ms", "2000",
             # Kafka's default (3) needs three live brokers before any group works.
             *([] if "--offsets-topic-replication-factor" in extra else ["--offsets-topic-replication-factor", "1"]),
+            *([] if "--transaction-state-log-replication-factor" in extra
+              else ["--transaction-state-log-replication-factor", "1", "--transaction-state-log-min-isr", "1"]),
             *extra,
         ]
 

@@ -19,8 +19,6 @@ const INERT_KAFKA_KEYS: &[&str] = &[
     "socket.send.buffer.bytes",
     "socket.receive.buffer.bytes",
     "num.recovery.threads.per.data.dir",
-    "transaction.state.log.replication.factor",
-    "transaction.state.log.min.isr",
     // KRaft's: the container's single-node mode runs a ZooKeeper of its own instead.
     "process.roles",
     "controller.quorum.voters",
@@ -126,6 +124,16 @@ tributary_common::settings! {
         "how long the offsets of an empty group are kept (7 days)";
     offsets_retention_check_interval_ms: u64 = "600000", "offsets.retention.check.interval.ms", "TRIBUTARY_OFFSETS_RETENTION_CHECK_INTERVAL_MS",
         "how often expired offsets are removed";
+    transaction_state_log_replication_factor: i16 = "3", "transaction.state.log.replication.factor", "TRIBUTARY_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
+        "replicas of __transaction_state; transactions work once this many brokers are live (set 1 for a single broker)";
+    transaction_state_log_min_isr: i32 = "2", "transaction.state.log.min.isr", "TRIBUTARY_TRANSACTION_STATE_LOG_MIN_ISR",
+        "min.insync.replicas of __transaction_state when it is created";
+    transaction_state_log_num_partitions: i32 = "50", "transaction.state.log.num.partitions", "TRIBUTARY_TRANSACTION_STATE_LOG_NUM_PARTITIONS",
+        "partitions of __transaction_state when it is created";
+    transaction_max_timeout_ms: i32 = "900000", "transaction.max.timeout.ms", "TRIBUTARY_TRANSACTION_MAX_TIMEOUT_MS",
+        "longest transaction.timeout.ms a producer may ask for (INVALID_TRANSACTION_TIMEOUT beyond)";
+    transaction_abort_timed_out_transaction_cleanup_interval_ms: u64 = "10000", "transaction.abort.timed.out.transaction.cleanup.interval.ms", "TRIBUTARY_TRANSACTION_ABORT_TIMED_OUT_TRANSACTION_CLEANUP_INTERVAL_MS",
+        "how often transactions open past their timeout are aborted";
     group_initial_rebalance_delay_ms: i64 = "3000", "group.initial.rebalance.delay.ms", "TRIBUTARY_GROUP_INITIAL_REBALANCE_DELAY_MS",
         "how long a new group waits for more members before its first rebalance";
     group_min_session_timeout_ms: i32 = "6000", "group.min.session.timeout.ms", "TRIBUTARY_GROUP_MIN_SESSION_TIMEOUT_MS",
@@ -225,6 +233,11 @@ impl BrokerConfig {
             response_max_bytes: self.replica_fetch_response_max_bytes,
             backoff: Duration::from_millis(self.replica_fetch_backoff_ms),
         }
+    }
+
+    /// The transaction coordinator's settings.
+    pub(crate) fn txn_config(&self) -> crate::txn::TxnConfig {
+        crate::txn::TxnConfig { max_timeout_ms: self.transaction_max_timeout_ms }
     }
 
     /// The replication throttles' measuring window.
@@ -649,8 +662,9 @@ mod tests {
         assert_eq!(c.log_retention_ms, 168 * 3_600_000);
         assert_eq!(c.data_dir, PathBuf::from("/tmp/kafka-logs"));
         assert_eq!(c.advertised()[0].host, "localhost");
-        assert_eq!(inert, vec!["num.network.threads", "transaction.state.log.min.isr"]);
+        assert_eq!(inert, vec!["num.network.threads"]);
         assert_eq!((c.group_initial_rebalance_delay_ms, c.offsets_topic_replication_factor), (0, 1));
+        assert_eq!(c.transaction_state_log_min_isr, 1);
     }
 
     #[test]
@@ -778,7 +792,8 @@ mod tests {
         assert_eq!(loaded.config.zookeeper_connect, "env:1", "the environment wins over the file");
         assert_eq!(loaded.config.num_partitions, 4, "a flag wins over the environment");
         assert_eq!(loaded.config.log_retention_ms, 3_600_000, "the environment's hours win over the file's ms");
-        assert_eq!(loaded.inert_keys, vec!["transaction.state.log.min.isr"]);
+        assert!(loaded.inert_keys.is_empty());
+        assert_eq!(loaded.config.transaction_state_log_min_isr, 1);
         assert_eq!(loaded.unimplemented, vec!["KAFKA_COMPRESSION_TYPE"], "named in a warning, not refused");
         assert_eq!(loaded.not_applicable, vec!["KAFKA_HEAP_OPTS"]);
 

@@ -30,6 +30,7 @@ mod server;
 #[cfg(test)]
 mod testkit;
 mod topic_config;
+mod txn;
 mod zk;
 
 // jemalloc maps very large allocations lazily (MAP_NORESERVE under overcommit), so a hostile
@@ -57,6 +58,7 @@ use crate::replica::cleaner::{CleanerSettings, LogCleaner};
 use crate::replica::fetcher::FetcherManager;
 use crate::replica::ReplicaManager;
 use crate::topic_config::TopicConfig;
+use crate::txn::TransactionCoordinator;
 use crate::zk::session::{establish, run_session, SessionConfig};
 use crate::zk::ZkHandle;
 
@@ -152,7 +154,9 @@ pub async fn run(
     replicas.set_replication_throttles(&config);
     let cleaner = LogCleaner::start(&replicas, CleanerSettings::from_config(&config));
     let groups = GroupCoordinator::new(broker_id, config.group_config(), replicas.clone());
-    let ctx = Arc::new(BrokerContext::new(config, replicas, groups, served_rx, zk.clone()));
+    let (marker_tx, marker_rx) = tokio::sync::mpsc::unbounded_channel();
+    let txns = TransactionCoordinator::new(broker_id, config.txn_config(), replicas.clone(), marker_tx);
+    let ctx = Arc::new(BrokerContext::new(config, replicas, groups, txns, served_rx, zk.clone()));
     // Background tasks run until the connections have drained.
     let background = TaskTracker::new();
     let background_stop = CancellationToken::new();
@@ -191,6 +195,11 @@ pub async fn run(
                 for (partition, epoch, local) in reconciler.groups.on_metadata(&m) {
                     let loader = reconciler.clone();
                     tokio::task::spawn_blocking(move || loader.groups.load(partition, epoch, &local, api::now_ms()));
+                }
+                // So does transaction coordination, with __transaction_state.
+                for (partition, epoch, local) in reconciler.txns.on_metadata(&m) {
+                    let loader = reconciler.clone();
+                    tokio::task::spawn_blocking(move || loader.txns.load(partition, epoch, &local));
                 }
                 served_tx.send_replace(Some(m));
             }
@@ -240,6 +249,23 @@ pub async fn run(
                         replicas.checkpoint_high_watermarks();
                     }).await;
                 },
+                _ = stop.cancelled() => return,
+            }
+        }
+    });
+
+    // Transaction markers, and transactions open past their timeout.
+    background.spawn(txn::markers::run(ctx.clone(), marker_rx, background_stop.clone()));
+    let txns = ctx.clone();
+    let stop = background_stop.clone();
+    background.spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(
+            txns.config.transaction_abort_timed_out_transaction_cleanup_interval_ms.max(10),
+        ));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => txns.txns.abort_expired(api::now_ms()).await,
                 _ = stop.cancelled() => return,
             }
         }

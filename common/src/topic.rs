@@ -12,9 +12,12 @@ pub const MAX_TOPIC_NAME_LEN: usize = 249;
 /// The internal topic holding committed offsets.
 pub const CONSUMER_OFFSETS: &str = "__consumer_offsets";
 
+/// The internal topic holding transaction state.
+pub const TRANSACTION_STATE: &str = "__transaction_state";
+
 /// Whether `topic` is internal: written only by the brokers' coordinators, never by clients.
 pub fn is_internal(topic: &str) -> bool {
-    topic == CONSUMER_OFFSETS
+    topic == CONSUMER_OFFSETS || topic == TRANSACTION_STATE
 }
 
 /// Checks a topic name as Kafka's `Topic.validate` does.

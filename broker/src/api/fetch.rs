@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicName};
 use tributary_common::ids::TopicId;
 
 use super::{replica_error_code, s, tp, BrokerContext};
@@ -34,7 +34,18 @@ fn partition_data(index: i32, fetched: Fetched, read_committed: bool) -> Partiti
     p.high_watermark = fetched.high_watermark;
     p.last_stable_offset = fetched.last_stable_offset;
     p.log_start_offset = fetched.log_start_offset;
-    p.aborted_transactions = if read_committed { Some(Vec::new()) } else { None };
+    p.aborted_transactions = read_committed.then(|| {
+        fetched
+            .aborted
+            .iter()
+            .map(|(producer_id, first_offset)| {
+                let mut t = AbortedTransaction::default();
+                t.producer_id = ProducerId(*producer_id);
+                t.first_offset = *first_offset;
+                t
+            })
+            .collect()
+    });
     if let Some((epoch, end)) = fetched.diverging_epoch {
         p.diverging_epoch.epoch = epoch;
         p.diverging_epoch.end_offset = end;

@@ -21,15 +21,19 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
     OffsetFetchResponseTopics,
 };
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
 use kafka_protocol::messages::{
     BrokerId, DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
     FindCoordinatorRequest, FindCoordinatorResponse, GroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest,
     JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse,
     OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest,
-    OffsetFetchResponse, RequestHeader, SyncGroupRequest, SyncGroupResponse, TopicName,
+    OffsetFetchResponse, RequestHeader, SyncGroupRequest, SyncGroupResponse, TopicName, TxnOffsetCommitRequest,
+    TxnOffsetCommitResponse,
 };
 use kafka_protocol::protocol::StrBytes;
-use tributary_common::topic::CONSUMER_OFFSETS;
+use tributary_common::topic::{CONSUMER_OFFSETS, TRANSACTION_STATE};
 
 use super::{admin, now_ms, s, BrokerContext};
 use crate::group::coordinator::{Commit, FetchedPartition};
@@ -78,64 +82,113 @@ impl Found {
 
 static LAST_RF_WARNING: AtomicI64 = AtomicI64::new(0);
 
-/// The offsets topic, creating it on first use as Kafka does.
-async fn offsets_topic(ctx: &BrokerContext) -> Result<TopicMetadata, Found> {
+/// An internal topic a coordinator keeps its state in.
+struct Internal {
+    name: &'static str,
+    partitions: i32,
+    replication_factor: i16,
+    /// The broker setting that sets the replication factor.
+    rf_setting: &'static str,
+    configs: BTreeMap<String, String>,
+    /// What it is for, for messages.
+    purpose: &'static str,
+}
+
+/// An internal topic, created on first use as Kafka does.
+async fn internal_topic(ctx: &BrokerContext, t: Internal) -> Result<TopicMetadata, Found> {
     let cluster = ctx.cluster();
-    if let Some(t) = cluster.topics.get(CONSUMER_OFFSETS) {
-        return Ok(t.clone());
+    if let Some(existing) = cluster.topics.get(t.name) {
+        return Ok(existing.clone());
     }
-    let rf = ctx.config.offsets_topic_replication_factor;
+    let (name, rf, setting) = (t.name, t.replication_factor, t.rf_setting);
     let live = cluster.brokers.len();
     if live < rf as usize {
         let message = format!(
-            "__consumer_offsets needs {rf} live brokers (offsets.topic.replication.factor={rf}) but {live} are live; start more brokers, or set offsets.topic.replication.factor={} on the brokers",
+            "{name} needs {rf} live brokers ({setting}={rf}) but {live} are live; start more brokers, or set {setting}={} on the brokers",
             live.max(1)
         );
         let now = now_ms();
         if now - LAST_RF_WARNING.swap(now, Ordering::Relaxed) > 60_000 {
-            tracing::warn!("{message}; consumer groups are unavailable until then");
+            tracing::warn!("{message}; {} are unavailable until then", t.purpose);
         }
         return Err(Found::error(ResponseError::CoordinatorNotAvailable, message));
     }
-    let configs = BTreeMap::from([
-        ("cleanup.policy".to_string(), "compact".to_string()),
-        ("compression.type".to_string(), "producer".to_string()),
-        ("segment.bytes".to_string(), "104857600".to_string()),
-    ]);
-    let partitions = ctx.config.offsets_topic_num_partitions;
-    match admin::create_topic(ctx, CONSUMER_OFFSETS, partitions, rf, configs, None).await {
-        Ok(_) => tracing::info!(partitions, replication_factor = rf, "created __consumer_offsets for consumer groups"),
+    match admin::create_topic(ctx, name, t.partitions, rf, t.configs, None).await {
+        Ok(_) => tracing::info!(partitions = t.partitions, replication_factor = rf, "created {name} for {}", t.purpose),
         Err(e) if e.code == ResponseError::TopicAlreadyExists.code() => {}
         Err(e) => {
-            tracing::warn!(error = %e.message, "could not create __consumer_offsets");
+            tracing::warn!(error = %e.message, "could not create {name}");
             return Err(Found::error(ResponseError::CoordinatorNotAvailable, e.message));
         }
     }
-    ctx.wait_for_metadata(OFFSETS_TOPIC_WAIT, |m| m.topics.get(CONSUMER_OFFSETS).is_some_and(TopicMetadata::fully_led))
-        .await;
+    ctx.wait_for_metadata(OFFSETS_TOPIC_WAIT, |m| m.topics.get(name).is_some_and(TopicMetadata::fully_led)).await;
     ctx.cluster()
         .topics
-        .get(CONSUMER_OFFSETS)
+        .get(name)
         .cloned()
-        .ok_or_else(|| Found::error(ResponseError::CoordinatorNotAvailable, "__consumer_offsets is being created"))
+        .ok_or_else(|| Found::error(ResponseError::CoordinatorNotAvailable, format!("{name} is being created")))
+}
+
+/// The offsets topic, created on first use.
+async fn offsets_topic(ctx: &BrokerContext) -> Result<TopicMetadata, Found> {
+    internal_topic(
+        ctx,
+        Internal {
+            name: CONSUMER_OFFSETS,
+            partitions: ctx.config.offsets_topic_num_partitions,
+            replication_factor: ctx.config.offsets_topic_replication_factor,
+            rf_setting: "offsets.topic.replication.factor",
+            configs: BTreeMap::from([
+                ("cleanup.policy".to_string(), "compact".to_string()),
+                ("compression.type".to_string(), "producer".to_string()),
+                ("segment.bytes".to_string(), "104857600".to_string()),
+            ]),
+            purpose: "consumer groups",
+        },
+    )
+    .await
+}
+
+/// The transaction state topic, created on first use.
+async fn transaction_topic(ctx: &BrokerContext) -> Result<TopicMetadata, Found> {
+    let c = &ctx.config;
+    internal_topic(
+        ctx,
+        Internal {
+            name: TRANSACTION_STATE,
+            partitions: c.transaction_state_log_num_partitions,
+            replication_factor: c.transaction_state_log_replication_factor,
+            rf_setting: "transaction.state.log.replication.factor",
+            configs: BTreeMap::from([
+                ("cleanup.policy".to_string(), "compact".to_string()),
+                ("compression.type".to_string(), "uncompressed".to_string()),
+                ("min.insync.replicas".to_string(), c.transaction_state_log_min_isr.to_string()),
+                ("segment.bytes".to_string(), "104857600".to_string()),
+            ]),
+            purpose: "transactions",
+        },
+    )
+    .await
 }
 
 async fn find(ctx: &BrokerContext, listener: &str, key_type: i8, key: &str) -> Found {
-    match key_type {
-        0 => {}
-        1 => {
-            return Found::error(
-                ResponseError::CoordinatorNotAvailable,
-                "transactions (transactional.id) are not supported by this Tributary version",
-            )
-        }
+    let (topic, p) = match key_type {
+        0 => match offsets_topic(ctx).await {
+            Ok(t) => {
+                let p = GroupCoordinator::partition_for(key, t.partitions.len() as i32);
+                (t, p)
+            }
+            Err(f) => return f,
+        },
+        1 => match transaction_topic(ctx).await {
+            Ok(t) => {
+                let p = crate::txn::partition_for(key, t.partitions.len() as i32);
+                (t, p)
+            }
+            Err(f) => return f,
+        },
         other => return Found::error(ResponseError::InvalidRequest, format!("unknown coordinator key type {other}")),
-    }
-    let topic = match offsets_topic(ctx).await {
-        Ok(t) => t,
-        Err(f) => return f,
     };
-    let p = GroupCoordinator::partition_for(key, topic.partitions.len() as i32);
     let leader = topic.partitions.get(&p).map_or(-1, |pm| pm.leader);
     match ctx.cluster().brokers.get(&leader).map(|b| b.endpoint(listener)) {
         Some(Some(e)) => {
@@ -149,7 +202,7 @@ async fn find(ctx: &BrokerContext, listener: &str, key_type: i8, key: &str) -> F
         ),
         None => Found::error(
             ResponseError::CoordinatorNotAvailable,
-            format!("__consumer_offsets partition {p} has no live leader"),
+            format!("the coordinator's partition {p} has no live leader"),
         ),
     }
 }
@@ -455,13 +508,13 @@ pub(super) fn offset_fetch(ctx: &BrokerContext, version: i16, r: OffsetFetchRequ
             let wanted: WantedTopics =
                 g.topics.map(|ts| ts.into_iter().map(|t| (t.name.as_str().to_string(), t.partition_indexes)).collect());
             let mut out = OffsetFetchResponseGroup::default();
-            match fetch_one(ctx, g.group_id.as_str(), wanted) {
+            let group = g.group_id.as_str().to_string();
+            match fetch_one(ctx, &group, wanted) {
                 Ok(topics) => {
                     out.topics = topics
                         .into_iter()
                         .map(|(t, parts)| {
                             let mut rt = OffsetFetchResponseTopics::default();
-                            rt.name = TopicName(s(t));
                             rt.partitions = parts
                                 .into_iter()
                                 .map(|(p, v)| {
@@ -471,9 +524,14 @@ pub(super) fn offset_fetch(ctx: &BrokerContext, version: i16, r: OffsetFetchRequ
                                     rp.committed_offset = offset;
                                     rp.committed_leader_epoch = leader_epoch;
                                     rp.metadata = Some(metadata);
+                                    // KIP-447: a commit waiting in an open transaction is not stable yet.
+                                    if r.require_stable && ctx.groups.unstable(&group, &t, p) {
+                                        rp.error_code = ResponseError::UnstableOffsetCommit.code();
+                                    }
                                     rp
                                 })
                                 .collect();
+                            rt.name = TopicName(s(t));
                             rt
                         })
                         .collect();
@@ -489,7 +547,18 @@ pub(super) fn offset_fetch(ctx: &BrokerContext, version: i16, r: OffsetFetchRequ
         r.topics.map(|ts| ts.into_iter().map(|t| (t.name.as_str().to_string(), t.partition_indexes)).collect());
     let requested = wanted.clone();
     match fetch_one(ctx, r.group_id.as_str(), wanted) {
-        Ok(topics) => response.topics = topics_v1_to_7(topics, version, 0),
+        Ok(topics) => {
+            response.topics = topics_v1_to_7(topics, version, 0);
+            if version >= 7 && r.require_stable {
+                for t in &mut response.topics {
+                    for p in &mut t.partitions {
+                        if ctx.groups.unstable(r.group_id.as_str(), t.name.as_str(), p.partition_index) {
+                            p.error_code = ResponseError::UnstableOffsetCommit.code();
+                        }
+                    }
+                }
+            }
+        }
         Err(e) if version >= 2 => response.error_code = e,
         Err(e) => {
             // v1 has no top-level error: every requested partition carries it.
@@ -626,5 +695,78 @@ pub(super) async fn offset_delete(ctx: &BrokerContext, r: OffsetDeleteRequest) -
                 .collect();
         }
     }
+    response
+}
+
+/// TxnOffsetCommit (KIP-98, KIP-447): offsets committed inside a producer's transaction,
+/// visible to OffsetFetch only once the transaction commits.
+pub(super) async fn txn_offset_commit(
+    ctx: &BrokerContext,
+    version: i16,
+    r: TxnOffsetCommitRequest,
+) -> TxnOffsetCommitResponse {
+    let cluster = ctx.cluster();
+    let group_error = check_group_id(r.group_id.as_str(), false).err();
+    let max_metadata = ctx.config.offset_metadata_max_bytes.max(0) as usize;
+    let now = now_ms();
+    let mut results: Vec<(TopicName, PartitionCodes)> = Vec::new();
+    let mut commits: Vec<Commit> = Vec::new();
+    for topic in &r.topics {
+        let name = topic.name.as_str();
+        let known = cluster.topics.get(name);
+        let mut parts = Vec::new();
+        for p in &topic.partitions {
+            let metadata = opt(&p.committed_metadata).unwrap_or("");
+            let early = if let Some(e) = group_error {
+                Some(e)
+            } else if known.is_none_or(|t| !t.partitions.contains_key(&p.partition_index)) {
+                Some(code(ResponseError::UnknownTopicOrPartition))
+            } else if metadata.len() > max_metadata {
+                Some(code(ResponseError::OffsetMetadataTooLarge))
+            } else {
+                commits.push((
+                    (name.to_string(), p.partition_index),
+                    OffsetValue {
+                        offset: p.committed_offset,
+                        leader_epoch: if version >= 2 { p.committed_leader_epoch } else { -1 },
+                        metadata: metadata.to_string(),
+                        commit_timestamp: now,
+                    },
+                ));
+                None
+            };
+            parts.push((p.partition_index, early));
+        }
+        results.push((topic.name.clone(), parts));
+    }
+    // KIP-447 (v3+): the member's generation is checked like a plain commit's.
+    let who = if version >= 3 {
+        MemberRef::new(r.member_id.as_str(), opt(&r.group_instance_id), r.generation_id)
+    } else {
+        MemberRef::new("", None, -1)
+    };
+    let group_result = if group_error.is_some() {
+        Ok(())
+    } else {
+        ctx.groups.txn_commit(r.group_id.as_str(), who, (r.producer_id.0, r.producer_epoch), commits, now).await
+    };
+    let mut response = TxnOffsetCommitResponse::default();
+    response.topics = results
+        .into_iter()
+        .map(|(name, parts)| {
+            let mut t = TxnOffsetCommitResponseTopic::default();
+            t.name = name;
+            t.partitions = parts
+                .into_iter()
+                .map(|(index, early)| {
+                    let mut p = TxnOffsetCommitResponsePartition::default();
+                    p.partition_index = index;
+                    p.error_code = early.unwrap_or_else(|| group_result.err().unwrap_or(0));
+                    p
+                })
+                .collect();
+            t
+        })
+        .collect();
     response
 }

@@ -15,7 +15,7 @@ use kafka_protocol::messages::{
     TopicName,
 };
 use tributary_common::ids::TopicId;
-use tributary_common::topic::{validate_topic_name, CONSUMER_OFFSETS};
+use tributary_common::topic::validate_topic_name;
 use tributary_common::znode::NO_LEADER;
 
 use super::{admin, s, BrokerContext};
@@ -162,7 +162,7 @@ fn topic_entry(view: &View<'_>, name: &str, topic: &TopicMetadata) -> MetadataRe
     let mut t = MetadataResponseTopic::default();
     t.name = Some(TopicName(s(name)));
     t.topic_id = topic.id.map(|id| id.0).unwrap_or_default();
-    t.is_internal = name == CONSUMER_OFFSETS;
+    t.is_internal = tributary_common::topic::is_internal(name);
     t.topic_authorized_operations = i32::MIN;
     t.partitions = topic.partitions.iter().map(|(index, pm)| partition_entry(view, *index, pm)).collect();
     t
@@ -271,7 +271,7 @@ pub(super) fn describe_topic_partitions(
         match (range, cluster.topics.get(&name)) {
             (Some(range), Some(topic)) => {
                 t.topic_id = topic.id.map(|id| id.0).unwrap_or_default();
-                t.is_internal = name == CONSUMER_OFFSETS;
+                t.is_internal = tributary_common::topic::is_internal(&name);
                 // Only the page's partitions are built.
                 t.partitions = topic
                     .partitions

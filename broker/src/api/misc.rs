@@ -47,7 +47,7 @@ pub(crate) struct ProducerIds {
 }
 
 impl ProducerIds {
-    async fn next(&self, ctx: &BrokerContext) -> Result<i64, crate::zk::Error> {
+    pub(super) async fn next(&self, ctx: &BrokerContext) -> Result<i64, crate::zk::Error> {
         let mut block = self.block.lock().await;
         match *block {
             Some((next, end)) if next <= end => {
@@ -68,15 +68,17 @@ impl ProducerIds {
     }
 }
 
-pub(super) async fn init_producer_id(ctx: &BrokerContext, request: InitProducerIdRequest) -> InitProducerIdResponse {
+pub(super) async fn init_producer_id(
+    ctx: &BrokerContext,
+    version: i16,
+    request: InitProducerIdRequest,
+) -> InitProducerIdResponse {
+    if let Some(id) = request.transactional_id.clone().filter(|id| !id.is_empty()) {
+        return super::txn::init_transactional(ctx, version, request, id.as_str()).await;
+    }
     let mut response = InitProducerIdResponse::default();
     response.producer_id = ProducerId(-1);
     response.producer_epoch = -1;
-    if request.transactional_id.is_some() {
-        // Transactions need a transaction coordinator, which Tributary does not have yet.
-        response.error_code = ResponseError::CoordinatorNotAvailable.code();
-        return response;
-    }
     match ctx.producer_ids.next(ctx).await {
         Ok(id) => {
             response.producer_id = ProducerId(id);

@@ -15,6 +15,7 @@ mod produce;
 mod quotas;
 mod reassign;
 mod records;
+mod txn;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -34,6 +35,7 @@ use crate::group::GroupCoordinator;
 use crate::metadata::ClusterMetadata;
 use crate::quota::QuotaManager;
 use crate::replica::{ReplicaError, ReplicaManager};
+use crate::txn::TransactionCoordinator;
 use crate::zk::ZkHandle;
 
 #[cfg(test)]
@@ -53,6 +55,8 @@ pub(crate) struct BrokerContext {
     pub(crate) producer_ids: ProducerIds,
     /// Consumer groups coordinated here.
     pub(crate) groups: GroupCoordinator,
+    /// Transactions coordinated here.
+    pub(crate) txns: TransactionCoordinator,
     /// Client quotas and the clients' rates.
     pub(crate) quotas: QuotaManager,
     /// The cluster view as served (None until the first load); read through [`Self::cluster`].
@@ -68,6 +72,7 @@ impl BrokerContext {
         config: BrokerConfig,
         replicas: Arc<ReplicaManager>,
         groups: GroupCoordinator,
+        txns: TransactionCoordinator,
         metadata: watch::Receiver<Option<Arc<ClusterMetadata>>>,
         zk: ZkHandle,
     ) -> Self {
@@ -79,6 +84,7 @@ impl BrokerContext {
             zk,
             producer_ids: ProducerIds::default(),
             groups,
+            txns,
             quotas,
             metadata,
             effective,
@@ -185,7 +191,15 @@ pub(crate) async fn handle(
         RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(group::describe_groups(ctx, v, r)),
         RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(group::delete_groups(ctx, r).await),
         RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(group::offset_delete(ctx, r).await),
-        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(misc::init_producer_id(ctx, r).await),
+        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(misc::init_producer_id(ctx, v, r).await),
+        RequestKind::AddPartitionsToTxn(r) => {
+            ResponseKind::AddPartitionsToTxn(txn::add_partitions_to_txn(ctx, v, r).await)
+        }
+        RequestKind::AddOffsetsToTxn(r) => ResponseKind::AddOffsetsToTxn(txn::add_offsets_to_txn(ctx, v, r).await),
+        RequestKind::EndTxn(r) => ResponseKind::EndTxn(txn::end_txn(ctx, v, r).await),
+        RequestKind::TxnOffsetCommit(r) => ResponseKind::TxnOffsetCommit(group::txn_offset_commit(ctx, v, r).await),
+        RequestKind::DescribeTransactions(r) => ResponseKind::DescribeTransactions(txn::describe_transactions(ctx, r)),
+        RequestKind::ListTransactions(r) => ResponseKind::ListTransactions(txn::list_transactions(ctx, r)),
         RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(admin::create_topics(ctx, v, r).await),
         RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(admin::delete_topics(ctx, v, r).await),
         RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(admin::create_partitions(ctx, r).await),
@@ -218,6 +232,7 @@ pub(crate) async fn handle(
         RequestKind::AlterReplicaLogDirs(r) => {
             ResponseKind::AlterReplicaLogDirs(cluster::alter_replica_log_dirs(ctx, r))
         }
+        RequestKind::WriteTxnMarkers(r) => ResponseKind::WriteTxnMarkers(txn::write_txn_markers(ctx, r).await),
         RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(cluster::create_acls(r)),
         RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(cluster::delete_acls(r)),
         _ => return Err(Unhandled(ApiKey::try_from(header.request_api_key).ok())),

@@ -28,7 +28,7 @@ fn partition_error(index: i32, code: i16, message: Option<String>) -> PartitionP
     r
 }
 
-fn append_error_code(e: &AppendError) -> i16 {
+pub(super) fn append_error_code(e: &AppendError) -> i16 {
     match e {
         AppendError::Replica(r) => replica_error_code(r),
         AppendError::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas.code(),
@@ -42,7 +42,7 @@ fn append_error_code(e: &AppendError) -> i16 {
     }
 }
 
-fn completion_error_code(e: &CompletionError) -> i16 {
+pub(super) fn completion_error_code(e: &CompletionError) -> i16 {
     match e {
         CompletionError::NotEnoughReplicasAfterAppend { .. } => ResponseError::NotEnoughReplicasAfterAppend.code(),
         CompletionError::NotLeader { .. } => ResponseError::NotLeaderOrFollower.code(),

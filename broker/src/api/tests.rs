@@ -89,7 +89,13 @@ async fn fixture(name: &str) -> Fixture {
     }
     let (_tx, rx) = watch::channel(Some(Arc::new(meta)));
     std::mem::forget(_tx);
-    let ctx = BrokerContext::new(config, replicas, groups, rx, ZkHandle::new(1));
+    let txns = crate::txn::TransactionCoordinator::new(
+        1,
+        config.txn_config(),
+        replicas.clone(),
+        tokio::sync::mpsc::unbounded_channel().0,
+    );
+    let ctx = BrokerContext::new(config, replicas, groups, txns, rx, ZkHandle::new(1));
     Fixture { ctx, topic_id, _dir: TempDir(dir) }
 }
 

@@ -61,6 +61,9 @@ struct Inner {
     /// The log offset of the record behind each cached offset written since load, so a
     /// commit completing late never replaces a later one.
     offset_positions: HashMap<OffsetKey, i64>,
+    /// Offsets committed inside transactions not ended yet, by producer id (KIP-98's
+    /// TxnOffsetCommit): they join the group's offsets at the COMMIT marker.
+    pending_txn: HashMap<i64, Vec<(OffsetKey, OffsetValue)>>,
 }
 
 /// SyncGroup answers owed once the group's metadata write completes.
@@ -235,7 +238,7 @@ impl GroupCoordinator {
     /// call it off the async threads).
     pub(crate) fn load(&self, partition: i32, epoch: i32, local: &Partition, now: i64) {
         let started = std::time::Instant::now();
-        let (groups, offsets, records) = match read_partition(local) {
+        let Loaded { groups, offsets, records, pending_txn } = match read_partition(local) {
             Ok(x) => x,
             Err(e) => {
                 tracing::error!(partition, error = %e, "loading __consumer_offsets partition {partition} failed; its groups stay unavailable (COORDINATOR_LOAD_IN_PROGRESS); check the data directory");
@@ -255,6 +258,9 @@ impl GroupCoordinator {
         }
         let count = loaded.len();
         inner.groups.extend(loaded);
+        for (pid, held) in pending_txn {
+            inner.pending_txn.entry(pid).or_default().extend(held);
+        }
         inner.partitions.insert(partition, Load::Loaded(epoch));
         let elapsed_ms = started.elapsed().as_millis() as u64;
         if count > 0 {
@@ -435,6 +441,84 @@ impl GroupCoordinator {
             group.offsets.insert((t, part), v);
         }
         Ok(())
+    }
+
+    /// TxnOffsetCommit: the offsets are written as a transactional batch of `producer_id`
+    /// and held aside; they become the group's committed offsets when the transaction's
+    /// COMMIT marker lands on the group's partition ([`Self::end_txn`]), and are dropped at
+    /// ABORT. A member's generation is checked when it sends one (KIP-447).
+    ///
+    /// # Errors
+    /// A group-level error code.
+    pub(crate) async fn txn_commit(
+        &self,
+        group_id: &str,
+        who: MemberRef<'_>,
+        producer: (i64, i16),
+        offsets: Vec<Commit>,
+        now: i64,
+    ) -> Result<(), Code> {
+        let pending = {
+            let mut inner = self.lock();
+            let p = Self::status(&inner, group_id)?;
+            if let Some(g) = inner.groups.get_mut(group_id) {
+                if who.generation >= 0 || !who.member_id.is_empty() {
+                    g.check_commit(who, now)?;
+                }
+            }
+            if offsets.is_empty() {
+                return Ok(());
+            }
+            let recs: Vec<(Bytes, Option<Bytes>)> = offsets
+                .iter()
+                .map(|((t, part), v)| (records::offset_key(group_id, t, *part), Some(records::offset_value(v))))
+                .collect();
+            self.write_as(p, &recs, Some(producer))?
+        };
+        if let Err(e) = self.replicas.complete(std::slice::from_ref(&pending), COMMIT_TIMEOUT).await.remove(0) {
+            tracing::warn!(group = group_id, error = %e, "transactional offsets did not complete in __consumer_offsets; the producer will retry");
+            return Err(completion_error_code(&e));
+        }
+        let mut inner = self.lock();
+        let held = inner.pending_txn.entry(producer.0).or_default();
+        for ((t, part), v) in offsets {
+            held.push(((group_id.to_string(), t, part), v));
+        }
+        Ok(())
+    }
+
+    /// A transaction marker of `producer_id` landed at `position` on `__consumer_offsets`
+    /// partition `partition`: its held offsets for that partition's groups are committed
+    /// (or dropped).
+    pub(crate) fn end_txn(&self, partition: i32, producer_id: i64, commit: bool, position: i64, now: i64) {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let count = inner.partition_count.max(1);
+        let Some(held) = inner.pending_txn.get_mut(&producer_id) else { return };
+        let (mine, rest): (Vec<_>, Vec<_>) =
+            std::mem::take(held).into_iter().partition(|((g, _, _), _)| records::partition_for(g, count) == partition);
+        *held = rest;
+        if held.is_empty() {
+            inner.pending_txn.remove(&producer_id);
+        }
+        if !commit {
+            return;
+        }
+        for (key, v) in mine {
+            if inner.offset_positions.get(&key).is_some_and(|at| *at > position) {
+                continue;
+            }
+            inner.offset_positions.insert(key.clone(), position);
+            let (g, t, part) = key;
+            inner.groups.entry(g.clone()).or_insert_with(|| Group::new(&g, now)).offsets.insert((t, part), v);
+        }
+    }
+
+    /// Whether offsets of `group_id` for (`topic`, `partition`) wait in an open
+    /// transaction (OffsetFetch with `require_stable` answers UNSTABLE_OFFSET_COMMIT).
+    pub(crate) fn unstable(&self, group_id: &str, topic: &str, partition: i32) -> bool {
+        let inner = self.lock();
+        inner.pending_txn.values().flatten().any(|((g, t, p), _)| g == group_id && t == topic && *p == partition)
     }
 
     /// OffsetFetch: `topics` None means every committed partition.
@@ -718,9 +802,24 @@ impl GroupCoordinator {
     /// Appends records to the group's `__consumer_offsets` partition through the one write
     /// path (acks=all); the caller completes the returned write.
     fn write(&self, partition: i32, recs: &[(Bytes, Option<Bytes>)]) -> Result<Pending, Code> {
+        self.write_as(partition, recs, None)
+    }
+
+    /// Writes records, as a transactional batch of `producer` (id, epoch) when given.
+    fn write_as(
+        &self,
+        partition: i32,
+        recs: &[(Bytes, Option<Bytes>)],
+        producer: Option<(i64, i16)>,
+    ) -> Result<Pending, Code> {
         let tp = TopicPartition::new(CONSUMER_OFFSETS, partition);
         let kvs: Vec<record::KeyValue<'_>> = recs.iter().map(|(k, v)| (Some(&k[..]), v.as_deref())).collect();
-        let built = record::build(0, tributary_common::time::now_ms(), &kvs);
+        let mut built = record::build(0, tributary_common::time::now_ms(), &kvs);
+        if let Some((pid, epoch)) = producer {
+            let mut raw = built.to_vec();
+            record::set_transactional(&mut raw, pid, epoch);
+            built = Bytes::from(raw);
+        }
         match self.replicas.append_to_leader(&tp, Origin::Coordinator, &built, Acks::All) {
             Ok(written) => Ok(written.pending),
             Err(e) => {
@@ -731,12 +830,21 @@ impl GroupCoordinator {
     }
 }
 
-type Loaded = (HashMap<String, records::GroupValue>, BTreeMap<(String, String, i32), OffsetValue>, usize);
+/// What a partition's replay found.
+struct Loaded {
+    groups: HashMap<String, records::GroupValue>,
+    offsets: BTreeMap<OffsetKey, OffsetValue>,
+    records: usize,
+    /// Offsets of transactions with no marker yet, by producer id.
+    pending_txn: HashMap<i64, Vec<(OffsetKey, OffsetValue)>>,
+}
 
 /// Replays a partition's records: the last value of each key wins; tombstones delete.
+/// Transactional offset commits wait for their marker: applied at COMMIT, dropped at ABORT.
 fn read_partition(local: &Partition) -> Result<Loaded, String> {
     let mut groups = HashMap::new();
     let mut offsets = BTreeMap::new();
+    let mut pending_txn: HashMap<i64, Vec<(OffsetKey, OffsetValue)>> = HashMap::new();
     let mut count = 0;
     let (mut next, end) = local.local_range();
     while next < end {
@@ -751,6 +859,10 @@ fn read_partition(local: &Partition) -> Result<Loaded, String> {
             pos += h.total_len();
             next = h.last_offset() + 1;
             if h.is_control() {
+                let held = pending_txn.remove(&h.producer_id).unwrap_or_default();
+                if record::control::marker_of(&h, &raw) == Some(record::control::Marker::Commit) {
+                    offsets.extend(held);
+                }
                 continue;
             }
             let recs = match record::body::decode(&h, &raw) {
@@ -767,6 +879,9 @@ fn read_partition(local: &Partition) -> Result<Loaded, String> {
                     Ok(RecordKey::Offset { group, topic, partition }) => {
                         let k = (group, topic, partition);
                         match value.map(|v| records::decode_offset_value(&v)) {
+                            Some(Ok(v)) if h.is_transactional() => {
+                                pending_txn.entry(h.producer_id).or_default().push((k, v));
+                            }
                             None => {
                                 offsets.remove(&k);
                             }
@@ -790,7 +905,7 @@ fn read_partition(local: &Partition) -> Result<Loaded, String> {
             }
         }
     }
-    Ok((groups, offsets, count))
+    Ok(Loaded { groups, offsets, records: count, pending_txn })
 }
 
 #[cfg(test)]

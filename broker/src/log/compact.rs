@@ -81,6 +81,15 @@ pub(crate) struct CleanerStatus {
     view: Option<CleanerView>,
 }
 
+/// What the replica layer knows about a log's producers that a pass needs.
+pub(crate) struct ProducerView<'a> {
+    /// Whether the batch ending at `last offset` is `producer id`'s last (kept, emptied).
+    pub last_of_producer: &'a dyn Fn(i64, i64) -> bool,
+    /// Whether a transactional batch of `producer id` at `offset` belongs to an aborted
+    /// transaction (its records go, and never count as a key's latest value).
+    pub aborted: &'a dyn Fn(i64, i64) -> bool,
+}
+
 /// Limits of one pass.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct CleanLimits {
@@ -158,9 +167,9 @@ impl PartitionLog {
         self.cleaner.lock().expect("cleaner status lock").view.clone()
     }
 
-    /// One cleaning pass over `[log start, dirt.upper)` (see the module docs).
-    /// `last_of_producer(producer id, last offset)` says whether a batch is its idempotent
-    /// producer's last; `stop` is polled between batches (shutdown): a pass stopped midway
+    /// One cleaning pass over `[log start, dirt.upper)` (see the module docs), `producers`
+    /// telling an idempotent producer's last batch and aborted transactions' batches;
+    /// `stop` is polled between batches (shutdown): a pass stopped midway
     /// leaves a valid log and records nothing. Returns what the pass did, `None` when it
     /// found nothing to do or was stopped.
     ///
@@ -171,7 +180,7 @@ impl PartitionLog {
         dirt: &Dirt,
         now: i64,
         compaction: &Compaction,
-        last_of_producer: &dyn Fn(i64, i64) -> bool,
+        producers: &ProducerView<'_>,
         limits: CleanLimits,
         stop: &dyn Fn() -> bool,
     ) -> Result<Option<CleanStats>, Error> {
@@ -204,7 +213,7 @@ impl PartitionLog {
                 let (_, v) = item.map_err(failed())?;
                 pacer.moved(v.len() as u64);
                 let Some(h) = BatchHeader::parse(&v) else { continue };
-                if h.is_control() {
+                if h.is_control() || (h.is_transactional() && (producers.aborted)(h.producer_id, h.base_offset)) {
                     continue;
                 }
                 let Ok(records) = body::decode(&h, &Bytes::copy_from_slice(&v)) else { continue };
@@ -257,7 +266,8 @@ impl PartitionLog {
                 };
                 let mut keep = Vec::with_capacity(records.list.len());
                 let mut tombstones = 0;
-                for (i, r) in records.list.iter().enumerate() {
+                let aborted = h.is_transactional() && (producers.aborted)(h.producer_id, h.base_offset);
+                for (i, r) in records.list.iter().enumerate().filter(|_| !aborted) {
                     let offset = h.base_offset + r.offset_delta;
                     let found = r.key.clone().and_then(|k| latest.get(&records.body[k]).copied());
                     let tombstone = r.value.is_none();
@@ -277,7 +287,7 @@ impl PartitionLog {
                     }
                 }
                 let must_stay = h.last_offset() + 1 >= log_end
-                    || (h.producer_id >= 0 && last_of_producer(h.producer_id, h.last_offset()));
+                    || (h.producer_id >= 0 && (producers.last_of_producer)(h.producer_id, h.last_offset()));
                 let fate = cleaner::fate(records.list.len(), keep.len(), must_stay);
                 let new = match fate {
                     Fate::Unchanged => continue,

@@ -32,8 +32,9 @@ use tributary_common::ids::{TopicId, TopicPartition};
 
 use self::chunks::Chunks;
 pub(crate) use self::chunks::Roll;
-pub(crate) use self::compact::{CleanLimits, CleanerStatus};
+pub(crate) use self::compact::{CleanLimits, CleanerStatus, ProducerView};
 pub(crate) use self::flush::FlushPolicy;
+use crate::record::control::Marker;
 use crate::record::{self as batch, BatchHeader};
 
 /// Storage errors.
@@ -151,12 +152,13 @@ impl LogStore {
         tp: &TopicPartition,
         topic_id: Option<TopicId>,
     ) -> Result<Arc<PartitionLog>, Error> {
-        self.open_partition_observing(tp, topic_id, &mut |_| {})
+        self.open_partition_observing(tp, topic_id, &mut |_, _| {})
     }
 
     /// [`LogStore::open_partition`], handing `on_batch` the header of every batch the
-    /// recovered log keeps, in offset order, from the same walk that checks them (so that
-    /// opening reads the log once, not again for producer state).
+    /// recovered log keeps (with the transaction marker of a control batch), in offset
+    /// order, from the same walk that checks them (so that opening reads the log once, not
+    /// again for producer state).
     ///
     /// # Errors
     /// [`Error::Storage`] when sled fails.
@@ -164,7 +166,7 @@ impl LogStore {
         &self,
         tp: &TopicPartition,
         topic_id: Option<TopicId>,
-        on_batch: &mut dyn FnMut(&BatchHeader),
+        on_batch: &mut dyn FnMut(&BatchHeader, Option<Marker>),
     ) -> Result<Arc<PartitionLog>, Error> {
         let name = Self::tree_name(tp);
         let mut meta: PartitionMeta = match self.meta.get(&name).map_err(storage("reading partition meta"))? {
@@ -296,7 +298,7 @@ impl PartitionLog {
         meta_tree: sled::Tree,
         meta_key: String,
         mut meta: PartitionMeta,
-        on_batch: &mut dyn FnMut(&BatchHeader),
+        on_batch: &mut dyn FnMut(&BatchHeader, Option<Marker>),
     ) -> Result<PartitionLog, Error> {
         // Everything before the recovery point was flushed and checked before; the tail is
         // walked batch by batch and cut at the first batch that is torn, fails its CRC or
@@ -318,7 +320,11 @@ impl PartitionLog {
                             || batch::verify_replicated(&Bytes::copy_from_slice(&v)).is_ok();
                         if follows && checked {
                             expected = Some(h.last_offset() + 1);
-                            on_batch(&h);
+                            let marker = h
+                                .is_control()
+                                .then(|| batch::control::marker_of(&h, &Bytes::copy_from_slice(&v)))
+                                .flatten();
+                            on_batch(&h, marker);
                             Some(h)
                         } else {
                             None
@@ -592,15 +598,20 @@ impl PartitionLog {
         state.meta.high_watermark.clamp(state.offsets.log_start_offset, state.offsets.log_end_offset)
     }
 
-    /// Every batch header from `from` on, in offset order (rebuilding producer state).
+    /// Every batch header from `from` on, with the marker of each control batch, in offset
+    /// order (rebuilding producer and transaction state).
     ///
     /// # Errors
     /// [`Error::Storage`] when sled fails.
-    pub(crate) fn headers_from(&self, from: i64) -> Result<Vec<BatchHeader>, Error> {
+    pub(crate) fn headers_from(&self, from: i64) -> Result<Vec<(BatchHeader, Option<Marker>)>, Error> {
         let mut out = Vec::new();
         for item in self.scan(from, i64::MAX) {
             let (_, v) = item.map_err(storage(format!("scanning {}", self.tp)))?;
-            out.extend(BatchHeader::parse(&v));
+            if let Some(h) = BatchHeader::parse(&v) {
+                let marker =
+                    h.is_control().then(|| batch::control::marker_of(&h, &Bytes::copy_from_slice(&v))).flatten();
+                out.push((h, marker));
+            }
         }
         Ok(out)
     }

@@ -101,7 +101,7 @@ async fn recovery_cuts_a_corrupt_tail_and_keeps_what_precedes_it() {
     }
     let store = reopen(dir.path());
     let mut observed = Vec::new();
-    let log = store.open_partition_observing(&tp(), None, &mut |h| observed.push(h.base_offset)).unwrap();
+    let log = store.open_partition_observing(&tp(), None, &mut |h, _| observed.push(h.base_offset)).unwrap();
     assert_eq!(log.offsets().log_end_offset, 2, "the damaged batch and everything after it are cut");
     assert_eq!(observed, vec![0], "only the batches kept are reported");
     assert!(tree_holding(&log, 4).get(key(4)).unwrap().is_none());
@@ -391,7 +391,8 @@ fn clean_now(
     if !cleaner::due(&dirt, c, now) {
         return None;
     }
-    log.clean(&dirt, now, c, last_of, NO_LIMITS, &|| false).unwrap()
+    let producers = ProducerView { last_of_producer: last_of, aborted: &|_, _| false };
+    log.clean(&dirt, now, c, &producers, NO_LIMITS, &|| false).unwrap()
 }
 
 #[tokio::test]
@@ -519,11 +520,11 @@ async fn the_cleaner_stops_at_the_high_watermark_the_open_chunk_and_its_map_budg
     assert_eq!((dirt.first_dirty, dirt.upper), (0, 6));
     // A map budget of one key's entry: the pass maps one chunk and cleans up to its end.
     let tight = CleanLimits { map_bytes: 1, io_bytes_per_second: f64::MAX };
-    let stats = log.clean(&dirt, now, &compaction(0), &|_, _| false, tight, &|| false).unwrap().unwrap();
+    let none = ProducerView { last_of_producer: &|_, _| false, aborted: &|_, _| false };
+    let stats = log.clean(&dirt, now, &compaction(0), &none, tight, &|| false).unwrap().unwrap();
     assert_eq!(stats.upper, 2);
     assert_eq!(log.survey(now, 6, 0).first_dirty, 2);
-    let stats =
-        log.clean(&log.survey(now, 6, 0), now, &compaction(0), &|_, _| false, NO_LIMITS, &|| false).unwrap().unwrap();
+    let stats = log.clean(&log.survey(now, 6, 0), now, &compaction(0), &none, NO_LIMITS, &|| false).unwrap().unwrap();
     assert_eq!(stats.upper, 6);
     let keys: Vec<(i64, String)> = all_records(&log).into_iter().map(|(o, k, _)| (o, k)).collect();
     let want: Vec<(i64, String)> = vec![

@@ -158,9 +158,9 @@ mod tests {
         assert!(
             matches!(decode(Bytes::from_static(&[0, 3, 0x7f, 0, 0, 0, 0, 1])), Decoded::Reject(m) if m.contains("outside"))
         );
-        // AddPartitionsToTxn (24) exists in Kafka but is not advertised.
+        // CreateDelegationToken (38) exists in Kafka but is not advertised.
         assert!(
-            matches!(decode(Bytes::from_static(&[0, 24, 0, 0, 0, 0, 0, 1])), Decoded::Reject(m) if m.contains("not supported"))
+            matches!(decode(Bytes::from_static(&[0, 38, 0, 1, 0, 0, 0, 1])), Decoded::Reject(m) if m.contains("not supported"))
         );
         // A Metadata v1 request whose topic array claims 2^31-1 entries, with nothing behind it.
         let hostile = [0u8, 3, 0, 1, 0, 0, 0, 1, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xff];

@@ -5,6 +5,7 @@
 //! topics, replaying internal topics) goes through [`body`].
 
 pub(crate) mod body;
+pub(crate) mod control;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -15,6 +16,7 @@ pub(crate) const LOG_OVERHEAD: usize = 12;
 pub(super) const CRC_START: usize = 21;
 pub(super) const ATTR_TIMESTAMP_TYPE: i16 = 0x08;
 const ATTR_CONTROL: i16 = 0x20;
+const ATTR_TRANSACTIONAL: i16 = 0x10;
 
 /// The fixed header of a v2 record batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,6 +83,10 @@ impl BatchHeader {
     /// Compression codec bits (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd).
     pub(crate) fn compression(&self) -> i16 {
         self.attributes & 0x07
+    }
+    /// Whether it belongs to a transaction (data or marker).
+    pub(crate) fn is_transactional(&self) -> bool {
+        self.attributes & ATTR_TRANSACTIONAL != 0
     }
     /// Whether it is a control batch (transaction marker).
     pub(crate) fn is_control(&self) -> bool {
@@ -242,6 +248,18 @@ pub(crate) fn stamp_in_place(batch: &mut [u8], base_offset: i64, leader_epoch: i
         let crc = crc32c::crc32c(&batch[CRC_START..]);
         batch[17..21].copy_from_slice(&crc.to_be_bytes());
     }
+}
+
+/// Marks a built batch as written by `producer_id`/`producer_epoch` in a transaction
+/// (attributes, producer fields, no sequence), with its CRC recomputed.
+pub(crate) fn set_transactional(batch: &mut [u8], producer_id: i64, producer_epoch: i16) {
+    let attributes = i16::from_be_bytes([batch[21], batch[22]]) | ATTR_TRANSACTIONAL;
+    batch[21..23].copy_from_slice(&attributes.to_be_bytes());
+    batch[43..51].copy_from_slice(&producer_id.to_be_bytes());
+    batch[51..53].copy_from_slice(&producer_epoch.to_be_bytes());
+    batch[53..57].copy_from_slice(&(-1i32).to_be_bytes());
+    let crc = crc32c::crc32c(&batch[CRC_START..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// A record's optional key and value.

@@ -20,7 +20,7 @@ use tributary_common::ids::TopicPartition;
 use super::{Partition, ReplicaManager};
 use crate::config::BrokerConfig;
 use crate::log::cleaner::{self, Dirt};
-use crate::log::CleanLimits;
+use crate::log::{CleanLimits, ProducerView};
 
 /// The cleaner's settings (static or dynamic).
 #[derive(Clone, Debug, PartialEq)]
@@ -168,7 +168,8 @@ impl LogCleaner {
             if !config.compact || shared.busy.contains(&tp) || shared.resting.contains_key(&tp) {
                 continue;
             }
-            let dirt = p.log().survey(now, p.high_watermark(), config.compaction.min_lag_ms);
+            // Nothing at or past the last stable offset: open transactions are not compacted.
+            let dirt = p.log().survey(now, p.last_stable_offset(), config.compaction.min_lag_ms);
             if cleaner::due(&dirt, &config.compaction, now) {
                 candidates.push((tp, p, dirt));
             }
@@ -184,10 +185,15 @@ impl LogCleaner {
         let config = partition.role().config;
         let now = tributary_common::time::now_ms();
         let last_of_producer = |pid: i64, last: i64| partition.is_last_batch_of(pid, last);
+        let aborted_txns = partition.aborted_ranges();
+        let aborted = |pid: i64, offset: i64| {
+            aborted_txns.iter().any(|t| t.producer_id == pid && t.first_offset <= offset && offset < t.last_offset)
+        };
+        let producers = ProducerView { last_of_producer: &last_of_producer, aborted: &aborted };
         let stop = || self.stopping.load(Ordering::Acquire);
         let before = partition.log().offsets().size_bytes;
         tracing::info!(%tp, first_dirty_offset = dirt.first_dirty, first_uncleanable_offset = dirt.upper, dirty_ratio = format!("{:.2}", dirt.ratio()), dirty_bytes = dirt.dirty_bytes, tombstones_due = dirt.tombstones_due, "beginning to compact the log");
-        match partition.log().clean(dirt, now, &config.compaction, &last_of_producer, settings.limits(), &stop) {
+        match partition.log().clean(dirt, now, &config.compaction, &producers, settings.limits(), &stop) {
             Ok(Some(s)) => {
                 let after = partition.log().offsets().size_bytes;
                 tracing::info!(

@@ -71,6 +71,8 @@ pub(crate) struct Fetched {
     pub(crate) records: Bytes,
     /// Fetch v12+: the fetcher's last epoch does not match; (epoch, end offset) to truncate to.
     pub(crate) diverging_epoch: Option<(i32, i64)>,
+    /// read_committed: the aborted transactions the records meet, (producer id, first offset).
+    pub(crate) aborted: Vec<(i64, i64)>,
     /// A read that failed (the offsets above stay filled in: a follower uses them).
     pub(crate) error: Option<ReadError>,
 }
@@ -184,6 +186,9 @@ impl ReplicaManager {
                     total += records.len();
                     if throttled {
                         self.leader_quota.record(records.len(), now);
+                    }
+                    if matches!(reader, Reader::Consumer { read_committed: true }) && !records.is_empty() {
+                        out.aborted = partition.aborted_transactions(spec.fetch_offset, upper);
                     }
                     out.records = records;
                 }

@@ -334,7 +334,7 @@ impl ReplicaManager {
         let started = std::time::Instant::now();
         // Idempotent producers' state is rebuilt from the batches recovery walks.
         let mut producers = ProducerStates::default();
-        let opened = self.store.open_partition_observing(&tp, topic_id, &mut |h| producers.update(h, h.base_offset));
+        let opened = self.store.open_partition_observing(&tp, topic_id, &mut |h, marker| producers.observe(h, marker));
         let log = match opened {
             Ok(log) => log,
             Err(e) => {
@@ -412,6 +412,7 @@ impl ReplicaManager {
             let log = partition.log();
             match log.apply_retention(now_ms, config.retention_ms, config.retention_bytes, partition.high_watermark()) {
                 Ok(n) if n > 0 => {
+                    partition.forget_aborted_before(log.offsets().log_start_offset);
                     tracing::info!(%tp, batches = n, log_start_offset = log.offsets().log_start_offset, "retention deleted old record batches");
                     deleted += n;
                 }

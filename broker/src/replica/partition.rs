@@ -19,6 +19,7 @@ use super::isr::{self, FollowerState};
 use super::producer_state::{self, ProducerStates};
 use super::purgatory::Progress;
 use crate::log::{self, AppendInfo, PartitionLog, ReplicaAppendError};
+use crate::record::control::{marker_of, Marker};
 use crate::record::BatchHeader;
 use crate::topic_config::TopicConfig;
 
@@ -237,6 +238,16 @@ impl Partition {
             && !role.isr.contains(&self.broker_id)
     }
 
+    /// Forgets aborted transactions that retention removed from the log.
+    pub(crate) fn forget_aborted_before(&self, log_start: i64) {
+        self.producers.lock().expect("producers lock").forget_before(log_start);
+    }
+
+    /// The aborted transactions known here (the log cleaner drops their records).
+    pub(crate) fn aborted_ranges(&self) -> Vec<producer_state::AbortedTxn> {
+        self.producers.lock().expect("producers lock").aborted().to_vec()
+    }
+
     /// Whether the batch ending at `last_offset` is the last one `producer_id` wrote here.
     pub(crate) fn is_last_batch_of(&self, producer_id: i64, last_offset: i64) -> bool {
         self.producers.lock().expect("producers lock").is_last_batch(producer_id, last_offset)
@@ -280,9 +291,19 @@ impl Partition {
         self.high_watermark.load(Ordering::Acquire)
     }
 
-    /// The last stable offset: the high watermark, as there are no open transactions.
+    /// The last stable offset: where read_committed consumers stop (the start of the
+    /// earliest transaction still open or whose marker is not replicated yet, at most the
+    /// high watermark).
     pub(crate) fn last_stable_offset(&self) -> i64 {
-        self.high_watermark()
+        let hw = self.high_watermark();
+        let unstable = self.producers.lock().expect("producers lock").first_unstable_offset(hw);
+        unstable.map_or(hw, |u| u.min(hw))
+    }
+
+    /// The aborted transactions a read_committed fetch of `[from, upper)` must skip:
+    /// (producer id, first offset).
+    pub(crate) fn aborted_transactions(&self, from: i64, upper: i64) -> Vec<(i64, i64)> {
+        self.producers.lock().expect("producers lock").aborted_between(from, upper)
     }
 
     fn store_high_watermark(&self, hw: i64) {
@@ -399,6 +420,7 @@ impl Partition {
             });
         }
         let mut producers = self.producers.lock().expect("producers lock");
+        let markers: Vec<Option<Marker>> = batches.iter().map(|(h, b)| marker_of(h, b)).collect();
         if check_sequences {
             for (h, _) in batches {
                 if let producer_state::Check::Duplicate(meta) = producers.check(h)? {
@@ -407,10 +429,18 @@ impl Partition {
                 }
             }
         }
+        for ((h, _), marker) in batches.iter().zip(&markers) {
+            if marker.is_some() {
+                producers.check_marker(h)?;
+            }
+        }
         let info = self.log.append(batches, role.leader_epoch, log_append_time)?;
         let mut offset = info.base_offset;
-        for (h, _) in batches {
-            producers.update(h, offset);
+        for ((h, _), marker) in batches.iter().zip(markers) {
+            match marker {
+                Some(m) => producers.end_transaction(h, offset, m),
+                None => producers.update(h, offset),
+            }
             offset += i64::from(h.last_offset_delta) + 1;
         }
         drop(producers);
@@ -437,8 +467,8 @@ impl Partition {
         }
         let info = self.log.append_replicated(batches)?;
         let mut producers = self.producers.lock().expect("producers lock");
-        for (h, _) in batches {
-            producers.update(h, h.base_offset);
+        for (h, b) in batches {
+            producers.observe(h, marker_of(h, b));
         }
         drop(producers);
         self.log_end_moved.bump();
@@ -468,8 +498,8 @@ impl Partition {
     }
 
     fn after_truncation(&self, end: i64) -> Result<(), log::Error> {
-        let headers = self.log.headers_from(self.log.offsets().log_start_offset)?;
-        *self.producers.lock().expect("producers lock") = ProducerStates::rebuild(&headers);
+        let batches = self.log.headers_from(self.log.offsets().log_start_offset)?;
+        *self.producers.lock().expect("producers lock") = ProducerStates::rebuild(&batches);
         self.store_high_watermark(self.high_watermark().min(end));
         self.log_end_moved.bump();
         Ok(())

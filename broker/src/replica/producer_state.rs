@@ -2,9 +2,15 @@
 //! and the last five batches' sequence ranges with their offsets. The leader checks each
 //! batch against it before appending; every replica updates it from the batches it
 //! stores, so a new leader already knows what the old one accepted.
+//!
+//! Transactions are tracked here too, as Kafka's `ProducerStateManager` does: the first
+//! offset of each producer's open transaction (which bounds the last stable offset), the
+//! transactions whose marker is not yet below the high watermark, and the aborted ones
+//! (Fetch's `aborted_transactions` for read_committed consumers).
 
 use std::collections::{HashMap, VecDeque};
 
+use crate::record::control::Marker;
 use crate::record::BatchHeader;
 
 /// How many batches per producer are remembered for duplicate detection (Kafka keeps 5,
@@ -85,10 +91,27 @@ fn last_sequence(h: &BatchHeader) -> i32 {
     ((i64::from(h.base_sequence) + i64::from(h.last_offset_delta)) % (i64::from(i32::MAX) + 1)) as i32
 }
 
+/// A transaction that ended with ABORT: read_committed fetches skip its records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct AbortedTxn {
+    /// Its producer.
+    pub producer_id: i64,
+    /// Its first offset in this partition.
+    pub first_offset: i64,
+    /// The offset of its ABORT marker.
+    pub last_offset: i64,
+}
+
 /// All producers of one partition.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct ProducerStates {
     producers: HashMap<i64, ProducerEntry>,
+    /// Open transactions: producer id → first offset.
+    ongoing: HashMap<i64, i64>,
+    /// Ended transactions whose marker may not be replicated yet: (marker offset, first offset).
+    unreplicated: Vec<(i64, i64)>,
+    /// Aborted transactions, by marker offset.
+    aborted: Vec<AbortedTxn>,
 }
 
 impl ProducerStates {
@@ -138,10 +161,75 @@ impl ProducerStates {
         }
     }
 
+    /// Checks a transaction marker about to be written: a producer epoch older than the
+    /// one known is refused (the marker would end a fenced producer's transaction).
+    ///
+    /// # Errors
+    /// [`SequenceError::InvalidEpoch`].
+    pub(crate) fn check_marker(&self, h: &BatchHeader) -> Result<(), SequenceError> {
+        match self.producers.get(&h.producer_id) {
+            Some(entry) if h.producer_epoch < entry.epoch => Err(SequenceError::InvalidEpoch {
+                producer_id: h.producer_id,
+                epoch: h.producer_epoch,
+                current: entry.epoch,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records a stored transaction marker at `offset`: the producer's open transaction
+    /// ends there (and, aborted, is remembered for read_committed fetches); a marker of a
+    /// newer epoch (the coordinator fenced the producer) moves the producer to it.
+    pub(crate) fn end_transaction(&mut self, h: &BatchHeader, offset: i64, marker: Marker) {
+        if h.producer_id < 0 {
+            return;
+        }
+        let entry = self.producers.entry(h.producer_id).or_default();
+        if h.producer_epoch > entry.epoch {
+            entry.epoch = h.producer_epoch;
+            entry.batches.clear();
+        }
+        let Some(first_offset) = self.ongoing.remove(&h.producer_id) else { return };
+        self.unreplicated.push((offset, first_offset));
+        if marker == Marker::Abort {
+            self.aborted.push(AbortedTxn { producer_id: h.producer_id, first_offset, last_offset: offset });
+        }
+    }
+
+    /// The first offset a read_committed consumer may not read yet, below `high_watermark`:
+    /// the start of the earliest transaction that is open or whose marker is not yet
+    /// below the high watermark (Kafka's first unstable offset); `None` when there is none.
+    pub(crate) fn first_unstable_offset(&mut self, high_watermark: i64) -> Option<i64> {
+        self.unreplicated.retain(|(marker, _)| *marker >= high_watermark);
+        self.ongoing.values().chain(self.unreplicated.iter().map(|(_, first)| first)).copied().min()
+    }
+
+    /// The aborted transactions a fetch of `[from, upper)` meets: (producer id, first offset).
+    pub(crate) fn aborted_between(&self, from: i64, upper: i64) -> Vec<(i64, i64)> {
+        self.aborted
+            .iter()
+            .filter(|t| t.last_offset >= from && t.first_offset < upper)
+            .map(|t| (t.producer_id, t.first_offset))
+            .collect()
+    }
+
+    /// Every aborted transaction known, by marker offset.
+    pub(crate) fn aborted(&self) -> &[AbortedTxn] {
+        &self.aborted
+    }
+
+    /// Forgets aborted transactions wholly below `log_start` (retention removed them).
+    pub(crate) fn forget_before(&mut self, log_start: i64) {
+        self.aborted.retain(|t| t.last_offset >= log_start);
+    }
+
     /// Records a stored batch (leader or follower) at its assigned offsets.
     pub(crate) fn update(&mut self, h: &BatchHeader, first_offset: i64) {
         if h.producer_id < 0 || h.is_control() {
             return;
+        }
+        if h.is_transactional() {
+            self.ongoing.entry(h.producer_id).or_insert(first_offset);
         }
         let entry = self.producers.entry(h.producer_id).or_default();
         if h.producer_epoch != entry.epoch {
@@ -160,11 +248,19 @@ impl ProducerStates {
         }
     }
 
-    /// Rebuilds the state from stored batch headers, oldest first.
-    pub(crate) fn rebuild<'a>(headers: impl IntoIterator<Item = &'a BatchHeader>) -> Self {
+    /// Records a stored batch as a replica or recovery finds it: data, or a marker.
+    pub(crate) fn observe(&mut self, h: &BatchHeader, marker: Option<Marker>) {
+        match marker {
+            Some(m) => self.end_transaction(h, h.base_offset, m),
+            None => self.update(h, h.base_offset),
+        }
+    }
+
+    /// Rebuilds the state from stored batches, oldest first.
+    pub(crate) fn rebuild<'a>(batches: impl IntoIterator<Item = &'a (BatchHeader, Option<Marker>)>) -> Self {
         let mut states = ProducerStates::default();
-        for h in headers {
-            states.update(h, h.base_offset);
+        for (h, marker) in batches {
+            states.observe(h, *marker);
         }
         states
     }
@@ -277,7 +373,61 @@ mod tests {
         for h in &headers {
             live.update(h, h.base_offset);
         }
-        assert_eq!(ProducerStates::rebuild(&headers), live);
+        let stored: Vec<(BatchHeader, Option<Marker>)> = headers.iter().map(|h| (h.clone(), None)).collect();
+        assert_eq!(ProducerStates::rebuild(&stored), live);
         assert_eq!(live.len(), 2);
+    }
+
+    fn txn(pid: i64, epoch: i16, seq: i32, count: i32, offset: i64) -> BatchHeader {
+        BatchHeader { attributes: 0x10, ..batch(pid, epoch, seq, count, offset) }
+    }
+
+    fn marker(pid: i64, epoch: i16, offset: i64) -> BatchHeader {
+        BatchHeader { attributes: 0x30, base_sequence: -1, ..batch(pid, epoch, 0, 1, offset) }
+    }
+
+    #[test]
+    fn transactions_bound_the_last_stable_offset_and_aborted_ones_are_listed() {
+        let mut s = ProducerStates::default();
+        // Producer 1: a transaction at 0-1 and 4, committed at 6. Producer 2: 2-3, aborted at 5.
+        s.update(&txn(1, 0, 0, 2, 0), 0);
+        s.update(&txn(2, 0, 0, 2, 2), 2);
+        s.update(&batch(3, 0, 0, 1, 7), 7); // not transactional: no bound
+        assert_eq!(s.first_unstable_offset(10), Some(0));
+        s.update(&txn(1, 0, 2, 1, 4), 4);
+        s.end_transaction(&marker(2, 0, 5), 5, Marker::Abort);
+        assert_eq!(s.first_unstable_offset(10), Some(0), "producer 1 is still open");
+        s.end_transaction(&marker(1, 0, 6), 6, Marker::Commit);
+        // Both ended; until the high watermark passes the markers they still bound the LSO.
+        assert_eq!(s.first_unstable_offset(6), Some(0));
+        assert_eq!(s.first_unstable_offset(7), None);
+        // (from, upper) -> aborted transactions met
+        let cases = [((0, 10), vec![(2, 2)]), ((6, 10), vec![]), ((0, 2), vec![]), ((5, 6), vec![(2, 2)])];
+        for ((from, upper), want) in cases {
+            assert_eq!(s.aborted_between(from, upper), want, "{from}..{upper}");
+        }
+        // A marker with a newer epoch (the coordinator fenced the producer) moves it on.
+        s.update(&txn(1, 0, 3, 1, 8), 8);
+        s.end_transaction(&marker(1, 1, 9), 9, Marker::Abort);
+        assert_eq!(
+            s.check(&txn(1, 0, 4, 1, 10)).unwrap_err(),
+            SequenceError::InvalidEpoch { producer_id: 1, epoch: 0, current: 1 }
+        );
+        // Rebuilt from the stored batches, the same state.
+        let stored = vec![
+            (txn(1, 0, 0, 2, 0), None),
+            (txn(2, 0, 0, 2, 2), None),
+            (txn(1, 0, 2, 1, 4), None),
+            (marker(2, 0, 5), Some(Marker::Abort)),
+            (marker(1, 0, 6), Some(Marker::Commit)),
+            (batch(3, 0, 0, 1, 7), None),
+            (txn(1, 0, 3, 1, 8), None),
+            (marker(1, 1, 9), Some(Marker::Abort)),
+        ];
+        let mut rebuilt = ProducerStates::rebuild(&stored);
+        assert_eq!(rebuilt.aborted_between(0, 100), s.aborted_between(0, 100));
+        assert_eq!(rebuilt.first_unstable_offset(100), s.first_unstable_offset(100));
+        s.forget_before(6);
+        assert_eq!(s.aborted_between(0, 100), vec![(1, 8)]);
     }
 }

@@ -1,0 +1,202 @@
+"""Transactions (KIP-98) with the clients' own transactional producers: commit and abort
+seen exactly by read_committed consumers, offsets committed inside a transaction, zombie
+producers fenced, and Kafka's error codes for requests out of order."""
+import time
+
+import pytest
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+
+from harness import create_topic, wait_until
+
+
+def read_all(bootstrap, topic, isolation, partitions=1, timeout=30):
+    """Every value a consumer with `isolation` reads from the start to the end."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{isolation}-{time.monotonic()}",
+                  "enable.auto.commit": False, "isolation.level": isolation, "enable.partition.eof": True})
+    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    out, eof = [], set()
+    deadline = time.monotonic() + timeout
+    try:
+        while len(eof) < partitions and time.monotonic() < deadline:
+            msg = c.poll(0.5)
+            if msg is None:
+                continue
+            if msg.error():
+                if msg.error().code() == -191:
+                    eof.add(msg.partition())
+                continue
+            eof.discard(msg.partition())
+            out.append(msg.value())
+    finally:
+        c.close()
+    assert len(eof) == partitions, f"{topic} not read to its end ({isolation}): got {len(out)}"
+    return out
+
+
+def txn_producer(bootstrap, txn_id, **extra):
+    p = Producer({"bootstrap.servers": bootstrap, "transactional.id": txn_id, "linger.ms": 5, **extra})
+    p.init_transactions(30)
+    return p
+
+
+def test_committed_records_are_seen_and_aborted_ones_are_not(cluster):
+    create_topic(cluster, "payments", partitions=2)
+    bootstrap = cluster.bootstrap()
+    p = txn_producer(bootstrap, "payments-writer")
+    p.begin_transaction()
+    for i in range(10):
+        p.produce("payments", key=str(i).encode(), value=f"committed-{i}".encode())
+    p.commit_transaction(30)
+    p.begin_transaction()
+    for i in range(5):
+        p.produce("payments", key=str(i).encode(), value=f"aborted-{i}".encode())
+    p.flush(30)
+    p.abort_transaction(30)
+    p.begin_transaction()
+    p.produce("payments", key=b"x", value=b"committed-last")
+    p.commit_transaction(30)
+
+    committed = read_all(bootstrap, "payments", "read_committed", partitions=2)
+    assert sorted(committed) == sorted([f"committed-{i}".encode() for i in range(10)] + [b"committed-last"])
+    everything = read_all(bootstrap, "payments", "read_uncommitted", partitions=2)
+    assert len(everything) == 16 and sum(v.startswith(b"aborted") for v in everything) == 5
+
+
+def test_an_open_transaction_holds_read_committed_consumers_back_until_it_ends(cluster):
+    create_topic(cluster, "pending")
+    bootstrap = cluster.bootstrap()
+    plain = Producer({"bootstrap.servers": bootstrap})
+    plain.produce("pending", value=b"before")
+    plain.flush(10)
+    p = txn_producer(bootstrap, "slow-writer")
+    p.begin_transaction()
+    p.produce("pending", value=b"in-transaction")
+    p.flush(30)
+    plain.produce("pending", value=b"after, outside")
+    plain.flush(10)
+    # The last stable offset stops at the open transaction: only "before" is readable.
+    assert read_all(bootstrap, "pending", "read_committed") == [b"before"]
+    p.commit_transaction(30)
+    assert read_all(bootstrap, "pending", "read_committed") == [b"before", b"in-transaction", b"after, outside"]
+
+
+def test_consume_transform_produce_commits_offsets_with_the_output(cluster):
+    create_topic(cluster, "orders-in")
+    create_topic(cluster, "orders-out")
+    bootstrap = cluster.bootstrap()
+    feed = Producer({"bootstrap.servers": bootstrap})
+    for i in range(30):
+        feed.produce("orders-in", value=str(i).encode())
+    feed.flush(10)
+
+    def run_once(fail_after=None):
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "transformer", "enable.auto.commit": False,
+                             "auto.offset.reset": "earliest", "isolation.level": "read_committed"})
+        consumer.subscribe(["orders-in"])
+        producer = txn_producer(bootstrap, "transformer-1")
+        done = 0
+        idle = time.monotonic() + 10
+        while time.monotonic() < idle:
+            msgs = consumer.consume(10, 1)
+            msgs = [m for m in msgs if not m.error()]
+            if not msgs:
+                continue
+            idle = time.monotonic() + 5
+            producer.begin_transaction()
+            for m in msgs:
+                producer.produce("orders-out", value=b"x" + m.value())
+            producer.send_offsets_to_transaction(consumer.position(consumer.assignment()),
+                                                 consumer.consumer_group_metadata(), 30)
+            if fail_after is not None and done + len(msgs) > fail_after:
+                producer.abort_transaction(30)
+                consumer.close()
+                return
+            producer.commit_transaction(30)
+            done += len(msgs)
+        consumer.close()
+
+    run_once(fail_after=12)  # a step that fails part-way: its output and offsets are aborted
+    run_once()
+    out = read_all(bootstrap, "orders-out", "read_committed")
+    assert sorted(out) == sorted(b"x" + str(i).encode() for i in range(30)), "every input exactly once"
+    check = Consumer({"bootstrap.servers": bootstrap, "group.id": "transformer"})
+    assert check.committed([TopicPartition("orders-in", 0)], timeout=30)[0].offset == 30
+    check.close()
+
+
+def test_a_zombie_producer_is_fenced_by_its_successor(cluster):
+    create_topic(cluster, "fenced")
+    bootstrap = cluster.bootstrap()
+    zombie = txn_producer(bootstrap, "singleton")
+    zombie.begin_transaction()
+    zombie.produce("fenced", value=b"zombie")
+    zombie.flush(30)
+    successor = txn_producer(bootstrap, "singleton")  # aborts the zombie's open transaction
+    successor.begin_transaction()
+    successor.produce("fenced", value=b"successor")
+    successor.commit_transaction(30)
+    with pytest.raises(KafkaException) as e:
+        zombie.commit_transaction(30)
+    assert e.value.args[0].fatal() or "fenced" in str(e.value).lower(), e.value
+    assert read_all(bootstrap, "fenced", "read_committed") == [b"successor"]
+
+
+def test_kafka_python_transactional_producer(cluster):
+    from kafka import KafkaProducer
+    create_topic(cluster, "kp-txn")
+    bootstrap = cluster.bootstrap()
+    p = KafkaProducer(bootstrap_servers=bootstrap, transactional_id="kp-writer")
+    p.init_transactions()
+    p.begin_transaction()
+    for i in range(3):
+        p.send("kp-txn", value=f"c{i}".encode())
+    p.commit_transaction()
+    p.begin_transaction()
+    p.send("kp-txn", value=b"a0")
+    p.abort_transaction()
+    p.close()
+    assert read_all(bootstrap, "kp-txn", "read_committed") == [b"c0", b"c1", b"c2"]
+
+
+def test_transaction_requests_out_of_order_get_kafkas_errors(cluster):
+    """EndTxn with no transaction, a stale epoch and an unknown transactional id; a
+    transaction timeout past transaction.max.timeout.ms; AddPartitionsToTxn for a topic
+    that does not exist. One broker, so it coordinates every transactional id."""
+    from kafka.protocol.producer.transaction import (AddPartitionsToTxnRequest, AddPartitionsToTxnResponse,
+                                                     EndTxnRequest, EndTxnResponse, InitProducerIdRequest,
+                                                     InitProducerIdResponse)
+
+    from harness import RawConnection
+    create_topic(cluster, "strict")
+    txn_producer(cluster.bootstrap(), "strict-writer")  # __transaction_state exists and is loaded
+    conn = RawConnection(cluster.broker_ports[1], timeout=30)
+
+    def call(request, response_cls, version):
+        request.with_header(correlation_id=7, client_id="raw-test")
+        conn.send(request.encode(version=version, header=True, framed=True))
+        return response_cls.decode(conn.recv_frame(), version=version, header=True)
+
+    init = call(InitProducerIdRequest(transactional_id="strict-raw", transaction_timeout_ms=60000),
+                InitProducerIdResponse, 1)
+    assert init.error_code == 0, init
+    pid, epoch = init.producer_id, init.producer_epoch
+
+    def end(txn_id, e, committed=True):
+        return call(EndTxnRequest(transactional_id=txn_id, producer_id=pid, producer_epoch=e, committed=committed),
+                    EndTxnResponse, 1).error_code
+    assert end("strict-raw", epoch) == 48, "EndTxn with no transaction: INVALID_TXN_STATE"
+    assert end("strict-raw", epoch - 1) == 47, "a stale epoch (v1): INVALID_PRODUCER_EPOCH"
+    assert end("never-seen", 0) == 49, "an unknown transactional id: INVALID_PRODUCER_ID_MAPPING"
+    too_long = call(InitProducerIdRequest(transactional_id="strict-slow", transaction_timeout_ms=3_600_000),
+                    InitProducerIdResponse, 1)
+    assert too_long.error_code == 50, "INVALID_TRANSACTION_TIMEOUT"
+    Topic = AddPartitionsToTxnRequest.AddPartitionsToTxnTopic
+    added = call(AddPartitionsToTxnRequest(v3_and_below_transactional_id="strict-raw", v3_and_below_producer_id=pid,
+                                           v3_and_below_producer_epoch=epoch,
+                                           v3_and_below_topics=[Topic(name="no-such-topic", partitions=[0]),
+                                                                Topic(name="strict", partitions=[0])]),
+                 AddPartitionsToTxnResponse, 1)
+    codes = {(t.name, p.partition_index): p.partition_error_code
+             for t in added.results_by_topic_v3_and_below for p in t.results_by_partition}
+    assert codes == {("no-such-topic", 0): 3, ("strict", 0): 55}, codes  # UNKNOWN_TOPIC_OR_PARTITION, OPERATION_NOT_ATTEMPTED
+    conn.close()
