@@ -45,8 +45,8 @@ def test_unknown_api_keys_and_versions_close_the_connection(broker):
     cluster, port = broker
     closes_with_log(cluster, port, frame(999, 0, 1, b""), "unknown api key 999")
     closes_with_log(cluster, port, frame(3, 99, 1, b""), "Metadata v99 is outside the advertised range")
-    # AddPartitionsToTxn (24): a Kafka API this broker does not offer.
-    closes_with_log(cluster, port, frame(24, 0, 1, b""), "is not supported by this broker")
+    # CreateDelegationToken (38): a Kafka API this broker does not offer.
+    closes_with_log(cluster, port, frame(38, 1, 1, b""), "is not supported by this broker")
 
 
 def test_a_too_new_api_versions_gets_the_v0_fallback(broker):

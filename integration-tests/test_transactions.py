@@ -200,3 +200,83 @@ def test_transaction_requests_out_of_order_get_kafkas_errors(cluster):
              for t in added.results_by_topic_v3_and_below for p in t.results_by_partition}
     assert codes == {("no-such-topic", 0): 3, ("strict", 0): 55}, codes  # UNKNOWN_TOPIC_OR_PARTITION, OPERATION_NOT_ATTEMPTED
     conn.close()
+
+
+def test_kcat_writes_its_input_in_one_transaction(cluster):
+    import subprocess
+    create_topic(cluster, "kcat-txn")
+    bootstrap = cluster.bootstrap()
+    subprocess.run(["kcat", "-P", "-b", bootstrap, "-t", "kcat-txn", "-X", "transactional.id=kcat-writer"],
+                   input=b"a\nb\nc\n", check=True, timeout=60)
+    assert read_all(bootstrap, "kcat-txn", "read_committed") == [b"a", b"b", b"c"]
+
+
+def find_transaction_coordinator(cluster, transactional_id):
+    """The broker id FindCoordinator (key type 1) names for `transactional_id`."""
+    from kafka.protocol.metadata.find_coordinator import FindCoordinatorRequest, FindCoordinatorResponse
+
+    from harness import RawConnection
+    for port in cluster.broker_ports.values():
+        try:
+            conn = RawConnection(port, timeout=10)
+        except OSError:
+            continue
+        req = FindCoordinatorRequest(key=transactional_id, key_type=1)
+        req.with_header(correlation_id=1, client_id="raw-test")
+        conn.send(req.encode(version=1, header=True, framed=True))
+        r = FindCoordinatorResponse.decode(conn.recv_frame(), version=1, header=True)
+        conn.close()
+        if r.error_code == 0:
+            return r.node_id
+    return None
+
+
+def test_a_transaction_open_past_its_timeout_is_aborted_and_stops_holding_consumers(empty_cluster):
+    cluster = empty_cluster
+    cluster.start_coordinator()
+    cluster.start_broker(1, "--transaction-abort-timed-out-transaction-cleanup-interval-ms", "200")
+    create_topic(cluster, "stalled")
+    bootstrap = cluster.bootstrap()
+    p = txn_producer(bootstrap, "sleepy", **{"transaction.timeout.ms": 2000})
+    p.begin_transaction()
+    p.produce("stalled", value=b"never committed")
+    p.flush(30)
+    plain = Producer({"bootstrap.servers": bootstrap})
+    plain.produce("stalled", value=b"later")
+    plain.flush(10)
+    # Held back while open; once the coordinator aborts it, the later record is readable.
+    wait_until(lambda: read_all(bootstrap, "stalled", "read_committed", timeout=10) == [b"later"], timeout=30,
+               interval=0.5, what="the expired transaction to be aborted")
+    assert read_all(bootstrap, "stalled", "read_uncommitted") == [b"never committed", b"later"]
+    with pytest.raises(KafkaException):
+        p.commit_transaction(10)
+    assert "transaction.timeout.ms" in cluster.brokers[1].log()
+
+
+def test_the_coordinators_broker_killed_mid_transaction_leaves_no_partial_transaction(empty_cluster):
+    """RF 3: __transaction_state and the data replicated to three brokers; the broker
+    coordinating the transactional id is killed -9 between the writes and the commit. The
+    producer's commit goes to the new coordinator, and read_committed consumers see the
+    whole transaction."""
+    cluster = empty_cluster
+    cluster.start_coordinator()
+    rf3 = ("--transaction-state-log-replication-factor", "3", "--transaction-state-log-min-isr", "2",
+           "--offsets-topic-replication-factor", "3")
+    for b in (1, 2, 3):
+        cluster.start_broker(b, *rf3)
+    cluster.wait_brokers_know_each_other()
+    create_topic(cluster, "ledger", partitions=3, replication_factor=3, config={"min.insync.replicas": "2"})
+    bootstrap = cluster.bootstrap()
+    p = txn_producer(bootstrap, "ledger-writer", **{"transaction.timeout.ms": 60000})
+    p.begin_transaction()
+    for i in range(30):
+        p.produce("ledger", key=str(i).encode(), value=f"entry-{i}".encode())
+    p.flush(30)
+    victim = find_transaction_coordinator(cluster, "ledger-writer")
+    assert victim in (1, 2, 3)
+    cluster.brokers[victim].kill()
+    p.commit_transaction(60)
+    survivors = ",".join(f"127.0.0.1:{port}" for b, port in cluster.broker_ports.items() if b != victim)
+    got = read_all(survivors, "ledger", "read_committed", partitions=3, timeout=60)
+    assert sorted(got) == sorted(f"entry-{i}".encode() for i in range(30))
+    assert find_transaction_coordinator(cluster, "ledger-writer") not in (None, victim)

@@ -196,6 +196,15 @@ pub(crate) fn tombstone_expiry(offset: i64, passes: &[(i64, i64)], delete_retent
     passes.iter().find(|(upper, _)| *upper > offset).map(|(_, at)| at.saturating_add(delete_retention_ms))
 }
 
+/// Whether a transaction marker may go (Kafka removes markers as it removes tombstones):
+/// none of its transaction's batches is left below it (`txn_batches_left`), it is not
+/// the log's last batch (`must_stay`), and it has outlived `delete.retention.ms` since the
+/// pass that first covered it (`horizon_passed`), so a consumer reading from the start had
+/// time to see it.
+pub(crate) fn marker_removable(txn_batches_left: bool, must_stay: bool, horizon_passed: bool) -> bool {
+    !txn_batches_left && !must_stay && horizon_passed
+}
+
 /// Most passes remembered per log.
 pub(crate) const MAX_PASSES: usize = 32;
 
@@ -346,6 +355,20 @@ mod tests {
         ];
         for (total, kept, last, want) in fates {
             assert_eq!(fate(total, kept, last), want, "{total} {kept} {last}");
+        }
+    }
+
+    #[test]
+    fn markers_go_only_once_their_transaction_is_gone_and_their_horizon_passed() {
+        // (batches of the transaction left, the log's last batch, horizon passed, removable)
+        let cases = [
+            (false, false, true, true),
+            (true, false, true, false),   // data still there: read_committed needs the marker
+            (false, true, true, false),   // the log end must survive
+            (false, false, false, false), // a reader from the start may still need it
+        ];
+        for (left, last, horizon, want) in cases {
+            assert_eq!(marker_removable(left, last, horizon), want, "{left} {last} {horizon}");
         }
     }
 

@@ -48,6 +48,8 @@ pub(crate) struct CleanStats {
     pub records_removed: u64,
     /// Of which expired tombstones.
     pub tombstones_removed: u64,
+    /// Transaction markers removed (their transaction's records all gone).
+    pub markers_removed: u64,
     /// Batches deleted whole.
     pub batches_deleted: u64,
     /// Chunks dropped because the pass emptied them.
@@ -245,6 +247,8 @@ impl PartitionLog {
         let mut passes_after = passes.clone();
         cleaner::record_pass(&mut passes_after, upper, now);
         let mut tombstones_due_ms: Option<i64> = None;
+        // Producers whose transaction since their last marker still has a batch in the log.
+        let mut txn_batches_left: HashMap<i64, bool> = HashMap::new();
         for (base, _, tree) in trees.iter().filter(|(base, _, _)| *base < upper) {
             for item in tree.range(..key(upper.max(0))) {
                 if stop() {
@@ -254,6 +258,24 @@ impl PartitionLog {
                 pacer.moved(old.len() as u64);
                 let Some(h) = BatchHeader::parse(&old) else { continue };
                 if h.is_control() {
+                    let left = txn_batches_left.remove(&h.producer_id).unwrap_or(false);
+                    let last = h.last_offset() + 1 >= log_end;
+                    let horizon =
+                        cleaner::tombstone_expired(h.base_offset, &passes, now, compaction.delete_retention_ms);
+                    if cleaner::marker_removable(left, last, horizon) {
+                        if self.swap(*base, &k, &old, None)? {
+                            stats.bytes_before += old.len() as u64;
+                            stats.markers_removed += 1;
+                            stats.batches_deleted += 1;
+                        }
+                    } else if !left && !last {
+                        // Goes in a later pass, once its horizon has passed.
+                        let expiry =
+                            cleaner::tombstone_expiry(h.base_offset, &passes_after, compaction.delete_retention_ms);
+                        if let Some(at) = expiry.filter(|at| *at >= now) {
+                            tombstones_due_ms = Some(tombstones_due_ms.map_or(at, |t| t.min(at)));
+                        }
+                    }
                     continue;
                 }
                 let batch = Bytes::copy_from_slice(&old);
@@ -278,7 +300,7 @@ impl PartitionLog {
                         if tombstone {
                             let expiry =
                                 cleaner::tombstone_expiry(offset, &passes_after, compaction.delete_retention_ms);
-                            if let Some(at) = expiry.filter(|at| *at > now) {
+                            if let Some(at) = expiry.filter(|at| *at >= now) {
                                 tombstones_due_ms = Some(tombstones_due_ms.map_or(at, |t| t.min(at)));
                             }
                         }
@@ -289,6 +311,11 @@ impl PartitionLog {
                 let must_stay = h.last_offset() + 1 >= log_end
                     || (h.producer_id >= 0 && (producers.last_of_producer)(h.producer_id, h.last_offset()));
                 let fate = cleaner::fate(records.list.len(), keep.len(), must_stay);
+                if h.is_transactional() && fate != Fate::Delete {
+                    // Its marker stays while it does (an empty one too: a replica rebuilding
+                    // its state would otherwise see a transaction that never ends).
+                    txn_batches_left.insert(h.producer_id, true);
+                }
                 let new = match fate {
                     Fate::Unchanged => continue,
                     Fate::Rewrite | Fate::KeepEmpty => {

@@ -357,12 +357,12 @@ fn keyed(
     batch::validate(&buf.freeze(), usize::MAX).unwrap().remove(0)
 }
 
-/// Every record of the log as (offset, key, value).
+/// Every data record of the log as (offset, key, value) (markers left out, as consumers do).
 fn all_records(log: &PartitionLog) -> Vec<(i64, String, Option<String>)> {
     let end = log.offsets().log_end_offset;
     let raw = log.read(log.offsets().log_start_offset, usize::MAX, end).unwrap();
     let mut out = Vec::new();
-    for (h, b) in batch::verify_replicated(&raw).unwrap() {
+    for (h, b) in batch::verify_replicated(&raw).unwrap().into_iter().filter(|(h, _)| !h.is_control()) {
         let recs = batch::body::decode(&h, &b).unwrap();
         for r in &recs.list {
             let text = |b: Option<Bytes>| b.map(|b| String::from_utf8(b.to_vec()).unwrap());
@@ -540,6 +540,78 @@ async fn the_cleaner_stops_at_the_high_watermark_the_open_chunk_and_its_map_budg
         (11, "u5".into()),
     ];
     assert_eq!(keys, want, "k's values at 6, 8 and 10 are above the high watermark or in the open chunk");
+}
+
+#[tokio::test]
+async fn aborted_transactions_records_go_and_markers_follow_their_transactions_out() {
+    use crate::record::control::{marker_batch, Marker};
+    use kafka_protocol::records::Compression::None as Plain;
+    let txn = |pid: i64, recs: &[(&str, Option<&str>)]| {
+        let (_, b) = keyed(pid, 0, Plain, recs);
+        let mut raw = b.to_vec();
+        crate::record::set_transactional(&mut raw, pid, 0);
+        batch::validate(&Bytes::from(raw), usize::MAX).unwrap().remove(0)
+    };
+    let marker =
+        |pid: i64, m: Marker| batch::validate(&marker_batch(pid, 0, 0, m, 1_000), usize::MAX).unwrap().remove(0);
+    let dir = tempdir();
+    let store = LogStore::open(dir.path(), policy()).unwrap();
+    let log = store.open_partition(&tp(), None).unwrap();
+    log.append(&[txn(1, &[("k", Some("a1"))])], 0, None).unwrap(); // 0, committed below
+    log.append(&[marker(1, Marker::Commit)], 0, None).unwrap(); // 1
+    log.append(&[txn(2, &[("k", Some("b1")), ("j", Some("b2"))])], 0, None).unwrap(); // 2-3, aborted below
+    log.append(&[marker(2, Marker::Abort)], 0, None).unwrap(); // 4
+    log.append(&[keyed(-1, 0, Plain, &[("k", Some("c1"))])], 0, None).unwrap(); // 5
+    log.append(&[keyed(-1, 0, Plain, &[("z", Some("1"))])], 0, None).unwrap(); // 6, the log's last
+    let aborted = |pid: i64, offset: i64| pid == 2 && (2..4).contains(&offset);
+    let producers = ProducerView { last_of_producer: &|_, _| false, aborted: &aborted };
+    let c = compaction(1_000);
+    let t0 = tributary_common::time::now_ms() + 1_000;
+    log.set_roll(Roll { bytes: u64::MAX, ms: 1 });
+    let dirt = log.survey(t0, 7, 0);
+    let first = log.clean(&dirt, t0, &c, &producers, NO_LIMITS, &|| false).unwrap().unwrap();
+    assert_eq!(first.markers_removed, 0, "markers stay for delete.retention.ms after their first pass");
+    // The aborted records never count as k's latest value and are gone; a1 was superseded.
+    assert_eq!(all_records(&log), vec![(5, "k".into(), Some("c1".into())), (6, "z".into(), Some("1".into()))]);
+    let offsets: Vec<i64> = batch::verify_replicated(&log.read(0, usize::MAX, 7).unwrap())
+        .unwrap()
+        .iter()
+        .map(|(h, _)| h.base_offset)
+        .collect();
+    assert_eq!(offsets, vec![1, 4, 5, 6]);
+    // Past the horizon the markers go too (their transactions have nothing left).
+    let later = log.survey(t0 + 1_000, 7, 0);
+    assert!(cleaner::due(&later, &c, t0 + 1_000), "markers waiting for their horizon make the log due");
+    let second = log.clean(&later, t0 + 1_000, &c, &producers, NO_LIMITS, &|| false).unwrap().unwrap();
+    assert_eq!(second.markers_removed, 2);
+    let offsets: Vec<i64> = batch::verify_replicated(&log.read(0, usize::MAX, 7).unwrap())
+        .unwrap()
+        .iter()
+        .map(|(h, _)| h.base_offset)
+        .collect();
+    assert_eq!(offsets, vec![5, 6]);
+}
+
+#[tokio::test]
+async fn a_follower_truncates_across_a_compacted_range_at_batch_boundaries() {
+    use kafka_protocol::records::Compression::None as Plain;
+    let dir = tempdir();
+    let store = LogStore::open(dir.path(), policy()).unwrap();
+    let log = store.open_partition(&tp(), None).unwrap();
+    for v in ["1", "2", "3", "4"] {
+        log.append(&[keyed(-1, 0, Plain, &[("k", Some(v)), ("k", Some(v))])], 0, None).unwrap();
+    }
+    clean_now(&log, tributary_common::time::now_ms() + 1_000, &compaction(0), &|_, _| false).unwrap();
+    // Only k=4 (offset 7) is left, in the log's last batch (6-7); 0-5 are gaps.
+    assert_eq!(all_records(&log), vec![(7, "k".into(), Some("4".into()))]);
+    // Truncating into a gap lands on the gap's offset; into a batch, on the batch's start.
+    assert_eq!(log.truncate_to(9).unwrap(), 8);
+    assert_eq!(log.truncate_to(7).unwrap(), 6);
+    assert_eq!(log.offsets().log_end_offset, 6);
+    assert_eq!(log.truncate_to(3).unwrap(), 3);
+    let next = log.append(&[keyed(-1, 0, Plain, &[("k", Some("5"))])], 0, None).unwrap();
+    assert_eq!(next.base_offset, 3);
+    assert_eq!(all_records(&log), vec![(3, "k".into(), Some("5".into()))]);
 }
 
 fn reopen(dir: &Path) -> LogStore {

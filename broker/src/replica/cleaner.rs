@@ -207,6 +207,7 @@ impl LogCleaner {
                     rewritten_bytes_after = s.bytes_after,
                     records_removed = s.records_removed,
                     tombstones_removed = s.tombstones_removed,
+                    markers_removed = s.markers_removed,
                     chunks_dropped = s.chunks_dropped,
                     elapsed_ms = s.elapsed_ms,
                     "compacted the log: kept the latest record of each key below the cleaned offset"
