@@ -280,3 +280,83 @@ def test_the_coordinators_broker_killed_mid_transaction_leaves_no_partial_transa
     got = read_all(survivors, "ledger", "read_committed", partitions=3, timeout=60)
     assert sorted(got) == sorted(f"entry-{i}".encode() for i in range(30))
     assert find_transaction_coordinator(cluster, "ledger-writer") not in (None, victim)
+
+
+def test_operators_describe_and_list_transactions_with_kafka_python(cluster):
+    from kafka import KafkaAdminClient
+    from kafka import TopicPartition as KpTP
+    from kafka.errors import TransactionalIdNotFoundError
+    create_topic(cluster, "watched", partitions=2)
+    bootstrap = cluster.bootstrap()
+    p = txn_producer(bootstrap, "watched-writer")
+    p.begin_transaction()
+    p.produce("watched", value=b"x", partition=1)
+    p.flush(30)
+    kp = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        d = kp.describe_transactions(["watched-writer"])["watched-writer"]
+        assert (d.state.value, d.coordinator_id, d.topic_partitions) == ("Ongoing", 1, {KpTP("watched", 1)}), d
+        assert d.transaction_start_time_ms > 0 and d.producer_epoch >= 0
+        listed = [t for ts in kp.list_transactions().values() for t in ts]
+        assert ("watched-writer", "Ongoing") in [(t.transactional_id, t.state.value) for t in listed], listed
+        assert kp.list_transactions(state_filters=["CompleteCommit"]) == {1: []}
+        p.commit_transaction(30)
+        wait_until(lambda: kp.describe_transactions(["watched-writer"])["watched-writer"].state.value == "CompleteCommit",
+                   what="the transaction to complete")
+        with pytest.raises(TransactionalIdNotFoundError):
+            kp.describe_transactions(["nobody-uses-this-id"])
+    finally:
+        kp.close()
+
+
+TRANSFORMER = r'''
+import sys, time
+from confluent_kafka import Consumer, Producer, TopicPartition
+bootstrap = sys.argv[1]
+consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "etl", "enable.auto.commit": False,
+                     "auto.offset.reset": "earliest", "isolation.level": "read_committed"})
+consumer.assign([TopicPartition("etl-in", 0)])
+producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": "etl-1", "linger.ms": 5})
+producer.init_transactions(30)
+idle = time.monotonic() + 8
+while time.monotonic() < idle:
+    msgs = [m for m in consumer.consume(20, 0.5) if not m.error()]
+    if not msgs:
+        continue
+    idle = time.monotonic() + 8
+    producer.begin_transaction()
+    for m in msgs:
+        producer.produce("etl-out", value=b"t-" + m.value())
+    producer.flush(30)
+    time.sleep(0.1)  # the output is written, not committed: a kill here must not leave it visible
+    producer.send_offsets_to_transaction(consumer.position(consumer.assignment()), consumer.consumer_group_metadata(), 30)
+    producer.commit_transaction(30)
+'''
+
+
+def test_consume_transform_produce_killed_at_random_points_processes_every_record_once(cluster):
+    """A transform step (read_committed consumer, transactional producer committing its input
+    offsets with its output) is killed -9 at random points and restarted; in the end every
+    input record is in the output exactly once."""
+    import random
+    import subprocess
+    import sys
+    create_topic(cluster, "etl-in")
+    create_topic(cluster, "etl-out")
+    bootstrap = cluster.bootstrap()
+    feed = Producer({"bootstrap.servers": bootstrap})
+    for i in range(600):
+        feed.produce("etl-in", value=str(i).encode())
+    feed.flush(10)
+    rng = random.Random(13)
+    argv = [sys.executable, "-c", TRANSFORMER, bootstrap]
+    for _ in range(6):
+        worker = subprocess.Popen(argv)
+        time.sleep(rng.uniform(1.5, 4.0))
+        worker.kill()
+        worker.wait(10)
+    last = subprocess.run(argv, timeout=180)
+    assert last.returncode == 0
+    out = read_all(bootstrap, "etl-out", "read_committed")
+    assert sorted(out) == sorted(b"t-" + str(i).encode() for i in range(600)), (
+        f"{len(out)} records, {len(set(out))} distinct")

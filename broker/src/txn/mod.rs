@@ -197,13 +197,22 @@ impl TransactionCoordinator {
         let count = loaded.len();
         inner.txns.extend(loaded);
         inner.partitions.insert(partition, Load::Loaded(epoch));
-        tracing::info!(
-            partition,
-            transactions = count,
-            resumed,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "loaded transactions from __transaction_state partition {partition}; this broker is their coordinator"
-        );
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        if count > 0 {
+            tracing::info!(
+                partition,
+                transactions = count,
+                resumed,
+                elapsed_ms,
+                "loaded transactions from __transaction_state partition {partition}; this broker is their coordinator"
+            );
+        } else {
+            tracing::debug!(
+                partition,
+                elapsed_ms,
+                "coordinating __transaction_state partition {partition} (no transactions yet)"
+            );
+        }
     }
 
     /// Appends `meta` for `id` to its partition (under the lock) and marks the id pending.
