@@ -199,6 +199,22 @@ def test_transaction_requests_out_of_order_get_kafkas_errors(cluster):
     codes = {(t.name, p.partition_index): p.partition_error_code
              for t in added.results_by_topic_v3_and_below for p in t.results_by_partition}
     assert codes == {("no-such-topic", 0): 3, ("strict", 0): 55}, codes  # UNKNOWN_TOPIC_OR_PARTITION, OPERATION_NOT_ATTEMPTED
+
+    # v4, the brokers' batched form: one transaction adds a partition, another (with a
+    # stale epoch) is fenced, and a verify-only entry reports what is in the transaction.
+    Txn = AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction
+    TxnTopic = Txn.AddPartitionsToTxnTopic
+    batched = call(AddPartitionsToTxnRequest(transactions=[
+        Txn(transactional_id="strict-raw", producer_id=pid, producer_epoch=epoch, verify_only=False,
+            topics=[TxnTopic(name="strict", partitions=[0])]),
+        Txn(transactional_id="strict-raw", producer_id=pid, producer_epoch=epoch, verify_only=True,
+            topics=[TxnTopic(name="strict", partitions=[0])]),
+        Txn(transactional_id="strict-writer", producer_id=pid, producer_epoch=0, verify_only=True,
+            topics=[TxnTopic(name="strict", partitions=[0])]),
+    ]), AddPartitionsToTxnResponse, 4)
+    results = [(r.transactional_id, [(p.partition_index, p.partition_error_code) for t in r.topic_results
+                                     for p in t.results_by_partition]) for r in batched.results_by_transaction]
+    assert results == [("strict-raw", [(0, 0)]), ("strict-raw", [(0, 0)]), ("strict-writer", [(0, 49)])], results
     conn.close()
 
 

@@ -23,6 +23,7 @@ mod group;
 mod log;
 mod metadata;
 mod net;
+mod owned;
 mod quota;
 mod record;
 mod replica;

@@ -377,42 +377,58 @@ pub(super) fn leave_group(ctx: &BrokerContext, version: i16, r: LeaveGroupReques
 /// Partitions with the error found before the group was asked (None: ask the group).
 type PartitionCodes = Vec<(i32, Option<Code>)>;
 
-pub(super) async fn offset_commit(ctx: &BrokerContext, version: i16, r: OffsetCommitRequest) -> OffsetCommitResponse {
+/// One partition of a commit: (index, offset, leader epoch, metadata).
+type Offered<'a> = (i32, i64, i32, Option<&'a str>);
+
+/// A commit's partitions checked one by one (group id, topic and partition, metadata
+/// size), as OffsetCommit and TxnOffsetCommit both do: each partition's early error, and
+/// the offsets the group is to decide on together.
+fn check_commits<'a>(
+    ctx: &BrokerContext,
+    group_error: Option<Code>,
+    topics: impl Iterator<Item = (&'a TopicName, Vec<Offered<'a>>)>,
+    now: i64,
+) -> (Vec<(TopicName, PartitionCodes)>, Vec<Commit>) {
     let cluster = ctx.cluster();
-    let group_error = check_group_id(r.group_id.as_str(), true).err();
     let max_metadata = ctx.config.offset_metadata_max_bytes.max(0) as usize;
-    let now = now_ms();
-    // Per-partition checks first; the group decides for the rest together.
-    let mut results: Vec<(TopicName, PartitionCodes)> = Vec::new();
-    let mut commits: Vec<Commit> = Vec::new();
-    for topic in &r.topics {
-        let name = topic.name.as_str();
+    let mut results = Vec::new();
+    let mut commits = Vec::new();
+    for (topic, partitions) in topics {
+        let name = topic.as_str();
         let known = cluster.topics.get(name);
         let mut parts = Vec::new();
-        for p in &topic.partitions {
-            let metadata = opt(&p.committed_metadata).unwrap_or("");
+        for (index, offset, leader_epoch, metadata) in partitions {
+            let metadata = metadata.unwrap_or("");
             let early = if let Some(e) = group_error {
                 Some(e)
-            } else if known.is_none_or(|t| !t.partitions.contains_key(&p.partition_index)) {
+            } else if known.is_none_or(|t| !t.partitions.contains_key(&index)) {
                 Some(code(ResponseError::UnknownTopicOrPartition))
             } else if metadata.len() > max_metadata {
                 Some(code(ResponseError::OffsetMetadataTooLarge))
             } else {
-                commits.push((
-                    (name.to_string(), p.partition_index),
-                    OffsetValue {
-                        offset: p.committed_offset,
-                        leader_epoch: if version >= 6 { p.committed_leader_epoch } else { -1 },
-                        metadata: metadata.to_string(),
-                        commit_timestamp: now,
-                    },
-                ));
+                let value = OffsetValue { offset, leader_epoch, metadata: metadata.to_string(), commit_timestamp: now };
+                commits.push(((name.to_string(), index), value));
                 None
             };
-            parts.push((p.partition_index, early));
+            parts.push((index, early));
         }
-        results.push((topic.name.clone(), parts));
+        results.push((topic.clone(), parts));
     }
+    (results, commits)
+}
+
+pub(super) async fn offset_commit(ctx: &BrokerContext, version: i16, r: OffsetCommitRequest) -> OffsetCommitResponse {
+    let group_error = check_group_id(r.group_id.as_str(), true).err();
+    let now = now_ms();
+    // Per-partition checks first; the group decides for the rest together.
+    let topics = r.topics.iter().map(|t| {
+        let parts = t.partitions.iter().map(|p| {
+            let epoch = if version >= 6 { p.committed_leader_epoch } else { -1 };
+            (p.partition_index, p.committed_offset, epoch, opt(&p.committed_metadata))
+        });
+        (&t.name, parts.collect())
+    });
+    let (results, commits) = check_commits(ctx, group_error, topics, now);
     let instance = if version >= 7 { opt(&r.group_instance_id) } else { None };
     // The group writes the commit through the one write path (acks=all: the whole ISR of
     // its __consumer_offsets partition has it, flushed while the leader is alone in it) and
@@ -705,40 +721,16 @@ pub(super) async fn txn_offset_commit(
     version: i16,
     r: TxnOffsetCommitRequest,
 ) -> TxnOffsetCommitResponse {
-    let cluster = ctx.cluster();
     let group_error = check_group_id(r.group_id.as_str(), false).err();
-    let max_metadata = ctx.config.offset_metadata_max_bytes.max(0) as usize;
     let now = now_ms();
-    let mut results: Vec<(TopicName, PartitionCodes)> = Vec::new();
-    let mut commits: Vec<Commit> = Vec::new();
-    for topic in &r.topics {
-        let name = topic.name.as_str();
-        let known = cluster.topics.get(name);
-        let mut parts = Vec::new();
-        for p in &topic.partitions {
-            let metadata = opt(&p.committed_metadata).unwrap_or("");
-            let early = if let Some(e) = group_error {
-                Some(e)
-            } else if known.is_none_or(|t| !t.partitions.contains_key(&p.partition_index)) {
-                Some(code(ResponseError::UnknownTopicOrPartition))
-            } else if metadata.len() > max_metadata {
-                Some(code(ResponseError::OffsetMetadataTooLarge))
-            } else {
-                commits.push((
-                    (name.to_string(), p.partition_index),
-                    OffsetValue {
-                        offset: p.committed_offset,
-                        leader_epoch: if version >= 2 { p.committed_leader_epoch } else { -1 },
-                        metadata: metadata.to_string(),
-                        commit_timestamp: now,
-                    },
-                ));
-                None
-            };
-            parts.push((p.partition_index, early));
-        }
-        results.push((topic.name.clone(), parts));
-    }
+    let topics = r.topics.iter().map(|t| {
+        let parts = t.partitions.iter().map(|p| {
+            let epoch = if version >= 2 { p.committed_leader_epoch } else { -1 };
+            (p.partition_index, p.committed_offset, epoch, opt(&p.committed_metadata))
+        });
+        (&t.name, parts.collect())
+    });
+    let (results, commits) = check_commits(ctx, group_error, topics, now);
     // KIP-447 (v3+): the member's generation is checked like a plain commit's.
     let who = if version >= 3 {
         MemberRef::new(r.member_id.as_str(), opt(&r.group_instance_id), r.generation_id)

@@ -32,18 +32,13 @@ use super::state::{
     Code, Effects, Group, GroupConfig, GroupState, JoinRequest, JoinResponse, MemberRef, Outcome, SyncResponse,
 };
 use crate::metadata::ClusterMetadata;
+use crate::owned::{Load, Owned, ToLoad};
 use crate::record::{self, BatchHeader};
 use crate::replica::durability::Acks;
 use crate::replica::{AppendError, CompletionError, Origin, Partition, Pending, ReplicaError, ReplicaManager};
 
 /// How long a group write may wait for the ISR (Kafka's `offsets.commit.timeout.ms`).
 const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(5000);
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Load {
-    Loading(i32),
-    Loaded(i32),
-}
 
 /// Parked requests by (group, member id).
 type Waiters<R> = HashMap<(String, String), oneshot::Sender<R>>;
@@ -53,8 +48,7 @@ type OffsetKey = (String, String, i32);
 
 #[derive(Default)]
 struct Inner {
-    partition_count: i32,
-    partitions: HashMap<i32, Load>,
+    owned: Owned,
     groups: HashMap<String, Group>,
     joins: Waiters<JoinResponse>,
     syncs: Waiters<SyncResponse>,
@@ -183,34 +177,11 @@ impl GroupCoordinator {
     /// Takes up a new metadata snapshot: returns the offsets partitions this broker now
     /// leads and must load (with the leader epoch that load belongs to); partitions it no
     /// longer leads are unloaded at once.
-    pub(crate) fn on_metadata(&self, meta: &ClusterMetadata) -> Vec<(i32, i32, Arc<Partition>)> {
-        let mut led = HashMap::new();
-        let mut count = 0;
-        if let Some(topic) = meta.topics.get(CONSUMER_OFFSETS) {
-            count = topic.partitions.len() as i32;
-            for (p, pm) in &topic.partitions {
-                if pm.leader == self.broker_id {
-                    if let Some(local) = self.replicas.get(&TopicPartition::new(CONSUMER_OFFSETS, *p)) {
-                        led.insert(*p, (pm.leader_epoch, local));
-                    }
-                }
-            }
-        }
+    pub(crate) fn on_metadata(&self, meta: &ClusterMetadata) -> Vec<ToLoad> {
         let mut inner = self.lock();
-        inner.partition_count = count;
-        let gone: Vec<i32> = inner
-            .partitions
-            .iter()
-            .filter(|(p, load)| {
-                let epoch = match load {
-                    Load::Loading(e) | Load::Loaded(e) => *e,
-                };
-                led.get(*p).is_none_or(|(e, _)| *e != epoch)
-            })
-            .map(|(p, _)| *p)
-            .collect();
+        let (gone, to_load) = inner.owned.take_up(meta, &self.replicas, self.broker_id, CONSUMER_OFFSETS);
+        let count = inner.owned.count;
         for p in gone {
-            inner.partitions.remove(&p);
             let groups: Vec<String> =
                 inner.groups.keys().filter(|g| records::partition_for(g, count.max(1)) == p).cloned().collect();
             inner.offset_positions.retain(|(g, _, _), _| records::partition_for(g, count.max(1)) != p);
@@ -223,13 +194,6 @@ impl GroupCoordinator {
                 }
             }
             tracing::info!(partition = p, groups = groups.len(), "no longer the group coordinator for __consumer_offsets partition {p}; its groups move to the new leader");
-        }
-        let mut to_load = Vec::new();
-        for (p, (epoch, local)) in led {
-            if let std::collections::hash_map::Entry::Vacant(e) = inner.partitions.entry(p) {
-                e.insert(Load::Loading(epoch));
-                to_load.push((p, epoch, local));
-            }
         }
         to_load
     }
@@ -246,7 +210,7 @@ impl GroupCoordinator {
             }
         };
         let mut inner = self.lock();
-        if inner.partitions.get(&partition) != Some(&Load::Loading(epoch)) {
+        if !inner.owned.loaded(partition, epoch) {
             return; // leadership moved on while loading
         }
         let mut loaded: HashMap<String, Group> = HashMap::new();
@@ -261,7 +225,6 @@ impl GroupCoordinator {
         for (pid, held) in pending_txn {
             inner.pending_txn.entry(pid).or_default().extend(held);
         }
-        inner.partitions.insert(partition, Load::Loaded(epoch));
         let elapsed_ms = started.elapsed().as_millis() as u64;
         if count > 0 {
             tracing::info!(partition, groups = count, records, elapsed_ms, "loaded consumer groups from __consumer_offsets partition {partition}; this broker is their coordinator");
@@ -277,11 +240,11 @@ impl GroupCoordinator {
 
     /// Whether this broker coordinates `group` right now.
     fn status(inner: &Inner, group: &str) -> Result<i32, Code> {
-        if inner.partition_count == 0 {
+        if inner.owned.count == 0 {
             return Err(code(ResponseError::NotCoordinator));
         }
-        let p = records::partition_for(group, inner.partition_count);
-        match inner.partitions.get(&p) {
+        let p = records::partition_for(group, inner.owned.count);
+        match inner.owned.get(p) {
             Some(Load::Loaded(_)) => Ok(p),
             Some(Load::Loading(_)) => Err(code(ResponseError::CoordinatorLoadInProgress)),
             None => Err(code(ResponseError::NotCoordinator)),
@@ -493,7 +456,7 @@ impl GroupCoordinator {
     pub(crate) fn end_txn(&self, partition: i32, producer_id: i64, commit: bool, position: i64, now: i64) {
         let mut inner = self.lock();
         let inner = &mut *inner;
-        let count = inner.partition_count.max(1);
+        let count = inner.owned.count.max(1);
         let Some(held) = inner.pending_txn.get_mut(&producer_id) else { return };
         let (mine, rest): (Vec<_>, Vec<_>) =
             std::mem::take(held).into_iter().partition(|((g, _, _), _)| records::partition_for(g, count) == partition);
@@ -556,7 +519,7 @@ impl GroupCoordinator {
     /// partitions are still loading.
     pub(crate) fn list(&self) -> (Code, Vec<Listed>) {
         let inner = self.lock();
-        let loading = inner.partitions.values().any(|l| matches!(l, Load::Loading(_)));
+        let loading = inner.owned.any_loading();
         let groups = inner
             .groups
             .values()
@@ -681,7 +644,7 @@ impl GroupCoordinator {
     /// Advances every group's clock (sessions, join and sync deadlines).
     pub(crate) fn tick(&self, now: i64) {
         let mut inner = self.lock();
-        let count = inner.partition_count.max(1);
+        let count = inner.owned.count.max(1);
         let ids: Vec<String> = inner.groups.keys().cloned().collect();
         for id in ids {
             let mut fx = Effects::default();
@@ -699,7 +662,7 @@ impl GroupCoordinator {
         let mut writes = Vec::new();
         {
             let inner = self.lock();
-            let count = inner.partition_count.max(1);
+            let count = inner.owned.count.max(1);
             for (id, g) in &inner.groups {
                 let expired = g.expired_offsets(now, retention_ms);
                 let forget_group = g.forgettable_after(&expired);

@@ -31,6 +31,7 @@ use tributary_common::topic::TRANSACTION_STATE;
 
 use self::state::{Caller, End, Init, TxnMeta, TxnState};
 use crate::metadata::ClusterMetadata;
+use crate::owned::{Load, Owned, ToLoad};
 use crate::record::{self, BatchHeader};
 use crate::replica::durability::Acks;
 use crate::replica::{Origin, Partition, Pending, ReplicaManager};
@@ -45,16 +46,9 @@ pub(crate) struct TxnConfig {
     pub max_timeout_ms: i32,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Load {
-    Loading(i32),
-    Loaded(i32),
-}
-
 #[derive(Default)]
 struct Inner {
-    partition_count: i32,
-    partitions: HashMap<i32, Load>,
+    owned: Owned,
     txns: HashMap<String, TxnMeta>,
     /// Ids with a state write in flight.
     pending: HashSet<String>,
@@ -113,12 +107,12 @@ impl TransactionCoordinator {
     /// Whether this broker coordinates `transactional_id` now: its partition and that
     /// partition's leader epoch.
     fn status(inner: &Inner, transactional_id: &str) -> Result<(i32, i32), ResponseError> {
-        if inner.partition_count == 0 {
+        if inner.owned.count == 0 {
             return Err(ResponseError::NotCoordinator);
         }
-        let p = partition_for(transactional_id, inner.partition_count);
-        match inner.partitions.get(&p) {
-            Some(Load::Loaded(epoch)) => Ok((p, *epoch)),
+        let p = partition_for(transactional_id, inner.owned.count);
+        match inner.owned.get(p) {
+            Some(Load::Loaded(epoch)) => Ok((p, epoch)),
             Some(Load::Loading(_)) => Err(ResponseError::CoordinatorLoadInProgress),
             None => Err(ResponseError::NotCoordinator),
         }
@@ -126,44 +120,13 @@ impl TransactionCoordinator {
 
     /// Takes up a metadata snapshot: returns the `__transaction_state` partitions this
     /// broker now leads and must load; those it no longer leads are dropped at once.
-    pub(crate) fn on_metadata(&self, meta: &ClusterMetadata) -> Vec<(i32, i32, Arc<Partition>)> {
-        let mut led = HashMap::new();
-        let mut count = 0;
-        if let Some(topic) = meta.topics.get(TRANSACTION_STATE) {
-            count = topic.partitions.len() as i32;
-            for (p, pm) in &topic.partitions {
-                if pm.leader == self.broker_id {
-                    if let Some(local) = self.replicas.get(&TopicPartition::new(TRANSACTION_STATE, *p)) {
-                        led.insert(*p, (pm.leader_epoch, local));
-                    }
-                }
-            }
-        }
+    pub(crate) fn on_metadata(&self, meta: &ClusterMetadata) -> Vec<ToLoad> {
         let mut inner = self.lock();
-        inner.partition_count = count;
-        let gone: Vec<i32> = inner
-            .partitions
-            .iter()
-            .filter(|(p, load)| {
-                let epoch = match load {
-                    Load::Loading(e) | Load::Loaded(e) => *e,
-                };
-                led.get(*p).is_none_or(|(e, _)| *e != epoch)
-            })
-            .map(|(p, _)| *p)
-            .collect();
+        let (gone, to_load) = inner.owned.take_up(meta, &self.replicas, self.broker_id, TRANSACTION_STATE);
+        let n = inner.owned.count.max(1);
         for p in gone {
-            inner.partitions.remove(&p);
-            let n = count.max(1);
             inner.txns.retain(|id, _| partition_for(id, n) != p);
             tracing::info!(partition = p, "no longer the transaction coordinator for __transaction_state partition {p}; its transactions move to the new leader");
-        }
-        let mut to_load = Vec::new();
-        for (p, (epoch, local)) in led {
-            if let std::collections::hash_map::Entry::Vacant(e) = inner.partitions.entry(p) {
-                e.insert(Load::Loading(epoch));
-                to_load.push((p, epoch, local));
-            }
         }
         to_load
     }
@@ -180,8 +143,8 @@ impl TransactionCoordinator {
             }
         };
         let mut inner = self.lock();
-        if inner.partitions.get(&partition) != Some(&Load::Loading(epoch)) {
-            return;
+        if !inner.owned.loaded(partition, epoch) {
+            return; // leadership moved on while loading
         }
         let mut resumed = 0;
         for (id, meta) in &loaded {
@@ -196,7 +159,6 @@ impl TransactionCoordinator {
         }
         let count = loaded.len();
         inner.txns.extend(loaded);
-        inner.partitions.insert(partition, Load::Loaded(epoch));
         let elapsed_ms = started.elapsed().as_millis() as u64;
         if count > 0 {
             tracing::info!(
@@ -246,7 +208,7 @@ impl TransactionCoordinator {
         let mut inner = self.lock();
         inner.pending.remove(id);
         match result {
-            Ok(()) if inner.partitions.get(&partition) == Some(&Load::Loaded(epoch)) => {
+            Ok(()) if inner.owned.get(partition) == Some(Load::Loaded(epoch)) => {
                 inner.txns.insert(id.to_string(), meta.clone());
                 Ok(())
             }
