@@ -460,9 +460,9 @@ def api_versions_v0_ok(port):
         c.close()
 
 
-def produce_v3(topic, partition, records, acks=1):
+def produce_v3(topic, partition, records, acks=1, transactional_id=None):
     """A Produce v3 body carrying `records` (raw batch bytes) for one partition."""
-    body = struct.pack(">h", -1)  # transactional_id: null
+    body = kstr(transactional_id) if transactional_id is not None else struct.pack(">h", -1)
     body += struct.pack(">hi", acks, 10000)
     body += struct.pack(">i", 1) + kstr(topic)
     body += struct.pack(">i", 1) + struct.pack(">i", partition)
@@ -480,11 +480,13 @@ def parse_produce_v3_error(reply):
     return error_code, base_offset
 
 
-def record_batch(values, base_offset=0):
-    """A valid, uncompressed magic-2 batch built with kafka-python's own builder."""
+def record_batch(values, base_offset=0, producer=None):
+    """A valid, uncompressed magic-2 batch built with kafka-python's own builder; with
+    `producer` = (id, epoch, first sequence), a transactional batch of that producer."""
     from kafka.record.default_records import DefaultRecordBatchBuilder
-    b = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=False, producer_id=-1,
-                                  producer_epoch=-1, base_sequence=-1, batch_size=1 << 20)
+    pid, epoch, seq = producer or (-1, -1, -1)
+    b = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=producer is not None, producer_id=pid,
+                                  producer_epoch=epoch, base_sequence=seq, batch_size=1 << 20)
     for i, v in enumerate(values):
         b.append(i, timestamp=int(time.time() * 1000), key=None, value=v, headers=[])
     return bytes(b.build())

@@ -376,3 +376,47 @@ def test_consume_transform_produce_killed_at_random_points_processes_every_recor
     out = read_all(bootstrap, "etl-out", "read_committed")
     assert sorted(out) == sorted(b"t-" + str(i).encode() for i in range(600)), (
         f"{len(out)} records, {len(set(out))} distinct")
+
+
+def test_a_transactional_batch_for_a_partition_outside_the_transaction_is_refused(cluster):
+    """KIP-890: the leader asks the coordinator before a transaction's first batch on a
+    partition; a batch the producer never added the partition for is INVALID_TXN_STATE,
+    and leaves no open transaction behind to hold read_committed consumers."""
+    from kafka.protocol.producer.transaction import (AddPartitionsToTxnRequest, AddPartitionsToTxnResponse,
+                                                     EndTxnRequest, EndTxnResponse, InitProducerIdRequest,
+                                                     InitProducerIdResponse)
+
+    from harness import RawConnection, frame, parse_produce_v3_error, produce_v3, record_batch
+    create_topic(cluster, "guarded")
+    bootstrap = cluster.bootstrap()
+    txn_producer(bootstrap, "guard-init")
+    conn = RawConnection(cluster.broker_ports[1], timeout=30)
+
+    def call(request, response_cls, version):
+        request.with_header(correlation_id=7, client_id="raw-test")
+        conn.send(request.encode(version=version, header=True, framed=True))
+        return response_cls.decode(conn.recv_frame(), version=version, header=True)
+
+    init = call(InitProducerIdRequest(transactional_id="guarded-raw", transaction_timeout_ms=60000),
+                InitProducerIdResponse, 1)
+    pid, epoch = init.producer_id, init.producer_epoch
+
+    def produce(value, seq):
+        batch = record_batch([value], producer=(pid, epoch, seq))
+        conn.send(frame(0, 3, 9, produce_v3("guarded", 0, batch, acks=-1, transactional_id="guarded-raw")))
+        return parse_produce_v3_error(conn.recv_frame())[0]
+
+    assert produce(b"not added", 0) == 48, "INVALID_TXN_STATE"
+    Topic = AddPartitionsToTxnRequest.AddPartitionsToTxnTopic
+    added = call(AddPartitionsToTxnRequest(v3_and_below_transactional_id="guarded-raw", v3_and_below_producer_id=pid,
+                                           v3_and_below_producer_epoch=epoch,
+                                           v3_and_below_topics=[Topic(name="guarded", partitions=[0])]),
+                 AddPartitionsToTxnResponse, 1)
+    assert [p.partition_error_code for t in added.results_by_topic_v3_and_below for p in t.results_by_partition] == [0]
+    assert produce(b"added", 0) == 0
+    ended = call(EndTxnRequest(transactional_id="guarded-raw", producer_id=pid, producer_epoch=epoch, committed=True),
+                 EndTxnResponse, 1)
+    assert ended.error_code == 0
+    wait_until(lambda: read_all(bootstrap, "guarded", "read_committed", timeout=10) == [b"added"], timeout=30,
+               what="the committed batch, and nothing else, to be readable")
+    conn.close()

@@ -57,6 +57,8 @@ pub(crate) struct BrokerContext {
     pub(crate) groups: GroupCoordinator,
     /// Transactions coordinated here.
     pub(crate) txns: TransactionCoordinator,
+    /// Asks transaction coordinators about partitions before a transaction's first batch (KIP-890).
+    pub(crate) txn_verifier: crate::txn::verify::Verifier,
     /// Client quotas and the clients' rates.
     pub(crate) quotas: QuotaManager,
     /// The cluster view as served (None until the first load); read through [`Self::cluster`].
@@ -85,6 +87,7 @@ impl BrokerContext {
             producer_ids: ProducerIds::default(),
             groups,
             txns,
+            txn_verifier: crate::txn::verify::Verifier::default(),
             quotas,
             metadata,
             effective,

@@ -7,15 +7,19 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+use tributary_common::ids::TopicPartition;
+
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::{replica_error_code, s, tp, BrokerContext};
-use crate::record::BatchError;
+use crate::record::{BatchError, BatchHeader};
 use crate::replica::durability::Acks;
 use crate::replica::producer_state::SequenceError;
 use crate::replica::{AppendError, Appended, CompletionError, Origin};
+use crate::txn::state::Caller;
 
 fn partition_error(index: i32, code: i16, message: Option<String>) -> PartitionProduceResponse {
     let mut r = PartitionProduceResponse::default();
@@ -51,6 +55,49 @@ pub(super) fn completion_error_code(e: &CompletionError) -> i16 {
     }
 }
 
+/// KIP-890 (part 1): a transactional batch that would open its producer's transaction on
+/// this partition is written only if the coordinator has the partition in that
+/// transaction. Refused: INVALID_TXN_STATE (not in the transaction), INVALID_PRODUCER_EPOCH
+/// (fenced); NOT_ENOUGH_REPLICAS (retriable) while the coordinator cannot be asked, as
+/// Kafka answers.
+async fn verify_transaction(
+    ctx: &BrokerContext,
+    transactional_id: Option<&str>,
+    tp: &TopicPartition,
+    records: &Bytes,
+) -> Option<(i16, String)> {
+    let h = BatchHeader::parse(records)?;
+    if !h.is_transactional() || h.is_control() || h.producer_id < 0 {
+        return None;
+    }
+    let partition = ctx.replicas.get(tp)?; // not hosted here: the append answers why
+    if partition.in_transaction(h.producer_id) {
+        return None; // the transaction's first batch here was verified
+    }
+    let Some(id) = transactional_id.filter(|id| !id.is_empty()) else {
+        return Some((
+            ResponseError::InvalidTxnState.code(),
+            format!("a transactional batch for {tp} without a transactional id"),
+        ));
+    };
+    let caller = Caller { producer_id: h.producer_id, producer_epoch: h.producer_epoch };
+    match ctx.txn_verifier.verify(ctx, id, caller, tp).await {
+        Ok(true) => None,
+        Ok(false) => Some((
+            ResponseError::InvalidTxnState.code(),
+            format!("{tp} is not in an ongoing transaction of {id:?}: add it (AddPartitionsToTxn) before producing"),
+        )),
+        Err(e @ (ResponseError::ProducerFenced | ResponseError::InvalidProducerEpoch)) => {
+            Some((ResponseError::InvalidProducerEpoch.code(), format!("transactional id {id:?}: {e:?}")))
+        }
+        Err(e @ ResponseError::InvalidProducerIdMapping) => Some((e.code(), format!("transactional id {id:?}: {e:?}"))),
+        Err(e) => Some((
+            ResponseError::NotEnoughReplicas.code(),
+            format!("could not verify the transaction of {id:?} with its coordinator ({e:?}); retry"),
+        )),
+    }
+}
+
 pub(super) async fn handle(ctx: &BrokerContext, _version: i16, request: ProduceRequest) -> Option<ProduceResponse> {
     let acks = Acks::from_wire(request.acks);
     let cluster = ctx.cluster();
@@ -74,6 +121,13 @@ pub(super) async fn handle(ctx: &BrokerContext, _version: i16, request: ProduceR
                 continue;
             };
             let records = data.records.unwrap_or_default();
+            if let Some((code, message)) =
+                verify_transaction(ctx, request.transactional_id.as_ref().map(|id| id.as_str()), &tp, &records).await
+            {
+                tracing::debug!(%tp, code, message, "transactional batch refused");
+                out.partition_responses.push(partition_error(data.index, code, Some(message)));
+                continue;
+            }
             match ctx.replicas.append_to_leader(&tp, Origin::Client, &records, acks) {
                 Ok(w) => {
                     let mut r = partition_error(data.index, 0, None);

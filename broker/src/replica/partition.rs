@@ -238,6 +238,11 @@ impl Partition {
             && !role.isr.contains(&self.broker_id)
     }
 
+    /// Whether `producer_id` has a transaction open on this partition.
+    pub(crate) fn in_transaction(&self, producer_id: i64) -> bool {
+        self.producers.lock().expect("producers lock").in_transaction(producer_id)
+    }
+
     /// Forgets aborted transactions that retention removed from the log.
     pub(crate) fn forget_aborted_before(&self, log_start: i64) {
         self.producers.lock().expect("producers lock").forget_before(log_start);

@@ -213,6 +213,11 @@ impl ProducerStates {
             .collect()
     }
 
+    /// Whether `producer_id` has an open transaction here.
+    pub(crate) fn in_transaction(&self, producer_id: i64) -> bool {
+        self.ongoing.contains_key(&producer_id)
+    }
+
     /// Every aborted transaction known, by marker offset.
     pub(crate) fn aborted(&self) -> &[AbortedTxn] {
         &self.aborted

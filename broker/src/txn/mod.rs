@@ -18,6 +18,7 @@
 pub(crate) mod markers;
 pub(crate) mod records;
 pub(crate) mod state;
+pub(crate) mod verify;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
