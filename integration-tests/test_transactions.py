@@ -420,3 +420,38 @@ def test_a_transactional_batch_for_a_partition_outside_the_transaction_is_refuse
     wait_until(lambda: read_all(bootstrap, "guarded", "read_committed", timeout=10) == [b"added"], timeout=30,
                what="the committed batch, and nothing else, to be readable")
     conn.close()
+
+
+def test_an_idle_transactional_id_is_forgotten_after_its_expiration(empty_cluster):
+    from kafka import KafkaAdminClient
+    from kafka.errors import TransactionalIdNotFoundError
+    cluster = empty_cluster
+    cluster.start_coordinator()
+    cluster.start_broker(1, "--transactional-id-expiration-ms", "1500",
+                         "--transaction-abort-timed-out-transaction-cleanup-interval-ms", "200")
+    create_topic(cluster, "short-lived")
+    bootstrap = cluster.bootstrap()
+    p = txn_producer(bootstrap, "short-lived-writer")
+    p.begin_transaction()
+    p.produce("short-lived", value=b"x")
+    p.commit_transaction(30)
+    kp = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        assert kp.describe_transactions(["short-lived-writer"])["short-lived-writer"].state.value == "CompleteCommit"
+
+        def forgotten():
+            try:
+                kp.describe_transactions(["short-lived-writer"])
+                return False
+            except TransactionalIdNotFoundError:
+                return True
+        wait_until(forgotten, timeout=30, interval=0.3, what="the idle transactional id to be forgotten")
+    finally:
+        kp.close()
+    assert "forgot a transactional id" in cluster.brokers[1].log()
+    # A producer with the same id starts over.
+    again = txn_producer(bootstrap, "short-lived-writer")
+    again.begin_transaction()
+    again.produce("short-lived", value=b"y")
+    again.commit_transaction(30)
+    assert read_all(bootstrap, "short-lived", "read_committed") == [b"x", b"y"]

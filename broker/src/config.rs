@@ -132,6 +132,8 @@ tributary_common::settings! {
         "partitions of __transaction_state when it is created";
     transaction_max_timeout_ms: i32 = "900000", "transaction.max.timeout.ms", "TRIBUTARY_TRANSACTION_MAX_TIMEOUT_MS",
         "longest transaction.timeout.ms a producer may ask for (INVALID_TRANSACTION_TIMEOUT beyond)";
+    transactional_id_expiration_ms: i64 = "604800000", "transactional.id.expiration.ms", "TRIBUTARY_TRANSACTIONAL_ID_EXPIRATION_MS",
+        "how long a transactional id with nothing open is remembered after its last change (7 days)";
     transaction_abort_timed_out_transaction_cleanup_interval_ms: u64 = "10000", "transaction.abort.timed.out.transaction.cleanup.interval.ms", "TRIBUTARY_TRANSACTION_ABORT_TIMED_OUT_TRANSACTION_CLEANUP_INTERVAL_MS",
         "how often transactions open past their timeout are aborted";
     group_initial_rebalance_delay_ms: i64 = "3000", "group.initial.rebalance.delay.ms", "TRIBUTARY_GROUP_INITIAL_REBALANCE_DELAY_MS",
@@ -237,7 +239,10 @@ impl BrokerConfig {
 
     /// The transaction coordinator's settings.
     pub(crate) fn txn_config(&self) -> crate::txn::TxnConfig {
-        crate::txn::TxnConfig { max_timeout_ms: self.transaction_max_timeout_ms }
+        crate::txn::TxnConfig {
+            max_timeout_ms: self.transaction_max_timeout_ms,
+            id_expiration_ms: self.transactional_id_expiration_ms,
+        }
     }
 
     /// The replication throttles' measuring window.

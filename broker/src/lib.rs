@@ -266,7 +266,10 @@ pub async fn run(
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = tick.tick() => txns.txns.abort_expired(api::now_ms()).await,
+                _ = tick.tick() => {
+                    txns.txns.abort_expired(api::now_ms()).await;
+                    txns.txns.expire_idle_ids(api::now_ms()).await;
+                }
                 _ = stop.cancelled() => return,
             }
         }

@@ -45,6 +45,8 @@ const WRITE_TIMEOUT: Duration = Duration::from_millis(5000);
 pub(crate) struct TxnConfig {
     /// `transaction.max.timeout.ms`.
     pub max_timeout_ms: i32,
+    /// `transactional.id.expiration.ms`.
+    pub id_expiration_ms: i64,
 }
 
 #[derive(Default)]
@@ -179,11 +181,19 @@ impl TransactionCoordinator {
     }
 
     /// Appends `meta` for `id` to its partition (under the lock) and marks the id pending.
-    fn append(&self, inner: &mut Inner, partition: i32, id: &str, meta: &TxnMeta) -> Result<Pending, ResponseError> {
+    /// Appends `meta` for `id` (a tombstone for `None`) to its partition (under the lock)
+    /// and marks the id pending.
+    fn append(
+        &self,
+        inner: &mut Inner,
+        partition: i32,
+        id: &str,
+        meta: Option<&TxnMeta>,
+    ) -> Result<Pending, ResponseError> {
         let tp = TopicPartition::new(TRANSACTION_STATE, partition);
         let key = records::key(id);
-        let value = records::value(meta);
-        let batch = record::build(0, tributary_common::time::now_ms(), &[(Some(&key[..]), Some(&value[..]))]);
+        let value = meta.map(records::value);
+        let batch = record::build(0, tributary_common::time::now_ms(), &[(Some(&key[..]), value.as_deref())]);
         match self.replicas.append_to_leader(&tp, Origin::Coordinator, &batch, Acks::All) {
             Ok(written) => {
                 inner.pending.insert(id.to_string());
@@ -235,7 +245,7 @@ impl TransactionCoordinator {
             }
             let (next, answer) = decide(inner.txns.get(id))?;
             let pending = match &next {
-                Some(meta) => Some(self.append(&mut inner, partition, id, meta)?),
+                Some(meta) => Some(self.append(&mut inner, partition, id, Some(meta))?),
                 None => None,
             };
             (next, answer, partition, epoch, pending)
@@ -375,6 +385,40 @@ impl TransactionCoordinator {
             if let Ok((Some(meta), (), epoch)) = result {
                 tracing::warn!(transactional_id = %id, producer_id = meta.producer_id, timeout_ms = meta.timeout_ms, "aborting a transaction open longer than its transaction.timeout.ms; its producer is fenced");
                 let _ = self.markers.send(MarkerJob { transactional_id: id, coordinator_epoch: epoch, meta });
+            }
+        }
+    }
+
+    /// Forgets transactional ids idle past `transactional.id.expiration.ms`: a tombstone in
+    /// `__transaction_state` (which compaction then removes), as Kafka does.
+    pub(crate) async fn expire_idle_ids(&self, now: i64) {
+        let expiration = self.cfg.id_expiration_ms;
+        let idle: Vec<String> = {
+            let inner = self.lock();
+            inner
+                .txns
+                .iter()
+                .filter(|(id, m)| !inner.pending.contains(*id) && state::idle_expired(m, now, expiration))
+                .map(|(id, _)| id.clone())
+                .collect()
+        };
+        for id in idle {
+            let written = {
+                let mut inner = self.lock();
+                let Ok((partition, epoch)) = Self::status(&inner, &id) else { continue };
+                let still_idle = inner.txns.get(&id).is_some_and(|m| state::idle_expired(m, now, expiration));
+                if inner.pending.contains(&id) || !still_idle {
+                    continue;
+                }
+                self.append(&mut inner, partition, &id, None).ok().map(|p| (p, partition, epoch))
+            };
+            let Some((pending, partition, epoch)) = written else { continue };
+            let result = self.replicas.complete(&[pending], WRITE_TIMEOUT).await.remove(0);
+            let mut inner = self.lock();
+            inner.pending.remove(&id);
+            if result.is_ok() && inner.owned.get(partition) == Some(Load::Loaded(epoch)) {
+                inner.txns.remove(&id);
+                tracing::info!(transactional_id = %id, expiration_ms = expiration, "forgot a transactional id idle longer than transactional.id.expiration.ms");
             }
         }
     }

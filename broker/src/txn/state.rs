@@ -284,6 +284,13 @@ pub(crate) fn expire(cur: &TxnMeta, now: i64) -> Option<TxnMeta> {
     Some(next)
 }
 
+/// Whether an idle transactional id is to be forgotten (`transactional.id.expiration.ms`):
+/// no transaction open or ending, and no change for longer than the expiration.
+pub(crate) fn idle_expired(cur: &TxnMeta, now: i64, expiration_ms: i64) -> bool {
+    matches!(cur.state, TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort)
+        && now.saturating_sub(cur.updated_ms) > expiration_ms
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,6 +410,22 @@ mod tests {
         let done = complete(&meta(TxnState::PrepareCommit, 3), 800).unwrap();
         assert_eq!((done.state, done.partitions.len(), done.started_ms), (TxnState::CompleteCommit, 0, -1));
         assert_eq!(complete(&meta(TxnState::Ongoing, 3), 800), None);
+    }
+
+    #[test]
+    fn idle_transactional_ids_are_forgotten_only_when_nothing_is_open() {
+        // (state, now, expiration, forgotten); updated at 100
+        let cases = [
+            (TxnState::CompleteCommit, 1_101, 1_000, true),
+            (TxnState::CompleteAbort, 1_101, 1_000, true),
+            (TxnState::Empty, 1_101, 1_000, true),
+            (TxnState::CompleteCommit, 1_100, 1_000, false),
+            (TxnState::Ongoing, 1_000_000, 1_000, false),
+            (TxnState::PrepareCommit, 1_000_000, 1_000, false),
+        ];
+        for (state, now, expiration, want) in cases {
+            assert_eq!(idle_expired(&meta(state, 3), now, expiration), want, "{state:?} at {now}");
+        }
     }
 
     #[test]
