@@ -1,12 +1,20 @@
 """Transactions (KIP-98) with the clients' own transactional producers: commit and abort
 seen exactly by read_committed consumers, offsets committed inside a transaction, zombie
 producers fenced, and Kafka's error codes for requests out of order."""
+import functools
 import time
 
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from harness import create_topic, wait_until
+
+
+def raw_call(conn, request, response_cls, version):
+    """One request on a RawConnection, decoded with kafka-python's classes."""
+    request.with_header(correlation_id=7, client_id="raw-test")
+    conn.send(request.encode(version=version, header=True, framed=True))
+    return response_cls.decode(conn.recv_frame(), version=version, header=True)
 
 
 def read_all(bootstrap, topic, isolation, partitions=1, timeout=30):
@@ -171,10 +179,7 @@ def test_transaction_requests_out_of_order_get_kafkas_errors(cluster):
     txn_producer(cluster.bootstrap(), "strict-writer")  # __transaction_state exists and is loaded
     conn = RawConnection(cluster.broker_ports[1], timeout=30)
 
-    def call(request, response_cls, version):
-        request.with_header(correlation_id=7, client_id="raw-test")
-        conn.send(request.encode(version=version, header=True, framed=True))
-        return response_cls.decode(conn.recv_frame(), version=version, header=True)
+    call = functools.partial(raw_call, conn)
 
     init = call(InitProducerIdRequest(transactional_id="strict-raw", transaction_timeout_ms=60000),
                 InitProducerIdResponse, 1)
@@ -237,10 +242,7 @@ def find_transaction_coordinator(cluster, transactional_id):
             conn = RawConnection(port, timeout=10)
         except OSError:
             continue
-        req = FindCoordinatorRequest(key=transactional_id, key_type=1)
-        req.with_header(correlation_id=1, client_id="raw-test")
-        conn.send(req.encode(version=1, header=True, framed=True))
-        r = FindCoordinatorResponse.decode(conn.recv_frame(), version=1, header=True)
+        r = raw_call(conn, FindCoordinatorRequest(key=transactional_id, key_type=1), FindCoordinatorResponse, 1)
         conn.close()
         if r.error_code == 0:
             return r.node_id
@@ -392,10 +394,7 @@ def test_a_transactional_batch_for_a_partition_outside_the_transaction_is_refuse
     txn_producer(bootstrap, "guard-init")
     conn = RawConnection(cluster.broker_ports[1], timeout=30)
 
-    def call(request, response_cls, version):
-        request.with_header(correlation_id=7, client_id="raw-test")
-        conn.send(request.encode(version=version, header=True, framed=True))
-        return response_cls.decode(conn.recv_frame(), version=version, header=True)
+    call = functools.partial(raw_call, conn)
 
     init = call(InitProducerIdRequest(transactional_id="guarded-raw", transaction_timeout_ms=60000),
                 InitProducerIdResponse, 1)

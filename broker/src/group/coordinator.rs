@@ -33,7 +33,7 @@ use super::state::{
 };
 use crate::metadata::ClusterMetadata;
 use crate::owned::{Load, Owned, ToLoad};
-use crate::record::{self, BatchHeader};
+use crate::record;
 use crate::replica::durability::Acks;
 use crate::replica::{AppendError, CompletionError, Origin, Partition, Pending, ReplicaError, ReplicaManager};
 
@@ -809,30 +809,19 @@ fn read_partition(local: &Partition) -> Result<Loaded, String> {
     let mut offsets = BTreeMap::new();
     let mut pending_txn: HashMap<i64, Vec<(OffsetKey, OffsetValue)>> = HashMap::new();
     let mut count = 0;
-    let (mut next, end) = local.local_range();
-    while next < end {
-        let chunk = local.read_local(next, 1 << 20, end).map_err(|e| e.to_string())?;
-        if chunk.is_empty() {
-            break;
-        }
-        let mut pos = 0;
-        while pos < chunk.len() {
-            let Some(h) = BatchHeader::parse(&chunk[pos..]) else { break };
-            let raw = chunk.slice(pos..pos + h.total_len());
-            pos += h.total_len();
-            next = h.last_offset() + 1;
+    local.replay(&mut |h, raw| {
             if h.is_control() {
                 let held = pending_txn.remove(&h.producer_id).unwrap_or_default();
-                if record::control::marker_of(&h, &raw) == Some(record::control::Marker::Commit) {
+                if record::control::marker_of(h, raw) == Some(record::control::Marker::Commit) {
                     offsets.extend(held);
                 }
-                continue;
+                return;
             }
-            let recs = match record::body::decode(&h, &raw) {
+            let recs = match record::body::decode(h, raw) {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(offset = h.base_offset, error = %e, "skipping an unreadable __consumer_offsets batch");
-                    continue;
+                    return;
                 }
             };
             for (key, value) in recs.list.iter().map(|r| (recs.key(r), recs.value(r))) {
@@ -866,8 +855,8 @@ fn read_partition(local: &Partition) -> Result<Loaded, String> {
                     Err(e) => tracing::debug!(error = %e, "skipping a record this coordinator does not use"),
                 }
             }
-        }
-    }
+    })
+    .map_err(|e| e.to_string())?;
     Ok(Loaded { groups, offsets, records: count, pending_txn })
 }
 

@@ -207,19 +207,30 @@ impl Partition {
         &self.log
     }
 
-    /// `[log start, log end)` of the local log.
-    pub(crate) fn local_range(&self) -> (i64, i64) {
-        let o = self.log.offsets();
-        (o.log_start_offset, o.log_end_offset)
-    }
-
-    /// Reads whole batches of the local log from `offset` up to `upper` (a coordinator
-    /// loading its state). Blocking for a long read: call it off the async workers.
+    /// Hands `f` every batch of the local log, in offset order, from the log start to the
+    /// log end as they are when called (a coordinator loading its state). Blocking for a
+    /// long log: call it off the async workers.
     ///
     /// # Errors
-    /// Storage errors, or an offset outside the log.
-    pub(crate) fn read_local(&self, offset: i64, max_bytes: usize, upper: i64) -> Result<Bytes, log::Error> {
-        self.log.read(offset, max_bytes, upper)
+    /// Storage errors.
+    pub(crate) fn replay(&self, f: &mut dyn FnMut(&BatchHeader, &Bytes)) -> Result<(), log::Error> {
+        let o = self.log.offsets();
+        let (mut next, end) = (o.log_start_offset, o.log_end_offset);
+        while next < end {
+            let chunk = self.log.read(next, 1 << 20, end)?;
+            if chunk.is_empty() {
+                break;
+            }
+            let mut pos = 0;
+            while pos < chunk.len() {
+                let Some(h) = BatchHeader::parse(&chunk[pos..]) else { break };
+                let raw = chunk.slice(pos..pos + h.total_len());
+                pos += h.total_len();
+                next = h.last_offset() + 1;
+                f(&h, &raw);
+            }
+        }
+        Ok(())
     }
 
     /// Whether the leader's serving of `follower` counts against the leader replication

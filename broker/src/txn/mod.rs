@@ -24,7 +24,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use tokio::sync::mpsc;
 use tributary_common::ids::{BrokerId, TopicPartition};
@@ -33,7 +32,7 @@ use tributary_common::topic::TRANSACTION_STATE;
 use self::state::{Caller, End, Init, TxnMeta, TxnState};
 use crate::metadata::ClusterMetadata;
 use crate::owned::{Load, Owned, ToLoad};
-use crate::record::{self, BatchHeader};
+use crate::record;
 use crate::replica::durability::Acks;
 use crate::replica::{Origin, Partition, Pending, ReplicaManager};
 
@@ -453,24 +452,14 @@ impl TransactionCoordinator {
 /// Replays a `__transaction_state` partition: the last value of each id wins.
 fn read_partition(local: &Partition) -> Result<HashMap<String, TxnMeta>, String> {
     let mut txns = HashMap::new();
-    let (mut next, end) = local.local_range();
-    while next < end {
-        let chunk: Bytes = local.read_local(next, 1 << 20, end).map_err(|e| e.to_string())?;
-        if chunk.is_empty() {
-            break;
-        }
-        let mut pos = 0;
-        while pos < chunk.len() {
-            let Some(h) = BatchHeader::parse(&chunk[pos..]) else { break };
-            let raw = chunk.slice(pos..pos + h.total_len());
-            pos += h.total_len();
-            next = h.last_offset() + 1;
+    local
+        .replay(&mut |h, raw| {
             if h.is_control() {
-                continue;
+                return;
             }
-            let Ok(recs) = record::body::decode(&h, &raw) else {
+            let Ok(recs) = record::body::decode(h, raw) else {
                 tracing::warn!(offset = h.base_offset, "skipping an unreadable __transaction_state batch");
-                continue;
+                return;
             };
             for r in &recs.list {
                 let Some(id) = recs.key(r).and_then(|k| records::decode_key(&k).ok()) else { continue };
@@ -486,7 +475,7 @@ fn read_partition(local: &Partition) -> Result<HashMap<String, TxnMeta>, String>
                     }
                 }
             }
-        }
-    }
+        })
+        .map_err(|e| e.to_string())?;
     Ok(txns)
 }
