@@ -318,6 +318,9 @@ def test_operators_describe_and_list_transactions_with_kafka_python(cluster):
         listed = [t for ts in kp.list_transactions().values() for t in ts]
         assert ("watched-writer", "Ongoing") in [(t.transactional_id, t.state.value) for t in listed], listed
         assert kp.list_transactions(state_filters=["CompleteCommit"]) == {1: []}
+        # kafka-transactions find-hanging reads the open transaction's start from DescribeProducers.
+        (producer,) = kp.describe_producers([KpTP("watched", 1)])[KpTP("watched", 1)].active_producers
+        assert (producer.producer_id, producer.current_transaction_start_offset) == (d.producer_id, 0), producer
         p.commit_transaction(30)
         wait_until(lambda: kp.describe_transactions(["watched-writer"])["watched-writer"].state.value == "CompleteCommit",
                    what="the transaction to complete")

@@ -79,15 +79,14 @@ pub(super) fn describe_producers(ctx: &BrokerContext, request: DescribeProducers
                     p.active_producers = partition
                         .producers()
                         .into_iter()
-                        .map(|(id, epoch, last_sequence, last_timestamp)| {
+                        .map(|a| {
                             let mut state = ProducerState::default();
-                            state.producer_id = ProducerId(id);
-                            state.producer_epoch = i32::from(epoch);
-                            state.last_sequence = last_sequence;
-                            state.last_timestamp = last_timestamp;
-                            // No transactions yet: no coordinator epoch, no open transaction.
+                            state.producer_id = ProducerId(a.producer_id);
+                            state.producer_epoch = i32::from(a.epoch);
+                            state.last_sequence = a.last_sequence;
+                            state.last_timestamp = a.last_timestamp;
                             state.coordinator_epoch = -1;
-                            state.current_txn_start_offset = -1;
+                            state.current_txn_start_offset = a.txn_start_offset;
                             state
                         })
                         .collect();

@@ -270,7 +270,7 @@ impl Partition {
     }
 
     /// The idempotent producers that wrote here: id, epoch, last sequence, last timestamp.
-    pub(crate) fn producers(&self) -> Vec<(i64, i16, i32, i64)> {
+    pub(crate) fn producers(&self) -> Vec<producer_state::ActiveProducer> {
         self.producers.lock().expect("producers lock").active()
     }
 

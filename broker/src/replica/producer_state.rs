@@ -91,6 +91,21 @@ fn last_sequence(h: &BatchHeader) -> i32 {
     ((i64::from(h.base_sequence) + i64::from(h.last_offset_delta)) % (i64::from(i32::MAX) + 1)) as i32
 }
 
+/// A producer as DescribeProducers shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ActiveProducer {
+    /// Its id.
+    pub producer_id: i64,
+    /// Its epoch.
+    pub epoch: i16,
+    /// Its last sequence.
+    pub last_sequence: i32,
+    /// Its last batch's largest timestamp.
+    pub last_timestamp: i64,
+    /// First offset of its open transaction here, or -1 (`kafka-transactions find-hanging`).
+    pub txn_start_offset: i64,
+}
+
 /// A transaction that ended with ABORT: read_committed fetches skip its records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct AbortedTxn {
@@ -272,13 +287,19 @@ impl ProducerStates {
 
     /// Every producer with its epoch, last sequence and last timestamp, by producer id
     /// (DescribeProducers).
-    pub(crate) fn active(&self) -> Vec<(i64, i16, i32, i64)> {
+    pub(crate) fn active(&self) -> Vec<ActiveProducer> {
         let mut out: Vec<_> = self
             .producers
             .iter()
-            .map(|(id, e)| (*id, e.epoch, e.batches.back().map_or(-1, |b| b.last_sequence), e.last_timestamp))
+            .map(|(id, e)| ActiveProducer {
+                producer_id: *id,
+                epoch: e.epoch,
+                last_sequence: e.batches.back().map_or(-1, |b| b.last_sequence),
+                last_timestamp: e.last_timestamp,
+                txn_start_offset: self.ongoing.get(id).copied().unwrap_or(-1),
+            })
             .collect();
-        out.sort_unstable();
+        out.sort_unstable_by_key(|p| p.producer_id);
         out
     }
 
