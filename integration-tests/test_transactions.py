@@ -457,3 +457,24 @@ def test_an_idle_transactional_id_is_forgotten_after_its_expiration(empty_cluste
     again.produce("short-lived", value=b"y")
     again.commit_transaction(30)
     assert read_all(bootstrap, "short-lived", "read_committed") == [b"x", b"y"]
+
+
+def test_a_client_cannot_write_a_transaction_marker(cluster):
+    """A control batch from a producer would end another producer's transaction: refused
+    with INVALID_RECORD, as Kafka refuses it, and nothing is written."""
+    import struct
+
+    from kafka.record.util import calc_crc32c
+
+    from harness import RawConnection, frame, parse_produce_v3_error, record_batch
+    from harness import produce_v3
+    create_topic(cluster, "no-forgery")
+    batch = bytearray(record_batch([b"\x00\x00\x00\x00"], producer=(4242, 0, -1)))
+    attributes = struct.unpack_from(">h", batch, 21)[0] | 0x20
+    struct.pack_into(">h", batch, 21, attributes)
+    struct.pack_into(">I", batch, 17, calc_crc32c(bytes(batch[21:])))
+    conn = RawConnection(cluster.broker_ports[1], timeout=30)
+    conn.send(frame(0, 3, 9, produce_v3("no-forgery", 0, bytes(batch), acks=-1)))
+    assert parse_produce_v3_error(conn.recv_frame())[0] == 87, "INVALID_RECORD"
+    conn.close()
+    assert read_all(cluster.bootstrap(), "no-forgery", "read_uncommitted") == []

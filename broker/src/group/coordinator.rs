@@ -377,10 +377,7 @@ impl GroupCoordinator {
             if offsets.is_empty() {
                 return Ok(());
             }
-            let recs: Vec<(Bytes, Option<Bytes>)> = offsets
-                .iter()
-                .map(|((t, part), v)| (records::offset_key(group_id, t, *part), Some(records::offset_value(v))))
-                .collect();
+            let recs = offset_records(group_id, &offsets);
             self.write(p, &recs)?
         };
         let position = pending.last_offset();
@@ -432,10 +429,7 @@ impl GroupCoordinator {
             if offsets.is_empty() {
                 return Ok(());
             }
-            let recs: Vec<(Bytes, Option<Bytes>)> = offsets
-                .iter()
-                .map(|((t, part), v)| (records::offset_key(group_id, t, *part), Some(records::offset_value(v))))
-                .collect();
+            let recs = offset_records(group_id, &offsets);
             self.write_as(p, &recs, Some(producer))?
         };
         if let Err(e) = self.replicas.complete(std::slice::from_ref(&pending), COMMIT_TIMEOUT).await.remove(0) {
@@ -791,6 +785,14 @@ impl GroupCoordinator {
             }
         }
     }
+}
+
+/// The `__consumer_offsets` records committing `offsets` for `group_id`.
+fn offset_records(group_id: &str, offsets: &[Commit]) -> Vec<(Bytes, Option<Bytes>)> {
+    offsets
+        .iter()
+        .map(|((t, part), v)| (records::offset_key(group_id, t, *part), Some(records::offset_value(v))))
+        .collect()
 }
 
 /// What a partition's replay found.

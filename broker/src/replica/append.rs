@@ -123,8 +123,20 @@ impl ReplicaManager {
         if origin == Origin::Client && batches.len() != 1 {
             return Err(AppendError::BatchCount(batches.len()));
         }
-        if origin == Origin::Client && config.compact {
-            refuse_keyless(tp, &batches)?;
+        if origin == Origin::Client {
+            // Markers are the transaction coordinator's to write (Kafka: "Clients are not
+            // allowed to write control records"); a forged one would end another producer's
+            // transaction.
+            if let Some((h, _)) = batches.iter().find(|(h, _)| h.is_control()) {
+                return Err(BatchError::Invalid(format!(
+                    "control batch at offset {} from a client: transaction markers are written only by the transaction coordinator",
+                    h.base_offset
+                ))
+                .into());
+            }
+            if config.compact {
+                refuse_keyless(tp, &batches)?;
+            }
         }
         let log_append_time = (origin == Origin::Client && config.log_append_time).then(tributary_common::time::now_ms);
         let demotions = partition.demotions();

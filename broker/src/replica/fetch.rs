@@ -139,26 +139,23 @@ impl ReplicaManager {
             // Replication throttle (leader side): while the throttled replicas are over
             // leader.replication.throttled.rate, catching-up followers get no data for them.
             let throttled = matches!(reader, Reader::Follower(f) if partition.leader_throttled_for(f));
+            let log = partition.log();
+            let (high_watermark, last_stable_offset) = partition.watermarks();
+            let offsets = log.offsets();
+            let mut out = Fetched {
+                high_watermark,
+                last_stable_offset,
+                log_start_offset: offsets.log_start_offset,
+                ..Fetched::default()
+            };
             if throttled && self.leader_quota.exceeded(now) {
-                results.push(Ok(Fetched {
-                    high_watermark: partition.high_watermark(),
-                    last_stable_offset: partition.last_stable_offset(),
-                    log_start_offset: partition.log().offsets().log_start_offset,
-                    ..Fetched::default()
-                }));
+                results.push(Ok(out));
                 continue;
             }
-            let log = partition.log();
             let upper = match reader {
-                Reader::Follower(_) => log.offsets().log_end_offset,
-                Reader::Consumer { read_committed: true } => partition.last_stable_offset(),
-                Reader::Consumer { read_committed: false } => partition.high_watermark(),
-            };
-            let mut out = Fetched {
-                high_watermark: partition.high_watermark(),
-                last_stable_offset: partition.last_stable_offset(),
-                log_start_offset: log.offsets().log_start_offset,
-                ..Fetched::default()
+                Reader::Follower(_) => offsets.log_end_offset,
+                Reader::Consumer { read_committed: true } => last_stable_offset,
+                Reader::Consumer { read_committed: false } => high_watermark,
             };
             let limit = spec.max_bytes.min(max_bytes.saturating_sub(total));
             // KIP-74: with nothing yet in the response, the first batch goes out even when larger than the limits.

@@ -311,9 +311,15 @@ impl Partition {
     /// earliest transaction still open or whose marker is not replicated yet, at most the
     /// high watermark).
     pub(crate) fn last_stable_offset(&self) -> i64 {
+        self.watermarks().1
+    }
+
+    /// The high watermark and the last stable offset, read together (the one never above
+    /// the other).
+    pub(crate) fn watermarks(&self) -> (i64, i64) {
         let hw = self.high_watermark();
         let unstable = self.producers.lock().expect("producers lock").first_unstable_offset(hw);
-        unstable.map_or(hw, |u| u.min(hw))
+        (hw, unstable.map_or(hw, |u| u.min(hw)))
     }
 
     /// The aborted transactions a read_committed fetch of `[from, upper)` must skip:

@@ -253,10 +253,7 @@ pub(super) async fn latest_offsets(
     let mut out = BTreeMap::new();
     for (broker, partitions) in by_broker {
         let Ok(mut conn) = connect(snapshot, broker).await else { continue };
-        let mut topics: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-        for (topic, partition) in partitions {
-            topics.entry(topic).or_default().push(partition);
-        }
+        let topics = partitions_by_topic(partitions);
         let mut req = ListOffsetsRequest::default();
         req.replica_id = BrokerId(replica_id);
         req.topics = topics
@@ -290,6 +287,15 @@ pub(super) async fn latest_offsets(
     out
 }
 
+/// (topic, partition) pairs as topic -> partitions, the shape requests take them in.
+fn partitions_by_topic(partitions: Vec<(String, i32)>) -> BTreeMap<String, Vec<i32>> {
+    let mut topics: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+    for (topic, partition) in partitions {
+        topics.entry(topic).or_default().push(partition);
+    }
+    topics
+}
+
 /// What each broker in `by_broker` reports of its replicas of the listed partitions
 /// (DescribeLogDirs): size in bytes, and for compacted topics the log cleaner's view
 /// (Tributary's tagged field). Brokers that do not answer are left out.
@@ -300,10 +306,7 @@ pub(super) async fn log_dirs(
     let mut out = BTreeMap::new();
     for (broker, partitions) in by_broker {
         let Ok(mut conn) = connect(snapshot, broker).await else { continue };
-        let mut topics: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-        for (topic, partition) in partitions {
-            topics.entry(topic).or_default().push(partition);
-        }
+        let topics = partitions_by_topic(partitions);
         let mut req = DescribeLogDirsRequest::default();
         req.topics = Some(
             topics
