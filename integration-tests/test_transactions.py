@@ -439,7 +439,12 @@ def test_an_idle_transactional_id_is_forgotten_after_its_expiration(empty_cluste
     p.commit_transaction(30)
     kp = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
-        assert kp.describe_transactions(["short-lived-writer"])["short-lived-writer"].state.value == "CompleteCommit"
+        # EndTxn is answered once PrepareCommit is durable; the markers follow, then
+        # CompleteCommit (as Kafka), so the state is waited for, not read once.
+        def state():
+            return kp.describe_transactions(["short-lived-writer"])["short-lived-writer"].state.value
+        wait_until(lambda: state() == "CompleteCommit", timeout=30, interval=0.05,
+                   what="the transaction to complete")
 
         def forgotten():
             try:

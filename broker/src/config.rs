@@ -158,6 +158,8 @@ tributary_common::settings! {
         "samples over which client quota rates are measured";
     quota_window_size_seconds: u32 = "1", "quota.window.size.seconds", "TRIBUTARY_QUOTA_WINDOW_SIZE_SECONDS",
         "length of one client quota sample";
+    metrics_listen: std::net::SocketAddr = optional, "metrics.listen", "TRIBUTARY_METRICS_LISTEN",
+        "host:port where Prometheus scrapes this broker's metrics at /metrics (default: not served)";
     shutdown_grace_ms: u64 = "5000", "shutdown.grace.ms", "TRIBUTARY_SHUTDOWN_GRACE_MS",
         "on SIGTERM, how long connections may finish their requests before they are closed";
 }

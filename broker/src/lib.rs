@@ -22,6 +22,7 @@ mod dynamic_config;
 mod group;
 mod log;
 mod metadata;
+mod metrics;
 mod net;
 mod owned;
 mod quota;
@@ -112,6 +113,12 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let broker_id = config.broker_id;
     let dir = config.data_dir.clone();
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot serve metrics on {addr} (metrics.listen); is another process using that port?")
+        })?),
+        None => None,
+    };
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create data directory {}", dir.display()))?;
     check_meta_properties(&dir, broker_id, None)?;
     let policy = FlushPolicy {
@@ -255,6 +262,9 @@ pub async fn run(
         }
     });
 
+    if let Some(listener) = metrics_listener {
+        background.spawn(server::serve_metrics(listener, ctx.clone(), background_stop.clone()));
+    }
     // Transaction markers, and transactions open past their timeout.
     background.spawn(txn::markers::run(ctx.clone(), marker_rx, background_stop.clone()));
     let txns = ctx.clone();

@@ -12,6 +12,7 @@ pub mod config;
 pub mod dynamic;
 pub mod ids;
 pub mod kafka_client;
+pub mod metrics;
 pub mod snapshot;
 pub mod telemetry;
 pub mod time;

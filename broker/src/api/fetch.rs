@@ -12,6 +12,7 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicNam
 use tributary_common::ids::TopicId;
 
 use super::{replica_error_code, s, tp, BrokerContext};
+use crate::metrics::METRICS;
 use crate::replica::{FetchSpec, Fetched, ReadError, Reader};
 
 const READ_COMMITTED: i8 = 1;
@@ -134,6 +135,10 @@ pub(super) async fn handle(ctx: &BrokerContext, version: i16, request: FetchRequ
                     p
                 }
             };
+            if matches!(reader, Reader::Consumer { .. }) && cluster.topics.contains_key(name.as_str()) {
+                let bytes = p.records.as_ref().map_or(0, |r| r.len() as u64);
+                METRICS.fetched(name.as_str(), bytes, p.error_code);
+            }
             out.partitions.push(p);
         }
         response.responses.push(out);

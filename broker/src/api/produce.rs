@@ -15,6 +15,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::{replica_error_code, s, tp, BrokerContext};
+use crate::metrics::{counts_as_failure, METRICS};
 use crate::record::{BatchError, BatchHeader};
 use crate::replica::durability::Acks;
 use crate::replica::producer_state::SequenceError;
@@ -133,6 +134,11 @@ pub(super) async fn handle(ctx: &BrokerContext, _version: i16, request: ProduceR
                     let mut r = partition_error(data.index, 0, None);
                     match &w.appended {
                         Appended::New(info) => {
+                            METRICS.produced(
+                                name.as_str(),
+                                (info.last_offset - info.base_offset + 1).max(0) as u64,
+                                records.len() as u64,
+                            );
                             r.base_offset = info.base_offset;
                             r.log_append_time_ms = info.log_append_time.unwrap_or(-1);
                         }
@@ -154,6 +160,9 @@ pub(super) async fn handle(ctx: &BrokerContext, _version: i16, request: ProduceR
                         _ => tracing::debug!(%tp, error = %e, "produce refused"),
                     }
                     let mut r = partition_error(data.index, append_error_code(&e), Some(e.to_string()));
+                    if cluster.topics.contains_key(name.as_str()) {
+                        METRICS.produce_failed(name.as_str(), r.error_code);
+                    }
                     if matches!(e, AppendError::Replica(_)) {
                         if let Some(pm) = cluster.topics.get(name.as_str()).and_then(|t| t.partitions.get(&data.index))
                         {
@@ -179,6 +188,9 @@ pub(super) async fn handle(ctx: &BrokerContext, _version: i16, request: ProduceR
             let p = &mut topic.partition_responses[*i];
             tracing::debug!(topic = topic.name.0.as_str(), partition = p.index, error = %e, "produce not confirmed");
             *p = partition_error(p.index, completion_error_code(&e), Some(e.to_string()));
+            if counts_as_failure(p.error_code) {
+                METRICS.produce_failed(topic.name.0.as_str(), p.error_code);
+            }
         }
     }
     Some(response)

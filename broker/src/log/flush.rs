@@ -85,11 +85,13 @@ impl Flusher {
                     }
                 }
                 counter.store(0, Ordering::Relaxed);
+                let started = std::time::Instant::now();
                 let result = db
                     .flush_async()
                     .await
                     .map(|_| ())
                     .map_err(|e| Error::Storage { what: "flushing the log store".into(), reason: e.to_string() });
+                crate::metrics::METRICS.flushed(started.elapsed());
                 if let Err(e) = &result {
                     tracing::error!(error = %e, "flushing the log store failed; acks=all produce requests will fail until it recovers; check the disk");
                 }

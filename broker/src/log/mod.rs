@@ -127,6 +127,12 @@ impl LogStore {
         format!("log/{}/{}", tp.topic, tp.partition)
     }
 
+    /// Bytes sled uses on disk (`None` when its files cannot be read). Walks the store's
+    /// directory: call it off the async workers.
+    pub(crate) fn size_on_disk(&self) -> Option<u64> {
+        self.db.size_on_disk().ok()
+    }
+
     /// Partitions with data here, with the topic id each was created for.
     pub(crate) fn local_partitions(&self) -> Vec<(TopicPartition, Option<TopicId>)> {
         let mut out = Vec::new();
@@ -411,7 +417,9 @@ impl PartitionLog {
         let roll = state.roll;
         let chunk = state.chunks.for_append(offset, tributary_common::time::now_ms(), roll)?;
         let len = value.len() as u64;
+        let started = std::time::Instant::now();
         chunk.tree.insert(key(offset), value).map_err(storage(format!("appending to {}", self.tp)))?;
+        crate::metrics::METRICS.appended(started.elapsed());
         chunk.took(len, end, max_timestamp);
         Ok(())
     }

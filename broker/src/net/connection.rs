@@ -13,6 +13,7 @@ use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 
 use super::codec::{self, Decoded};
 use crate::api::{self, BrokerContext, Caller};
+use crate::metrics::METRICS;
 use crate::quota::{Kind, ANONYMOUS};
 
 /// Why a frame could not be read.
@@ -111,6 +112,8 @@ async fn serve_in_span(
         };
         let frame_len = frame.len();
         let mut throttle_ms = 0;
+        // (api key, from a follower, version, when read): timed until the response is written.
+        let mut timed = None;
         let reply = match codec::decode(frame) {
             Decoded::Request(header, request) => {
                 if let Some(id) = &header.client_id {
@@ -123,6 +126,7 @@ async fn serve_in_span(
                 // Followers replicate outside client quotas (Kafka has replication quotas for them).
                 let from_follower = matches!(&*request, RequestKind::Fetch(f) if f.replica_id.0 >= 0 || f.replica_state.replica_id.0 >= 0);
                 let started = std::time::Instant::now();
+                timed = Some((header.request_api_key, from_follower, header.request_api_version, started));
                 let response = tokio::select! {
                     r = api::handle(&ctx, &caller, &header, *request).instrument(span.clone()) => r,
                     _ = abort.cancelled() => {
@@ -148,6 +152,12 @@ async fn serve_in_span(
                 }
                 match response {
                     Ok(None) => {
+                        METRICS.request(
+                            header.request_api_key,
+                            from_follower,
+                            header.request_api_version,
+                            started.elapsed(),
+                        );
                         if throttle_ms > 0 && !mute(throttle_ms, &drain).await {
                             break;
                         }
@@ -182,6 +192,9 @@ async fn serve_in_span(
         };
         if writer.write_all(&reply).await.is_err() || writer.flush().await.is_err() {
             break;
+        }
+        if let Some((key, from_follower, version, started)) = timed {
+            METRICS.request(key, from_follower, version, started.elapsed());
         }
         // KIP-219: the response goes out at once; the channel is muted for the throttle time.
         if throttle_ms > 0 && !mute(throttle_ms, &drain).await {

@@ -104,7 +104,7 @@ pub(crate) enum BatchError {
     #[error("invalid record batch: {0}")]
     Invalid(String),
     /// A batch larger than `message.max.bytes`: MESSAGE_TOO_LARGE.
-    #[error("record batch of {size} bytes exceeds message.max.bytes={max}")]
+    #[error("record batch of {size} bytes exceeds the topic's max.message.bytes={max} (the broker's message.max.bytes when the topic sets none); raise it or send smaller batches")]
     TooLarge {
         /// Batch size.
         size: usize,

@@ -515,6 +515,7 @@ pub(crate) async fn maintain_isr(
             Ok(new_version) => {
                 let removed: Vec<BrokerId> = old.iter().copied().filter(|r| !state.isr.contains(r)).collect();
                 let added: Vec<BrokerId> = state.isr.iter().copied().filter(|r| !old.contains(r)).collect();
+                crate::metrics::METRICS.isr_changed(removed.len(), added.len());
                 if removed.is_empty() {
                     tracing::info!(target: "state_change", %tp, leader_epoch = state.leader_epoch, isr = ?state.isr, added = ?added, "ISR expanded: caught-up followers rejoined");
                 } else {

@@ -73,13 +73,21 @@ async fn coordinator_of(snapshot: &ClusterSnapshot, group: &str) -> Result<Id, A
 }
 
 /// `GET /groups`: every group, from every live broker.
-pub(super) async fn list(State(state): State<AdminState>) -> Result<Response, ApiError> {
-    let (_, snapshot) = state.snapshot().await?;
+/// One group as `ListGroups` reports it.
+pub(super) struct ListedGroup {
+    pub(super) group_id: String,
+    pub(super) state: String,
+    pub(super) protocol_type: String,
+    pub(super) coordinator: Id,
+}
+
+/// Every group, asked of every live broker, with the brokers that could not answer.
+pub(super) async fn list_groups(snapshot: &ClusterSnapshot) -> (Vec<ListedGroup>, Vec<Value>) {
     let mut groups = Vec::new();
     let mut errors = Vec::new();
     for id in snapshot.brokers.keys() {
         let result = async {
-            let mut conn = connect(&snapshot, *id).await?;
+            let mut conn = connect(snapshot, *id).await?;
             conn.call(4, &ListGroupsRequest::default()).await.map_err(ApiError::Unavailable)
         }
         .await;
@@ -89,18 +97,36 @@ pub(super) async fn list(State(state): State<AdminState>) -> Result<Response, Ap
                     errors.push(json!({ "broker": id, "error": error_name(r.error_code) }));
                 }
                 for g in r.groups {
-                    groups.push(json!({
-                        "group_id": g.group_id.as_str(),
-                        "state": g.group_state.as_str(),
-                        "protocol_type": g.protocol_type.as_str(),
-                        "coordinator": id,
-                    }));
+                    groups.push(ListedGroup {
+                        group_id: g.group_id.to_string(),
+                        state: g.group_state.to_string(),
+                        protocol_type: g.protocol_type.to_string(),
+                        coordinator: *id,
+                    });
                 }
             }
             Err(e) => errors.push(json!({ "broker": id, "error": e.to_string() })),
         }
     }
-    groups.sort_by(|a, b| a["group_id"].as_str().cmp(&b["group_id"].as_str()));
+    groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+    (groups, errors)
+}
+
+/// `GET /groups`.
+pub(super) async fn list(State(state): State<AdminState>) -> Result<Response, ApiError> {
+    let (_, snapshot) = state.snapshot().await?;
+    let (groups, errors) = list_groups(&snapshot).await;
+    let groups: Vec<Value> = groups
+        .iter()
+        .map(|g| {
+            json!({
+                "group_id": g.group_id,
+                "state": g.state,
+                "protocol_type": g.protocol_type,
+                "coordinator": g.coordinator,
+            })
+        })
+        .collect();
     Ok(Json(json!({ "groups": groups, "errors": errors })).into_response())
 }
 
@@ -113,13 +139,42 @@ fn decode_versioned<T: Decodable>(raw: &bytes::Bytes) -> Option<T> {
     T::decode(&mut buf, version.clamp(0, 3)).ok()
 }
 
-/// `GET /groups/{id}`: state, members with their assignments, committed offsets and lag.
-pub(super) async fn describe(State(state): State<AdminState>, Path(group): Path<String>) -> Result<Response, ApiError> {
-    let (_, snapshot) = state.snapshot().await?;
-    let coordinator = coordinator_of(&snapshot, &group).await?;
-    let mut conn = connect(&snapshot, coordinator).await?;
+/// A committed offset of a group, with the partition's end and the lag behind it.
+pub(super) struct CommittedOffset {
+    pub(super) topic: String,
+    pub(super) partition: i32,
+    pub(super) committed: i64,
+    /// The partition's high watermark (`None`: its leader could not be asked).
+    pub(super) log_end: Option<i64>,
+    pub(super) metadata: String,
+}
+
+impl CommittedOffset {
+    /// How far the group is behind the end (never negative).
+    pub(super) fn lag(&self) -> Option<i64> {
+        self.log_end.map(|e| (e - self.committed).max(0))
+    }
+}
+
+/// A group as its coordinator describes it, with its committed offsets.
+pub(super) struct GroupView {
+    pub(super) group_id: String,
+    pub(super) state: String,
+    pub(super) protocol_type: String,
+    pub(super) protocol: String,
+    pub(super) coordinator: Id,
+    /// Members as JSON (id, client, subscription, assignment).
+    pub(super) members: Vec<Value>,
+    pub(super) offsets: Vec<CommittedOffset>,
+}
+
+/// Describes `group` (DescribeGroups and OffsetFetch at its coordinator, ListOffsets at
+/// the partitions' leaders): what `GET /groups/{id}` and the lag metrics show.
+pub(super) async fn describe_group(snapshot: &ClusterSnapshot, group: &str) -> Result<GroupView, ApiError> {
+    let coordinator = coordinator_of(snapshot, group).await?;
+    let mut conn = connect(snapshot, coordinator).await?;
     let mut req = DescribeGroupsRequest::default();
-    req.groups = vec![GroupId(StrBytes::from_string(group.clone()))];
+    req.groups = vec![GroupId(StrBytes::from_string(group.to_string()))];
     let described = conn.call(5, &req).await.map_err(ApiError::Unavailable)?;
     let Some(d) = described.groups.into_iter().next() else {
         return Err(ApiError::Unavailable(format!("broker {coordinator} returned no description of group {group}")));
@@ -168,46 +223,67 @@ pub(super) async fn describe(State(state): State<AdminState>, Path(group): Path<
         .collect();
 
     let mut fetch = OffsetFetchRequest::default();
-    fetch.group_id = GroupId(StrBytes::from_string(group.clone()));
+    fetch.group_id = GroupId(StrBytes::from_string(group.to_string()));
     fetch.topics = None;
     let fetched = conn.call(7, &fetch).await.map_err(ApiError::Unavailable)?;
     if fetched.error_code != 0 {
         return Err(ApiError::Unavailable(format!("fetching offsets of {group}: {}", error_name(fetched.error_code))));
     }
-    let mut committed: Vec<(String, i32, i64, String)> = Vec::new();
+    let mut offsets = Vec::new();
     for t in &fetched.topics {
         for p in &t.partitions {
             if p.committed_offset >= 0 {
-                let metadata = p.metadata.as_ref().map(|m| m.to_string()).unwrap_or_default();
-                committed.push((t.name.to_string(), p.partition_index, p.committed_offset, metadata));
+                offsets.push(CommittedOffset {
+                    topic: t.name.to_string(),
+                    partition: p.partition_index,
+                    committed: p.committed_offset,
+                    log_end: None,
+                    metadata: p.metadata.as_ref().map(|m| m.to_string()).unwrap_or_default(),
+                });
             }
         }
     }
-    let ends = log_end_offsets(&snapshot, &committed).await;
-    let mut total_lag = 0i64;
-    let offsets: Vec<Value> = committed
+    let ends = log_end_offsets(snapshot, offsets.iter().map(|o| (o.topic.clone(), o.partition))).await;
+    for o in &mut offsets {
+        o.log_end = ends.get(&(o.topic.clone(), o.partition)).copied();
+    }
+    Ok(GroupView {
+        group_id: group.to_string(),
+        state: d.group_state.to_string(),
+        protocol_type: d.protocol_type.to_string(),
+        protocol: d.protocol_data.to_string(),
+        coordinator,
+        members,
+        offsets,
+    })
+}
+
+/// `GET /groups/{id}`: state, members with their assignments, committed offsets and lag.
+pub(super) async fn describe(State(state): State<AdminState>, Path(group): Path<String>) -> Result<Response, ApiError> {
+    let (_, snapshot) = state.snapshot().await?;
+    let g = describe_group(&snapshot, &group).await?;
+    let total_lag: i64 = g.offsets.iter().filter_map(CommittedOffset::lag).sum();
+    let offsets: Vec<Value> = g
+        .offsets
         .iter()
-        .map(|(topic, partition, offset, metadata)| {
-            let end = ends.get(&(topic.clone(), *partition)).copied();
-            let lag = end.map(|e| (e - offset).max(0));
-            total_lag += lag.unwrap_or(0);
+        .map(|o| {
             json!({
-                "topic": topic,
-                "partition": partition,
-                "committed_offset": offset,
-                "log_end_offset": end,
-                "lag": lag,
-                "metadata": metadata,
+                "topic": o.topic,
+                "partition": o.partition,
+                "committed_offset": o.committed,
+                "log_end_offset": o.log_end,
+                "lag": o.lag(),
+                "metadata": o.metadata,
             })
         })
         .collect();
     Ok(Json(json!({
-        "group_id": group,
-        "state": d.group_state.as_str(),
-        "protocol_type": d.protocol_type.as_str(),
-        "protocol": d.protocol_data.as_str(),
-        "coordinator": coordinator,
-        "members": members,
+        "group_id": g.group_id,
+        "state": g.state,
+        "protocol_type": g.protocol_type,
+        "protocol": g.protocol,
+        "coordinator": g.coordinator,
+        "members": g.members,
         "offsets": offsets,
         "total_lag": total_lag,
     }))
@@ -215,20 +291,20 @@ pub(super) async fn describe(State(state): State<AdminState>, Path(group): Path<
 }
 
 /// The high watermark of each partition, asked of its leader (absent when unreachable).
-async fn log_end_offsets(
+pub(super) async fn log_end_offsets(
     snapshot: &ClusterSnapshot,
-    partitions: &[(String, i32, i64, String)],
+    partitions: impl Iterator<Item = (String, i32)>,
 ) -> BTreeMap<(String, i32), i64> {
     let mut by_leader: BTreeMap<Id, Vec<(String, i32)>> = BTreeMap::new();
-    for (topic, partition, _, _) in partitions {
+    for (topic, partition) in partitions {
         let leader = snapshot
             .topics
-            .get(topic)
-            .and_then(|t| t.partitions.get(partition))
+            .get(&topic)
+            .and_then(|t| t.partitions.get(&partition))
             .and_then(|p| p.state.as_ref())
             .map(|(s, _)| s.leader);
         if let Some(leader) = leader.filter(|l| *l >= 0) {
-            by_leader.entry(leader).or_default().push((topic.clone(), *partition));
+            by_leader.entry(leader).or_default().push((topic, partition));
         }
     }
     latest_offsets(snapshot, by_leader, CONSUMER_REPLICA_ID)
@@ -250,6 +326,23 @@ pub(super) async fn latest_offsets(
     by_broker: BTreeMap<Id, Vec<(String, i32)>>,
     replica_id: i32,
 ) -> BTreeMap<(Id, String, i32), i64> {
+    offsets_at(snapshot, by_broker, replica_id, LATEST).await
+}
+
+/// ListOffsets timestamps: the end (as `replica_id` sees it) and the log start.
+pub(super) const LATEST: i64 = -1;
+/// See [`LATEST`].
+pub(super) const EARLIEST: i64 = -2;
+
+/// Asks each broker for the offset at `timestamp` ([`LATEST`], [`EARLIEST`]) of its listed
+/// partitions; brokers that cannot be reached and partitions answered with an error are
+/// left out.
+pub(super) async fn offsets_at(
+    snapshot: &ClusterSnapshot,
+    by_broker: BTreeMap<Id, Vec<(String, i32)>>,
+    replica_id: i32,
+    timestamp: i64,
+) -> BTreeMap<(Id, String, i32), i64> {
     let mut out = BTreeMap::new();
     for (broker, partitions) in by_broker {
         let Ok(mut conn) = connect(snapshot, broker).await else { continue };
@@ -267,7 +360,7 @@ pub(super) async fn latest_offsets(
                         let mut lp = ListOffsetsPartition::default();
                         lp.partition_index = *p;
                         lp.current_leader_epoch = -1;
-                        lp.timestamp = -1;
+                        lp.timestamp = timestamp;
                         lp
                     })
                     .collect();

@@ -17,9 +17,11 @@
 //! | GET | /groups | consumer groups, from every broker |
 //! | GET | /groups/{id} | state, members, assignments, committed offsets and lag |
 //! | DELETE | /groups/{id} | delete an empty group and its offsets |
+//! | GET | /metrics | Prometheus metrics: controller, partitions, offsets, consumer-group lag |
 
 mod configs;
 mod groups;
+mod metrics;
 mod reassign;
 
 use std::collections::BTreeMap;
@@ -111,9 +113,10 @@ pub fn router(state: AdminState) -> Router {
         .route("/reassignments/{topic}/{partition}", axum::routing::delete(reassign::cancel))
         .route("/groups", get(groups::list))
         .route("/groups/{id}", get(groups::describe).delete(groups::delete))
+        .route("/metrics", get(metrics::scrape))
         .fallback(|| async {
             ApiError::NotFound(
-                "no such endpoint; see /health, /brokers, /brokers/{id}/configs, /topics, /topics/{name}, /topics/{name}/configs, /partitions, /partitions/preferred-leader-election, /reassignments, /groups, /groups/{id}".into(),
+                "no such endpoint; see /health, /brokers, /brokers/{id}/configs, /topics, /topics/{name}, /topics/{name}/configs, /partitions, /partitions/preferred-leader-election, /reassignments, /groups, /groups/{id}, /metrics".into(),
             )
         })
         .with_state(state)
@@ -309,27 +312,24 @@ async fn partitions_summary(State(state): State<AdminState>) -> Result<Json<serd
     let mut offline_brokers = std::collections::BTreeSet::new();
     let mut total = 0;
     for (topic, t) in &s.topics {
-        let min_isr: usize = t.config.get("min.insync.replicas").and_then(|v| v.parse().ok()).unwrap_or(1);
         for (p, ps) in &t.partitions {
             total += 1;
-            let state = ps.state.as_ref().map(|(st, _)| st);
-            let leader = state.map(|st| st.leader).filter(|l| *l != NO_LEADER && s.brokers.contains_key(l));
-            let isr = state.map(|st| st.isr.clone()).unwrap_or_default();
+            let h = PartitionHealth::of(&s, t, ps);
             offline_brokers.extend(ps.replicas.iter().copied().filter(|r| !s.brokers.contains_key(r)));
             let r = || PartitionRef {
                 topic: topic.clone(),
                 partition: *p,
-                leader,
+                leader: h.leader,
                 replicas: ps.replicas.clone(),
-                isr: isr.clone(),
+                isr: h.isr.clone(),
             };
-            if leader.is_none() {
+            if h.offline() {
                 offline.push(r());
             }
-            if isr.len() < ps.replicas.len() {
+            if h.under_replicated {
                 under_replicated.push(r());
             }
-            if isr.len() < min_isr {
+            if h.under_min_isr {
                 under_min_isr.push(r());
             }
         }
@@ -342,6 +342,47 @@ async fn partitions_summary(State(state): State<AdminState>) -> Result<Json<serd
         "offline_brokers": offline_brokers,
         "live_brokers": s.brokers.keys().collect::<Vec<_>>(),
     })))
+}
+
+/// How one partition stands, as `/partitions` and `/metrics` report it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct PartitionHealth {
+    /// The leader, when there is one and it is registered.
+    pub(crate) leader: Option<BrokerId>,
+    /// In-sync replicas.
+    pub(crate) isr: Vec<BrokerId>,
+    /// The ISR is smaller than the assignment.
+    pub(crate) under_replicated: bool,
+    /// The ISR is smaller than the topic's `min.insync.replicas` (acks=all is refused).
+    pub(crate) under_min_isr: bool,
+    /// The leader is the preferred (first) replica.
+    pub(crate) preferred_leader: bool,
+}
+
+impl PartitionHealth {
+    /// Classifies `ps` of topic `t` in snapshot `s` (pure).
+    pub(crate) fn of(
+        s: &ClusterSnapshot,
+        t: &tributary_common::snapshot::TopicSnapshot,
+        ps: &tributary_common::snapshot::PartitionSnapshot,
+    ) -> PartitionHealth {
+        let min_isr: usize = t.config.get("min.insync.replicas").and_then(|v| v.parse().ok()).unwrap_or(1);
+        let state = ps.state.as_ref().map(|(st, _)| st);
+        let leader = state.map(|st| st.leader).filter(|l| *l != NO_LEADER && s.brokers.contains_key(l));
+        let isr = state.map(|st| st.isr.clone()).unwrap_or_default();
+        PartitionHealth {
+            leader,
+            under_replicated: isr.len() < ps.replicas.len(),
+            under_min_isr: isr.len() < min_isr,
+            preferred_leader: leader.is_some() && leader == ps.replicas.first().copied(),
+            isr,
+        }
+    }
+
+    /// No live leader: the partition cannot be read or written.
+    pub(crate) fn offline(&self) -> bool {
+        self.leader.is_none()
+    }
 }
 
 #[derive(Deserialize, Default)]
