@@ -23,7 +23,7 @@ def test_compose_file_is_valid():
 def test_the_compose_environment_runs_a_cluster_without_docker(zookeeper, log_dir, tmp_path):
     services = yaml.safe_load(COMPOSE.read_text())["services"]
     chroot = "/compose-test"
-    broker_port, http_port = free_port(), free_port()
+    broker_port, http_port, rest_port = free_port(), free_port(), free_port()
 
     def env_of(service):
         env = {k: str(v) for k, v in services[service]["environment"].items()}
@@ -31,6 +31,8 @@ def test_the_compose_environment_runs_a_cluster_without_docker(zookeeper, log_di
         env["TRIBUTARY_ZOOKEEPER_CONNECT"] = env["TRIBUTARY_ZOOKEEPER_CONNECT"].replace("zookeeper:2181", zookeeper.connect + chroot)
         if "TRIBUTARY_HTTP_LISTEN" in env:
             env["TRIBUTARY_HTTP_LISTEN"] = f"127.0.0.1:{http_port}"
+        if "TRIBUTARY_REST_LISTEN" in env:
+            env["TRIBUTARY_REST_LISTEN"] = f"127.0.0.1:{rest_port}"
         if "TRIBUTARY_LISTENERS" in env:
             env["TRIBUTARY_LISTENERS"] = f"PLAINTEXT://127.0.0.1:{broker_port}"
             env["TRIBUTARY_ADVERTISED_LISTENERS"] = f"PLAINTEXT://localhost:{broker_port}"
@@ -53,6 +55,8 @@ def test_the_compose_environment_runs_a_cluster_without_docker(zookeeper, log_di
         assert msg.value() == b"hello"
         consumer.close()
         assert http_get(f"http://127.0.0.1:{http_port}/topics/compose")[0] == 200
+        # The REST API on the port the compose file gives it.
+        assert http_get(f"http://127.0.0.1:{rest_port}/topics")[1] == http_get(f"http://127.0.0.1:{http_port}/rest/topics")[1]
     finally:
         for p in procs:
             p.kill()

@@ -70,6 +70,32 @@ def test_offsets_for_times_finds_the_first_record_at_or_after(cluster):
     consumer.close()
 
 
+def test_timestamp_lookups_answer_at_record_granularity_within_a_batch(cluster):
+    """KIP-79 and KIP-734 (KAFKA-16310) within one batch: three records stamped +100, +400
+    and +200 ms travel together; by time, the answer is the first record at or after the
+    target, and MAX_TIMESTAMP names the record holding the largest timestamp (librdkafka's
+    offsetsForTimes test and confluent-kafka's list_offsets test, which failed at batch
+    granularity)."""
+    from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
+    from confluent_kafka import TopicPartition as TP
+
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap()})
+    admin.create_topics([NewTopic("in-batch", 1, 1)])["in-batch"].result(15)
+    cluster.wait_topic_led("in-batch")
+    base = 1_700_000_000_000
+    producer = Producer({"bootstrap.servers": cluster.bootstrap(), "linger.ms": 500, "batch.num.messages": 3})
+    for i, delta in enumerate([100, 400, 200]):
+        producer.produce("in-batch", value=f"r{i}".encode(), timestamp=base + delta)
+    assert producer.flush(15) == 0
+    consumer = Consumer({"bootstrap.servers": cluster.bootstrap(), "group.id": "t", "enable.auto.commit": False})
+    for target, want in [(base, 0), (base + 150, 1), (base + 300, 1), (base + 400, 1), (base + 401, -1)]:
+        found = consumer.offsets_for_times([TopicPartition("in-batch", 0, target)], timeout=10)
+        assert found[0].offset == want, (target - base, found[0].offset)
+    consumer.close()
+    result = admin.list_offsets({TP("in-batch", 0): OffsetSpec.max_timestamp()})[TP("in-batch", 0)].result(10)
+    assert (result.offset, result.timestamp) == (1, base + 400), result
+
+
 def test_retention_by_time_advances_the_log_start(empty_cluster):
     cluster = empty_cluster
     cluster.start_coordinator()

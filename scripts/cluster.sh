@@ -38,7 +38,9 @@ for _ in $(seq 1 60); do
 done
 
 export TRIBUTARY_ZOOKEEPER_CONNECT="${TRIBUTARY_ZOOKEEPER_CONNECT:-127.0.0.1:$ZK_PORT}"
-TRIBUTARY_HTTP_LISTEN="${TRIBUTARY_HTTP_LISTEN:-127.0.0.1:8080}" target/release/coordinator >"$DIR/coordinator.log" 2>&1 &
+TRIBUTARY_HTTP_LISTEN="${TRIBUTARY_HTTP_LISTEN:-127.0.0.1:8080}" \
+TRIBUTARY_REST_LISTEN="${TRIBUTARY_REST_LISTEN:-127.0.0.1:8082}" \
+  target/release/coordinator >"$DIR/coordinator.log" 2>&1 &
 pids+=($!)
 TRIBUTARY_BROKER_ID="${TRIBUTARY_BROKER_ID:-1}" \
 TRIBUTARY_LISTENERS="${TRIBUTARY_LISTENERS:-PLAINTEXT://127.0.0.1:9092}" \
@@ -47,6 +49,7 @@ TRIBUTARY_DATA_DIR="${TRIBUTARY_DATA_DIR:-$DIR/broker-1}" \
 TRIBUTARY_OFFSETS_TOPIC_REPLICATION_FACTOR="${TRIBUTARY_OFFSETS_TOPIC_REPLICATION_FACTOR:-1}" \
 TRIBUTARY_TRANSACTION_STATE_LOG_REPLICATION_FACTOR="${TRIBUTARY_TRANSACTION_STATE_LOG_REPLICATION_FACTOR:-1}" \
 TRIBUTARY_TRANSACTION_STATE_LOG_MIN_ISR="${TRIBUTARY_TRANSACTION_STATE_LOG_MIN_ISR:-1}" \
+TRIBUTARY_METRICS_LISTEN="${TRIBUTARY_METRICS_LISTEN:-127.0.0.1:9404}" \
   target/release/broker >"$DIR/broker-1.log" 2>&1 &
 pids+=($!)
 
@@ -58,6 +61,9 @@ cat <<MSG
 Tributary is running:
   Kafka clients:  bootstrap.servers=localhost:9092
   Admin API:      curl http://127.0.0.1:8080/topics
+  REST Proxy API: curl -X POST -H 'Content-Type: application/vnd.kafka.json.v2+json' \
+                    -d '{"records":[{"value":{"hello":"world"}}]}' http://127.0.0.1:8082/topics/test
+  Metrics:        http://127.0.0.1:9404/metrics (broker), http://127.0.0.1:8080/metrics (cluster, lag)
   ZooKeeper:      127.0.0.1:$ZK_PORT  (zkCli.sh -server 127.0.0.1:$ZK_PORT ls /brokers/ids)
   Logs and data:  $DIR
 Press Ctrl-C to stop.

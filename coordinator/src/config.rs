@@ -19,6 +19,14 @@ tributary_common::settings! {
         "how soon a standby takes over from a coordinator that died without closing its session (shorter than a broker's, so the controller role moves within seconds)";
     http_listen: SocketAddr = "127.0.0.1:8080", "http.listen", "TRIBUTARY_HTTP_LISTEN",
         "address of the HTTP admin API, IP:PORT";
+    rest_listen: SocketAddr = optional, "rest.listen", "TRIBUTARY_REST_LISTEN",
+        "address of the REST Proxy-compatible produce and consume API, IP:PORT (default: not served on a port of its own; it is always under /rest on the admin port)";
+    consumer_instance_timeout_ms: u64 = "300000", "consumer.instance.timeout.ms", "TRIBUTARY_CONSUMER_INSTANCE_TIMEOUT_MS",
+        "REST consumer instances idle this long are closed and leave their group";
+    rest_consumer_instances_max: usize = "100", "rest.consumer.instances.max", "TRIBUTARY_REST_CONSUMER_INSTANCES_MAX",
+        "REST consumer instances open at once, at most (each holds a Kafka consumer and up to 2 MiB of fetched records)";
+    rest_max_request_bytes: usize = "16777216", "rest.max.request.bytes", "TRIBUTARY_REST_MAX_REQUEST_BYTES",
+        "largest REST request body (413 above it)";
     controller_id: i32 = "3000", "controller.id", "TRIBUTARY_CONTROLLER_ID",
         "written into /controller when this coordinator is active; give each coordinator its own";
     unclean_leader_election_enable: bool = "false", "unclean.leader.election.enable", "TRIBUTARY_UNCLEAN_LEADER_ELECTION_ENABLE",

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod config;
 pub mod controller;
+pub mod rest;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -37,10 +38,41 @@ pub async fn run(config: CoordinatorConfig, http: TcpListener, shutdown: Cancell
         status_tx,
         shutdown.clone(),
     ));
-    let app = admin::router(AdminState { zk: slot, status: status_rx, controller_id: config.controller_id });
-    tracing::info!(http = %http.local_addr()?, "admin API listening");
+    let rest_listener = match config.rest_listen {
+        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on {addr} for the REST API (rest.listen): {e}; is a REST Proxy already using it?"
+            )
+        })?),
+        None => None,
+    };
+    let rest = rest::RestState::new(
+        slot.clone(),
+        rest::RestConfig {
+            instance_timeout: Duration::from_millis(config.consumer_instance_timeout_ms),
+            max_instances: config.rest_consumer_instances_max,
+            max_request_bytes: config.rest_max_request_bytes,
+        },
+        shutdown.clone(),
+    );
+    let app = admin::router(AdminState { zk: slot, status: status_rx, controller_id: config.controller_id })
+        .nest("/rest", rest::router(rest.clone()));
+    tracing::info!(http = %http.local_addr()?, "admin API listening (the REST API under /rest)");
+    let rest_server = rest_listener.map(|listener| {
+        let stop = shutdown.clone();
+        let app = rest::router(rest);
+        tokio::spawn(async move {
+            tracing::info!(address = ?listener.local_addr().ok(), "REST API listening");
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await {
+                tracing::error!(error = %e, "the REST API listener failed; restart the coordinator");
+            }
+        })
+    });
     let stop = shutdown.clone();
     axum::serve(http, app).with_graceful_shutdown(async move { stop.cancelled().await }).await?;
+    if let Some(server) = rest_server {
+        let _ = server.await;
+    }
     let _ = controller.await;
     tracing::info!("coordinator shut down");
     Ok(())

@@ -711,33 +711,47 @@ impl PartitionLog {
         Ok(out.freeze())
     }
 
-    /// The first offset whose batch has a timestamp at or after `timestamp`, with that
-    /// timestamp; `None` when every batch is older.
+    /// The first record at or after the log start whose timestamp is at or after
+    /// `timestamp`, as (offset, its timestamp): record granularity, as Kafka answers
+    /// ListOffsets by time (KIP-79); `None` when every record is older.
     ///
     /// # Errors
     /// [`Error::Storage`] when sled fails.
     pub(crate) fn offset_for_timestamp(&self, timestamp: i64, upper: i64) -> Result<Option<(i64, i64)>, Error> {
+        let log_start = self.offsets().log_start_offset;
         for item in self.scan(0, upper) {
             let (_, v) = item.map_err(storage(format!("searching {}", self.tp)))?;
             let Some(h) = BatchHeader::parse(&v) else { continue };
-            if h.max_timestamp >= timestamp {
-                return Ok(Some((h.base_offset.max(self.offsets().log_start_offset), h.max_timestamp)));
+            if h.max_timestamp >= timestamp && h.last_offset() >= log_start {
+                let batch = Bytes::copy_from_slice(&v);
+                if let Some(found) = crate::record::body::first_at_or_after(&h, &batch, timestamp, log_start) {
+                    return Ok(Some(found));
+                }
             }
         }
         Ok(None)
     }
 
-    /// The batch with the largest timestamp below `upper`: (its last offset, timestamp).
+    /// The first record below `upper` holding the largest timestamp: (offset, timestamp),
+    /// as Kafka answers ListOffsets MAX_TIMESTAMP (KIP-734, KAFKA-16310).
     ///
     /// # Errors
     /// [`Error::Storage`] when sled fails.
     pub(crate) fn max_timestamp(&self, upper: i64) -> Result<Option<(i64, i64)>, Error> {
+        let log_start = self.offsets().log_start_offset;
         let mut best: Option<(i64, i64)> = None;
         for item in self.scan(0, upper) {
             let (_, v) = item.map_err(storage(format!("searching {}", self.tp)))?;
             let Some(h) = BatchHeader::parse(&v) else { continue };
-            if best.is_none_or(|(_, ts)| h.max_timestamp > ts) {
-                best = Some((h.last_offset(), h.max_timestamp));
+            // Only a batch with a larger timestamp changes the answer: the first record
+            // holding the largest timestamp wins ties.
+            if h.last_offset() >= log_start && best.is_none_or(|(_, ts)| h.max_timestamp > ts) {
+                let batch = Bytes::copy_from_slice(&v);
+                if let Some(found) = crate::record::body::offset_of_max_timestamp(&h, &batch, log_start) {
+                    if best.is_none_or(|(_, ts)| found.1 > ts) {
+                        best = Some(found);
+                    }
+                }
             }
         }
         Ok(best)

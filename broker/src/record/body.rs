@@ -178,6 +178,46 @@ pub(crate) fn rebuild(
     Ok(out.freeze())
 }
 
+/// Each record of a batch as `(offset, timestamp)`, as consumers see them: a
+/// LogAppendTime batch stamps every record with its append time (pure over the batch bytes).
+/// `None` when the records cannot be read (the caller falls back to the batch's figures).
+pub(crate) fn record_times(header: &BatchHeader, batch: &Bytes) -> Option<Vec<(i64, i64)>> {
+    let records = decode(header, batch).ok()?;
+    let append_time = header.attributes & super::ATTR_TIMESTAMP_TYPE != 0;
+    Some(
+        records
+            .list
+            .iter()
+            .map(|r| {
+                let ts = if append_time { header.max_timestamp } else { header.base_timestamp + r.timestamp_delta };
+                (header.base_offset + r.offset_delta, ts)
+            })
+            .collect(),
+    )
+}
+
+/// ListOffsets by time within one batch (KIP-79): the first record at or above offset
+/// `from` whose timestamp is at or after `target` (pure).
+pub(crate) fn first_at_or_after(header: &BatchHeader, batch: &Bytes, target: i64, from: i64) -> Option<(i64, i64)> {
+    match record_times(header, batch) {
+        Some(times) => times.into_iter().find(|(o, ts)| *o >= from && *ts >= target),
+        None => (header.last_offset() >= from && header.max_timestamp >= target)
+            .then(|| (header.base_offset.max(from), header.max_timestamp)),
+    }
+}
+
+/// ListOffsets MAX_TIMESTAMP within one batch (KIP-734, as fixed by KAFKA-16310): the first
+/// record at or above offset `from` holding the batch's largest timestamp (pure).
+pub(crate) fn offset_of_max_timestamp(header: &BatchHeader, batch: &Bytes, from: i64) -> Option<(i64, i64)> {
+    match record_times(header, batch) {
+        Some(times) => {
+            let max = times.iter().filter(|(o, _)| *o >= from).map(|(_, ts)| *ts).max()?;
+            times.into_iter().find(|(o, ts)| *o >= from && *ts == max)
+        }
+        None => (header.last_offset() >= from).then(|| (header.last_offset(), header.max_timestamp)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use kafka_protocol::records::{
@@ -263,5 +303,77 @@ mod tests {
         // Garbage where gzip data should be.
         let gz = BatchHeader { attributes: 1, ..h.clone() };
         assert!(matches!(decode(&gz, &batch), Err(BatchError::Corrupt(m)) if m.contains("decompress")));
+    }
+
+    #[test]
+    fn timestamp_lookups_answer_at_record_granularity() {
+        // One batch of three records at offsets 100.., stamped out of order (+100, +400,
+        // +200 as in confluent-kafka's list_offsets test).
+        let times = |ts: [i64; 3]| {
+            let records: Vec<KRecord> = ts
+                .iter()
+                .enumerate()
+                .map(|(i, t)| KRecord {
+                    transactional: false,
+                    control: false,
+                    partition_leader_epoch: 0,
+                    producer_id: -1,
+                    producer_epoch: -1,
+                    timestamp_type: TimestampType::Creation,
+                    offset: 100 + i as i64,
+                    // kafka-protocol keeps records in one batch while offset - sequence stays.
+                    sequence: i as i32,
+                    timestamp: *t,
+                    key: None,
+                    value: Some(Bytes::from_static(b"v")),
+                    headers: Default::default(),
+                    delete_horizon: false,
+                })
+                .collect();
+            let mut buf = BytesMut::new();
+            RecordBatchEncoder::encode(
+                &mut buf,
+                &records,
+                &RecordEncodeOptions { version: 2, compression: Compression::Lz4 },
+            )
+            .unwrap();
+            let b = buf.freeze();
+            (BatchHeader::parse(&b).unwrap(), b)
+        };
+        let (h, b) = times([1100, 1400, 1200]);
+        // (target, from) -> answer
+        let cases = [
+            ((0, 0), Some((100, 1100))),
+            ((1100, 0), Some((100, 1100))),
+            ((1101, 0), Some((101, 1400))),
+            ((1300, 0), Some((101, 1400))),
+            ((1401, 0), None),
+            // Below the log start offset nothing is answered.
+            ((0, 102), Some((102, 1200))),
+        ];
+        for ((target, from), want) in cases {
+            assert_eq!(first_at_or_after(&h, &b, target, from), want, "target {target} from {from}");
+        }
+        assert_eq!(offset_of_max_timestamp(&h, &b, 0), Some((101, 1400)));
+        assert_eq!(offset_of_max_timestamp(&h, &b, 102), Some((102, 1200)));
+        assert_eq!(offset_of_max_timestamp(&h, &b, 103), None);
+        // Ties: the first record with the largest timestamp.
+        let (h, b) = times([5, 9, 9]);
+        assert_eq!(offset_of_max_timestamp(&h, &b, 0), Some((101, 9)));
+        // LogAppendTime: every record carries the append time.
+        let (h, b) = times([5, 9, 7]);
+        let mut stamped = BytesMut::from(&b[..]);
+        crate::record::stamp_in_place(&mut stamped, 100, 0, Some(50));
+        let stamped = stamped.freeze();
+        let h2 = BatchHeader::parse(&stamped).unwrap();
+        assert_eq!(first_at_or_after(&h2, &stamped, 10, 0), Some((100, 50)));
+        assert_eq!(offset_of_max_timestamp(&h2, &stamped, 0), Some((100, 50)));
+        // Unreadable records (the header claims more than there are): the batch's own figures.
+        let mut claims_more = h.clone();
+        claims_more.record_count = 10;
+        let broken = b.clone();
+        let h = claims_more;
+        assert_eq!(first_at_or_after(&h, &broken, 6, 0), Some((100, 9)));
+        assert_eq!(offset_of_max_timestamp(&h, &broken, 0), Some((102, 9)));
     }
 }
