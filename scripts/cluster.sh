@@ -60,6 +60,7 @@ done
 cat <<MSG
 Tributary is running:
   Kafka clients:  bootstrap.servers=localhost:9092
+  Console:        http://127.0.0.1:8080/
   Admin API:      curl http://127.0.0.1:8080/topics
   REST Proxy API: curl -X POST -H 'Content-Type: application/vnd.kafka.json.v2+json' \
                     -d '{"records":[{"value":{"hello":"world"}}]}' http://127.0.0.1:8082/topics/test

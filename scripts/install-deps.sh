@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing Tributary needs on Debian: ZooKeeper (with Java),
-# kcat, Python with a virtualenv holding the real Kafka clients, and a Rust toolchain.
+# kcat, headless Chromium with its driver (the console's browser test), Python with a
+# virtualenv holding the real Kafka clients and Selenium, and a Rust toolchain.
 # Safe to run again; it skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,9 @@ command -v python3 >/dev/null || need_apt+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 command -v cc >/dev/null || need_apt+=(build-essential)
 command -v curl >/dev/null || need_apt+=(curl ca-certificates)
+# The console's browser test: Debian's headless Chromium and its WebDriver.
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_apt[*]}"
   $SUDO apt-get update -qq
@@ -36,7 +40,7 @@ fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c 'import kafka, confluent_kafka, kazoo, pytest, pytest_timeout, yaml' 2>/dev/null; then
+if ! .venv/bin/python -c 'import kafka, confluent_kafka, kazoo, pytest, pytest_timeout, yaml, selenium' 2>/dev/null; then
   echo "installing the Python test clients into .venv"
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -r integration-tests/requirements.txt

@@ -8,7 +8,7 @@ scripts/install-deps.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 
 echo "== build"
-cargo build --workspace --bins --locked
+cargo build --workspace --all-targets --locked  # the targets `cargo test` builds, with the same features, so it compiles nothing again
 echo "== clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== unit tests"

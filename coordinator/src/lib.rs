@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod console;
 pub mod controller;
 pub mod rest;
 
@@ -56,7 +57,8 @@ pub async fn run(config: CoordinatorConfig, http: TcpListener, shutdown: Cancell
         shutdown.clone(),
     );
     let app = admin::router(AdminState { zk: slot, status: status_rx, controller_id: config.controller_id })
-        .nest("/rest", rest::router(rest.clone()));
+        .nest("/rest", rest::router(rest.clone()))
+        .merge(console::router(console::ConsoleState::new(rest.clone())));
     tracing::info!(http = %http.local_addr()?, "admin API listening (the REST API under /rest)");
     let rest_server = rest_listener.map(|listener| {
         let stop = shutdown.clone();

@@ -11,10 +11,11 @@ use bytes::Buf;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
 use kafka_protocol::messages::{
     BrokerId, ConsumerProtocolAssignment, ConsumerProtocolSubscription, DeleteGroupsRequest, DescribeGroupsRequest,
-    DescribeLogDirsRequest, FindCoordinatorRequest, GroupId, ListGroupsRequest, ListOffsetsRequest, OffsetFetchRequest,
-    TopicName,
+    DescribeLogDirsRequest, FindCoordinatorRequest, GroupId, ListGroupsRequest, ListOffsetsRequest,
+    OffsetCommitRequest, OffsetFetchRequest, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use serde_json::{json, Value};
@@ -445,5 +446,217 @@ pub(super) async fn delete(State(state): State<AdminState>, Path(group): Path<St
         ))),
         Some(ResponseError::InvalidGroupId) => Err(ApiError::BadRequest(format!("invalid group id {group:?}"))),
         Some(e) => Err(ApiError::Unavailable(format!("deleting group {group}: {e:?}"))),
+    }
+}
+
+/// Where `POST /groups/{id}/offsets/reset` moves a group.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ResetRequest {
+    /// `earliest`, `latest`, `timestamp` or `offset`.
+    to: String,
+    /// The topic to reset (default: every topic the group has committed offsets for).
+    topic: Option<String>,
+    /// With `to: "timestamp"`: milliseconds since the epoch or an RFC 3339 time.
+    timestamp: Option<Value>,
+    /// With `to: "offset"`: the offset (each partition's is kept within its log).
+    offset: Option<i64>,
+}
+
+/// What a reset asks for, parsed (pure).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum ResetTo {
+    Earliest,
+    Latest,
+    Timestamp(i64),
+    Offset(i64),
+}
+
+pub(super) fn reset_target(r: &ResetRequest) -> Result<ResetTo, ApiError> {
+    match r.to.as_str() {
+        "earliest" => Ok(ResetTo::Earliest),
+        "latest" => Ok(ResetTo::Latest),
+        "timestamp" => {
+            let ms = match &r.timestamp {
+                Some(Value::Number(n)) => n.as_i64(),
+                Some(Value::String(s)) => s.parse::<i64>().ok().or_else(|| tributary_common::time::parse_rfc3339_ms(s)),
+                _ => None,
+            };
+            ms.map(ResetTo::Timestamp).ok_or_else(|| {
+                ApiError::BadRequest(
+                    "\"to\": \"timestamp\" needs \"timestamp\": milliseconds since the epoch or an RFC 3339 time"
+                        .into(),
+                )
+            })
+        }
+        "offset" => match r.offset {
+            Some(o) if o >= 0 => Ok(ResetTo::Offset(o)),
+            _ => Err(ApiError::BadRequest("\"to\": \"offset\" needs \"offset\": 0 or more".into())),
+        },
+        other => Err(ApiError::BadRequest(format!("\"to\" is {other:?}; use earliest, latest, timestamp or offset"))),
+    }
+}
+
+/// The offset a partition is reset to (pure): `found` is the offset ListOffsets gave for
+/// a timestamp (`None` or -1: no record that late, so the end); offsets are kept within
+/// `[start, end]` as kafka-consumer-groups keeps them.
+pub(super) fn reset_offset(to: ResetTo, start: i64, end: i64, found: Option<i64>) -> i64 {
+    match to {
+        ResetTo::Earliest => start,
+        ResetTo::Latest => end,
+        ResetTo::Timestamp(_) => found.filter(|o| *o >= 0).unwrap_or(end),
+        ResetTo::Offset(o) => o.clamp(start, end),
+    }
+}
+
+/// `POST /groups/{id}/offsets/reset`: moves an inactive group's committed offsets, as
+/// `kafka-consumer-groups --reset-offsets --execute` does; refused (409) while the group
+/// has members, as Kafka refuses it.
+pub(super) async fn reset(
+    State(state): State<AdminState>,
+    Path(group): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let request: ResetRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "body must be {{\"to\": \"earliest\"|\"latest\"|\"timestamp\"|\"offset\", \"topic\"?, \"timestamp\"?, \"offset\"?}}: {e}"
+        ))
+    })?;
+    let to = reset_target(&request)?;
+    let (_, snapshot) = state.snapshot().await?;
+    let view = describe_group(&snapshot, &group).await?;
+    if !matches!(view.state.as_str(), "Empty" | "Dead") {
+        return Err(ApiError::Conflict(format!(
+            "Assignments can only be reset if the group '{group}' is inactive, but the current state is {} with {} member(s); stop its consumers first",
+            view.state,
+            view.members.len()
+        )));
+    }
+    let partitions: Vec<(String, i32)> = match &request.topic {
+        Some(topic) => {
+            let t = snapshot
+                .topics
+                .get(topic)
+                .ok_or_else(|| ApiError::NotFound(format!("topic {topic:?} does not exist")))?;
+            t.partitions.keys().map(|p| (topic.clone(), *p)).collect()
+        }
+        None => view.offsets.iter().map(|o| (o.topic.clone(), o.partition)).collect(),
+    };
+    if partitions.is_empty() {
+        return Err(ApiError::BadRequest(format!("group {group} has no committed offsets; name a \"topic\" to reset")));
+    }
+    let mut by_leader: BTreeMap<Id, Vec<(String, i32)>> = BTreeMap::new();
+    for (topic, p) in &partitions {
+        let leader = snapshot
+            .topics
+            .get(topic)
+            .and_then(|t| t.partitions.get(p))
+            .and_then(|ps| ps.state.as_ref())
+            .map(|(s, _)| s.leader)
+            .filter(|l| *l >= 0 && snapshot.brokers.contains_key(l))
+            .ok_or_else(|| ApiError::Unavailable(format!("{topic}-{p} has no live leader; retry once it has one")))?;
+        by_leader.entry(leader).or_default().push((topic.clone(), *p));
+    }
+    let strip = |m: BTreeMap<(Id, String, i32), i64>| -> BTreeMap<(String, i32), i64> {
+        m.into_iter().map(|((_, t, p), o)| ((t, p), o)).collect()
+    };
+    let starts = strip(offsets_at(&snapshot, by_leader.clone(), CONSUMER_REPLICA_ID, EARLIEST).await);
+    let ends = strip(offsets_at(&snapshot, by_leader.clone(), CONSUMER_REPLICA_ID, LATEST).await);
+    let found = match to {
+        ResetTo::Timestamp(ms) => strip(offsets_at(&snapshot, by_leader, CONSUMER_REPLICA_ID, ms).await),
+        _ => BTreeMap::new(),
+    };
+    let mut targets = Vec::new();
+    for key in &partitions {
+        let (Some(start), Some(end)) = (starts.get(key), ends.get(key)) else {
+            return Err(ApiError::Unavailable(format!("the leader of {}-{} did not answer; retry", key.0, key.1)));
+        };
+        targets.push((key.clone(), reset_offset(to, *start, *end, found.get(key).copied())));
+    }
+    let coordinator = coordinator_of(&snapshot, &group).await?;
+    let mut conn = connect(&snapshot, coordinator).await?;
+    let mut req = OffsetCommitRequest::default();
+    req.group_id = GroupId(StrBytes::from_string(group.clone()));
+    req.generation_id_or_member_epoch = -1;
+    req.member_id = StrBytes::from_static_str("");
+    let mut topics: BTreeMap<String, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
+    for ((topic, p), offset) in &targets {
+        let mut part = OffsetCommitRequestPartition::default();
+        part.partition_index = *p;
+        part.committed_offset = *offset;
+        part.committed_leader_epoch = -1;
+        topics.entry(topic.clone()).or_default().push(part);
+    }
+    req.topics = topics
+        .into_iter()
+        .map(|(name, partitions)| {
+            let mut t = OffsetCommitRequestTopic::default();
+            t.name = TopicName(StrBytes::from_string(name));
+            t.partitions = partitions;
+            t
+        })
+        .collect();
+    let r = conn.call(7, &req).await.map_err(ApiError::Unavailable)?;
+    for t in &r.topics {
+        for p in &t.partitions {
+            if p.error_code != 0 {
+                return Err(match ResponseError::try_from_code(p.error_code) {
+                    Some(
+                        ResponseError::UnknownMemberId
+                        | ResponseError::IllegalGeneration
+                        | ResponseError::RebalanceInProgress,
+                    ) => ApiError::Conflict(format!(
+                        "group {group} gained members while its offsets were being reset; stop its consumers and retry"
+                    )),
+                    _ => ApiError::Unavailable(format!(
+                        "committing {}-{}: {}",
+                        t.name.as_str(),
+                        p.partition_index,
+                        error_name(p.error_code)
+                    )),
+                });
+            }
+        }
+    }
+    tracing::info!(group, ?to, partitions = targets.len(), "reset a consumer group's offsets");
+    let offsets: Vec<Value> =
+        targets.iter().map(|((t, p), o)| json!({ "topic": t, "partition": p, "offset": o })).collect();
+    Ok(Json(json!({ "group_id": group, "offsets": offsets })).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(v: Value) -> ResetRequest {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn reset_requests_are_read_and_offsets_kept_within_the_log() {
+        assert_eq!(reset_target(&req(json!({"to": "earliest"}))).unwrap(), ResetTo::Earliest);
+        assert_eq!(reset_target(&req(json!({"to": "timestamp", "timestamp": 5}))).unwrap(), ResetTo::Timestamp(5));
+        assert_eq!(
+            reset_target(&req(json!({"to": "timestamp", "timestamp": "1970-01-01T00:00:01Z"}))).unwrap(),
+            ResetTo::Timestamp(1000)
+        );
+        assert_eq!(reset_target(&req(json!({"to": "offset", "offset": 3}))).unwrap(), ResetTo::Offset(3));
+        for bad in [json!({"to": "middle"}), json!({"to": "timestamp"}), json!({"to": "offset", "offset": -1})] {
+            assert!(matches!(reset_target(&req(bad.clone())), Err(ApiError::BadRequest(_))), "{bad}");
+        }
+        // (to, start, end, found) -> offset
+        let cases = [
+            (ResetTo::Earliest, 5, 20, None, 5),
+            (ResetTo::Latest, 5, 20, None, 20),
+            (ResetTo::Timestamp(1), 5, 20, Some(9), 9),
+            (ResetTo::Timestamp(1), 5, 20, Some(-1), 20),
+            (ResetTo::Timestamp(1), 5, 20, None, 20),
+            (ResetTo::Offset(2), 5, 20, None, 5),
+            (ResetTo::Offset(12), 5, 20, None, 12),
+            (ResetTo::Offset(99), 5, 20, None, 20),
+        ];
+        for (to, start, end, found, want) in cases {
+            assert_eq!(reset_offset(to, start, end, found), want, "{to:?} {start} {end} {found:?}");
+        }
     }
 }

@@ -17,6 +17,7 @@
 //! | GET | /groups | consumer groups, from every broker |
 //! | GET | /groups/{id} | state, members, assignments, committed offsets and lag |
 //! | DELETE | /groups/{id} | delete an empty group and its offsets |
+//! | POST | /groups/{id}/offsets/reset | move an inactive group's offsets (earliest, latest, timestamp, offset) |
 //! | GET | /metrics | Prometheus metrics: controller, partitions, offsets, consumer-group lag |
 
 mod configs;
@@ -113,6 +114,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/reassignments/{topic}/{partition}", axum::routing::delete(reassign::cancel))
         .route("/groups", get(groups::list))
         .route("/groups/{id}", get(groups::describe).delete(groups::delete))
+        .route("/groups/{id}/offsets/reset", post(groups::reset))
         .route("/metrics", get(metrics::scrape))
         .fallback(|| async {
             ApiError::NotFound(
@@ -179,10 +181,53 @@ struct TopicSummary {
     partitions: usize,
     replication_factor: usize,
     marked_for_deletion: bool,
+    /// With `?stats=true`: bytes the leaders hold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    size_bytes: Option<i64>,
+    /// With `?stats=true`: the partitions' high watermarks, summed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end_offset: Option<i64>,
+    /// With `?stats=true`: records held (high watermark minus log start, summed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    messages: Option<i64>,
 }
 
-async fn list_topics(State(state): State<AdminState>) -> Result<Json<Vec<TopicSummary>>, ApiError> {
+#[derive(Deserialize, Default)]
+struct ListTopicsQuery {
+    /// Also ask the leaders for sizes and offsets.
+    #[serde(default)]
+    stats: bool,
+}
+
+async fn list_topics(
+    State(state): State<AdminState>,
+    axum::extract::Query(query): axum::extract::Query<ListTopicsQuery>,
+) -> Result<Json<Vec<TopicSummary>>, ApiError> {
     let (_, s) = state.snapshot().await?;
+    let mut leaders: BTreeMap<BrokerId, Vec<(String, i32)>> = BTreeMap::new();
+    if query.stats {
+        for (name, t) in &s.topics {
+            for (p, ps) in &t.partitions {
+                if let Some(leader) = PartitionHealth::of(&s, t, ps).leader {
+                    leaders.entry(leader).or_default().push((name.clone(), *p));
+                }
+            }
+        }
+    }
+    let (starts, ends, dirs) = if query.stats {
+        (
+            groups::offsets_at(&s, leaders.clone(), groups::CONSUMER_REPLICA_ID, groups::EARLIEST).await,
+            groups::latest_offsets(&s, leaders.clone(), groups::CONSUMER_REPLICA_ID).await,
+            groups::log_dirs(&s, leaders).await,
+        )
+    } else {
+        Default::default()
+    };
+    /// A leader's partition, as the offset and log-dir maps key it.
+    type Key = (BrokerId, String, i32);
+    let sum = |name: &str, f: &dyn Fn(&Key) -> Option<i64>| -> Option<i64> {
+        query.stats.then(|| ends.keys().filter(|(_, t, _)| t == name).filter_map(f).sum())
+    };
     Ok(Json(
         s.topics
             .iter()
@@ -192,6 +237,9 @@ async fn list_topics(State(state): State<AdminState>) -> Result<Json<Vec<TopicSu
                 partitions: t.partitions.len(),
                 replication_factor: t.partitions.values().next().map(|p| p.replicas.len()).unwrap_or(0),
                 marked_for_deletion: s.pending_deletions.contains(name),
+                size_bytes: sum(name, &|k| dirs.get(k).map(|(size, _)| *size)),
+                end_offset: sum(name, &|k| ends.get(k).copied()),
+                messages: sum(name, &|k| Some(ends.get(k).copied()? - starts.get(k).copied().unwrap_or(0))),
             })
             .collect(),
     ))
@@ -205,6 +253,8 @@ struct PartitionView {
     leader_epoch: Option<i32>,
     isr: Vec<BrokerId>,
     offline_replicas: Vec<BrokerId>,
+    /// The leader's first offset held (null when the leader could not be asked).
+    log_start_offset: Option<i64>,
     /// The leader's high watermark (null when the leader could not be asked).
     high_watermark: Option<i64>,
     /// The leader's log end offset.
@@ -250,6 +300,7 @@ async fn describe_topic(
             holders.entry(*r).or_default().push((name.clone(), *p));
         }
     }
+    let starts = groups::offsets_at(&s, leaders.clone(), groups::CONSUMER_REPLICA_ID, groups::EARLIEST).await;
     let hws = groups::latest_offsets(&s, leaders, groups::CONSUMER_REPLICA_ID).await;
     let leos = groups::latest_offsets(&s, holders.clone(), groups::DEBUGGING_REPLICA_ID).await;
     let dirs = groups::log_dirs(&s, holders).await;
@@ -265,6 +316,7 @@ async fn describe_topic(
                 leader_epoch: state.map(|st| st.leader_epoch),
                 isr: state.map(|st| st.isr.clone()).unwrap_or_default(),
                 offline_replicas: ps.replicas.iter().copied().filter(|r| !s.brokers.contains_key(r)).collect(),
+                log_start_offset: state.and_then(|st| starts.get(&(st.leader, name.clone(), *p)).copied()),
                 high_watermark: state.and_then(|st| hws.get(&(st.leader, name.clone(), *p)).copied()),
                 log_end_offset: state.and_then(|st| leos.get(&(st.leader, name.clone(), *p)).copied()),
                 replica_log_end_offsets: ps

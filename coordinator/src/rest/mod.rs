@@ -27,6 +27,8 @@ mod format;
 mod kafka;
 mod produce;
 
+pub(crate) use kafka::bootstrap;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
