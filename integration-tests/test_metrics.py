@@ -40,6 +40,16 @@ def total(samples, metric, **labels):
     return sum(v for (n, ls), v in samples.items() if n == metric and want <= ls)
 
 
+def read(consumer, n):
+    """Reads `n` records from `consumer` (which gives up after its consumer_timeout_ms)."""
+    got = 0
+    for _ in consumer:
+        got += 1
+        if got == n:
+            break
+    return got
+
+
 def test_broker_metrics_follow_a_producer_and_a_group_consumer(empty_cluster):
     cluster = empty_cluster
     cluster.start_coordinator()
@@ -67,14 +77,9 @@ def test_broker_metrics_follow_a_producer_and_a_group_consumer(empty_cluster):
 
     consumer = KafkaConsumer("metered", bootstrap_servers=cluster.bootstrap(), group_id="metered-readers",
                              auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=20000)
-    got = 0
-    for _ in consumer:
-        got += 1
-        if got == 50:
-            break
+    assert read(consumer, 50) == 50
     consumer.commit()
     consumer.close()
-    assert got == 50
 
     after = scrape(url)
     assert value(after, "kafka_server_brokertopicmetrics_messagesin_total", topic="metered") == 50
@@ -82,6 +87,7 @@ def test_broker_metrics_follow_a_producer_and_a_group_consumer(empty_cluster):
     bytes_in = value(after, "kafka_server_brokertopicmetrics_bytesin_total", topic="metered")
     assert bytes_in > 50 * 100, bytes_in
     assert value(after, "kafka_server_brokertopicmetrics_bytesout_total", topic="metered") >= 50 * 100
+    assert value(after, "kafka_server_brokertopicmetrics_messagesout_total", topic="metered") >= 50
     assert value(after, "kafka_server_brokertopicmetrics_failedproducerequests_total", topic="tiny") >= 1
     assert value(after, "kafka_server_brokertopicmetrics_failedproducerequests_total", topic="metered") == 0
     assert value(after, "kafka_server_brokertopicmetrics_totalfetchrequests_total", topic="metered") >= 1
@@ -135,11 +141,7 @@ def test_coordinator_metrics_show_lag_as_the_http_admin_does(cluster):
                              auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=20000,
                              max_poll_records=5)
     # Read some, commit, and compare the metrics with GET /groups/laggards.
-    read = 0
-    for _ in consumer:
-        read += 1
-        if read == 15:
-            break
+    assert read(consumer, 15) == 15
     consumer.commit()
     url = f"{cluster.http}/metrics"
     status, group = http_get(f"{cluster.http}/groups/laggards")
@@ -162,10 +164,7 @@ def test_coordinator_metrics_show_lag_as_the_http_admin_does(cluster):
     assert value(m, "kafka_consumergroup_group_sum_lag", group="laggards") == group["total_lag"]
 
     # Read the rest: the lag falls to 0 in both.
-    for _ in consumer:
-        read += 1
-        if read == 40:
-            break
+    assert read(consumer, 25) == 25
     consumer.commit()
     consumer.close()
     m = scrape(url)

@@ -273,3 +273,49 @@ def test_idle_consumer_instances_expire(empty_cluster):
                timeout=15, interval=0.2, what="the idle instance to expire")
     status, body, _ = call("GET", f"{base}/instances/sleepy/records", accept=BINARY)
     assert (status, body["error_code"]) == (404, 40403)
+
+
+def test_a_rest_consumer_and_the_rest_producer_carry_on_when_a_leader_is_killed(empty_cluster):
+    """The bar for the client the REST API runs on: after kill -9 of a partition leader,
+    REST produce goes to the new leader and a REST group consumer reads on, losing nothing
+    (records read but not yet committed when the group moves may come again, as with any
+    Kafka consumer)."""
+    cluster = empty_cluster
+    port = free_port()
+    cluster.start_coordinator("--rest-listen", f"127.0.0.1:{port}")
+    for b in (1, 2, 3):
+        cluster.start_broker(b, "--offsets-topic-replication-factor", "3")
+    cluster.wait_brokers_know_each_other((1, 2, 3))
+    create_topic(cluster, "sturdy", partitions=2, replication_factor=3)
+    rest = f"http://127.0.0.1:{port}"
+    base = f"{rest}/consumers/sturdy-readers"
+    assert call("POST", base, {"name": "r", "auto.offset.reset": "earliest", "auto.commit.enable": "false"})[0] == 200
+    inst = f"{base}/instances/r"
+    assert call("POST", f"{inst}/subscription", {"topics": ["sturdy"]})[0] == 204
+    seen = []
+
+    def read_until(n):
+        def more():
+            status, records, _ = call("GET", f"{inst}/records?timeout=500", accept=BINARY)
+            assert status == 200, records
+            seen.extend(base64.b64decode(r["value"]) for r in records)
+            if records:
+                assert call("POST", f"{inst}/offsets")[0] == 200
+            return len(set(seen)) >= n
+        wait_until(more, timeout=60, interval=0.05, what=f"{n} records through the REST consumer")
+
+    def produce(values):
+        status, body, _ = call("POST", f"{rest}/topics/sturdy", {
+            "records": [{"key": b64(v), "value": b64(v)} for v in values]}, content_type=BINARY)
+        assert status == 200 and all(o["error_code"] is None for o in body["offsets"]), body
+
+    produce([f"a{i}".encode() for i in range(20)])
+    read_until(20)
+    status, topic = http_get(f"{cluster.http}/topics/sturdy")
+    leader = topic["partitions"][0]["leader"]
+    cluster.brokers[leader].kill()
+    wait_until(lambda: http_get(f"{cluster.http}/topics/sturdy")[1]["partitions"][0]["leader"] not in (None, leader),
+               timeout=30, what="a new leader for partition 0")
+    produce([f"b{i}".encode() for i in range(20)])
+    read_until(40)
+    assert set(seen) == {f"a{i}".encode() for i in range(20)} | {f"b{i}".encode() for i in range(20)}, seen

@@ -31,6 +31,7 @@ pub(crate) struct TopicMeters {
     messages_in: Meter,
     bytes_in: Meter,
     bytes_out: Meter,
+    messages_out: Meter,
     total_produce: Meter,
     total_fetch: Meter,
     failed_produce: Meter,
@@ -53,6 +54,11 @@ const BYTES_IN: MeterNames = topic_meter(
 );
 const BYTES_OUT: MeterNames =
     topic_meter("kafka_server_brokertopicmetrics_bytesout", "BytesOutPerSec", "bytes of records sent to consumers");
+const MESSAGES_OUT: MeterNames = topic_meter(
+    "kafka_server_brokertopicmetrics_messagesout",
+    "MessagesOutPerSec",
+    "records sent to consumers, counted by whole batches (Tributary's; Kafka has no such meter)",
+);
 const TOTAL_PRODUCE: MeterNames = topic_meter(
     "kafka_server_brokertopicmetrics_totalproducerequests",
     "TotalProduceRequestsPerSec",
@@ -92,6 +98,7 @@ impl TopicMeters {
             (&MESSAGES_IN, &self.messages_in),
             (&BYTES_IN, &self.bytes_in),
             (&BYTES_OUT, &self.bytes_out),
+            (&MESSAGES_OUT, &self.messages_out),
             (&TOTAL_PRODUCE, &self.total_produce),
             (&TOTAL_FETCH, &self.total_fetch),
             (&FAILED_PRODUCE, &self.failed_produce),
@@ -162,12 +169,14 @@ impl BrokerMetrics {
         }
     }
 
-    /// A consumer's read of an existing `topic`: `bytes` sent, answered with `error_code`.
-    pub(crate) fn fetched(&self, topic: &str, bytes: u64, error_code: i16) {
+    /// A consumer's read of an existing `topic`: `records` in `bytes` sent, answered with
+    /// `error_code`.
+    pub(crate) fn fetched(&self, topic: &str, records: u64, bytes: u64, error_code: i16) {
         let t = self.topic(topic);
         for m in [t.as_ref(), &self.all_topics] {
             m.total_fetch.mark(1);
             m.bytes_out.mark(bytes);
+            m.messages_out.mark(records);
             if counts_as_failure(error_code) {
                 m.failed_fetch.mark(1);
             }

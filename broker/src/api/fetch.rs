@@ -136,8 +136,13 @@ pub(super) async fn handle(ctx: &BrokerContext, version: i16, request: FetchRequ
                 }
             };
             if matches!(reader, Reader::Consumer { .. }) && cluster.topics.contains_key(name.as_str()) {
-                let bytes = p.records.as_ref().map_or(0, |r| r.len() as u64);
-                METRICS.fetched(name.as_str(), bytes, p.error_code);
+                let records = p.records.as_deref().unwrap_or_default();
+                METRICS.fetched(
+                    name.as_str(),
+                    crate::record::data_record_count(records),
+                    records.len() as u64,
+                    p.error_code,
+                );
             }
             out.partitions.push(p);
         }

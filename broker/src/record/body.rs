@@ -228,11 +228,23 @@ mod tests {
     use crate::record::verify_replicated;
 
     fn encoded(compression: Compression, keys: &[Option<&'static str>], values: &[Option<&'static str>]) -> Bytes {
+        let stamps: Vec<i64> = (0..keys.len() as i64).map(|i| 1_000 + 10 * i).collect();
+        encoded_at(compression, keys, values, &stamps)
+    }
+
+    /// One batch of records at offsets 100.. (producer 7), stamped `timestamps`.
+    fn encoded_at(
+        compression: Compression,
+        keys: &[Option<&'static str>],
+        values: &[Option<&'static str>],
+        timestamps: &[i64],
+    ) -> Bytes {
         let records: Vec<KRecord> = keys
             .iter()
             .zip(values)
+            .zip(timestamps)
             .enumerate()
-            .map(|(i, (k, v))| KRecord {
+            .map(|(i, ((k, v), ts))| KRecord {
                 transactional: false,
                 control: false,
                 partition_leader_epoch: 3,
@@ -241,7 +253,7 @@ mod tests {
                 timestamp_type: TimestampType::Creation,
                 offset: 100 + i as i64,
                 sequence: 10 + i as i32,
-                timestamp: 1_000 + 10 * i as i64,
+                timestamp: *ts,
                 key: k.map(|s| Bytes::from_static(s.as_bytes())),
                 value: v.map(|s| Bytes::from_static(s.as_bytes())),
                 headers: Default::default(),
@@ -310,34 +322,7 @@ mod tests {
         // One batch of three records at offsets 100.., stamped out of order (+100, +400,
         // +200 as in confluent-kafka's list_offsets test).
         let times = |ts: [i64; 3]| {
-            let records: Vec<KRecord> = ts
-                .iter()
-                .enumerate()
-                .map(|(i, t)| KRecord {
-                    transactional: false,
-                    control: false,
-                    partition_leader_epoch: 0,
-                    producer_id: -1,
-                    producer_epoch: -1,
-                    timestamp_type: TimestampType::Creation,
-                    offset: 100 + i as i64,
-                    // kafka-protocol keeps records in one batch while offset - sequence stays.
-                    sequence: i as i32,
-                    timestamp: *t,
-                    key: None,
-                    value: Some(Bytes::from_static(b"v")),
-                    headers: Default::default(),
-                    delete_horizon: false,
-                })
-                .collect();
-            let mut buf = BytesMut::new();
-            RecordBatchEncoder::encode(
-                &mut buf,
-                &records,
-                &RecordEncodeOptions { version: 2, compression: Compression::Lz4 },
-            )
-            .unwrap();
-            let b = buf.freeze();
+            let b = encoded_at(Compression::Lz4, &[None; 3], &[Some("v"); 3], &ts);
             (BatchHeader::parse(&b).unwrap(), b)
         };
         let (h, b) = times([1100, 1400, 1200]);

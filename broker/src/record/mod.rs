@@ -113,6 +113,22 @@ pub(crate) enum BatchError {
     },
 }
 
+/// Records in the data batches of `bytes` (a fetch answer's concatenated batches; a
+/// truncated last batch and control batches count nothing), read from the headers alone.
+pub(crate) fn data_record_count(mut bytes: &[u8]) -> u64 {
+    let mut count = 0u64;
+    while let Some(h) = BatchHeader::parse(bytes) {
+        if h.total_len() > bytes.len() || h.total_len() < HEADER_LEN {
+            break;
+        }
+        if !h.is_control() {
+            count += u64::try_from(h.record_count).unwrap_or(0);
+        }
+        bytes = &bytes[h.total_len()..];
+    }
+    count
+}
+
 /// Splits `records` into validated batches.
 ///
 /// # Errors
@@ -320,6 +336,19 @@ mod tests {
 
     fn two_records() -> Bytes {
         build(0, 1000, &[(Some(b"k1"), Some(b"v1")), (None, Some(b"v2"))])
+    }
+
+    #[test]
+    fn data_records_are_counted_from_batch_headers() {
+        let two = two_records();
+        let mut three = BytesMut::from(&two[..]);
+        three.extend_from_slice(&build(2, 1000, &[(None, Some(b"v3"))]));
+        assert_eq!(data_record_count(&three), 3);
+        // A truncated last batch (as a fetch's byte limit leaves it) counts nothing.
+        let cut = three.len() - 5;
+        assert_eq!(data_record_count(&three[..cut]), 2);
+        assert_eq!(data_record_count(&[]), 0);
+        assert_eq!(data_record_count(&two[..10]), 0);
     }
 
     #[test]

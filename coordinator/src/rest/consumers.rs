@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::format::{self, Format};
 use super::kafka::{self, ConsumerSettings, CALL_TIMEOUT};
-use super::{answer, parse_json, read_body, RestError, RestState};
+use super::{answer, parse_json, read_body, read_json, RestError, RestState};
 
 /// One consumer instance.
 pub(crate) struct Instance {
@@ -273,8 +273,7 @@ pub(super) async fn subscribe(
     body: Body,
 ) -> Result<Response, RestError> {
     let instance = find(&state, &group, &name)?;
-    let bytes = read_body(body, state.config().max_request_bytes).await?;
-    let request: SubscribeRequest = parse_json(&bytes)?;
+    let request: SubscribeRequest = read_json(&state, body).await?;
     let topics: Vec<String> = match (request.topics, request.topic_pattern) {
         (Some(t), None) if !t.is_empty() => t,
         (None, Some(p)) if !p.is_empty() => vec![if p.starts_with('^') { p } else { format!("^{p}") }],
@@ -355,8 +354,7 @@ pub(super) async fn assign(
     body: Body,
 ) -> Result<Response, RestError> {
     let instance = find(&state, &group, &name)?;
-    let bytes = read_body(body, state.config().max_request_bytes).await?;
-    let request: PartitionsRequest = parse_json(&bytes)?;
+    let request: PartitionsRequest = read_json(&state, body).await?;
     let snapshot = state.snapshot().await?;
     for p in &request.partitions {
         let t = snapshot.topics.get(&p.topic).ok_or_else(|| RestError::topic_not_found(&p.topic))?;
@@ -487,8 +485,7 @@ pub(super) async fn seek(
     body: Body,
 ) -> Result<Response, RestError> {
     let instance = find(&state, &group, &name)?;
-    let bytes = read_body(body, state.config().max_request_bytes).await?;
-    let request: SeekRequest = parse_json(&bytes)?;
+    let request: SeekRequest = read_json(&state, body).await?;
     let mut by_time = Vec::new();
     for t in &request.timestamps {
         let ms = tributary_common::time::parse_rfc3339_ms(&t.timestamp).ok_or_else(|| {
@@ -530,8 +527,7 @@ pub(super) async fn seek(
 
 async fn seek_to(state: RestState, group: String, name: String, body: Body, to: Offset) -> Result<Response, RestError> {
     let instance = find(&state, &group, &name)?;
-    let bytes = read_body(body, state.config().max_request_bytes).await?;
-    let request: PartitionsRequest = parse_json(&bytes)?;
+    let request: PartitionsRequest = read_json(&state, body).await?;
     let targets = request.partitions.into_iter().map(|p| (p.topic, p.partition, to)).collect();
     instance.run(move |inner| reposition(inner, targets)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -731,8 +727,7 @@ pub(super) async fn committed(
     body: Body,
 ) -> Result<Response, RestError> {
     let instance = find(&state, &group, &name)?;
-    let bytes = read_body(body, state.config().max_request_bytes).await?;
-    let request: PartitionsRequest = parse_json(&bytes)?;
+    let request: PartitionsRequest = read_json(&state, body).await?;
     let offsets = instance
         .run(move |inner| {
             let mut list = TopicPartitionList::new();

@@ -212,7 +212,15 @@ pub(crate) async fn read_body(body: axum::body::Body, max: usize) -> Result<byte
     Ok(buf.freeze())
 }
 
-/// Parses a JSON body (400 when it is not JSON, as the REST Proxy answers).
+/// Reads a request body (413 past `rest.max.request.bytes`) and parses it as JSON (422).
+pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
+    state: &RestState,
+    body: axum::body::Body,
+) -> Result<T, RestError> {
+    parse_json(&read_body(body, state.config().max_request_bytes).await?)
+}
+
+/// Parses a JSON body (422 when it is not what the endpoint takes).
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, RestError> {
     serde_json::from_slice(body)
         .map_err(|e| RestError::unprocessable(422, format!("the request body is not what this endpoint takes: {e}")))

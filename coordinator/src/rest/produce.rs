@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use tributary_common::snapshot::{ClusterSnapshot, TopicSnapshot};
 
 use super::format;
-use super::{answer, check_cluster, content_type, kafka, parse_json, read_body, RestError, RestState};
+use super::{answer, check_cluster, content_type, kafka, read_json, RestError, RestState};
 
 fn topic<'a>(s: &'a ClusterSnapshot, name: &str) -> Result<&'a TopicSnapshot, RestError> {
     s.topics.get(name).filter(|_| !s.pending_deletions.contains(name)).ok_or_else(|| RestError::topic_not_found(name))
@@ -195,8 +195,7 @@ async fn produce_v2_to(
     };
     let s = state.snapshot().await?;
     let t = topic(&s, &name)?;
-    let bytes = read_body(body, state.config().max_request_bytes).await?;
-    let request: V2Request = parse_json(&bytes)?;
+    let request: V2Request = read_json(&state, body).await?;
     if request.records.is_empty() {
         return Err(RestError::unprocessable(42200, "records may not be empty"));
     }
