@@ -62,8 +62,7 @@ Tributary is running:
   Kafka clients:  bootstrap.servers=localhost:9092
   Console:        http://127.0.0.1:8080/
   Admin API:      curl http://127.0.0.1:8080/topics
-  REST Proxy API: curl -X POST -H 'Content-Type: application/vnd.kafka.json.v2+json' \
-                    -d '{"records":[{"value":{"hello":"world"}}]}' http://127.0.0.1:8082/topics/test
+  REST Proxy API: http://127.0.0.1:8082 (the REST Proxy's paths, e.g. POST /topics/<topic>)
   Metrics:        http://127.0.0.1:9404/metrics (broker), http://127.0.0.1:8080/metrics (cluster, lag)
   ZooKeeper:      127.0.0.1:$ZK_PORT  (zkCli.sh -server 127.0.0.1:$ZK_PORT ls /brokers/ids)
   Logs and data:  $DIR
