@@ -152,20 +152,29 @@ impl BrokerMetrics {
     pub(crate) fn produced(&self, topic: &str, records: u64, bytes: u64) {
         let t = self.topic(topic);
         for m in [t.as_ref(), &self.all_topics] {
-            m.total_produce.mark(1);
             m.messages_in.mark(records);
             m.bytes_in.mark(bytes);
         }
     }
 
-    /// A partition write of an existing `topic` answered with `error_code`.
-    pub(crate) fn produce_failed(&self, topic: &str, error_code: i16) {
+    /// A produce request asks to write to a partition of an existing `topic` (counted once
+    /// per partition write, whatever becomes of it).
+    pub(crate) fn produce_requested(&self, topic: &str) {
         let t = self.topic(topic);
         for m in [t.as_ref(), &self.all_topics] {
             m.total_produce.mark(1);
-            if counts_as_failure(error_code) {
-                m.failed_produce.mark(1);
-            }
+        }
+    }
+
+    /// A partition write of `topic` (counted by [`Self::produce_requested`]) was answered
+    /// with `error_code`, refused or not confirmed.
+    pub(crate) fn produce_failed(&self, topic: &str, error_code: i16) {
+        if !counts_as_failure(error_code) {
+            return;
+        }
+        let t = self.topic(topic);
+        for m in [t.as_ref(), &self.all_topics] {
+            m.failed_produce.mark(1);
         }
     }
 

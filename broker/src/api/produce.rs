@@ -15,7 +15,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::{replica_error_code, s, tp, BrokerContext};
-use crate::metrics::{counts_as_failure, METRICS};
+use crate::metrics::METRICS;
 use crate::record::{BatchError, BatchHeader};
 use crate::replica::durability::Acks;
 use crate::replica::producer_state::SequenceError;
@@ -129,6 +129,10 @@ pub(super) async fn handle(ctx: &BrokerContext, _version: i16, request: ProduceR
                 out.partition_responses.push(partition_error(data.index, code, Some(message)));
                 continue;
             }
+            let known_topic = cluster.topics.contains_key(name.as_str());
+            if known_topic {
+                METRICS.produce_requested(name.as_str());
+            }
             match ctx.replicas.append_to_leader(&tp, Origin::Client, &records, acks) {
                 Ok(w) => {
                     let mut r = partition_error(data.index, 0, None);
@@ -160,7 +164,7 @@ pub(super) async fn handle(ctx: &BrokerContext, _version: i16, request: ProduceR
                         _ => tracing::debug!(%tp, error = %e, "produce refused"),
                     }
                     let mut r = partition_error(data.index, append_error_code(&e), Some(e.to_string()));
-                    if cluster.topics.contains_key(name.as_str()) {
+                    if known_topic {
                         METRICS.produce_failed(name.as_str(), r.error_code);
                     }
                     if matches!(e, AppendError::Replica(_)) {
@@ -188,9 +192,7 @@ pub(super) async fn handle(ctx: &BrokerContext, _version: i16, request: ProduceR
             let p = &mut topic.partition_responses[*i];
             tracing::debug!(topic = topic.name.0.as_str(), partition = p.index, error = %e, "produce not confirmed");
             *p = partition_error(p.index, completion_error_code(&e), Some(e.to_string()));
-            if counts_as_failure(p.error_code) {
-                METRICS.produce_failed(topic.name.0.as_str(), p.error_code);
-            }
+            METRICS.produce_failed(topic.name.0.as_str(), p.error_code);
         }
     }
     Some(response)
