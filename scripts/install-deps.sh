@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building and testing Tributary needs on Debian: ZooKeeper (with Java),
-# kcat, headless Chromium with its driver (the console's browser test), Python with a
+# kcat, openssl (the TLS tests make their certificates with it), headless Chromium with its driver (the console's browser test), Python with a
 # virtualenv holding the real Kafka clients and Selenium, and a Rust toolchain.
 # Safe to run again; it skips what is already there.
 set -euo pipefail
@@ -18,6 +18,7 @@ command -v python3 >/dev/null || need_apt+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 command -v cc >/dev/null || need_apt+=(build-essential)
 command -v curl >/dev/null || need_apt+=(curl ca-certificates)
+command -v openssl >/dev/null || need_apt+=(openssl)
 # The console's browser test: Debian's headless Chromium and its WebDriver.
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)

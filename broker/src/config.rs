@@ -37,7 +37,7 @@ tributary_common::settings! {
         "the addresses clients are told to use (default: the listeners, an empty or 0.0.0.0 host replaced by this machine's name)";
     listener_security_protocol_map: ProtocolMap = "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
         "listener.security.protocol.map", "TRIBUTARY_LISTENER_SECURITY_PROTOCOL_MAP",
-        "the security protocol of each listener name, NAME:PROTOCOL[,...]; only PLAINTEXT is served for now";
+        "the security protocol of each listener name, NAME:PROTOCOL[,...] with PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (see Security)";
     inter_broker_listener_name: String = optional, "inter.broker.listener.name", "TRIBUTARY_INTER_BROKER_LISTENER_NAME",
         "the advertised listener followers fetch from (default: the one named by security.inter.broker.protocol)";
     security_inter_broker_protocol: String = optional, "security.inter.broker.protocol", "TRIBUTARY_SECURITY_INTER_BROKER_PROTOCOL",
@@ -224,6 +224,9 @@ pub struct Loaded {
     pub unimplemented: Vec<String>,
     /// `KAFKA_*` variables for the JVM, logging or the images' scripts.
     pub not_applicable: Vec<String>,
+    /// The TLS and SASL settings (`ssl.*`, `sasl.*`, `listener.name.<l>.*`), kept apart
+    /// because they hold secrets; [`crate::security::Security::build`] reads them.
+    pub security: crate::security::SecurityProps,
 }
 
 impl BrokerConfig {
@@ -236,6 +239,7 @@ impl BrokerConfig {
             partition_max_bytes: self.replica_fetch_max_bytes,
             response_max_bytes: self.replica_fetch_response_max_bytes,
             backoff: Duration::from_millis(self.replica_fetch_backoff_ms),
+            security: tributary_common::kafka_client::ClientSecurity::default(),
         }
     }
 
@@ -360,12 +364,12 @@ impl BrokerConfig {
                             ),
                         ))
                     }
-                    Some("PLAINTEXT") => {}
+                    Some("PLAINTEXT" | "SSL" | "SASL_PLAINTEXT" | "SASL_SSL") => {}
                     Some(other) => {
                         return Err(invalid(
                             key,
                             e,
-                            &format!("listener {} speaks {other}; Tributary serves PLAINTEXT listeners only (TLS and SASL are not implemented yet)", e.listener),
+                            &format!("listener {} speaks {other}, which is not a security protocol; use PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL in listener.security.protocol.map", e.listener),
                         ))
                     }
                 }
@@ -443,11 +447,12 @@ impl BrokerConfig {
         fold_aliases(&mut from_env)?;
         props.overlay(from_env);
         let config = BrokerConfig::merge(args.settings, &mut props)?;
+        let security = crate::security::SecurityProps::take(&mut props);
         let inert_keys: Vec<&'static str> =
             INERT_KAFKA_KEYS.iter().copied().filter(|k| props.take(k).is_some()).collect();
         let unimplemented = props.finish()?;
         config.validate()?;
-        Ok(Loaded { config, inert_keys, unimplemented, not_applicable })
+        Ok(Loaded { config, inert_keys, unimplemented, not_applicable, security })
     }
 
     /// Checks ranges.
@@ -714,8 +719,8 @@ mod tests {
         let refused: [(&[(&str, &str)], &str); 5] = [
             (&[("KAFKA_LISTENERS", "INTERNAL://:9092")], "no entry in listener.security.protocol.map"),
             (
-                &[("KAFKA_LISTENERS", "SSL://:9093"), ("KAFKA_INTER_BROKER_LISTENER_NAME", "SSL")],
-                "PLAINTEXT listeners only",
+                &[("KAFKA_LISTENERS", "SSL://:9093"), ("KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", "SSL:TLS")],
+                "not a security protocol",
             ),
             (
                 &[
@@ -822,9 +827,9 @@ mod tests {
         let settings = BrokerFlags { num_partitions: Some(0), ..flags() };
         let err = BrokerConfig::from_sources(Args { settings, ..args() }, []).unwrap_err().to_string();
         assert!(err.contains("num.partitions"), "{err}");
-        let file = write("badvalue", "listeners=SSL://h:1\n");
+        let file = write("badvalue", "listeners=SSL://h:1\nlistener.security.protocol.map=SSL:TLS\n");
         let err = BrokerConfig::from_sources(Args { config: Some(file), settings: flags(), ..args() }, []).unwrap_err();
-        assert!(err.to_string().contains("listeners") && err.to_string().contains("PLAINTEXT"), "{err}");
+        assert!(err.to_string().contains("listener.security.protocol.map") && err.to_string().contains("TLS"), "{err}");
         let settings = BrokerFlags { zookeeper_connect: Some("z:1".into()), ..BrokerFlags::default() };
         let err = BrokerConfig::from_sources(Args { settings, ..args() }, []).unwrap_err().to_string();
         assert!(err.contains("broker.id") && err.contains("--broker-id"), "{err}");

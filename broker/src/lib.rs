@@ -28,6 +28,7 @@ mod owned;
 mod quota;
 mod record;
 mod replica;
+pub mod security;
 mod server;
 #[cfg(test)]
 mod testkit;
@@ -108,6 +109,7 @@ fn check_meta_properties(dir: &Path, broker_id: i32, cluster_id: Option<&str>) -
 /// unreachable, broker id already registered, data directory from another cluster.
 pub async fn run(
     config: BrokerConfig,
+    security: security::Security,
     listeners: Vec<(String, TcpSocket)>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -164,7 +166,7 @@ pub async fn run(
     let groups = GroupCoordinator::new(broker_id, config.group_config(), replicas.clone());
     let (marker_tx, marker_rx) = tokio::sync::mpsc::unbounded_channel();
     let txns = TransactionCoordinator::new(broker_id, config.txn_config(), replicas.clone(), marker_tx);
-    let ctx = Arc::new(BrokerContext::new(config, replicas, groups, txns, served_rx, zk.clone()));
+    let ctx = Arc::new(BrokerContext::new(config, replicas, groups, txns, served_rx, zk.clone(), Arc::new(security)));
     // Background tasks run until the connections have drained.
     let background = TaskTracker::new();
     let background_stop = CancellationToken::new();
@@ -173,7 +175,9 @@ pub async fn run(
 
     // Keep local replicas in step with the metadata (and followers fetching from their
     // leaders), then serve that metadata. Partitions finishing opening run it again.
-    let fetchers = Arc::new(FetcherManager::new(ctx.config.fetcher_config(), ctx.replicas.clone()));
+    let mut fetcher_config = ctx.config.fetcher_config();
+    fetcher_config.security = ctx.security.inter_broker.clone();
+    let fetchers = Arc::new(FetcherManager::new(fetcher_config, ctx.replicas.clone()));
     let reconciler = ctx.clone();
     let stop = background_stop.clone();
     let reconciler_fetchers = fetchers.clone();

@@ -23,6 +23,14 @@ async fn main() -> ExitCode {
         }
     };
     let config = loaded.config;
+    let security = match tributary_broker::security::Security::build(&config, &loaded.security) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("invalid security configuration: {e}");
+            eprintln!("broker: invalid security configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
     tributary_common::telemetry::set_identity(&[("broker_id", config.broker_id.to_string())]);
     tracing::info!(settings = %config.summary(), "effective configuration");
     if !loaded.inert_keys.is_empty() {
@@ -30,6 +38,10 @@ async fn main() -> ExitCode {
     }
     if !loaded.not_applicable.is_empty() {
         tracing::info!(variables = ?loaded.not_applicable, "these variables configure the JVM, logging or a Kafka image's scripts; they do not apply to Tributary and are ignored");
+    }
+    tracing::info!(listeners = ?security.describe(), "listener security");
+    if !loaded.security.inert().is_empty() {
+        tracing::info!(keys = ?loaded.security.inert(), "these TLS settings tune a JVM's TLS and have no effect with rustls (which offers TLS 1.2 and 1.3 with modern AEAD cipher suites only); they are ignored");
     }
     if !loaded.unimplemented.is_empty() {
         tracing::warn!(variables = ?loaded.unimplemented, "these variables name Kafka settings Tributary does not implement; they are ignored (check the spelling if you expected one to apply)");
@@ -55,7 +67,7 @@ async fn main() -> ExitCode {
         tributary_common::telemetry::termination_signal().await;
         signal.cancel();
     });
-    match tributary_broker::run(config, listeners, shutdown).await {
+    match tributary_broker::run(config, security, listeners, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("broker stopped: {e:#}");

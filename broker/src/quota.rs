@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use tributary_common::znode::ConfigEntity;
 
 /// The user of a connection without authentication, as Kafka names it.
+#[cfg(test)]
 pub(crate) const ANONYMOUS: &str = "ANONYMOUS";
 
 /// Kafka's quota keys.
@@ -177,7 +178,13 @@ impl QuotaManager {
         let quotas: BTreeMap<ConfigEntity, BTreeMap<String, String>> = all
             .iter()
             .filter(|(e, _)| !matches!(e, ConfigEntity::Topic(_) | ConfigEntity::Broker(_)))
-            .map(|(e, c)| (e.clone(), c.clone()))
+            // Users' SCRAM credentials live in the same znodes; only quota keys count here.
+            .map(|(e, c)| {
+                let quotas: BTreeMap<String, String> =
+                    c.iter().filter(|(k, _)| QUOTA_KEYS.iter().any(|(q, _)| q == k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+                (e.clone(), quotas)
+            })
+            .filter(|(_, c)| !c.is_empty())
             .collect();
         let mut current = self.configs.write().expect("quota configs lock");
         if **current != quotas {

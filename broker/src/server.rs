@@ -50,7 +50,7 @@ pub(crate) async fn accept_loop(listener: TcpListener, name: Arc<str>, ctx: Arc<
         };
         let ctx = ctx.clone();
         let (drain, abort) = (conns.drain.clone(), conns.abort.clone());
-        let caller = Caller { peer, listener: name.clone() };
+        let caller = Caller { peer, listener: name.clone(), principal: crate::security::Principal::anonymous() };
         let open = METRICS.connections(&name);
         open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         conns.tracker.spawn(async move {

@@ -145,6 +145,11 @@ impl Properties {
         self.entries.remove(key)
     }
 
+    /// The keys set and not yet taken.
+    pub fn keys(&self) -> Vec<String> {
+        self.entries.keys().cloned().collect()
+    }
+
     /// Whether the key is set (and not yet taken).
     pub fn contains(&self, key: &str) -> bool {
         self.entries.contains_key(key)

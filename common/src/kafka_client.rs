@@ -2,13 +2,16 @@
 //! The coordinator's admin API asks brokers about groups and offsets with it, and a
 //! follower broker's replica fetcher uses it to fetch from partition leaders.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, BytesMut};
-use kafka_protocol::messages::{RequestHeader, ResponseHeader};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{RequestHeader, ResponseHeader, SaslAuthenticateRequest, SaslHandshakeRequest};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::scram;
 
 /// Tributary's own tagged field (KIP-482) on a DescribeLogDirs partition (v2+): the log
 /// cleaner's view of a compacted partition, as JSON. Clients that do not know the tag skip
@@ -21,9 +24,42 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest response accepted (a DescribeGroups of a huge group or a replica fetch stays far below).
 const MAX_RESPONSE: usize = 256 << 20;
 
+/// How a connection authenticates: Kafka's client `security.protocol` and what it needs.
+#[derive(Clone, Default)]
+pub struct ClientSecurity {
+    /// TLS (`SSL`, `SASL_SSL`), when set.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// SASL (`SASL_PLAINTEXT`, `SASL_SSL`), when set.
+    pub sasl: Option<SaslLogin>,
+}
+
+impl std::fmt::Debug for ClientSecurity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientSecurity")
+            .field("tls", &self.tls.is_some())
+            .field("sasl", &self.sasl.as_ref().map(|s| (&s.mechanism, &s.username)))
+            .finish()
+    }
+}
+
+/// A SASL mechanism with a user name and password (PLAIN or SCRAM).
+#[derive(Clone)]
+pub struct SaslLogin {
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    pub mechanism: String,
+    /// The user.
+    pub username: String,
+    /// The password (never printed).
+    pub password: String,
+}
+
+/// The byte stream under a connection: TCP, or TLS over TCP.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
 /// One connection to a broker.
 pub struct Connection {
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     address: String,
     client_id: &'static str,
     correlation_id: i32,
@@ -36,13 +72,92 @@ impl Connection {
     /// # Errors
     /// A message naming the broker when it cannot be reached in time.
     pub async fn connect(host: &str, port: u16, client_id: &'static str) -> Result<Connection, String> {
+        Self::connect_secured(host, port, client_id, &ClientSecurity::default()).await
+    }
+
+    /// Connects with TLS and/or SASL as `security` says, authenticating before returning.
+    ///
+    /// # Errors
+    /// A message naming the broker and the step that failed (TCP, TLS handshake, SASL).
+    pub async fn connect_secured(
+        host: &str,
+        port: u16,
+        client_id: &'static str,
+        security: &ClientSecurity,
+    ) -> Result<Connection, String> {
         let address = format!("{host}:{port}");
-        let stream = tokio::time::timeout(DEFAULT_TIMEOUT, TcpStream::connect(&address))
+        let tcp = tokio::time::timeout(DEFAULT_TIMEOUT, TcpStream::connect(&address))
             .await
             .map_err(|_| format!("connecting to broker {address} timed out"))?
             .map_err(|e| format!("cannot connect to broker {address}: {e}"))?;
-        let _ = stream.set_nodelay(true);
-        Ok(Connection { stream, address, client_id, correlation_id: 0, timeout: DEFAULT_TIMEOUT })
+        let _ = tcp.set_nodelay(true);
+        let stream: Box<dyn Stream> = match &security.tls {
+            None => Box::new(tcp),
+            Some(config) => {
+                let name = crate::tls::server_name(host)?;
+                let connector = tokio_rustls::TlsConnector::from(config.clone());
+                let tls = tokio::time::timeout(DEFAULT_TIMEOUT, connector.connect(name, tcp))
+                    .await
+                    .map_err(|_| format!("the TLS handshake with broker {address} timed out"))?
+                    .map_err(|e| format!("the TLS handshake with broker {address} failed: {e}"))?;
+                Box::new(tls)
+            }
+        };
+        let mut conn = Connection { stream, address, client_id, correlation_id: 0, timeout: DEFAULT_TIMEOUT };
+        if let Some(login) = &security.sasl {
+            conn.authenticate(login).await?;
+        }
+        Ok(conn)
+    }
+
+    /// SaslHandshake v1 then SaslAuthenticate rounds (KIP-152).
+    async fn authenticate(&mut self, login: &SaslLogin) -> Result<(), String> {
+        let address = self.address.clone();
+        let refused = |step: &str, code: i16, message: Option<&StrBytes>| {
+            format!(
+                "broker {address} refused SASL {} for user {} at {step}: error {code}{}",
+                login.mechanism,
+                login.username,
+                message.map(|m| format!(" ({})", m.as_str())).unwrap_or_default()
+            )
+        };
+        let mut handshake = SaslHandshakeRequest::default();
+        handshake.mechanism = StrBytes::from_string(login.mechanism.clone());
+        let answer = self.call(1, &handshake).await?;
+        if answer.error_code != 0 {
+            return Err(refused("the handshake", answer.error_code, None));
+        }
+        let round = |bytes: Vec<u8>| {
+            let mut r = SaslAuthenticateRequest::default();
+            r.auth_bytes = Bytes::from(bytes);
+            r
+        };
+        match login.mechanism.as_str() {
+            "PLAIN" => {
+                let token = format!("\0{}\0{}", login.username, login.password).into_bytes();
+                let a = self.call(2, &round(token)).await?;
+                if a.error_code != 0 {
+                    return Err(refused("authentication", a.error_code, a.error_message.as_ref()));
+                }
+            }
+            name => {
+                let mechanism = scram::Mechanism::from_name(name)
+                    .ok_or_else(|| format!("SASL mechanism {name} is not one Tributary speaks (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)"))?;
+                let (mut exchange, first) =
+                    scram::ClientExchange::start(mechanism, &login.username, &login.password, &scram::random_nonce());
+                let a = self.call(2, &round(first.into_bytes())).await?;
+                if a.error_code != 0 {
+                    return Err(refused("authentication", a.error_code, a.error_message.as_ref()));
+                }
+                let last = exchange.respond(&a.auth_bytes).map_err(|e| format!("SCRAM with broker {address}: {e}"))?;
+                let b = self.call(2, &round(last.into_bytes())).await?;
+                if b.error_code != 0 {
+                    return Err(refused("authentication", b.error_code, b.error_message.as_ref()));
+                }
+                exchange.verify(&b.auth_bytes).map_err(|e| format!("SCRAM with broker {address}: {e}"))?;
+            }
+        }
+        Ok(())
     }
 
     /// Sets how long one request may take (default 10 s); a long-polling fetch needs its

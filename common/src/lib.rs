@@ -11,11 +11,14 @@
 pub mod config;
 pub mod dynamic;
 pub mod ids;
+pub mod jaas;
 pub mod kafka_client;
 pub mod metrics;
+pub mod scram;
 pub mod snapshot;
 pub mod telemetry;
 pub mod time;
+pub mod tls;
 pub mod topic;
 pub mod zk;
 pub mod znode;

@@ -100,7 +100,8 @@ pub fn topic_config_path(topic: &str) -> String {
 pub const CONFIG_BROKERS: &str = "/config/brokers";
 /// `/config/clients`: quotas per client id (and `<default>`).
 pub const CONFIG_CLIENTS: &str = "/config/clients";
-/// `/config/users`: quotas per user (and `<default>`), with `<user>/clients/<id>` below.
+/// `/config/users`: quotas and SCRAM credentials per user (quotas also for `<default>`),
+/// with `<user>/clients/<id>` below.
 pub const CONFIG_USERS: &str = "/config/users";
 /// Prefix of the persistent-sequential children of [`CONFIG_CHANGES`].
 pub const CONFIG_CHANGE_PREFIX: &str = "/config/changes/config_change_";

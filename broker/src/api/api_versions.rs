@@ -52,6 +52,13 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeTopicPartitions, 0, 0),
     (ApiKey::DescribeClientQuotas, 0, 1),
     (ApiKey::AlterClientQuotas, 0, 1),
+    // librdkafka before 2.x takes SASL as unsupported unless v0 is in range; the tokens
+    // that follow must come in SaslAuthenticate (which every client that sees it uses),
+    // not raw as v0 clients of Kafka 0.10 sent them.
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 /// The version settings of a Kafka 3.9 broker left at its defaults, which DescribeConfigs

@@ -15,6 +15,7 @@ mod produce;
 mod quotas;
 mod reassign;
 mod records;
+mod scram;
 mod txn;
 
 use std::net::SocketAddr;
@@ -35,6 +36,7 @@ use crate::group::GroupCoordinator;
 use crate::metadata::ClusterMetadata;
 use crate::quota::QuotaManager;
 use crate::replica::{ReplicaError, ReplicaManager};
+use crate::security::{Principal, Security};
 use crate::txn::TransactionCoordinator;
 use crate::zk::ZkHandle;
 
@@ -61,6 +63,8 @@ pub(crate) struct BrokerContext {
     pub(crate) txn_verifier: crate::txn::verify::Verifier,
     /// Client quotas and the clients' rates.
     pub(crate) quotas: QuotaManager,
+    /// How listeners authenticate clients and this broker authenticates to the others.
+    pub(crate) security: Arc<Security>,
     /// The cluster view as served (None until the first load); read through [`Self::cluster`].
     metadata: watch::Receiver<Option<Arc<ClusterMetadata>>>,
     /// `config` with the dynamic broker configs in force; its one writer is the
@@ -77,6 +81,7 @@ impl BrokerContext {
         txns: TransactionCoordinator,
         metadata: watch::Receiver<Option<Arc<ClusterMetadata>>>,
         zk: ZkHandle,
+        security: Arc<Security>,
     ) -> Self {
         let effective = RwLock::new(Arc::new(EffectiveConfig::from_static(config.clone())));
         let quotas = QuotaManager::new(config.quota_window());
@@ -89,6 +94,7 @@ impl BrokerContext {
             txns,
             txn_verifier: crate::txn::verify::Verifier::default(),
             quotas,
+            security,
             metadata,
             effective,
         }
@@ -153,6 +159,8 @@ pub(crate) struct Caller {
     pub(crate) peer: SocketAddr,
     /// The listener name the connection arrived on (`PLAINTEXT`, `PLAINTEXT_HOST`, ...).
     pub(crate) listener: Arc<str>,
+    /// Who the connection authenticated as (`User:ANONYMOUS` on PLAINTEXT).
+    pub(crate) principal: Principal,
 }
 
 /// A request type that passed version negotiation but has no handler: a bug, answered by
@@ -238,6 +246,28 @@ pub(crate) async fn handle(
         RequestKind::WriteTxnMarkers(r) => ResponseKind::WriteTxnMarkers(txn::write_txn_markers(ctx, r).await),
         RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(cluster::create_acls(r)),
         RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(cluster::delete_acls(r)),
+        RequestKind::DescribeUserScramCredentials(r) => {
+            ResponseKind::DescribeUserScramCredentials(scram::describe(ctx, r))
+        }
+        RequestKind::AlterUserScramCredentials(r) => {
+            ResponseKind::AlterUserScramCredentials(scram::alter(ctx, r).await)
+        }
+        // SASL listeners answer these before requests get here (security::sasl); on the
+        // others, and after authentication, Kafka answers ILLEGAL_SASL_STATE.
+        RequestKind::SaslHandshake(_) => {
+            let mut r = kafka_protocol::messages::SaslHandshakeResponse::default();
+            r.error_code = ResponseError::IllegalSaslState.code();
+            ResponseKind::SaslHandshake(r)
+        }
+        RequestKind::SaslAuthenticate(_) => {
+            let mut r = kafka_protocol::messages::SaslAuthenticateResponse::default();
+            r.error_code = ResponseError::IllegalSaslState.code();
+            r.error_message = Some(s(format!(
+                "listener {} does not use SASL (listener.security.protocol.map); connect without SASL or to a SASL listener",
+                caller.listener
+            )));
+            ResponseKind::SaslAuthenticate(r)
+        }
         _ => return Err(Unhandled(ApiKey::try_from(header.request_api_key).ok())),
     }))
 }

@@ -95,12 +95,24 @@ async fn fixture(name: &str) -> Fixture {
         replicas.clone(),
         tokio::sync::mpsc::unbounded_channel().0,
     );
-    let ctx = BrokerContext::new(config, replicas, groups, txns, rx, ZkHandle::new(1));
+    let ctx = BrokerContext::new(
+        config,
+        replicas,
+        groups,
+        txns,
+        rx,
+        ZkHandle::new(1),
+        Arc::new(crate::security::Security::plaintext()),
+    );
     Fixture { ctx, topic_id, _dir: TempDir(dir) }
 }
 
 fn peer() -> Caller {
-    Caller { peer: "127.0.0.1:50000".parse().unwrap(), listener: "PLAINTEXT".into() }
+    Caller {
+        peer: "127.0.0.1:50000".parse().unwrap(),
+        listener: "PLAINTEXT".into(),
+        principal: crate::security::Principal::anonymous(),
+    }
 }
 
 fn name(n: &str) -> TopicName {

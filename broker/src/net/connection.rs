@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -14,7 +14,9 @@ use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use super::codec::{self, Decoded};
 use crate::api::{self, BrokerContext, Caller};
 use crate::metrics::METRICS;
-use crate::quota::{Kind, ANONYMOUS};
+use crate::quota::Kind;
+use crate::security::sasl::{Authenticator, Env, Step};
+use crate::security::{tls, ListenerSecurity, AUTHENTICATION_DEADLINE};
 
 /// Why a frame could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -76,27 +78,111 @@ pub(crate) async fn serve(
     // Every line logged while serving this client carries its address, the listener it
     // arrived on and (once it says) its client id; lines logged during a request also
     // carry the API and version.
-    let span = tracing::info_span!("client", peer = %caller.peer, listener = %caller.listener, client_id = tracing::field::Empty);
-    serve_in_span(stream, caller, ctx, drain, abort).instrument(span).await;
+    let span = tracing::info_span!("client", peer = %caller.peer, listener = %caller.listener, principal = tracing::field::Empty, client_id = tracing::field::Empty);
+    secure_then_serve(stream, caller, ctx, drain, abort).instrument(span).await;
 }
 
-async fn serve_in_span(
+/// The TLS handshake (for SSL and SASL_SSL listeners), then the request loop.
+async fn secure_then_serve(
     stream: TcpStream,
-    caller: Caller,
+    mut caller: Caller,
     ctx: Arc<BrokerContext>,
     drain: CancellationToken,
     abort: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
-    let (reader, writer) = stream.into_split();
+    let security = ctx.security.listener(&caller.listener);
+    let Some(tls_config) = &security.tls else {
+        let (reader, writer) = stream.into_split();
+        return serve_in_span(reader, writer, caller, security, ctx, drain, abort).await;
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls_config.config());
+    let handshake = tokio::select! {
+        r = tokio::time::timeout(AUTHENTICATION_DEADLINE, acceptor.accept(stream)) => r,
+        _ = drain.cancelled() => return,
+    };
+    let stream = match handshake {
+        Err(_) => {
+            tracing::warn!(deadline_s = AUTHENTICATION_DEADLINE.as_secs(), "closing connection: the TLS handshake did not finish in time");
+            return;
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "failed authentication: the TLS handshake failed; check that the client trusts this broker's CA (ssl.ca.location / ssl.truststore.location) and, with ssl.client.auth=required, that it presents a certificate this broker's trust store signs");
+            return;
+        }
+        Ok(Ok(s)) => s,
+    };
+    if security.sasl.is_none() {
+        match tls::principal(stream.get_ref().1.peer_certificates(), &security.principal_mapper) {
+            Ok(principal) => {
+                tracing::Span::current().record("principal", tracing::field::display(&principal));
+                caller.principal = principal;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "failed authentication: closing the connection");
+                return;
+            }
+        }
+    }
+    let (reader, writer) = tokio::io::split(stream);
+    serve_in_span(reader, writer, caller, security, ctx, drain, abort).await;
+}
+
+/// The stored SCRAM credential of a user, from `/config/users/<user>` as the metadata holds it.
+fn scram_credential(
+    ctx: &BrokerContext,
+    user: &str,
+    mechanism: tributary_common::scram::Mechanism,
+) -> Option<tributary_common::scram::Credential> {
+    let cluster = ctx.cluster();
+    let entity = tributary_common::znode::ConfigEntity::User(Some(user.to_string()));
+    let value = cluster.entity_configs.get(&entity)?.get(mechanism.name())?;
+    match tributary_common::scram::Credential::from_config_value(value) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::error!(user, mechanism = %mechanism, error = %e, "the stored SCRAM credential in /config/users does not parse; set it again with kafka-configs --alter --add-config or AlterUserScramCredentials");
+            None
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve_in_span<R, W>(
+    reader: R,
+    writer: W,
+    mut caller: Caller,
+    security: ListenerSecurity,
+    ctx: Arc<BrokerContext>,
+    drain: CancellationToken,
+    abort: CancellationToken,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let mut reader = BufReader::with_capacity(64 * 1024, reader);
     let mut writer = BufWriter::with_capacity(64 * 1024, writer);
     let max = ctx.config.socket_request_max_bytes as usize;
     let mut client_id = String::new();
+    let mut authenticator = security.sasl.clone().map(Authenticator::new);
+    // A SASL connection has this long to authenticate, and its frames are small until it has.
+    let deadline = tokio::time::Instant::now() + AUTHENTICATION_DEADLINE;
     loop {
-        let frame = tokio::select! {
-            f = read_frame(&mut reader, max) => f,
-            _ = drain.cancelled() => break,
+        let authenticating = authenticator.as_ref().is_some_and(|a| a.principal().is_none());
+        let frame = if authenticating {
+            let limit = max.min(ctx.security.sasl_max_receive_size);
+            tokio::select! {
+                f = read_frame(&mut reader, limit) => f,
+                _ = drain.cancelled() => break,
+                () = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!(deadline_s = AUTHENTICATION_DEADLINE.as_secs(), "failed authentication: closing a connection that did not authenticate in time");
+                    break;
+                }
+            }
+        } else {
+            tokio::select! {
+                f = read_frame(&mut reader, max) => f,
+                _ = drain.cancelled() => break,
+            }
         };
         let frame = match frame {
             Ok(Some(f)) => f.freeze(),
@@ -122,13 +208,68 @@ async fn serve_in_span(
                         tracing::Span::current().record("client_id", client_id.as_str());
                     }
                 }
+                let request = match &mut authenticator {
+                    None => *request,
+                    Some(auth) => {
+                        let step = {
+                            let nonce = tributary_common::scram::random_nonce();
+                            let lookup = |user: &str, m| scram_credential(&ctx, user, m);
+                            let env = Env {
+                                now_ms: api::now_ms(),
+                                max_reauth_ms: ctx.security.max_reauth_ms,
+                                nonce: &nonce,
+                                credential: &lookup,
+                                stand_in_secret: &ctx.security.stand_in_secret,
+                            };
+                            auth.on_request(&api_name(header.request_api_key), *request, &env)
+                        };
+                        match step {
+                            Step::Serve(r) => r,
+                            Step::Reply(response) => {
+                                if let Some(p) = auth.principal().filter(|p| **p != caller.principal) {
+                                    caller.principal = p.clone();
+                                    tracing::Span::current().record("principal", tracing::field::display(p));
+                                    tracing::debug!("authenticated");
+                                }
+                                match codec::encode_response(&header, &response) {
+                                    Ok(bytes) => {
+                                        if writer.write_all(&bytes).await.is_err() || writer.flush().await.is_err() {
+                                            break;
+                                        }
+                                        continue;
+                                    }
+                                    Err(e) => {
+                                        tracing::error!(error = %e, "could not encode a SASL response; closing the connection");
+                                        break;
+                                    }
+                                }
+                            }
+                            Step::Refuse(response, why) => {
+                                tracing::warn!(reason = why, "failed authentication: answering after connection.failed.authentication.delay.ms and closing the connection");
+                                tokio::select! {
+                                    () = tokio::time::sleep(ctx.security.failed_authentication_delay) => {}
+                                    _ = drain.cancelled() => break,
+                                }
+                                if let Ok(bytes) = codec::encode_response(&header, &response) {
+                                    let _ = writer.write_all(&bytes).await;
+                                    let _ = writer.flush().await;
+                                }
+                                break;
+                            }
+                            Step::Close(why) => {
+                                tracing::warn!(reason = why, "closing the connection");
+                                break;
+                            }
+                        }
+                    }
+                };
                 let span = tracing::info_span!("request", api = %api_name(header.request_api_key), v = header.request_api_version, correlation_id = header.correlation_id);
                 // Followers replicate outside client quotas (Kafka has replication quotas for them).
-                let from_follower = matches!(&*request, RequestKind::Fetch(f) if f.replica_id.0 >= 0 || f.replica_state.replica_id.0 >= 0);
+                let from_follower = matches!(&request, RequestKind::Fetch(f) if f.replica_id.0 >= 0 || f.replica_state.replica_id.0 >= 0);
                 let started = std::time::Instant::now();
                 timed = Some((header.request_api_key, from_follower, header.request_api_version, started));
                 let response = tokio::select! {
-                    r = api::handle(&ctx, &caller, &header, *request).instrument(span.clone()) => r,
+                    r = api::handle(&ctx, &caller, &header, request).instrument(span.clone()) => r,
                     _ = abort.cancelled() => {
                         let _in_request = span.enter();
                         tracing::info!("shutting down: abandoned a request still in progress after the grace period; the client will retry");
@@ -138,7 +279,7 @@ async fn serve_in_span(
                 let mut response = response;
                 if !from_follower && ctx.quotas.any() {
                     let produced = (header.request_api_key == ApiKey::Produce as i16).then_some(frame_len);
-                    throttle_ms = charge(&ctx, &client_id, produced, &response, started.elapsed());
+                    throttle_ms = charge(&ctx, &caller.principal.name, &client_id, produced, &response, started.elapsed());
                     if throttle_ms > 0 {
                         let _in_request = span.enter();
                         tracing::debug!(
@@ -207,6 +348,7 @@ async fn serve_in_span(
 /// handling time. Returns the longest throttle time any quota asks for.
 fn charge(
     ctx: &BrokerContext,
+    user: &str,
     client_id: &str,
     produced_bytes: Option<usize>,
     response: &Result<Option<ResponseKind>, api::Unhandled>,
@@ -214,9 +356,9 @@ fn charge(
 ) -> i32 {
     let now = api::now_ms();
     let q = &ctx.quotas;
-    let mut throttle = q.record(ANONYMOUS, client_id, Kind::Request, elapsed.as_secs_f64() * 100.0, now);
+    let mut throttle = q.record(user, client_id, Kind::Request, elapsed.as_secs_f64() * 100.0, now);
     if let Some(bytes) = produced_bytes {
-        throttle = throttle.max(q.record(ANONYMOUS, client_id, Kind::Produce, bytes as f64, now));
+        throttle = throttle.max(q.record(user, client_id, Kind::Produce, bytes as f64, now));
     }
     if let Ok(Some(ResponseKind::Fetch(f))) = response {
         let bytes: usize = f
@@ -225,7 +367,7 @@ fn charge(
             .flat_map(|t| t.partitions.iter())
             .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
             .sum();
-        throttle = throttle.max(q.record(ANONYMOUS, client_id, Kind::Fetch, bytes as f64, now));
+        throttle = throttle.max(q.record(user, client_id, Kind::Fetch, bytes as f64, now));
     }
     i32::try_from(throttle).unwrap_or(i32::MAX)
 }

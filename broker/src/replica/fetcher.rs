@@ -52,6 +52,8 @@ pub(crate) struct FetcherConfig {
     pub response_max_bytes: i32,
     /// replica.fetch.backoff.ms: pause after a failed connection or request.
     pub backoff: Duration,
+    /// TLS and SASL towards the leaders (the inter-broker listener's protocol).
+    pub security: tributary_common::kafka_client::ClientSecurity,
 }
 
 /// What one fetcher follows: the leader's endpoint and each partition with its leader epoch.
@@ -210,7 +212,7 @@ impl Fetcher {
                 continue;
             }
             if conn.as_ref().is_none_or(|(e, _)| *e != endpoint) {
-                match Connection::connect(&endpoint.host, endpoint.port, "tributary-replica-fetcher").await {
+                match Connection::connect_secured(&endpoint.host, endpoint.port, "tributary-replica-fetcher", &self.config.security).await {
                     Ok(mut c) => {
                         c.set_timeout(
                             Duration::from_millis(self.config.max_wait_ms.max(0) as u64) + Duration::from_secs(30),

@@ -61,7 +61,7 @@ async fn write(ctx: &BrokerContext, job: MarkerJob, stop: &CancellationToken) {
         });
         for (leader, parts) in by_leader {
             let Some(e) = cluster.brokers.get(&leader).and_then(|b| b.endpoint(&listener)) else { continue };
-            let mut conn = match Connection::connect(&e.host, e.port, "tributary-txn-markers").await {
+            let mut conn = match Connection::connect_secured(&e.host, e.port, "tributary-txn-markers", &ctx.security.inter_broker).await {
                 Ok(c) => c,
                 Err(err) => {
                     tracing::debug!(leader, error = %err, "cannot reach a partition leader for transaction markers; retrying");

@@ -64,7 +64,7 @@ impl Verifier {
         let pooled = self.connections.lock().await.remove(&leader);
         let mut conn = match pooled {
             Some(c) => c,
-            None => Connection::connect(&endpoint.host, endpoint.port, "tributary-txn-verify")
+            None => Connection::connect_secured(&endpoint.host, endpoint.port, "tributary-txn-verify", &ctx.security.inter_broker)
                 .await
                 .map_err(|_| ResponseError::CoordinatorNotAvailable)?,
         };

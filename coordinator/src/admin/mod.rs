@@ -24,6 +24,7 @@ mod configs;
 mod groups;
 mod metrics;
 mod reassign;
+mod users;
 
 use std::collections::BTreeMap;
 
@@ -116,6 +117,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/groups/{id}", get(groups::describe).delete(groups::delete))
         .route("/groups/{id}/offsets/reset", post(groups::reset))
         .route("/metrics", get(metrics::scrape))
+        .route("/users", get(users::list))
+        .route("/users/{name}/scram/{mechanism}", axum::routing::put(users::set).delete(users::delete))
         .fallback(|| async {
             ApiError::NotFound(
                 "no such endpoint; see /health, /brokers, /brokers/{id}/configs, /topics, /topics/{name}, /topics/{name}/configs, /partitions, /partitions/preferred-leader-election, /reassignments, /groups, /groups/{id}, /metrics".into(),

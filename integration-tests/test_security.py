@@ -1,0 +1,338 @@
+"""TLS and SASL listeners with real clients: confluent-kafka, kafka-python and kcat over SSL
+(client certificates), SASL_PLAINTEXT and SASL_SSL with PLAIN and both SCRAM mechanisms;
+SCRAM credentials created through AlterUserScramCredentials and seen by every broker;
+refusals (wrong password, expired or untrusted certificate, unknown mechanism, a client
+that skips the handshake, a handshake flood) answered as Kafka answers them, logged, and
+harmless to other clients; a three-broker RF 3 cluster replicating over SASL_SSL."""
+import os
+import socket
+import ssl
+import struct
+import subprocess
+
+import pytest
+from confluent_kafka import KafkaException, Producer
+from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechanism, UserScramCredentialDeletion,
+                                   UserScramCredentialUpsertion)
+from kafka import KafkaConsumer
+
+from certs import Authority, server_sans
+from harness import RawConnection, create_topic, frame, free_port, http_get, http_request, kstr, wait_until
+
+PLAIN_JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" '
+              'password="admin-secret" user_admin="admin-secret" user_carol="carol-secret";')
+
+
+def start_secure_broker(cluster, broker_id, protocols, props, inter="PLAINTEXT"):
+    """A broker with one listener per protocol (named after it) and `props` in its
+    properties file; broker_ports[id] stays on the PLAINTEXT listener, which the test
+    harness and the coordinator use."""
+    ports = {p: free_port() for p in ["PLAINTEXT", *protocols]}
+    cluster.broker_ports[broker_id] = ports["PLAINTEXT"]
+    conf = cluster.log_dir / f"broker-{broker_id}.properties"
+    conf.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+    endpoints = ",".join(f"{p}://127.0.0.1:{port}" for p, port in ports.items())
+    cluster.start_broker(
+        broker_id, "--config", str(conf), "--listeners", endpoints, "--advertised-listeners", endpoints,
+        "--listener-security-protocol-map", ",".join(f"{p}:{p}" for p in ports), "--inter-broker-listener-name", inter,
+    )
+    return ports
+
+
+def errors_of(config):
+    """A client configuration whose errors are collected in the returned list."""
+    errors = []
+    return dict(config, error_cb=lambda e: errors.append(str(e))), errors
+
+
+def refused(config, timeout=8):
+    """Metadata through `config` fails; returns what the client reported."""
+    config, errors = errors_of(config)
+    admin = AdminClient(config)
+    with pytest.raises(KafkaException):
+        admin.list_topics(timeout=timeout)
+    admin.poll(1)  # serves error_cb
+    del admin  # no retries in the background
+    return " | ".join(errors)
+
+
+def failed_authentications(broker):
+    return broker.log().count("failed authentication")
+
+
+def produce(config, topic, values):
+    p = Producer(dict(config, **{"message.timeout.ms": 20000}))
+    for v in values:
+        p.produce(topic, value=v)
+    assert p.flush(30) == 0
+
+
+def tls_peer_common_name(port, ca, cert, key):
+    context = ssl.create_default_context(cafile=str(ca))
+    context.load_cert_chain(str(cert), str(key))
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s, context.wrap_socket(s, server_hostname="localhost") as t:
+        subject = dict(x[0] for x in t.getpeercert()["subject"])
+        return subject["commonName"]
+
+
+@pytest.mark.timeout(240)
+def test_ssl_clients_authenticate_with_certificates_and_certificates_reload(empty_cluster, tmp_path):
+    cluster = empty_cluster
+    ca, other = Authority(tmp_path / "ca"), Authority(tmp_path / "other", "Untrusted CA")
+    _, _, keystore = ca.issue("broker", "/CN=broker-v1", server_sans())
+    alice = ca.issue("alice", "/O=Acme/OU=Data/CN=alice")
+    expired = ca.issue("old", "/CN=old", expired=True)
+    mallory = other.issue("mallory", "/CN=mallory")
+    ports = start_secure_broker(cluster, 1, ["SSL"], {
+        "listener.name.ssl.ssl.keystore.type": "PEM",
+        "listener.name.ssl.ssl.keystore.location": keystore,
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": ca.cert,
+        "ssl.client.auth": "required",
+        "ssl.principal.mapping.rules": "RULE:^CN=([^,]+),OU=.*$/$1/L,DEFAULT",
+    })
+    cluster.start_coordinator()
+    create_topic(cluster, "tls")
+    broker = cluster.brokers[1]
+    ssl_config = {"bootstrap.servers": f"127.0.0.1:{ports['SSL']}", "security.protocol": "SSL",
+                  "ssl.ca.location": str(ca.cert)}
+
+    def with_cert(issued):
+        cert, key, _ = issued
+        return dict(ssl_config, **{"ssl.certificate.location": str(cert), "ssl.key.location": str(key)})
+
+    produce(with_cert(alice), "tls", [b"v%d" % i for i in range(10)])
+    consumer = KafkaConsumer("tls", bootstrap_servers=f"127.0.0.1:{ports['SSL']}", security_protocol="SSL",
+                             ssl_cafile=str(ca.cert), ssl_certfile=str(alice[0]), ssl_keyfile=str(alice[1]),
+                             auto_offset_reset="earliest", consumer_timeout_ms=15000)
+    assert [m.value for m in consumer] == [b"v%d" % i for i in range(10)]
+    consumer.close()
+
+    # No certificate, an expired one, one from a CA the broker does not trust, and a client
+    # that does not trust the broker: each refused in the handshake, with a log line.
+    before = failed_authentications(broker)
+    refused(ssl_config)
+    assert "expired" in refused(with_cert(expired)).lower() or failed_authentications(broker) > before
+    refused(with_cert(mallory))
+    refused(dict(with_cert(alice), **{"ssl.ca.location": str(other.cert)}))
+    wait_until(lambda: failed_authentications(broker) >= before + 3, timeout=10, what="failed TLS handshakes logged")
+    assert "CertificateExpired" in broker.log() or "expired" in broker.log().lower()
+    # Other clients are unaffected, on either listener.
+    produce({"bootstrap.servers": cluster.bootstrap()}, "tls", [b"plain"])
+    produce(with_cert(alice), "tls", [b"after"])
+
+    # Certificate rotation: new files at the same path are used by the next connection.
+    assert tls_peer_common_name(ports["SSL"], ca.cert, alice[0], alice[1]) == "broker-v1"
+    _, _, rotated = ca.issue("broker2", "/CN=broker-v2", server_sans())
+    staged = keystore.with_suffix(".new")
+    staged.write_text(rotated.read_text())
+    os.replace(staged, keystore)
+    wait_until(lambda: tls_peer_common_name(ports["SSL"], ca.cert, alice[0], alice[1]) == "broker-v2", timeout=10,
+               what="the rotated certificate in use")
+    assert "reloaded the TLS key store" in broker.log()
+    assert broker.alive()
+
+
+def scram_admin_setup(bootstrap):
+    """alice: SCRAM-SHA-256 (4096 iterations); bob: SCRAM-SHA-512 (8192), through
+    AlterUserScramCredentials on a PLAINTEXT listener."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    upserts = [
+        UserScramCredentialUpsertion("alice", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), b"alice-secret"),
+        UserScramCredentialUpsertion("bob", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192), b"bob-secret"),
+    ]
+    for f in admin.alter_user_scram_credentials(upserts).values():
+        f.result()
+    return admin
+
+
+def sasl(port, mechanism, user, password, protocol="SASL_PLAINTEXT", **extra):
+    return dict({"bootstrap.servers": f"127.0.0.1:{port}", "security.protocol": protocol, "sasl.mechanisms": mechanism,
+                 "sasl.username": user, "sasl.password": password}, **extra)
+
+
+SASL_PROPS = {
+    "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+    "listener.name.sasl_plaintext.plain.sasl.jaas.config": PLAIN_JAAS,
+    "connection.failed.authentication.delay.ms": "100",
+}
+
+
+@pytest.mark.timeout(240)
+def test_sasl_plain_and_scram_with_credentials_in_zookeeper(empty_cluster, zk_client):
+    cluster = empty_cluster
+    ports = {b: start_secure_broker(cluster, b, ["SASL_PLAINTEXT"], SASL_PROPS) for b in (1, 2)}
+    cluster.start_coordinator()
+    cluster.wait_brokers_know_each_other()
+    create_topic(cluster, "sasl", partitions=2)
+    admin = scram_admin_setup(cluster.bootstrap([1]))
+
+    # Kafka's znode layout: /config/users/<user> holds the mechanism's credential.
+    data, _ = zk_client.get(f"{cluster.chroot}/config/users/alice")
+    assert b'"SCRAM-SHA-256":"salt=' in data and b"iterations=4096" in data and b"alice-secret" not in data
+    described = admin.describe_user_scram_credentials(["alice", "bob"])
+    infos = {u: [(i.mechanism, i.iterations) for i in d.result().scram_credential_infos] for u, d in described.items()}
+    assert infos == {"alice": [(ScramMechanism.SCRAM_SHA_256, 4096)], "bob": [(ScramMechanism.SCRAM_SHA_512, 8192)]}
+    with pytest.raises(KafkaException, match="RESOURCE_NOT_FOUND|does not exist"):
+        admin.describe_user_scram_credentials(["nobody"])["nobody"].result()
+
+    # SCRAM-SHA-256 through confluent-kafka on broker 2 (the credential reached it through
+    # /config/changes), SCRAM-SHA-512 through kafka-python on broker 1, PLAIN through kcat.
+    alice_on_2 = sasl(ports[2]["SASL_PLAINTEXT"], "SCRAM-SHA-256", "alice", "alice-secret")
+    wait_until(lambda: AdminClient(alice_on_2).list_topics(timeout=5) is not None, timeout=20,
+               what="alice's credential on broker 2")
+    produce(alice_on_2, "sasl", [b"r%d" % i for i in range(6)])
+    consumer = KafkaConsumer("sasl", bootstrap_servers=f"127.0.0.1:{ports[1]['SASL_PLAINTEXT']}",
+                             security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-512",
+                             sasl_plain_username="bob", sasl_plain_password="bob-secret",
+                             auto_offset_reset="earliest", consumer_timeout_ms=15000)
+    assert sorted(m.value for m in consumer) == sorted(b"r%d" % i for i in range(6))
+    consumer.close()
+    out = subprocess.run(["kcat", "-b", f"127.0.0.1:{ports[1]['SASL_PLAINTEXT']}", "-X", "security.protocol=SASL_PLAINTEXT",
+                          "-X", "sasl.mechanisms=PLAIN", "-X", "sasl.username=carol", "-X", "sasl.password=carol-secret",
+                          "-C", "-t", "sasl", "-o", "beginning", "-e", "-q"],
+                         capture_output=True, text=True, timeout=60, check=True).stdout.split()
+    assert sorted(out) == sorted("r%d" % i for i in range(6))
+
+    # A wrong password: Kafka's error, a log line naming the user, never the password.
+    broker = cluster.brokers[1]
+    before = failed_authentications(broker)
+    said = refused(sasl(ports[1]["SASL_PLAINTEXT"], "SCRAM-SHA-256", "alice", "wrong-password-0451"))
+    assert "Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-256" in said
+    said = refused(sasl(ports[1]["SASL_PLAINTEXT"], "PLAIN", "carol", "wrong-password-0451"))
+    assert "Invalid username or password" in said
+    said = refused(sasl(ports[1]["SASL_PLAINTEXT"], "SCRAM-SHA-512", "nobody", "x"))
+    assert "invalid credentials" in said
+    wait_until(lambda: failed_authentications(broker) >= before + 3, timeout=10, what="failed authentications logged")
+    log = broker.log()
+    assert any("alice" in line for line in log.splitlines() if "failed authentication" in line)
+    assert "wrong-password-0451" not in log and "alice-secret" not in log
+
+    # Deleting a credential locks the user out on every broker.
+    for f in admin.alter_user_scram_credentials([UserScramCredentialDeletion("alice", ScramMechanism.SCRAM_SHA_256)]).values():
+        f.result()
+    wait_until(lambda: _fails(alice_on_2), timeout=20, what="alice refused on broker 2 after deletion")
+
+    # The coordinator's HTTP API manages the same credentials.
+    users = f"{cluster.http}/users"
+    assert http_request("PUT", f"{users}/dave/scram/SCRAM-SHA-512", {"password": "dave-secret", "iterations": 8192})[0] == 200
+    dave = sasl(ports[2]["SASL_PLAINTEXT"], "SCRAM-SHA-512", "dave", "dave-secret")
+    wait_until(lambda: not _fails(dave), timeout=20, what="dave, created over HTTP, logging in on broker 2")
+    listed = {u["user"]: u["scram"] for u in http_get(users)[1]["users"]}
+    assert listed == {"bob": [{"mechanism": "SCRAM-SHA-512", "iterations": 8192}],
+                      "dave": [{"mechanism": "SCRAM-SHA-512", "iterations": 8192}]}
+    status, body = http_request("PUT", f"{users}/dave/scram/SCRAM-SHA-512", {"password": "x", "iterations": 10})
+    assert status == 400 and "4096" in body["error"]
+    assert http_request("PUT", f"{users}/dave/scram/PLAIN", {"password": "x"})[0] == 400
+    assert http_request("DELETE", f"{users}/dave/scram/SCRAM-SHA-512")[0] == 200
+    assert http_request("DELETE", f"{users}/dave/scram/SCRAM-SHA-512")[0] == 404
+    assert "dave-secret" not in cluster.coordinators[0].log()
+    assert all(b.alive() for b in cluster.brokers.values())
+
+
+def _fails(config):
+    try:
+        AdminClient(config).list_topics(timeout=4)
+        return False
+    except KafkaException:
+        return True
+
+
+def handshake_v1(mechanism, correlation_id=1):
+    return frame(17, 1, correlation_id, kstr(mechanism))
+
+
+def parse_handshake(reply):
+    correlation_id, error_code, count = struct.unpack(">ihi", reply[:10])
+    rest, mechanisms = reply[10:], []
+    for _ in range(count):
+        n = struct.unpack(">h", rest[:2])[0]
+        mechanisms.append(rest[2:2 + n].decode())
+        rest = rest[2 + n:]
+    return correlation_id, error_code, mechanisms
+
+
+@pytest.mark.timeout(180)
+def test_sasl_protocol_misuse_is_refused_without_harm(empty_cluster):
+    cluster = empty_cluster
+    ports = start_secure_broker(cluster, 1, ["SASL_PLAINTEXT"], SASL_PROPS)
+    cluster.start_coordinator()
+    create_topic(cluster, "misuse")
+    scram_admin_setup(cluster.bootstrap())
+    port = ports["SASL_PLAINTEXT"]
+    broker = cluster.brokers[1]
+
+    # An unknown mechanism: UNSUPPORTED_SASL_MECHANISM (33) with the enabled ones, then closed.
+    c = RawConnection(port)
+    c.send(handshake_v1("GSSAPI"))
+    assert parse_handshake(c.recv_frame()) == (1, 33, ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
+    assert c.closed_by_peer()
+    # A client that skips the handshake: closed, with a log line saying why.
+    c = RawConnection(port)
+    c.send(frame(3, 1, 2, struct.pack(">i", -1)))
+    assert c.closed_by_peer()
+    wait_until(lambda: "unexpected Metadata request during SASL authentication" in broker.log(), timeout=5,
+               what="the skipped handshake logged")
+    # Before authentication frames are capped at sasl.server.max.receive.size (512 KiB).
+    c = RawConnection(port)
+    c.send(struct.pack(">i", 600 * 1024) + b"\x00" * 64)
+    assert c.closed_by_peer()
+    # SaslAuthenticate on a PLAINTEXT listener: ILLEGAL_SASL_STATE (34).
+    c = RawConnection(cluster.broker_ports[1])
+    c.send(frame(36, 0, 3, struct.pack(">i", 3) + b"abc"))
+    assert struct.unpack(">ih", c.recv_frame()[:6]) == (3, 34)
+    c.close()
+
+    # A handshake flood: connections that start and never finish. Clients still get in.
+    flood = []
+    for i in range(300):
+        f = RawConnection(port)
+        f.send(handshake_v1("SCRAM-SHA-256", i))
+        flood.append(f)
+    assert parse_handshake(flood[-1].recv_frame())[1] == 0
+    produce(sasl(port, "SCRAM-SHA-512", "bob", "bob-secret"), "misuse", [b"through the flood"])
+    for f in flood:
+        f.close()
+    assert broker.alive()
+
+
+@pytest.mark.timeout(300)
+def test_three_brokers_replicate_over_sasl_ssl(empty_cluster, tmp_path):
+    cluster = empty_cluster
+    ca = Authority(tmp_path / "ca")
+    _, _, keystore = ca.issue("broker", "/CN=broker", server_sans())
+    props = {
+        "ssl.keystore.location": keystore,
+        "ssl.truststore.location": ca.cert,
+        "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-512",
+        "sasl.mechanism.inter.broker.protocol": "PLAIN",
+        "listener.name.sasl_ssl.plain.sasl.jaas.config": PLAIN_JAAS,
+    }
+    ports = {b: start_secure_broker(cluster, b, ["SASL_SSL"], props, inter="SASL_SSL") for b in (1, 2, 3)}
+    cluster.start_coordinator()
+    cluster.wait_brokers_know_each_other()
+    create_topic(cluster, "replicated", partitions=1, replication_factor=3, config={"min.insync.replicas": "2"})
+    scram_admin_setup(cluster.bootstrap())
+
+    def isr():
+        return http_get(f"{cluster.http}/topics/replicated")[1]["partitions"][0]
+
+    bootstrap = ",".join(f"127.0.0.1:{ports[b]['SASL_SSL']}" for b in (1, 2, 3))
+    client = sasl(0, "SCRAM-SHA-512", "bob", "bob-secret", protocol="SASL_SSL", **{"ssl.ca.location": str(ca.cert)})
+    client["bootstrap.servers"] = bootstrap
+    wait_until(lambda: AdminClient(client).list_topics(timeout=5) is not None, timeout=20, what="bob's credential")
+    produce(dict(client, acks="all"), "replicated", [b"a%d" % i for i in range(100)])
+    # Followers fetch over SASL_SSL (the only inter-broker listener): all three in sync.
+    wait_until(lambda: len(isr()["isr"]) == 3, timeout=30, what="three replicas in sync over SASL_SSL")
+    leader = isr()["leader"]
+    cluster.brokers[leader].kill()
+    wait_until(lambda: isr()["leader"] not in (None, leader), timeout=30, what="a new leader")
+    produce(dict(client, acks="all"), "replicated", [b"b%d" % i for i in range(100)])
+    out = subprocess.run(["kcat", "-b", bootstrap, "-X", "security.protocol=SASL_SSL", "-X", f"ssl.ca.location={ca.cert}",
+                          "-X", "sasl.mechanisms=SCRAM-SHA-512", "-X", "sasl.username=bob", "-X", "sasl.password=bob-secret",
+                          "-C", "-t", "replicated", "-o", "beginning", "-e", "-q"],
+                         capture_output=True, text=True, timeout=60, check=True).stdout.split()
+    assert sorted(out) == sorted(["a%d" % i for i in range(100)] + ["b%d" % i for i in range(100)])
+    for b, p in cluster.brokers.items():
+        if b != leader:
+            assert "failed authentication" not in p.log(), p.log()[-3000:]
