@@ -4,6 +4,7 @@ SCRAM credentials created through AlterUserScramCredentials and seen by every br
 refusals (wrong password, expired or untrusted certificate, unknown mechanism, a client
 that skips the handshake, a handshake flood) answered as Kafka answers them, logged, and
 harmless to other clients; a three-broker RF 3 cluster replicating over SASL_SSL."""
+import json
 import os
 import socket
 import ssl
@@ -336,3 +337,115 @@ def test_three_brokers_replicate_over_sasl_ssl(empty_cluster, tmp_path):
     for b, p in cluster.brokers.items():
         if b != leader:
             assert "failed authentication" not in p.log(), p.log()[-3000:]
+
+
+def _acl(resource_type, name, principal, operation, permission="ALLOW", pattern="LITERAL"):
+    from confluent_kafka.admin import AclBinding, AclOperation, AclPermissionType, ResourcePatternType, ResourceType
+    return AclBinding(getattr(ResourceType, resource_type), name, getattr(ResourcePatternType, pattern), principal, "*",
+                      getattr(AclOperation, operation), getattr(AclPermissionType, permission))
+
+
+def _consume_error(config, topic, group):
+    """The first error a group consumer gets on `topic`, or the value of the first record."""
+    from confluent_kafka import Consumer
+    c = Consumer(dict(config, **{"group.id": group, "auto.offset.reset": "earliest"}))
+    c.subscribe([topic])
+    try:
+        def first():
+            m = c.poll(0.5)
+            if m is None:
+                return None
+            return m.error().code() if m.error() else m.value()
+        return wait_until(first, timeout=40, what=f"a record or an error from {topic} in group {group}")
+    finally:
+        c.close()
+
+
+@pytest.mark.timeout(300)
+def test_acls_let_a_user_do_exactly_what_they_grant(empty_cluster, zk_client):
+    """alice may write and read topic `a` and read group `g`: she can do exactly that, and
+    gets Kafka's authorization error for everything else; ACLs sit in Kafka's znodes."""
+    from confluent_kafka import KafkaError
+    from confluent_kafka.admin import AclBindingFilter, NewTopic
+    cluster = empty_cluster
+    props = dict(SASL_PROPS, **{
+        "authorizer.class.name": "kafka.security.authorizer.AclAuthorizer",
+        # The PLAINTEXT listener is the internal one (the harness and the coordinator).
+        "super.users": "User:admin;User:ANONYMOUS",
+    })
+    ports = start_secure_broker(cluster, 1, ["SASL_PLAINTEXT"], props)
+    cluster.start_coordinator()
+    admin_plain = AdminClient({"bootstrap.servers": cluster.bootstrap()})
+    for f in admin_plain.alter_user_scram_credentials([
+        UserScramCredentialUpsertion("alice", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), b"alice-secret"),
+        UserScramCredentialUpsertion("admin", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), b"admin-secret"),
+    ]).values():
+        f.result()
+    port = ports["SASL_PLAINTEXT"]
+    admin = AdminClient(sasl(port, "SCRAM-SHA-256", "admin", "admin-secret"))
+    for t in admin.create_topics([NewTopic("a", 1, 1), NewTopic("b", 1, 1)], operation_timeout=15).values():
+        t.result()
+    cluster.wait_topic_led("a")
+    cluster.wait_topic_led("b")
+    grants = [_acl("TOPIC", "a", "User:alice", "WRITE"), _acl("TOPIC", "a", "User:alice", "READ"),
+              _acl("GROUP", "g", "User:alice", "READ")]
+    for f in admin.create_acls(grants).values():
+        f.result()
+
+    # Kafka's znodes, and a change notification for each pattern.
+    data, _ = zk_client.get(f"{cluster.chroot}/kafka-acl/Topic/a")
+    assert json.loads(data) == {"version": 1, "acls": [
+        {"principal": "User:alice", "permissionType": "Allow", "operation": "Read", "host": "*"},
+        {"principal": "User:alice", "permissionType": "Allow", "operation": "Write", "host": "*"}]}
+    assert zk_client.get_children(f"{cluster.chroot}/kafka-acl-changes")
+    described = admin.describe_acls(AclBindingFilter(
+        *[getattr(x, a) for x, a in [(grants[0], "restype"), (grants[0], "name"), (grants[0], "resource_pattern_type")]],
+        None, None, grants[0].operation.__class__.ANY, grants[0].permission_type.__class__.ANY)).result()
+    assert sorted(str(b.operation) for b in described) == ["AclOperation.READ", "AclOperation.WRITE"]
+
+    alice = sasl(port, "SCRAM-SHA-256", "alice", "alice-secret")
+    produce(alice, "a", [b"allowed"])
+    # Another topic: TOPIC_AUTHORIZATION_FAILED on delivery.
+    errors = []
+    p = Producer(dict(alice, **{"message.timeout.ms": 10000}))
+    p.produce("b", value=b"denied", on_delivery=lambda err, msg: errors.append(err))
+    p.flush(20)
+    assert [e.code() for e in errors] == [KafkaError.TOPIC_AUTHORIZATION_FAILED]
+    # Reading `a` in group g works; in group h: GROUP_AUTHORIZATION_FAILED.
+    assert _consume_error(alice, "a", "g") == b"allowed"
+    assert _consume_error(alice, "a", "h") == KafkaError.GROUP_AUTHORIZATION_FAILED
+    # Metadata hides b; creating, deleting and ACL changes are refused.
+    alice_admin = AdminClient(alice)
+    assert set(alice_admin.list_topics(timeout=10).topics) == {"a"}
+    with pytest.raises(KafkaException, match="TOPIC_AUTHORIZATION_FAILED"):
+        alice_admin.create_topics([NewTopic("c", 1, 1)], operation_timeout=10)["c"].result()
+    with pytest.raises(KafkaException, match="TOPIC_AUTHORIZATION_FAILED"):
+        alice_admin.delete_topics(["a"], operation_timeout=10)["a"].result()
+    with pytest.raises(KafkaException, match="CLUSTER_AUTHORIZATION_FAILED"):
+        list(alice_admin.create_acls([_acl("TOPIC", "b", "User:alice", "WRITE")]).values())[0].result()
+    # kafka-python sees the same: its producer to b is refused.
+    from kafka import KafkaProducer
+    from kafka.errors import TopicAuthorizationFailedError
+    kp = KafkaProducer(bootstrap_servers=f"127.0.0.1:{port}", security_protocol="SASL_PLAINTEXT",
+                       sasl_mechanism="SCRAM-SHA-256", sasl_plain_username="alice", sasl_plain_password="alice-secret",
+                       max_block_ms=10000)
+    with pytest.raises(TopicAuthorizationFailedError):
+        kp.send("b", b"x").get(timeout=10)
+    kp.send("a", b"from kafka-python").get(timeout=10)
+    kp.close()
+
+    # A DENY wins over the ALLOW (a prefixed pattern, written by kafka-acls the same way).
+    for f in admin.create_acls([_acl("TOPIC", "a", "User:alice", "READ", "DENY", "PREFIXED")]).values():
+        f.result()
+    data, _ = zk_client.get(f"{cluster.chroot}/kafka-acl-extended/prefixed/Topic/a")
+    assert json.loads(data)["acls"][0]["permissionType"] == "Deny"
+    assert _consume_error(alice, "a", "g") == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    # DeleteAcls removes the deny; reading works again.
+    deleted = admin.delete_acls([AclBindingFilter(
+        *[getattr(_acl("TOPIC", "a", "User:alice", "READ", "DENY", "PREFIXED"), a) for a in
+          ("restype", "name", "resource_pattern_type", "principal", "host", "operation", "permission_type")])])
+    assert len(list(deleted.values())[0].result()) == 1
+    # (group g committed past the first record when it read it)
+    assert _consume_error(alice, "a", "g") == b"from kafka-python"
+    assert "authorization denied" in cluster.brokers[1].log()
+    assert cluster.brokers[1].alive()

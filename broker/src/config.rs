@@ -160,6 +160,12 @@ tributary_common::settings! {
         "length of one client quota sample";
     metrics_listen: std::net::SocketAddr = optional, "metrics.listen", "TRIBUTARY_METRICS_LISTEN",
         "host:port where Prometheus scrapes this broker's metrics at /metrics (default: not served)";
+    authorizer_class_name: String = optional, "authorizer.class.name", "TRIBUTARY_AUTHORIZER_CLASS_NAME",
+        "turns ACLs on with Kafka's ZooKeeper authorizer semantics (kafka.security.authorizer.AclAuthorizer; Kafka's other authorizer names are accepted); unset, every principal may do everything";
+    super_users: String = optional, "super.users", "TRIBUTARY_SUPER_USERS",
+        "principals allowed everything without ACLs, separated by ';' (User:admin;User:broker)";
+    allow_everyone_if_no_acl_found: bool = "false", "allow.everyone.if.no.acl.found", "TRIBUTARY_ALLOW_EVERYONE_IF_NO_ACL_FOUND",
+        "with an authorizer: whether a resource without any ACL is open to everyone";
     shutdown_grace_ms: u64 = "5000", "shutdown.grace.ms", "TRIBUTARY_SHUTDOWN_GRACE_MS",
         "on SIGTERM, how long connections may finish their requests before they are closed";
 }
@@ -405,6 +411,32 @@ impl BrokerConfig {
         Ok(())
     }
 
+    /// The authorizer's settings, or `None` without `authorizer.class.name`.
+    ///
+    /// # Errors
+    /// An authorizer class Tributary does not stand in for.
+    pub fn authorizer(&self) -> Result<Option<tributary_common::acl::AuthorizerConfig>, ConfigError> {
+        const ACCEPTED: [&str; 3] = [
+            "kafka.security.authorizer.AclAuthorizer",
+            "kafka.security.auth.SimpleAclAuthorizer",
+            "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        ];
+        match self.authorizer_class_name.as_deref().map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(class) if ACCEPTED.contains(&class) => Ok(Some(tributary_common::acl::AuthorizerConfig {
+                super_users: tributary_common::acl::AuthorizerConfig::parse_super_users(
+                    self.super_users.as_deref().unwrap_or_default(),
+                ),
+                allow_if_no_acls: self.allow_everyone_if_no_acl_found,
+            })),
+            Some(other) => Err(invalid(
+                "authorizer.class.name",
+                other,
+                &format!("Tributary applies Kafka's ACL authorizer; give one of {}", ACCEPTED.join(", ")),
+            )),
+        }
+    }
+
     /// `zookeeper.session.timeout.ms`.
     pub fn zookeeper_session_timeout(&self) -> Duration {
         Duration::from_millis(self.zookeeper_session_timeout_ms)
@@ -527,6 +559,7 @@ impl BrokerConfig {
             ));
         }
         self.validate_listeners()?;
+        self.authorizer()?;
         if let Some(dir) = self.data_dir.to_str().filter(|d| d.contains(',')) {
             return Err(invalid("log.dirs", dir, "Tributary uses one data directory; give a single path"));
         }

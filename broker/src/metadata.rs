@@ -79,6 +79,8 @@ pub(crate) struct ClusterMetadata {
     pub topic_names: HashMap<TopicId, String>,
     /// Dynamic configs of brokers, clients and users (`/config/{brokers,clients,users}`).
     pub entity_configs: BTreeMap<ConfigEntity, BTreeMap<String, String>>,
+    /// ACLs (`/kafka-acl`, `/kafka-acl-extended`), by resource pattern.
+    pub acls: tributary_common::acl::AclMap,
 }
 
 impl ClusterMetadata {
@@ -114,7 +116,12 @@ impl ClusterMetadata {
         self.brokers.iter().map(|(id, b)| (*id, b.rack.clone())).collect()
     }
 
-    /// Looks up a topic by id.
+    /// The name of the topic with this id.
+    pub(crate) fn topic_name(&self, id: &uuid::Uuid) -> Option<String> {
+        self.topic_by_id(&TopicId(*id)).map(|(n, _)| n.clone())
+    }
+
+    /// The topic with this id (and its name).
     pub(crate) fn topic_by_id(&self, id: &TopicId) -> Option<(&String, &TopicMetadata)> {
         let name = self.topic_names.get(id)?;
         Some((name, self.topics.get(name)?))

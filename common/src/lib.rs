@@ -8,6 +8,7 @@
 //! ([`zk`]) and tracing set-up ([`telemetry`]).
 #![warn(missing_docs)]
 
+pub mod acl;
 pub mod config;
 pub mod dynamic;
 pub mod ids;

@@ -362,3 +362,111 @@ pub async fn update_entity_config<E>(
     }
     Err(ConfigUpdateError::KeptChanging(entity.path()))
 }
+
+/// Every ACL under `/kafka-acl` and `/kafka-acl-extended/prefixed`, as Kafka's authorizer
+/// loads them. An unreadable node is logged and skipped.
+///
+/// # Errors
+/// ZooKeeper errors other than a node vanishing mid-read.
+pub async fn read_acls(client: &Client) -> Result<crate::acl::AclMap, zookeeper_client::Error> {
+    use crate::acl::{PatternType, ResourcePattern, ResourceType, LITERAL_ROOT, PREFIXED_ROOT};
+    let mut out = crate::acl::AclMap::new();
+    for (root, pattern_type) in [(LITERAL_ROOT, PatternType::Literal), (PREFIXED_ROOT, PatternType::Prefixed)] {
+        let types = match client.list_children(root).await {
+            Ok(t) => t,
+            Err(zookeeper_client::Error::NoNode) => continue,
+            Err(e) => return Err(e),
+        };
+        for type_name in types {
+            let Some(resource_type) = ResourceType::from_name(&type_name) else { continue };
+            let dir = format!("{root}/{type_name}");
+            let names = match client.list_children(&dir).await {
+                Ok(n) => n,
+                Err(zookeeper_client::Error::NoNode) => continue,
+                Err(e) => return Err(e),
+            };
+            for name in names {
+                let path = format!("{dir}/{name}");
+                let data = match client.get_data(&path).await {
+                    Ok((data, _)) => data,
+                    Err(zookeeper_client::Error::NoNode) => continue,
+                    Err(e) => return Err(e),
+                };
+                match crate::acl::decode_acls(&data) {
+                    Ok(entries) if !entries.is_empty() => {
+                        out.insert(ResourcePattern { resource_type, name, pattern_type }, entries);
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(znode = path, error = %e, "skipping an ACL znode that does not parse; fix or delete it with kafka-acls"),
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Changes the ACLs of one pattern as Kafka's authorizer does: reads the node, applies
+/// `change`, writes the result conditionally (deleting the node when no entry is left) and
+/// announces the change on `/kafka-acl-changes` or `/kafka-acl-extended-changes`; retries
+/// when another writer got there first. Returns the entries before and after.
+///
+/// # Errors
+/// ZooKeeper errors, or other writers changing the node on every one of five tries.
+pub async fn update_acls(
+    client: &Client,
+    pattern: &crate::acl::ResourcePattern,
+    change: impl Fn(&[crate::acl::AclEntry]) -> Vec<crate::acl::AclEntry>,
+) -> Result<(Vec<crate::acl::AclEntry>, Vec<crate::acl::AclEntry>), ConfigWriteError> {
+    let path = pattern.path();
+    let zk = |source| ConfigWriteError::Zk { path: path.clone(), source };
+    for _ in 0..5 {
+        let (current, version) = match client.get_data(&path).await {
+            Ok((data, stat)) => (crate::acl::decode_acls(&data).unwrap_or_default(), Some(stat.version)),
+            Err(zookeeper_client::Error::NoNode) => (Vec::new(), None),
+            Err(e) => return Err(zk(e)),
+        };
+        let mut next = change(&current);
+        next.sort();
+        next.dedup();
+        if next == current {
+            return Ok((current, next));
+        }
+        let written = match (version, next.is_empty()) {
+            (None, true) => Ok(()),
+            (Some(v), true) => client.delete(&path, Some(v)).await,
+            (Some(v), false) => client.set_data(&path, &crate::acl::encode_acls(&next), Some(v)).await.map(|_| ()),
+            (None, false) => {
+                if let Some((parent, _)) = path.rsplit_once('/') {
+                    ensure_path(client, parent).await.map_err(zk)?;
+                }
+                client.create(&path, &crate::acl::encode_acls(&next), &persistent()).await.map(|_| ())
+            }
+        };
+        match written {
+            Ok(()) => {
+                let (changes, payload) = pattern.change_notification();
+                ensure_path(client, changes).await.map_err(zk)?;
+                let seq = format!("{changes}/{}", crate::acl::CHANGE_PREFIX);
+                client.create(&seq, &payload, &persistent_sequential()).await.map_err(zk)?;
+                return Ok((current, next));
+            }
+            Err(zookeeper_client::Error::BadVersion | zookeeper_client::Error::NodeExists | zookeeper_client::Error::NoNode) => continue,
+            Err(e) => return Err(zk(e)),
+        }
+    }
+    Err(ConfigWriteError::Conflict(path))
+}
+
+/// Creates `path` and its missing parents, empty.
+async fn ensure_path(client: &Client, path: &str) -> Result<(), zookeeper_client::Error> {
+    let mut at = String::new();
+    for part in path.split('/').filter(|p| !p.is_empty()) {
+        at.push('/');
+        at.push_str(part);
+        match client.create(&at, &[], &persistent()).await {
+            Ok(_) | Err(zookeeper_client::Error::NodeExists) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

@@ -6,15 +6,12 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_replica_log_dirs_response::{
     AlterReplicaLogDirPartitionResult, AlterReplicaLogDirTopicResult,
 };
-use kafka_protocol::messages::create_acls_response::AclCreationResult;
-use kafka_protocol::messages::delete_acls_response::DeleteAclsFilterResult;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
 };
 use kafka_protocol::messages::{
-    AlterReplicaLogDirsRequest, AlterReplicaLogDirsResponse, BrokerId, CreateAclsRequest, CreateAclsResponse,
-    DeleteAclsRequest, DeleteAclsResponse, DescribeAclsRequest, DescribeAclsResponse, DescribeClusterRequest,
+    AlterReplicaLogDirsRequest, AlterReplicaLogDirsResponse, BrokerId, DescribeClusterRequest,
     DescribeClusterResponse, DescribeLogDirsRequest, DescribeLogDirsResponse, TopicName,
 };
 
@@ -22,9 +19,6 @@ use super::{by_topic, s, BrokerContext};
 
 /// DescribeCluster `endpoint_type`: brokers (1), as opposed to KRaft controllers (2).
 const BROKER_ENDPOINTS: i8 = 1;
-
-/// Kafka's words for a broker without an authorizer.
-const NO_AUTHORIZER: &str = "No Authorizer is configured on the broker (Tributary has no ACLs yet)";
 
 /// The live brokers with their addresses on the listener the request came on (as
 /// Metadata gives them), the cluster id and the controller.
@@ -57,43 +51,6 @@ pub(super) fn describe_cluster(
             broker.port = i32::from(e.port);
             broker.rack = b.rack.clone().map(s);
             broker
-        })
-        .collect();
-    r
-}
-
-pub(super) fn describe_acls(_request: DescribeAclsRequest) -> DescribeAclsResponse {
-    let mut r = DescribeAclsResponse::default();
-    r.error_code = ResponseError::SecurityDisabled.code();
-    r.error_message = Some(s(NO_AUTHORIZER));
-    r
-}
-
-pub(super) fn create_acls(request: CreateAclsRequest) -> CreateAclsResponse {
-    let mut r = CreateAclsResponse::default();
-    r.results = request
-        .creations
-        .iter()
-        .map(|_| {
-            let mut result = AclCreationResult::default();
-            result.error_code = ResponseError::SecurityDisabled.code();
-            result.error_message = Some(s(NO_AUTHORIZER));
-            result
-        })
-        .collect();
-    r
-}
-
-pub(super) fn delete_acls(request: DeleteAclsRequest) -> DeleteAclsResponse {
-    let mut r = DeleteAclsResponse::default();
-    r.filter_results = request
-        .filters
-        .iter()
-        .map(|_| {
-            let mut result = DeleteAclsFilterResult::default();
-            result.error_code = ResponseError::SecurityDisabled.code();
-            result.error_message = Some(s(NO_AUTHORIZER));
-            result
         })
         .collect();
     r

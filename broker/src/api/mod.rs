@@ -1,8 +1,10 @@
 //! Kafka API handlers, one file per family. Each takes the decoded request and returns
 //! the response to encode; domain errors become per-partition / per-topic error codes here.
 
+mod acls;
 mod admin;
 mod api_versions;
+mod authz;
 mod cluster;
 mod configs;
 mod elect;
@@ -65,6 +67,8 @@ pub(crate) struct BrokerContext {
     pub(crate) quotas: QuotaManager,
     /// How listeners authenticate clients and this broker authenticates to the others.
     pub(crate) security: Arc<Security>,
+    /// The authorizer's settings (`None`: no authorizer, everything allowed).
+    pub(crate) authorizer: Option<tributary_common::acl::AuthorizerConfig>,
     /// The cluster view as served (None until the first load); read through [`Self::cluster`].
     metadata: watch::Receiver<Option<Arc<ClusterMetadata>>>,
     /// `config` with the dynamic broker configs in force; its one writer is the
@@ -85,7 +89,10 @@ impl BrokerContext {
     ) -> Self {
         let effective = RwLock::new(Arc::new(EffectiveConfig::from_static(config.clone())));
         let quotas = QuotaManager::new(config.quota_window());
+        // Checked when the configuration was read.
+        let authorizer = config.authorizer().ok().flatten();
         BrokerContext {
+            authorizer,
             config,
             replicas,
             zk,
@@ -179,6 +186,29 @@ pub(crate) async fn handle(
     header: &RequestHeader,
     request: RequestKind,
 ) -> Result<Option<ResponseKind>, Unhandled> {
+    let api = ApiKey::try_from(header.request_api_key).map_or_else(|()| header.request_api_key.to_string(), |k| format!("{k:?}"));
+    let Some(check) = authz::Check::new(ctx, caller, api) else {
+        return dispatch(ctx, caller, header, request).await;
+    };
+    match authz::before(ctx, &check, header.request_api_version, request) {
+        authz::Gate::Answer(response) => Ok(Some(response)),
+        authz::Gate::Pass(request, merge) => {
+            let mut response = dispatch(ctx, caller, header, request).await?;
+            if let Some(r) = &mut response {
+                authz::after(&check, header.request_api_version, merge, r);
+            }
+            Ok(response)
+        }
+    }
+}
+
+/// Runs the handler of a request that passed authorization.
+async fn dispatch(
+    ctx: &BrokerContext,
+    caller: &Caller,
+    header: &RequestHeader,
+    request: RequestKind,
+) -> Result<Option<ResponseKind>, Unhandled> {
     let v = header.request_api_version;
     Ok(Some(match request {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(v, r)),
@@ -238,14 +268,14 @@ pub(crate) async fn handle(
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(cluster::describe_cluster(ctx, &caller.listener, v, r))
         }
-        RequestKind::DescribeAcls(r) => ResponseKind::DescribeAcls(cluster::describe_acls(r)),
+        RequestKind::DescribeAcls(r) => ResponseKind::DescribeAcls(acls::describe_acls(ctx, r)),
         RequestKind::DescribeLogDirs(r) => ResponseKind::DescribeLogDirs(cluster::describe_log_dirs(ctx, r)),
         RequestKind::AlterReplicaLogDirs(r) => {
             ResponseKind::AlterReplicaLogDirs(cluster::alter_replica_log_dirs(ctx, r))
         }
         RequestKind::WriteTxnMarkers(r) => ResponseKind::WriteTxnMarkers(txn::write_txn_markers(ctx, r).await),
-        RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(cluster::create_acls(r)),
-        RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(cluster::delete_acls(r)),
+        RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(acls::create_acls(ctx, caller, r).await),
+        RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(acls::delete_acls(ctx, caller, r).await),
         RequestKind::DescribeUserScramCredentials(r) => {
             ResponseKind::DescribeUserScramCredentials(scram::describe(ctx, r))
         }

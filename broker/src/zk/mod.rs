@@ -286,9 +286,13 @@ pub(crate) async fn register_broker(
 pub(crate) async fn load_metadata(client: &Client, cluster_id: &str) -> Result<ClusterMetadata, Error> {
     let snapshot =
         tributary_common::snapshot::load(client).await.map_err(|e| Error::Client { path: e.path, source: e.source })?;
+    let acls = tributary_common::zk::read_acls(client)
+        .await
+        .map_err(|source| Error::Client { path: tributary_common::acl::LITERAL_ROOT.to_string(), source })?;
     let mut meta = ClusterMetadata {
         cluster_id: cluster_id.to_string(),
         entity_configs: snapshot.entity_configs,
+        acls,
         ..Default::default()
     };
     for (id, b) in snapshot.brokers {

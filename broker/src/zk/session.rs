@@ -176,9 +176,12 @@ async fn watch_metadata(
             // tools write beside them.
             client.watch("/config", AddWatchMode::PersistentRecursive).await?,
             client.watch(znode::DELETE_TOPICS, AddWatchMode::PersistentRecursive).await?,
+            // ACLs, however written (kafka-acls through any broker, or straight to ZooKeeper).
+            client.watch(tributary_common::acl::LITERAL_ROOT, AddWatchMode::PersistentRecursive).await?,
+            client.watch("/kafka-acl-extended", AddWatchMode::PersistentRecursive).await?,
         ))
     };
-    let (mut brokers, mut configs, mut deletions) = match watches.await {
+    let (mut brokers, mut configs, mut deletions, mut acls, mut extended_acls) = match watches.await {
         Ok(w) => w,
         Err(e) => {
             tracing::warn!(error = %e, "could not set ZooKeeper watches; treating the session as lost");
@@ -195,6 +198,8 @@ async fn watch_metadata(
             e = brokers.changed() => e,
             e = configs.changed() => e,
             e = deletions.changed() => e,
+            e = acls.changed() => e,
+            e = extended_acls.changed() => e,
             s = state.changed() => {
                 match s {
                     SessionState::SyncConnected | SessionState::ConnectedReadOnly if disconnected => {
