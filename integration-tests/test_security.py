@@ -449,3 +449,65 @@ def test_acls_let_a_user_do_exactly_what_they_grant(empty_cluster, zk_client):
     assert _consume_error(alice, "a", "g") == b"from kafka-python"
     assert "authorization denied" in cluster.brokers[1].log()
     assert cluster.brokers[1].alive()
+
+
+def _http(method, url, user=None, password=None, token=None, body=None):
+    import base64
+    import urllib.error
+    import urllib.request
+    headers = {"content-type": "application/json"}
+    if user is not None:
+        headers["authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+    if token is not None:
+        headers["authorization"] = f"Bearer {token}"
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
+    def parsed(raw):
+        try:
+            return json.loads(raw or b"null")
+        except ValueError:
+            return raw.decode(errors="replace")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, dict(r.headers), parsed(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), parsed(e.read())
+
+
+@pytest.mark.timeout(180)
+def test_the_http_api_authenticates_and_checks_acls(empty_cluster, tmp_path):
+    """http.auth=basic against the SCRAM users, the brokers' ACLs per request; an
+    unauthenticated delete is refused (401), an unauthorized one too (403)."""
+    from confluent_kafka.admin import NewTopic
+    cluster = empty_cluster
+    # The broker's ACL APIs need its authorizer; its PLAINTEXT clients act as super users here.
+    cluster.start_broker(1, "--authorizer-class-name", "kafka.security.authorizer.AclAuthorizer",
+                         "--super-users", "User:ANONYMOUS")
+    cluster.start_coordinator("--http-auth", "basic", "--authorizer-class-name", "kafka.security.authorizer.AclAuthorizer",
+                              "--super-users", "User:admin")
+    admin = scram_admin_setup(cluster.bootstrap())  # alice (SHA-256) and bob (SHA-512)
+    for f in admin.alter_user_scram_credentials([UserScramCredentialUpsertion(
+            "admin", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096), b"admin-secret")]).values():
+        f.result()
+    admin.create_topics([NewTopic("guarded", 1, 1)], operation_timeout=15)["guarded"].result()
+    http = cluster.coordinators[0].http
+
+    # Probes stay open; everything else needs a login.
+    assert _http("GET", f"{http}/health")[0] == 200
+    assert _http("GET", f"{http}/metrics")[0] in (200, 503)
+    status, headers, body = _http("DELETE", f"{http}/topics/guarded")
+    assert status == 401 and "Basic" in {k.lower(): v for k, v in headers.items()}.get("www-authenticate", "") and "authentication required" in body["error"]
+    assert _http("GET", f"{http}/topics/guarded", "alice", "wrong")[0] == 401
+    # alice is known but has no ACL: 403 naming the grant.
+    status, _, body = _http("DELETE", f"{http}/topics/guarded", "alice", "alice-secret")
+    assert status == 403 and "kafka-acls" in body["error"] and "Delete" in body["error"]
+    # An ACL written through Kafka's API opens it (bob: SCRAM-SHA-512 credential).
+    for f in admin.create_acls([_acl("TOPIC", "guarded", "User:bob", "DESCRIBE")]).values():
+        f.result()
+    assert _http("GET", f"{http}/topics/guarded", "bob", "bob-secret")[0] == 200
+    assert _http("DELETE", f"{http}/topics/guarded", "bob", "bob-secret")[0] == 403
+    # The super user may.
+    status, _, body = _http("DELETE", f"{http}/topics/guarded", "admin", "admin-secret")
+    assert status in (200, 202), body
+    log = cluster.coordinators[0].log()
+    assert "not authenticated" in log and "refused by the ACLs" in log and "alice-secret" not in log

@@ -416,25 +416,12 @@ impl BrokerConfig {
     /// # Errors
     /// An authorizer class Tributary does not stand in for.
     pub fn authorizer(&self) -> Result<Option<tributary_common::acl::AuthorizerConfig>, ConfigError> {
-        const ACCEPTED: [&str; 3] = [
-            "kafka.security.authorizer.AclAuthorizer",
-            "kafka.security.auth.SimpleAclAuthorizer",
-            "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-        ];
-        match self.authorizer_class_name.as_deref().map(str::trim) {
-            None | Some("") => Ok(None),
-            Some(class) if ACCEPTED.contains(&class) => Ok(Some(tributary_common::acl::AuthorizerConfig {
-                super_users: tributary_common::acl::AuthorizerConfig::parse_super_users(
-                    self.super_users.as_deref().unwrap_or_default(),
-                ),
-                allow_if_no_acls: self.allow_everyone_if_no_acl_found,
-            })),
-            Some(other) => Err(invalid(
-                "authorizer.class.name",
-                other,
-                &format!("Tributary applies Kafka's ACL authorizer; give one of {}", ACCEPTED.join(", ")),
-            )),
-        }
+        tributary_common::acl::AuthorizerConfig::from_settings(
+            self.authorizer_class_name.as_deref(),
+            self.super_users.as_deref(),
+            self.allow_everyone_if_no_acl_found,
+        )
+        .map_err(|reason| invalid("authorizer.class.name", self.authorizer_class_name.as_deref().unwrap_or_default(), &reason))
     }
 
     /// `zookeeper.session.timeout.ms`.

@@ -314,7 +314,29 @@ pub struct AuthorizerConfig {
     pub allow_if_no_acls: bool,
 }
 
+/// The authorizer classes Tributary stands in for (`authorizer.class.name`).
+pub const AUTHORIZER_CLASSES: [&str; 3] = [
+    "kafka.security.authorizer.AclAuthorizer",
+    "kafka.security.auth.SimpleAclAuthorizer",
+    "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+];
+
 impl AuthorizerConfig {
+    /// The authorizer from Kafka's settings; `None` without `authorizer.class.name`.
+    ///
+    /// # Errors
+    /// A class Tributary does not stand in for (the message lists those it does).
+    pub fn from_settings(class: Option<&str>, super_users: Option<&str>, allow_if_no_acls: bool) -> Result<Option<Self>, String> {
+        match class.map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(c) if AUTHORIZER_CLASSES.contains(&c) => Ok(Some(AuthorizerConfig {
+                super_users: Self::parse_super_users(super_users.unwrap_or_default()),
+                allow_if_no_acls,
+            })),
+            Some(_) => Err(format!("Tributary applies Kafka's ACL authorizer; give one of {}", AUTHORIZER_CLASSES.join(", "))),
+        }
+    }
+
     /// Parses `super.users` (`User:admin;User:kafka`).
     pub fn parse_super_users(text: &str) -> Vec<String> {
         text.split(';').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()

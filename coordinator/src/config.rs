@@ -27,6 +27,16 @@ tributary_common::settings! {
         "REST consumer instances open at once, at most (each holds a Kafka consumer and up to 2 MiB of fetched records)";
     rest_max_request_bytes: usize = "16777216", "rest.max.request.bytes", "TRIBUTARY_REST_MAX_REQUEST_BYTES",
         "largest REST request body (413 above it)";
+    http_auth: crate::admin::auth::Mode = "none", "http.auth", "TRIBUTARY_HTTP_AUTH",
+        "authentication of the HTTP admin API, console and REST API: none, basic (HTTP Basic against the SCRAM users in ZooKeeper) or token (a bearer token from http.auth.token.file, whose holder may do everything)";
+    http_auth_token_file: PathBuf = optional, "http.auth.token.file", "TRIBUTARY_HTTP_AUTH_TOKEN_FILE",
+        "file holding the bearer token for http.auth=token";
+    authorizer_class_name: String = optional, "authorizer.class.name", "TRIBUTARY_AUTHORIZER_CLASS_NAME",
+        "with http.auth=basic: check the brokers' ACLs for each HTTP request (Kafka's authorizer class names)";
+    super_users: String = optional, "super.users", "TRIBUTARY_SUPER_USERS",
+        "principals allowed everything over HTTP, separated by ';' (User:admin)";
+    allow_everyone_if_no_acl_found: bool = "false", "allow.everyone.if.no.acl.found", "TRIBUTARY_ALLOW_EVERYONE_IF_NO_ACL_FOUND",
+        "with an authorizer: whether a resource without any ACL is open to everyone";
     controller_id: i32 = "3000", "controller.id", "TRIBUTARY_CONTROLLER_ID",
         "written into /controller when this coordinator is active; give each coordinator its own";
     unclean_leader_election_enable: bool = "false", "unclean.leader.election.enable", "TRIBUTARY_UNCLEAN_LEADER_ELECTION_ENABLE",

@@ -56,13 +56,15 @@ pub async fn run(config: CoordinatorConfig, http: TcpListener, shutdown: Cancell
         },
         shutdown.clone(),
     );
+    let auth = http_auth(&config, slot.clone())?;
     let app = admin::router(AdminState { zk: slot, status: status_rx, controller_id: config.controller_id })
         .nest("/rest", rest::router(rest.clone()))
-        .merge(console::router(console::ConsoleState::new(rest.clone())));
+        .merge(console::router(console::ConsoleState::new(rest.clone())))
+        .layer(axum::middleware::from_fn_with_state(auth.clone(), admin::auth::gate_admin));
     tracing::info!(http = %http.local_addr()?, "admin API listening (the REST API under /rest)");
     let rest_server = rest_listener.map(|listener| {
         let stop = shutdown.clone();
-        let app = rest::router(rest);
+        let app = rest::router(rest).layer(axum::middleware::from_fn_with_state(auth, admin::auth::gate_rest));
         tokio::spawn(async move {
             tracing::info!(address = ?listener.local_addr().ok(), "REST API listening");
             if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await {
@@ -78,4 +80,35 @@ pub async fn run(config: CoordinatorConfig, http: TcpListener, shutdown: Cancell
     let _ = controller.await;
     tracing::info!("coordinator shut down");
     Ok(())
+}
+
+/// The HTTP gatekeeper from `http.auth`, its token file and the authorizer settings.
+///
+/// # Errors
+/// An unreadable or empty token file, a token mode without one, or an unknown authorizer.
+fn http_auth(config: &CoordinatorConfig, zk: controller::ZkSlot) -> anyhow::Result<admin::auth::HttpAuth> {
+    use admin::auth::Mode;
+    let token = match (&config.http_auth, &config.http_auth_token_file) {
+        (Mode::Token, None) => anyhow::bail!("http.auth=token needs http.auth.token.file (a file holding the token)"),
+        (Mode::Token, Some(path)) => {
+            let t = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read http.auth.token.file {}: {e}", path.display()))?;
+            if t.trim().len() < 16 {
+                anyhow::bail!("the token in {} is shorter than 16 characters; use a long random one (openssl rand -hex 32)", path.display());
+            }
+            Some(t)
+        }
+        _ => None,
+    };
+    let authorizer = tributary_common::acl::AuthorizerConfig::from_settings(
+        config.authorizer_class_name.as_deref(),
+        config.super_users.as_deref(),
+        config.allow_everyone_if_no_acl_found,
+    )
+    .map_err(|e| anyhow::anyhow!("authorizer.class.name: {e}"))?;
+    if authorizer.is_some() && config.http_auth == Mode::None {
+        tracing::warn!("authorizer.class.name is set but http.auth=none: every HTTP caller is User:ANONYMOUS; set http.auth=basic so callers are known");
+    }
+    tracing::info!(http_auth = %config.http_auth, acls = authorizer.is_some(), "HTTP endpoints' authentication");
+    Ok(admin::auth::HttpAuth::new(config.http_auth, token, authorizer, zk))
 }

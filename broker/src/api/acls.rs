@@ -23,6 +23,21 @@ use super::{s, BrokerContext, Caller};
 /// Kafka's words for a broker without an authorizer.
 const NO_AUTHORIZER: &str = "No Authorizer is configured on the broker; set authorizer.class.name to use ACLs";
 
+/// The filters of a DescribeAcls request or a DeleteAcls filter (the same fields).
+macro_rules! filters_of {
+    ($f:expr) => {
+        filters(
+            $f.resource_type_filter,
+            &$f.resource_name_filter,
+            $f.pattern_type_filter,
+            &$f.principal_filter,
+            &$f.host_filter,
+            $f.operation,
+            $f.permission_type,
+        )
+    };
+}
+
 fn filters(
     resource_type: i8,
     name: &Option<StrBytes>,
@@ -54,15 +69,7 @@ pub(super) fn describe_acls(ctx: &BrokerContext, r: DescribeAclsRequest) -> Desc
         out.error_message = Some(s(NO_AUTHORIZER));
         return out;
     }
-    let (patterns, entries) = match filters(
-        r.resource_type_filter,
-        &r.resource_name_filter,
-        r.pattern_type_filter,
-        &r.principal_filter,
-        &r.host_filter,
-        r.operation,
-        r.permission_type,
-    ) {
+    let (patterns, entries) = match filters_of!(r) {
         Ok(f) => f,
         Err(e) => {
             out.error_code = ResponseError::InvalidRequest.code();
@@ -203,15 +210,7 @@ pub(super) async fn delete_acls(ctx: &BrokerContext, caller: &Caller, r: DeleteA
     };
     let cluster = ctx.cluster();
     for f in &r.filters {
-        let (patterns, entries) = match filters(
-            f.resource_type_filter,
-            &f.resource_name_filter,
-            f.pattern_type_filter,
-            &f.principal_filter,
-            &f.host_filter,
-            f.operation,
-            f.permission_type,
-        ) {
+        let (patterns, entries) = match filters_of!(f) {
             Ok(x) => x,
             Err(e) => {
                 out.filter_results.push(failed(ResponseError::InvalidRequest, e));
@@ -253,7 +252,7 @@ pub(super) async fn delete_acls(ctx: &BrokerContext, caller: &Caller, r: DeleteA
     // Answer once this broker's view holds the change, as Kafka's authorizer does for its own.
     let gone = |m: &crate::metadata::ClusterMetadata| {
         r.filters.iter().all(|f| {
-            filters(f.resource_type_filter, &f.resource_name_filter, f.pattern_type_filter, &f.principal_filter, &f.host_filter, f.operation, f.permission_type)
+            filters_of!(f)
                 .is_ok_and(|(p, e)| !m.acls.iter().any(|(pattern, list)| p.matches(pattern) && list.iter().any(|x| e.matches(x))))
         })
     };

@@ -34,6 +34,11 @@ impl Drop for TempDir {
 }
 
 async fn fixture(name: &str) -> Fixture {
+    fixture_with_acls(name, None).await
+}
+
+/// A fixture whose broker has an authorizer with these ACLs (`None`: no authorizer).
+async fn fixture_with_acls(name: &str, acls: Option<tributary_common::acl::AclMap>) -> Fixture {
     let dir = std::env::temp_dir().join(format!("tributary-api-test-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let store = LogStore::open(&dir, FlushPolicy { interval_ms: Some(1000), interval_messages: u64::MAX }).unwrap();
@@ -76,7 +81,11 @@ async fn fixture(name: &str) -> Fixture {
     );
     meta.topics.insert(tributary_common::topic::CONSUMER_OFFSETS.into(), offsets);
     meta.topic_names.insert(offsets_id, tributary_common::topic::CONSUMER_OFFSETS.into());
-    let config = BrokerConfig { broker_id: 1, ..BrokerConfig::default() };
+    let mut config = BrokerConfig { broker_id: 1, ..BrokerConfig::default() };
+    if let Some(acls) = acls {
+        config.authorizer_class_name = Some("kafka.security.authorizer.AclAuthorizer".into());
+        meta.acls = acls;
+    }
     let replicas = ReplicaManager::new(1, store, crate::topic_config::TopicConfig::defaults(&config));
     replicas.reconcile(&meta);
     // Without timers, so that paused time does not jump while the storage thread works.
@@ -841,4 +850,43 @@ async fn committed_offsets_are_replayed_by_a_new_coordinator() {
     assert_eq!((value.offset, value.metadata.as_str()), (5, "meta"));
     // An unknown group has no offsets, not an error.
     assert_eq!(fresh.fetch_offsets("other", Some(vec![("t".into(), vec![0])])).unwrap()[0].1[0].1, None);
+}
+
+#[tokio::test]
+async fn the_authorizer_takes_out_what_a_principal_may_not_touch_and_answers_for_it() {
+    use tributary_common::acl::{AclEntry, AclMap, Operation, PatternType, Permission, ResourcePattern, ResourceType};
+    let mut acls = AclMap::new();
+    acls.insert(
+        ResourcePattern { resource_type: ResourceType::Topic, name: "t".into(), pattern_type: PatternType::Literal },
+        vec![AclEntry { principal: "User:alice".into(), host: "*".into(), operation: Operation::Write, permission: Permission::Allow }],
+    );
+    let f = fixture_with_acls("authz", Some(acls)).await;
+    let alice = Caller { principal: crate::security::Principal::user("alice"), ..peer() };
+    // Produce to t (allowed) and u (no ACL): t is written, u answered TOPIC_AUTHORIZATION_FAILED.
+    let RequestKind::Produce(mut request) = produce(batch::build(0, 1, &[(None, Some(b"x"))]), 1) else { unreachable!() };
+    let mut other = request.topic_data[0].clone();
+    other.name = name("u");
+    request.topic_data.push(other);
+    let Ok(Some(ResponseKind::Produce(r))) = handle(&f.ctx, &alice, &header(ApiKey::Produce, 9), RequestKind::Produce(request)).await else {
+        panic!("no produce response")
+    };
+    let codes: Vec<(String, i16)> =
+        r.responses.iter().map(|t| (t.name.as_str().to_string(), t.partition_responses[0].error_code)).collect();
+    assert_eq!(codes, vec![("t".to_string(), 0), ("u".to_string(), ResponseError::TopicAuthorizationFailed.code())]);
+    // Metadata for every topic lists only what alice may describe (WRITE implies DESCRIBE).
+    let mut m = MetadataRequest::default();
+    m.topics = None;
+    let Ok(Some(ResponseKind::Metadata(md))) = handle(&f.ctx, &alice, &header(ApiKey::Metadata, 12), RequestKind::Metadata(m)).await else {
+        panic!("no metadata response")
+    };
+    let names: Vec<String> = md.topics.iter().filter_map(|t| t.name.as_ref().map(|n| n.as_str().to_string())).collect();
+    assert_eq!(names, vec!["t".to_string()]);
+    // ANONYMOUS has no ACL at all: its join is refused as a whole.
+    let mut j = JoinGroupRequest::default();
+    j.group_id = GroupId(s("g"));
+    j.protocol_type = s("consumer");
+    let Ok(Some(ResponseKind::JoinGroup(jr))) = handle(&f.ctx, &peer(), &header(ApiKey::JoinGroup, 5), RequestKind::JoinGroup(j)).await else {
+        panic!("no join response")
+    };
+    assert_eq!(jr.error_code, ResponseError::GroupAuthorizationFailed.code());
 }

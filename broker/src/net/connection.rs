@@ -106,6 +106,16 @@ async fn secure_then_serve(
             tracing::warn!(deadline_s = AUTHENTICATION_DEADLINE.as_secs(), "closing connection: the TLS handshake did not finish in time");
             return;
         }
+        Ok(Err(e))
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            ) =>
+        {
+            // A client that went away (closing its producer, a port probe): nothing was refused.
+            tracing::debug!(error = %e, "the client closed the connection during the TLS handshake");
+            return;
+        }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "failed authentication: the TLS handshake failed; check that the client trusts this broker's CA (ssl.ca.location / ssl.truststore.location) and, with ssl.client.auth=required, that it presents a certificate this broker's trust store signs");
             return;

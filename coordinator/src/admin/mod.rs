@@ -20,6 +20,7 @@
 //! | POST | /groups/{id}/offsets/reset | move an inactive group's offsets (earliest, latest, timestamp, offset) |
 //! | GET | /metrics | Prometheus metrics: controller, partitions, offsets, consumer-group lag |
 
+pub mod auth;
 mod configs;
 mod groups;
 mod metrics;
