@@ -186,6 +186,9 @@ pub(crate) async fn handle(
     header: &RequestHeader,
     request: RequestKind,
 ) -> Result<Option<ResponseKind>, Unhandled> {
+    if ctx.authorizer.is_none() {
+        return dispatch(ctx, caller, header, request).await;
+    }
     let api = ApiKey::try_from(header.request_api_key).map_or_else(|()| header.request_api_key.to_string(), |k| format!("{k:?}"));
     let Some(check) = authz::Check::new(ctx, caller, api) else {
         return dispatch(ctx, caller, header, request).await;
