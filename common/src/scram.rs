@@ -182,6 +182,15 @@ impl Credential {
     }
 }
 
+/// The SCRAM credentials a user's config (`/config/users/<user>`) holds, by mechanism;
+/// values that do not parse are left out.
+pub fn stored_credentials(config: &std::collections::BTreeMap<String, String>) -> Vec<(Mechanism, Credential)> {
+    Mechanism::ALL
+        .into_iter()
+        .filter_map(|m| Some((m, Credential::from_config_value(config.get(m.name())?).ok()?)))
+        .collect()
+}
+
 /// A fresh printable nonce (32 random bytes, base64 without padding-sensitive characters).
 pub fn random_nonce() -> String {
     let mut bytes = [0u8; 24];

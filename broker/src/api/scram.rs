@@ -121,13 +121,7 @@ pub(crate) fn apply(current: &BTreeMap<String, String>, changes: &[Change]) -> R
 
 /// The SCRAM mechanisms and iteration counts stored in a user's config.
 pub(crate) fn credential_infos(config: &BTreeMap<String, String>) -> Vec<(Mechanism, i32)> {
-    Mechanism::ALL
-        .into_iter()
-        .filter_map(|m| {
-            let c = Credential::from_config_value(config.get(m.name())?).ok()?;
-            Some((m, c.iterations as i32))
-        })
-        .collect()
+    tributary_common::scram::stored_credentials(config).into_iter().map(|(m, c)| (m, c.iterations as i32)).collect()
 }
 
 pub(super) fn describe(ctx: &BrokerContext, request: DescribeUserScramCredentialsRequest) -> DescribeUserScramCredentialsResponse {

@@ -20,7 +20,7 @@ use axum::Json;
 use base64::Engine;
 use serde_json::json;
 use tributary_common::acl::{self, AuthorizerConfig, Operation, ResourceType, CLUSTER_NAME};
-use tributary_common::scram::{constant_time_eq, Credential, Mechanism};
+use tributary_common::scram::{constant_time_eq, Credential};
 use tributary_common::zk::read_entity_config;
 use tributary_common::znode::ConfigEntity;
 
@@ -109,10 +109,7 @@ impl HttpAuth {
         let Ok((config, _)) = read_entity_config(&client, &ConfigEntity::User(Some(user.to_string()))).await else {
             return false;
         };
-        let stored: Vec<(Mechanism, Credential)> = [Mechanism::Sha512, Mechanism::Sha256]
-            .into_iter()
-            .filter_map(|m| Some((m, Credential::from_config_value(config.get(m.name())?).ok()?)))
-            .collect();
+        let stored = tributary_common::scram::stored_credentials(&config);
         let password = password.to_string();
         // PBKDF2 is deliberately slow: off the async workers.
         let ok = tokio::task::spawn_blocking(move || {

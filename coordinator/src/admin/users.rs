@@ -32,12 +32,9 @@ struct SetPassword {
 
 /// The mechanisms and iteration counts of a user's stored config.
 fn scram_view(config: &BTreeMap<String, String>) -> Vec<Value> {
-    Mechanism::ALL
+    tributary_common::scram::stored_credentials(config)
         .into_iter()
-        .filter_map(|m| {
-            let c = Credential::from_config_value(config.get(m.name())?).ok()?;
-            Some(json!({ "mechanism": m.name(), "iterations": c.iterations }))
-        })
+        .map(|(m, c)| json!({ "mechanism": m.name(), "iterations": c.iterations }))
         .collect()
 }
 
