@@ -460,7 +460,19 @@ impl BrokerConfig {
     /// # Errors
     /// As [`Self::from_args`].
     pub fn from_sources(args: Args, env: impl IntoIterator<Item = (String, String)>) -> Result<Loaded, ConfigError> {
-        let mut props = Properties::load(args.config.as_deref())?;
+        let props = Properties::load(args.config.as_deref())?;
+        Self::from_properties(args, props, env)
+    }
+
+    /// [`Self::from_sources`] with the file already read into `props`.
+    ///
+    /// # Errors
+    /// As [`Self::from_args`].
+    pub fn from_properties(
+        args: Args,
+        mut props: Properties,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Loaded, ConfigError> {
         fold_aliases(&mut props)?;
         let (mut from_env, not_applicable) = Properties::from_kafka_environment(env);
         fold_aliases(&mut from_env)?;

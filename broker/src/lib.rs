@@ -19,6 +19,8 @@
 mod api;
 pub mod config;
 mod dynamic_config;
+#[doc(hidden)]
+pub mod fuzz;
 mod group;
 mod log;
 mod metadata;

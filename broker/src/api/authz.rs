@@ -91,32 +91,47 @@ impl Check {
             || self.cluster(Operation::IdempotentWrite)
     }
 
-    /// The bit set of operations allowed on a resource (Metadata, DescribeGroups, DescribeCluster).
+    /// The bit set of operations allowed on a resource (Metadata, DescribeGroups,
+    /// DescribeCluster). The cluster's are 0 without DESCRIBE on it, as Kafka answers.
     pub(super) fn authorized_operations(&self, rt: ResourceType, name: &str) -> i32 {
-        let ops: &[Operation] = match rt {
-            ResourceType::Topic => &[
-                Operation::Read,
-                Operation::Write,
-                Operation::Create,
-                Operation::Delete,
-                Operation::Alter,
-                Operation::Describe,
-                Operation::DescribeConfigs,
-                Operation::AlterConfigs,
-            ],
-            ResourceType::Group => &[Operation::Read, Operation::Describe, Operation::Delete],
-            _ => &[
-                Operation::Create,
-                Operation::ClusterAction,
-                Operation::DescribeConfigs,
-                Operation::AlterConfigs,
-                Operation::IdempotentWrite,
-                Operation::Alter,
-                Operation::Describe,
-            ],
-        };
-        ops.iter().filter(|op| self.quietly(**op, rt, name)).fold(0, |bits, op| bits | (1 << op.code()))
+        if rt == ResourceType::Cluster && !self.quietly(Operation::Describe, rt, name) {
+            return 0;
+        }
+        supported_operations(rt).iter().filter(|op| self.quietly(**op, rt, name)).fold(0, |bits, op| bits | (1 << op.code()))
     }
+}
+
+/// The operations Kafka reports in authorized-operations fields for a resource type
+/// (`AclEntry.supportedOperations`).
+fn supported_operations(rt: ResourceType) -> &'static [Operation] {
+    match rt {
+        ResourceType::Topic => &[
+            Operation::Read,
+            Operation::Write,
+            Operation::Create,
+            Operation::Delete,
+            Operation::Alter,
+            Operation::Describe,
+            Operation::DescribeConfigs,
+            Operation::AlterConfigs,
+        ],
+        ResourceType::Group => &[Operation::Read, Operation::Describe, Operation::Delete],
+        _ => &[
+            Operation::Create,
+            Operation::ClusterAction,
+            Operation::DescribeConfigs,
+            Operation::AlterConfigs,
+            Operation::IdempotentWrite,
+            Operation::Alter,
+            Operation::Describe,
+        ],
+    }
+}
+
+/// Every operation of a resource type, as a bit set: what a broker without an authorizer
+/// reports when a client asks for authorized operations.
+pub(super) fn all_operations(rt: ResourceType) -> i32 {
+    supported_operations(rt).iter().fold(0, |bits, op| bits | (1 << op.code()))
 }
 
 /// What [`before`] took out of a request, to be answered in [`after`].
@@ -133,6 +148,8 @@ pub(super) enum Merge {
     ListOffsets(Vec<(TopicName, Vec<i32>)>),
     /// OffsetForLeaderEpoch: (topic, partitions).
     LeaderEpoch(Vec<(TopicName, Vec<i32>)>),
+    /// DescribeCluster asked for the cluster's authorized operations.
+    ClusterOperations,
     /// Metadata: topics asked for and refused; whether every topic was asked for.
     Metadata { denied: Vec<TopicName>, all: bool, topic_ops: bool, cluster_ops: bool },
     /// OffsetCommit: (topic, partitions, error).
@@ -734,8 +751,11 @@ pub(super) fn before(ctx: &BrokerContext, check: &Check, version: i16, request: 
             resp.error_code = if check.quietly(Op::Delete, Rt::Group, r.group_id.as_str()) { TOPIC_DENIED } else { GROUP_DENIED };
             Gate::Answer(ResponseKind::OffsetDelete(resp))
         }
-        // ApiVersions, DescribeCluster (its authorized operations are filled in after) and
-        // the SASL requests need no permission.
+        RequestKind::DescribeCluster(r) => {
+            let merge = if r.include_cluster_authorized_operations { Merge::ClusterOperations } else { Merge::None };
+            Gate::Pass(RequestKind::DescribeCluster(r), merge)
+        }
+        // ApiVersions and the SASL requests need no permission.
         other => Gate::Pass(other, Merge::None),
     }
 }
@@ -905,6 +925,9 @@ pub(super) fn after(check: &Check, version: i16, merge: Merge, response: &mut Re
             if cluster_ops {
                 r.cluster_authorized_operations = check.authorized_operations(Rt::Cluster, CLUSTER_NAME);
             }
+        }
+        (Merge::ClusterOperations, ResponseKind::DescribeCluster(r)) if r.error_code == 0 => {
+            r.cluster_authorized_operations = check.authorized_operations(Rt::Cluster, CLUSTER_NAME);
         }
         (Merge::OffsetCommit(denied), ResponseKind::OffsetCommit(r)) => {
             for (name, partitions, code) in denied {

@@ -39,6 +39,10 @@ pub(super) fn describe_cluster(
         )));
         return r;
     }
+    if request.include_cluster_authorized_operations {
+        // Every operation, as Kafka without an authorizer; `authz::after` narrows them.
+        r.cluster_authorized_operations = super::authz::all_operations(tributary_common::acl::ResourceType::Cluster);
+    }
     let cluster = ctx.cluster();
     r.cluster_id = s(cluster.cluster_id.clone());
     r.controller_id = BrokerId(cluster.controller_id());

@@ -623,9 +623,15 @@ pub(super) fn list_groups(ctx: &BrokerContext, version: i16, r: ListGroupsReques
 
 pub(super) fn describe_groups(ctx: &BrokerContext, version: i16, r: DescribeGroupsRequest) -> DescribeGroupsResponse {
     let mut response = DescribeGroupsResponse::default();
+    // Asked for: every operation, as Kafka without an authorizer; `authz::after` narrows them.
+    let operations = if r.include_authorized_operations {
+        super::authz::all_operations(tributary_common::acl::ResourceType::Group)
+    } else {
+        i32::MIN
+    };
     for id in r.groups {
         let mut d = DescribedGroup::default();
-        d.authorized_operations = i32::MIN;
+        d.authorized_operations = operations;
         d.group_state = s(GroupState::Dead.name());
         match check_group_id(id.as_str(), true).and_then(|()| ctx.groups.describe(id.as_str())) {
             Err(e) => d.error_code = e,

@@ -31,6 +31,23 @@ pub(super) async fn handle(
     version: i16,
     request: MetadataRequest,
 ) -> MetadataResponse {
+    let topic_ops = request.include_topic_authorized_operations;
+    let cluster_ops = request.include_cluster_authorized_operations;
+    let mut response = answer(ctx, listener, version, request).await;
+    // Asked for: what a Kafka broker answers without an authorizer, every operation; with
+    // one, `authz::after` narrows them to the principal's.
+    if topic_ops {
+        for t in response.topics.iter_mut().filter(|t| t.error_code == 0) {
+            t.topic_authorized_operations = super::authz::all_operations(tributary_common::acl::ResourceType::Topic);
+        }
+    }
+    if cluster_ops {
+        response.cluster_authorized_operations = super::authz::all_operations(tributary_common::acl::ResourceType::Cluster);
+    }
+    response
+}
+
+async fn answer(ctx: &BrokerContext, listener: &str, version: i16, request: MetadataRequest) -> MetadataResponse {
     let all_topics = match &request.topics {
         None => true,
         Some(t) => t.is_empty() && version == 0,

@@ -890,3 +890,58 @@ async fn the_authorizer_takes_out_what_a_principal_may_not_touch_and_answers_for
     };
     assert_eq!(jr.error_code, ResponseError::GroupAuthorizationFailed.code());
 }
+
+/// Authorized operations when a client asks for them (Metadata, DescribeGroups,
+/// DescribeCluster): every operation without an authorizer, as Kafka answers; with one,
+/// the principal's, and 0 on the cluster without DESCRIBE on it.
+#[tokio::test]
+async fn authorized_operations_are_answered_when_asked() {
+    use tributary_common::acl::{AclEntry, AclMap, Operation as Op, PatternType, Permission, ResourcePattern, ResourceType as Rt};
+    let bits = |ops: &[Op]| ops.iter().fold(0i32, |b, op| b | (1 << op.code()));
+    let open = fixture("ops-open").await;
+    let all_topic = bits(&[Op::Read, Op::Write, Op::Create, Op::Delete, Op::Alter, Op::Describe, Op::DescribeConfigs, Op::AlterConfigs]);
+    let all_cluster = bits(&[Op::Create, Op::ClusterAction, Op::DescribeConfigs, Op::AlterConfigs, Op::IdempotentWrite, Op::Alter, Op::Describe]);
+    let all_group = bits(&[Op::Read, Op::Describe, Op::Delete]);
+    assert_eq!(authorized_ops(&open.ctx, &peer()).await, (all_topic, all_cluster, all_group, all_cluster));
+
+    let allow = |op| AclEntry { principal: "User:alice".into(), host: "*".into(), operation: op, permission: Permission::Allow };
+    let pattern = |rt, n: &str| ResourcePattern { resource_type: rt, name: n.into(), pattern_type: PatternType::Literal };
+    let mut acls = AclMap::new();
+    acls.insert(pattern(Rt::Topic, "t"), vec![allow(Op::Write)]);
+    acls.insert(pattern(Rt::Group, "g"), vec![allow(Op::Read)]);
+    acls.insert(pattern(Rt::Cluster, "kafka-cluster"), vec![allow(Op::IdempotentWrite)]);
+    let guarded = fixture_with_acls("ops-acl", Some(acls)).await;
+    let alice = Caller { principal: crate::security::Principal::user("alice"), ..peer() };
+    // WRITE implies DESCRIBE on the topic, READ implies DESCRIBE on the group; on the
+    // cluster IDEMPOTENT_WRITE alone is not DESCRIBE, so Kafka reports 0 there.
+    assert_eq!(
+        authorized_ops(&guarded.ctx, &alice).await,
+        (bits(&[Op::Write, Op::Describe]), 0, bits(&[Op::Read, Op::Describe]), 0)
+    );
+}
+
+/// (Metadata topic, Metadata cluster, DescribeGroups, DescribeCluster) authorized operations
+/// for `caller`, asked for topic `t`, group `g` and the cluster.
+async fn authorized_ops(ctx: &BrokerContext, caller: &Caller) -> (i32, i32, i32, i32) {
+    let mut m = MetadataRequest::default();
+    let mut t = MetadataRequestTopic::default();
+    t.name = Some(name("t"));
+    m.topics = Some(vec![t]);
+    m.include_topic_authorized_operations = true;
+    m.include_cluster_authorized_operations = true;
+    let Ok(Some(ResponseKind::Metadata(md))) = handle(ctx, caller, &header(ApiKey::Metadata, 8), RequestKind::Metadata(m)).await else {
+        panic!("no metadata response")
+    };
+    let mut g = DescribeGroupsRequest::default();
+    g.groups = vec![GroupId(s("g"))];
+    g.include_authorized_operations = true;
+    let Ok(Some(ResponseKind::DescribeGroups(dg))) = handle(ctx, caller, &header(ApiKey::DescribeGroups, 5), RequestKind::DescribeGroups(g)).await else {
+        panic!("no describe groups response")
+    };
+    let mut c = DescribeClusterRequest::default();
+    c.include_cluster_authorized_operations = true;
+    let Ok(Some(ResponseKind::DescribeCluster(dc))) = handle(ctx, caller, &header(ApiKey::DescribeCluster, 1), RequestKind::DescribeCluster(c)).await else {
+        panic!("no describe cluster response")
+    };
+    (md.topics[0].topic_authorized_operations, md.cluster_authorized_operations, dg.groups[0].authorized_operations, dc.cluster_authorized_operations)
+}

@@ -221,7 +221,7 @@ impl PartitionLog {
                 let Ok(records) = body::decode(&h, &Bytes::copy_from_slice(&v)) else { continue };
                 for r in &records.list {
                     let Some(k) = r.key.clone() else { continue };
-                    let offset = h.base_offset + r.offset_delta;
+                    let offset = h.base_offset.saturating_add(r.offset_delta);
                     let k = &records.body[k];
                     match latest.get_mut(k) {
                         Some(o) => *o = (*o).max(offset),
@@ -290,7 +290,7 @@ impl PartitionLog {
                 let mut tombstones = 0;
                 let aborted = h.is_transactional() && (producers.aborted)(h.producer_id, h.base_offset);
                 for (i, r) in records.list.iter().enumerate().filter(|_| !aborted) {
-                    let offset = h.base_offset + r.offset_delta;
+                    let offset = h.base_offset.saturating_add(r.offset_delta);
                     let found = r.key.clone().and_then(|k| latest.get(&records.body[k]).copied());
                     let tombstone = r.value.is_none();
                     let expired =

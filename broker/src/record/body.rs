@@ -55,18 +55,67 @@ fn corrupt(what: &str) -> BatchError {
     BatchError::Corrupt(format!("record framing is broken: {what}"))
 }
 
+/// The most bytes the records of one batch may inflate to. Kafka reads a compressed batch
+/// record by record and never holds it whole; this broker does (the cleaner, the keyless
+/// check on compacted topics, internal topics), so a batch of a few kilobytes that
+/// inflates to gigabytes (a decompression bomb) is refused instead of allocated.
+pub(crate) const MAX_INFLATED_BYTES: usize = 128 << 20;
+
 fn inflate(codec: i16, compressed: Bytes) -> Result<Bytes, BatchError> {
-    let mut compressed = compressed;
-    let take = |b: &mut Bytes| Ok(b.clone());
-    let inflated = match codec {
-        0 => Ok(compressed),
-        1 => Gzip::decompress(&mut compressed, take),
-        2 => Snappy::decompress(&mut compressed, take),
-        3 => Lz4::decompress(&mut compressed, take),
-        4 => Zstd::decompress(&mut compressed, take),
+    inflate_at_most(codec, compressed, MAX_INFLATED_BYTES)
+}
+
+/// Inflates with the codecs' own readers (the crates `kafka-protocol` uses), stopping past
+/// `limit` bytes; snappy's sizes are declared up front, so they are checked before
+/// `kafka-protocol` allocates them.
+fn inflate_at_most(codec: i16, compressed: Bytes, limit: usize) -> Result<Bytes, BatchError> {
+    use std::io::Read;
+    let failed = |e: &dyn std::fmt::Display| BatchError::Corrupt(format!("cannot decompress the records (codec {codec}): {e:#}"));
+    let too_big = || {
+        BatchError::Invalid(format!(
+            "the records inflate to more than {} MiB (codec {codec}); Tributary refuses such a batch rather than hold it in memory",
+            limit >> 20
+        ))
+    };
+    let mut out = Vec::new();
+    let bound = limit as u64 + 1;
+    let read = match codec {
+        0 => return Ok(compressed),
+        1 => flate2::read::GzDecoder::new(&compressed[..]).take(bound).read_to_end(&mut out),
+        2 => {
+            if snappy_declared_len(&compressed) > limit {
+                return Err(too_big());
+            }
+            let mut c = compressed;
+            return Snappy::decompress(&mut c, |b: &mut Bytes| Ok(b.clone())).map_err(|e| failed(&e));
+        }
+        3 => lz4::Decoder::new(&compressed[..]).and_then(|d| d.take(bound).read_to_end(&mut out)),
+        4 => zstd::stream::read::Decoder::new(&compressed[..]).and_then(|d| d.take(bound).read_to_end(&mut out)),
         other => return Err(BatchError::Invalid(format!("unknown compression codec {other}"))),
     };
-    inflated.map_err(|e| BatchError::Corrupt(format!("cannot decompress the records (codec {codec}): {e:#}")))
+    read.map_err(|e| failed(&e))?;
+    if out.len() > limit {
+        return Err(too_big());
+    }
+    Ok(Bytes::from(out))
+}
+
+/// What a snappy section says it inflates to: Kafka's framing (xerial's magic header, then
+/// blocks each prefixed with its length) or a raw snappy block. Where the framing breaks,
+/// the blocks before the break count: the decompressor allocates them before it fails.
+fn snappy_declared_len(compressed: &[u8]) -> usize {
+    const MAGIC: &[u8] = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01";
+    let Some(mut rest) = compressed.strip_prefix(MAGIC) else {
+        return snap::raw::decompress_len(compressed).unwrap_or(0);
+    };
+    let mut total = 0usize;
+    while let Some(len) = rest.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize) {
+        let Some(block) = rest.get(4..4 + len) else { break };
+        let Ok(inflated) = snap::raw::decompress_len(block) else { break };
+        total = total.saturating_add(inflated);
+        rest = &rest[4 + len..];
+    }
+    total
 }
 
 fn deflate(codec: i16, body: &[u8]) -> Result<Bytes, BatchError> {
@@ -189,8 +238,8 @@ pub(crate) fn record_times(header: &BatchHeader, batch: &Bytes) -> Option<Vec<(i
             .list
             .iter()
             .map(|r| {
-                let ts = if append_time { header.max_timestamp } else { header.base_timestamp + r.timestamp_delta };
-                (header.base_offset + r.offset_delta, ts)
+                let ts = if append_time { header.max_timestamp } else { header.base_timestamp.saturating_add(r.timestamp_delta) };
+                (header.base_offset.saturating_add(r.offset_delta), ts)
             })
             .collect(),
     )
@@ -263,6 +312,30 @@ mod tests {
         let mut buf = BytesMut::new();
         RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression }).unwrap();
         buf.freeze()
+    }
+
+    /// A few kilobytes that inflate past the bound are refused, in every codec and in both
+    /// snappy framings, before the inflated bytes are held.
+    #[test]
+    fn records_that_inflate_past_the_bound_are_refused() {
+        let zeros = vec![0u8; 64 << 10];
+        for codec in 1..=4i16 {
+            let section = deflate(codec, &zeros).unwrap();
+            assert!(section.len() < 8 << 10, "codec {codec}: {} bytes", section.len());
+            assert_eq!(inflate_at_most(codec, section.clone(), 1 << 20).unwrap().len(), zeros.len());
+            let refused = inflate_at_most(codec, section, 16 << 10);
+            assert!(matches!(&refused, Err(BatchError::Invalid(m)) if m.contains("inflate to more than")), "codec {codec}: {refused:?}");
+        }
+        let raw = Bytes::from(snap::raw::Encoder::new().compress_vec(&zeros).unwrap());
+        assert_eq!(inflate_at_most(2, raw.clone(), 1 << 20).unwrap().len(), zeros.len());
+        assert!(matches!(inflate_at_most(2, raw, 16 << 10), Err(BatchError::Invalid(_))));
+        // A raw snappy section of four bytes that claims 4 GiB.
+        assert!(matches!(inflate_at_most(2, Bytes::from_static(&[0xff, 0xff, 0xff, 0xff, 0x0f]), 1 << 20), Err(BatchError::Invalid(_))));
+        // Found by the record_batch fuzz target: Kafka's framing with a first block that
+        // claims 2 GiB and a broken second block (kafka-protocol allocated the first).
+        let mut framed = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01".to_vec();
+        framed.extend_from_slice(&[0, 0, 0, 5, 0xff, 0xff, 0xff, 0xff, 0x07, 0, 0, 0, 99, 1]);
+        assert!(matches!(inflate_at_most(2, Bytes::from(framed), 1 << 20), Err(BatchError::Invalid(_))));
     }
 
     #[test]

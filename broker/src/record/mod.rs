@@ -13,7 +13,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 pub(crate) const HEADER_LEN: usize = 61;
 /// Bytes before `batchLength` is counted (baseOffset + batchLength).
 pub(crate) const LOG_OVERHEAD: usize = 12;
-pub(super) const CRC_START: usize = 21;
+pub(crate) const CRC_START: usize = 21;
 pub(super) const ATTR_TIMESTAMP_TYPE: i16 = 0x08;
 const ATTR_CONTROL: i16 = 0x20;
 const ATTR_TRANSACTIONAL: i16 = 0x10;
@@ -78,7 +78,7 @@ impl BatchHeader {
     }
     /// Offset of the last record.
     pub(crate) fn last_offset(&self) -> i64 {
-        self.base_offset + i64::from(self.last_offset_delta)
+        self.base_offset.saturating_add(i64::from(self.last_offset_delta))
     }
     /// Compression codec bits (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd).
     pub(crate) fn compression(&self) -> i16 {
@@ -224,8 +224,10 @@ pub(super) fn read_varint(b: &mut &[u8]) -> Option<i64> {
     None
 }
 
-/// Walks the records of an uncompressed batch: every length must fit, relative offsets must
-/// be 0, 1, 2, ... and the count must match.
+/// Walks the records of an uncompressed batch as Kafka's `DefaultRecord.readFrom` reads
+/// them: every length must fit, relative offsets must be 0, 1, 2, ..., the key, value and
+/// headers must end exactly where the record's length says, and the count must match. A
+/// record whose fields run past it would reach consumers as garbage.
 fn check_uncompressed_records(mut body: &[u8], count: i32) -> Result<(), BatchError> {
     let bad = |what: &str| BatchError::Corrupt(format!("record framing is broken: {what}"));
     for expected_delta in 0..count {
@@ -244,11 +246,35 @@ fn check_uncompressed_records(mut body: &[u8], count: i32) -> Result<(), BatchEr
         if delta != i64::from(expected_delta) {
             return Err(BatchError::Invalid(format!("record {expected_delta} has offset delta {delta}")));
         }
+        skip_field(&mut record, true).ok_or_else(|| bad("the key runs past its record"))?;
+        skip_field(&mut record, true).ok_or_else(|| bad("the value runs past its record"))?;
+        let headers = read_varint(&mut record).ok_or_else(|| bad("header count"))?;
+        if headers < 0 {
+            return Err(bad(&format!("record {expected_delta} has a negative header count {headers}")));
+        }
+        for _ in 0..headers {
+            skip_field(&mut record, false).ok_or_else(|| bad("a header key runs past its record"))?;
+            skip_field(&mut record, true).ok_or_else(|| bad("a header value runs past its record"))?;
+        }
+        if !record.is_empty() {
+            return Err(bad(&format!("record {expected_delta} has {} bytes after its last header", record.len())));
+        }
     }
     if !body.is_empty() {
         return Err(bad("bytes left after the last record"));
     }
     Ok(())
+}
+
+/// Skips a varint-length-prefixed field; a negative length is null where `nullable`.
+fn skip_field(b: &mut &[u8], nullable: bool) -> Option<()> {
+    let len = read_varint(b)?;
+    if len < 0 {
+        return nullable.then_some(());
+    }
+    let len = usize::try_from(len).ok().filter(|l| *l <= b.len())?;
+    *b = &b[len..];
+    Some(())
 }
 
 /// Rewrites, in the value about to be stored, the fields the leader owns: base offset and
@@ -358,6 +384,29 @@ mod tests {
         assert_eq!(batches.len(), 1);
         assert_eq!(batches[0].0.record_count, 2);
         assert_eq!(batches[0].1.len(), b.len());
+    }
+
+    /// Found by the `record_batch` fuzz target: a record whose key or value length runs
+    /// past the record's own length (but not past the batch) was accepted and stored.
+    #[test]
+    fn fields_that_run_past_their_record_are_refused() {
+        // build() lays out record 0 as: len, attributes, ts delta, offset delta, key len "k1"...
+        const KEY_LEN_AT: usize = HEADER_LEN + 4;
+        type Corrupt = fn(&mut BytesMut);
+        let cases: [(&str, Corrupt); 3] = [
+            ("key", |b| b[KEY_LEN_AT] = 2 * 40),
+            ("negative header count", |b| b[KEY_LEN_AT + 6] = 1),
+            ("trailing byte", |b| b[HEADER_LEN] += 2),
+        ];
+        for (what, corrupt) in cases {
+            let mut b = BytesMut::from(&two_records()[..]);
+            assert_eq!(&b[KEY_LEN_AT + 1..KEY_LEN_AT + 3], b"k1");
+            corrupt(&mut b);
+            let crc = crc32c::crc32c(&b[CRC_START..]);
+            b[17..21].copy_from_slice(&crc.to_be_bytes());
+            let got = validate(&b.freeze(), 1 << 20);
+            assert!(matches!(got, Err(BatchError::Corrupt(_))), "{what}: {got:?}");
+        }
     }
 
     #[test]

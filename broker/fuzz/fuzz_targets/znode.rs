@@ -1,0 +1,5 @@
+//! cargo-fuzz target `znode`: see `tributary_broker::fuzz::znode` for the input's shape and
+//! what must hold.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| tributary_broker::fuzz::znode(data));
