@@ -13,7 +13,7 @@ use std::ops::Range;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::compression::{Compressor, Decompressor, Gzip, Lz4, Snappy, Zstd};
 
-use super::{read_varint, BatchError, BatchHeader, ATTR_TIMESTAMP_TYPE, CRC_START, HEADER_LEN, LOG_OVERHEAD};
+use super::{read_field, read_varint, BatchError, BatchHeader, ATTR_TIMESTAMP_TYPE, CRC_START, HEADER_LEN, LOG_OVERHEAD};
 
 /// One record: where it lies in the (inflated) records section, and its fields.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -136,22 +136,12 @@ fn deflate(codec: i16, body: &[u8]) -> Result<Bytes, BatchError> {
     Ok(out.freeze())
 }
 
-/// Reads a length-prefixed field at `pos`: `None` for a negative (null) length.
+/// Reads a length-prefixed field at `pos` (see [`read_field`]): `None` for a null one.
 fn field(body: &[u8], pos: &mut usize, end: usize) -> Result<Option<Range<usize>>, BatchError> {
     let mut rest = &body[*pos..end];
-    let before = rest.len();
-    let len = read_varint(&mut rest).ok_or_else(|| corrupt("field length"))?;
-    *pos += before - rest.len();
-    if len < 0 {
-        return Ok(None);
-    }
-    let len = usize::try_from(len).map_err(|_| corrupt("field length"))?;
-    if len > end - *pos {
-        return Err(corrupt("field runs past its record"));
-    }
-    let range = *pos..*pos + len;
-    *pos += len;
-    Ok(Some(range))
+    let value = read_field(&mut rest).ok_or_else(|| corrupt("field runs past its record"))?;
+    *pos = end - rest.len();
+    Ok(value.map(|v| *pos - v.len()..*pos))
 }
 
 /// The records of `batch` (the whole batch, header included), inflated if compressed.

@@ -246,15 +246,15 @@ fn check_uncompressed_records(mut body: &[u8], count: i32) -> Result<(), BatchEr
         if delta != i64::from(expected_delta) {
             return Err(BatchError::Invalid(format!("record {expected_delta} has offset delta {delta}")));
         }
-        skip_field(&mut record, true).ok_or_else(|| bad("the key runs past its record"))?;
-        skip_field(&mut record, true).ok_or_else(|| bad("the value runs past its record"))?;
+        read_field(&mut record).ok_or_else(|| bad("the key runs past its record"))?;
+        read_field(&mut record).ok_or_else(|| bad("the value runs past its record"))?;
         let headers = read_varint(&mut record).ok_or_else(|| bad("header count"))?;
         if headers < 0 {
             return Err(bad(&format!("record {expected_delta} has a negative header count {headers}")));
         }
         for _ in 0..headers {
-            skip_field(&mut record, false).ok_or_else(|| bad("a header key runs past its record"))?;
-            skip_field(&mut record, true).ok_or_else(|| bad("a header value runs past its record"))?;
+            read_field(&mut record).flatten().ok_or_else(|| bad("a header key runs past its record"))?;
+            read_field(&mut record).ok_or_else(|| bad("a header value runs past its record"))?;
         }
         if !record.is_empty() {
             return Err(bad(&format!("record {expected_delta} has {} bytes after its last header", record.len())));
@@ -266,15 +266,19 @@ fn check_uncompressed_records(mut body: &[u8], count: i32) -> Result<(), BatchEr
     Ok(())
 }
 
-/// Skips a varint-length-prefixed field; a negative length is null where `nullable`.
-fn skip_field(b: &mut &[u8], nullable: bool) -> Option<()> {
+/// Reads the varint-length-prefixed field at the front of `b` and moves past it:
+/// `Some(None)` for a negative (null) length, `None` when the length is unreadable or the
+/// field runs past `b`. The one reader of a record's key, value and header fields, for the
+/// produce validator and [`body::decode`].
+pub(super) fn read_field<'a>(b: &mut &'a [u8]) -> Option<Option<&'a [u8]>> {
     let len = read_varint(b)?;
     if len < 0 {
-        return nullable.then_some(());
+        return Some(None);
     }
     let len = usize::try_from(len).ok().filter(|l| *l <= b.len())?;
-    *b = &b[len..];
-    Some(())
+    let (field, rest) = b.split_at(len);
+    *b = rest;
+    Some(Some(field))
 }
 
 /// Rewrites, in the value about to be stored, the fields the leader owns: base offset and
