@@ -55,13 +55,17 @@ def port_open(port, host="127.0.0.1"):
 class ZooKeeper:
     """One ZooKeeper 3.8 server (Debian's package) on a free port, or one member of an ensemble."""
 
-    def __init__(self, log_dir, port=None, data_dir=None, address="127.0.0.1"):
+    def __init__(self, log_dir, port=None, data_dir=None, address="127.0.0.1", sasl_users=None, require_sasl=False):
+        """sasl_users: {user: password} ZooKeeper accepts with SASL DIGEST-MD5 (the Server
+        section of its JAAS file); require_sasl: refuse sessions without such a login."""
         self.address = address
         self.port = port or free_port()
         self.dir = Path(data_dir or tempfile.mkdtemp(prefix="tributary-zk-"))
         self.log_dir = Path(log_dir)
         self.proc = None
         self.extra_config = ""
+        self.sasl_users = sasl_users or {}
+        self.require_sasl = require_sasl
 
     def start(self, wait=True):
         (self.dir / "data").mkdir(parents=True, exist_ok=True)
@@ -71,11 +75,21 @@ class ZooKeeper:
             "admin.enableServer=false\nminSessionTimeout=1000\nmaxSessionTimeout=60000\n4lw.commands.whitelist=*\n"
             + self.extra_config
         )
+        jvm_flags = []
+        if self.sasl_users:
+            jaas = self.dir / "zookeeper_jaas.conf"
+            users = "".join(f' user_{u}="{p}"' for u, p in self.sasl_users.items())
+            jaas.write_text(f"Server {{\n  org.apache.zookeeper.server.auth.DigestLoginModule required{users};\n}};\n")
+            jvm_flags.append(f"-Djava.security.auth.login.config={jaas}")
+            with cfg.open("a") as f:
+                f.write("authProvider.sasl=org.apache.zookeeper.server.auth.SASLAuthenticationProvider\n")
+                if self.require_sasl:
+                    f.write("enforce.auth.enabled=true\nenforce.auth.schemes=sasl\n")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_dir / f"zookeeper-{self.port}.log", "ab")
         env = dict(os.environ, ZOO_LOG_DIR=str(self.dir), JVMFLAGS="-Xmx256m")
         self.proc = subprocess.Popen(
-            ["java", "-Xmx256m", "-cp", ZK_CLASSPATH, "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(cfg)],
+            ["java", "-Xmx256m", *jvm_flags, "-cp", ZK_CLASSPATH, "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(cfg)],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
         )
         if wait:
@@ -234,8 +248,8 @@ class Cluster:
             *extra,
         ]
 
-    def start_broker(self, broker_id, *extra, wait=True):
-        p = Process(f"broker-{broker_id}", self.broker_argv(broker_id, *extra), self.log_dir / f"broker-{broker_id}.log").start()
+    def start_broker(self, broker_id, *extra, wait=True, env=None):
+        p = Process(f"broker-{broker_id}", self.broker_argv(broker_id, *extra), self.log_dir / f"broker-{broker_id}.log").start(env)
         self.brokers[broker_id] = p
         if wait:
             self.wait_broker_ready(broker_id)
@@ -261,12 +275,12 @@ class Cluster:
             admin = AdminClient({"bootstrap.servers": self.bootstrap([b])})
             wait_until(lambda: {*ids} <= set(admin.list_topics(timeout=5).brokers), what=f"broker {b} seeing brokers {ids}")
 
-    def start_coordinator(self, *extra, wait_active=True):
+    def start_coordinator(self, *extra, wait_active=True, env=None):
         port = free_port()
         cid = 3000 + len(self.coordinators)
         argv = [str(BIN / "coordinator"), "--zookeeper-connect", self.zookeeper_connect, "--http-listen", f"127.0.0.1:{port}",
                 "--controller-id", str(cid), "--zookeeper-session-timeout-ms", str(self.session_timeout_ms), *extra]
-        p = Process(f"coordinator-{cid}", argv, self.log_dir / f"coordinator-{cid}.log").start()
+        p = Process(f"coordinator-{cid}", argv, self.log_dir / f"coordinator-{cid}.log").start(env)
         p.http = f"http://127.0.0.1:{port}"
         p.controller_id = cid
         self.coordinators.append(p)

@@ -52,6 +52,10 @@ tributary_common::settings! {
         "how long ZooKeeper keeps this broker registered after losing touch with it";
     zookeeper_connection_timeout_ms: u64 = optional, "zookeeper.connection.timeout.ms", "TRIBUTARY_ZOOKEEPER_CONNECTION_TIMEOUT_MS",
         "how long to wait for ZooKeeper at start (default: the session timeout)";
+    zookeeper_set_acl: bool = "false", "zookeeper.set.acl", "TRIBUTARY_ZOOKEEPER_SET_ACL",
+        "create znodes writable only by this process's ZooKeeper SASL login (readable by all, except SCRAM credentials and broker configs), as Kafka does; needs a login";
+    zookeeper_sasl_jaas_file: PathBuf = optional, "zookeeper.sasl.jaas.file", "TRIBUTARY_ZOOKEEPER_SASL_JAAS_FILE",
+        "a JAAS file whose Client section (org.apache.zookeeper.server.auth.DigestLoginModule username/password) logs in to ZooKeeper with SASL DIGEST-MD5 (default: the file -Djava.security.auth.login.config in KAFKA_OPTS names, or bitnami's KAFKA_ZOOKEEPER_PROTOCOL=SASL with KAFKA_ZOOKEEPER_USER/PASSWORD)";
     data_dir: PathBuf = "/tmp/tributary-logs", "log.dirs", "TRIBUTARY_DATA_DIR",
         "the data directory (one directory; log.dir is read too)";
     broker_rack: String = optional, "broker.rack", "TRIBUTARY_BROKER_RACK",
@@ -474,11 +478,17 @@ impl BrokerConfig {
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Loaded, ConfigError> {
         fold_aliases(&mut props)?;
-        let (mut from_env, not_applicable) = Properties::from_kafka_environment(env);
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let (mut from_env, not_applicable) = Properties::from_kafka_environment(env.iter().cloned());
         fold_aliases(&mut from_env)?;
         props.overlay(from_env);
         let config = BrokerConfig::merge(args.settings, &mut props)?;
-        let security = crate::security::SecurityProps::take(&mut props);
+        let mut security = crate::security::SecurityProps::take(&mut props);
+        security.zookeeper = tributary_common::zk::ZkSecurity::resolve(
+            config.zookeeper_sasl_jaas_file.as_deref(),
+            config.zookeeper_set_acl,
+            &env,
+        )?;
         let inert_keys: Vec<&'static str> =
             INERT_KAFKA_KEYS.iter().copied().filter(|k| props.take(k).is_some()).collect();
         let unimplemented = props.finish()?;

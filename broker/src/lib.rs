@@ -140,6 +140,7 @@ pub async fn run(
         connect: config.zookeeper_connect.clone(),
         session_timeout: config.zookeeper_session_timeout(),
         connection_timeout: config.zookeeper_connection_timeout(),
+        security: security.zookeeper.clone(),
         broker_id,
         endpoints: config.advertised(),
         rack: config.broker_rack.clone(),

@@ -111,7 +111,7 @@ impl Properties {
                     props.entries.insert(key.clone(), value);
                     props.origins.insert(key, name);
                 }
-                KafkaEnv::Setting(_) | KafkaEnv::Other => {}
+                KafkaEnv::Setting(_) | KafkaEnv::ReadDirectly | KafkaEnv::Other => {}
                 KafkaEnv::NotApplicable => not_applicable.push(name),
             }
         }
@@ -553,16 +553,22 @@ pub enum KafkaEnv {
     /// It configures what Tributary does not have (the JVM, log4j, JMX, the bitnami
     /// image's own scripts, Kubernetes service links); named once at start-up.
     NotApplicable,
+    /// Read by Tributary for itself rather than as one setting (`KAFKA_OPTS` for the JAAS
+    /// file it names, bitnami's `KAFKA_ZOOKEEPER_*` login): see [`crate::zk::ZkSecurity::resolve`].
+    ReadDirectly,
     /// Not a `KAFKA_*` variable.
     Other,
 }
+
+/// Variables Tributary reads for themselves (see [`KafkaEnv::ReadDirectly`]).
+const READ_DIRECTLY_KAFKA_VARS: &[&str] =
+    &["KAFKA_OPTS", "KAFKA_ZOOKEEPER_PROTOCOL", "KAFKA_ZOOKEEPER_USER", "KAFKA_ZOOKEEPER_PASSWORD"];
 
 /// Variables the images read for themselves rather than as Kafka settings.
 const NOT_APPLICABLE_KAFKA_VARS: &[&str] = &[
     // confluent's exclusions (JVM and logging)
     "KAFKA_VERSION",
     "KAFKA_HEAP_OPTS",
-    "KAFKA_OPTS",
     "KAFKA_JMX_OPTS",
     "KAFKA_JMX_PORT",
     "KAFKA_JMX_HOSTNAME",
@@ -584,9 +590,6 @@ const NOT_APPLICABLE_KAFKA_VARS: &[&str] = &[
     "KAFKA_CERTIFICATE_PASSWORD",
     "KAFKA_TLS_TYPE",
     "KAFKA_TLS_CLIENT_AUTH",
-    "KAFKA_ZOOKEEPER_PROTOCOL",
-    "KAFKA_ZOOKEEPER_USER",
-    "KAFKA_ZOOKEEPER_PASSWORD",
     "KAFKA_ZOOKEEPER_TLS_TYPE",
     "KAFKA_ZOOKEEPER_TLS_VERIFY_HOSTNAME",
     "KAFKA_ZOOKEEPER_TLS_KEYSTORE_PASSWORD",
@@ -614,6 +617,9 @@ const NOT_APPLICABLE_KAFKA_VARS: &[&str] = &[
 /// read the same under the confluent rule.
 pub fn kafka_env_key(name: &str) -> KafkaEnv {
     let Some(rest) = name.strip_prefix("KAFKA_") else { return KafkaEnv::Other };
+    if READ_DIRECTLY_KAFKA_VARS.contains(&name) {
+        return KafkaEnv::ReadDirectly;
+    }
     if NOT_APPLICABLE_KAFKA_VARS.contains(&name)
         || name.starts_with("KAFKA_LOG4J_")
         // Kubernetes service links for a service named "kafka": KAFKA_PORT=tcp://...,
@@ -917,6 +923,8 @@ mod tests {
             ("KAFKA_PORT", KafkaEnv::NotApplicable),
             ("KAFKA_PORT_9092_TCP_ADDR", KafkaEnv::NotApplicable),
             ("KAFKA_ENABLE_KRAFT", KafkaEnv::NotApplicable),
+            ("KAFKA_OPTS", KafkaEnv::ReadDirectly),
+            ("KAFKA_ZOOKEEPER_PASSWORD", KafkaEnv::ReadDirectly),
             ("KAFKA_LOG_DIRS", KafkaEnv::Setting("log.dirs".into())),
             ("ALLOW_PLAINTEXT_LISTENER", KafkaEnv::Other),
             ("TRIBUTARY_BROKER_ID", KafkaEnv::Other),

@@ -2,6 +2,9 @@
 //! `<LoginModule class> <flag> key="value" ...;`. Kafka's PLAIN users are the
 //! `user_<name>="<password>"` options of a `PlainLoginModule`; a broker's own credentials
 //! for inter-broker connections are its `username` and `password`.
+//!
+//! [`parse_file`] reads the file form a JVM reads from `-Djava.security.auth.login.config`
+//! (`Client { ... };` sections), where Kafka finds its ZooKeeper login.
 
 use std::collections::BTreeMap;
 
@@ -90,6 +93,102 @@ pub fn parse(text: &str) -> Result<Vec<LoginModule>, String> {
     Ok(modules)
 }
 
+/// Parses a JAAS file: named sections, each `Name { <modules> };`, with `//` and `/* */`
+/// comments. Returns the sections by name.
+///
+/// # Errors
+/// A message naming the section and what is wrong (never an option's value).
+pub fn parse_file(text: &str) -> Result<BTreeMap<String, Vec<LoginModule>>, String> {
+    let chars = strip_comments(text);
+    let mut sections = BTreeMap::new();
+    let mut at = 0;
+    loop {
+        while chars.get(at).is_some_and(|c| c.is_whitespace()) {
+            at += 1;
+        }
+        if at >= chars.len() {
+            break;
+        }
+        let start = at;
+        while chars.get(at).is_some_and(|c| !c.is_whitespace() && *c != '{') {
+            at += 1;
+        }
+        let name: String = chars[start..at].iter().collect();
+        while chars.get(at).is_some_and(|c| c.is_whitespace()) {
+            at += 1;
+        }
+        if chars.get(at) != Some(&'{') {
+            return Err(format!("expected '{{' after section name {name:?}"));
+        }
+        at += 1;
+        let body_start = at;
+        let mut quoted = false;
+        loop {
+            match chars.get(at) {
+                None => return Err(format!("section {name} has no closing '}}'")),
+                Some('\\') if quoted => at += 1,
+                Some('"') => quoted = !quoted,
+                Some('}') if !quoted => break,
+                Some(_) => {}
+            }
+            at += 1;
+        }
+        let body: String = chars[body_start..at].iter().collect();
+        at += 1;
+        while chars.get(at).is_some_and(|c| c.is_whitespace()) {
+            at += 1;
+        }
+        if chars.get(at) == Some(&';') {
+            at += 1;
+        }
+        let modules = parse(&body).map_err(|e| format!("section {name}: {e}"))?;
+        if sections.insert(name.clone(), modules).is_some() {
+            return Err(format!("section {name} appears twice"));
+        }
+    }
+    Ok(sections)
+}
+
+/// The text without `//` and `/* */` comments (kept inside quoted values).
+fn strip_comments(text: &str) -> Vec<char> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = Vec::with_capacity(chars.len());
+    let (mut at, mut quoted) = (0, false);
+    while at < chars.len() {
+        let c = chars[at];
+        let next = chars.get(at + 1).copied();
+        if quoted {
+            out.push(c);
+            if c == '\\' {
+                if let Some(n) = next {
+                    out.push(n);
+                    at += 1;
+                }
+            } else if c == '"' {
+                quoted = false;
+            }
+        } else if c == '/' && next == Some('/') {
+            while at < chars.len() && chars[at] != '\n' {
+                at += 1;
+            }
+            continue;
+        } else if c == '/' && next == Some('*') {
+            at += 2;
+            while at < chars.len() && !(chars[at] == '*' && chars.get(at + 1) == Some(&'/')) {
+                at += 1;
+            }
+            at += 2;
+            out.push(' ');
+            continue;
+        } else {
+            quoted = c == '"';
+            out.push(c);
+        }
+        at += 1;
+    }
+    out
+}
+
 struct Tokens {
     chars: Vec<char>,
     at: usize,
@@ -164,6 +263,38 @@ mod tests {
         assert_eq!(scram[0].login().unwrap().1, "a \"quoted\" pass;word");
         let unquoted = parse("x.Module required debug=true;").unwrap();
         assert_eq!(unquoted[0].options["debug"], "true");
+    }
+
+    #[test]
+    fn jaas_files_read_as_a_jvm_reads_them() {
+        let text = r#"
+// Kafka's broker side
+KafkaServer {
+   org.apache.kafka.common.security.plain.PlainLoginModule required
+   username="admin" password="a}b//c" user_admin="x";
+};
+/* ZooKeeper login */
+Client {
+   org.apache.zookeeper.server.auth.DigestLoginModule required
+   username="kafka"
+   password="kafka-secret";
+}
+"#;
+        let sections = parse_file(text).unwrap();
+        assert_eq!(sections.keys().collect::<Vec<_>>(), ["Client", "KafkaServer"]);
+        assert_eq!(sections["Client"][0].class, "org.apache.zookeeper.server.auth.DigestLoginModule");
+        assert_eq!(sections["Client"][0].login(), Some(("kafka".into(), "kafka-secret".into())));
+        assert_eq!(sections["KafkaServer"][0].login().unwrap().1, "a}b//c");
+        assert!(parse_file("").unwrap().is_empty());
+        for (text, want) in [
+            ("Client", "expected '{'"),
+            ("Client { x.M required a=\"b\";", "no closing"),
+            ("Client { };", "section Client: no login module"),
+            ("A { x.M required; }; A { x.M required; };", "appears twice"),
+        ] {
+            let e = parse_file(text).unwrap_err();
+            assert!(e.contains(want), "{text:?}: {e}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use tributary_common::config::{ConfigError, Properties};
 use tributary_common::telemetry::LogFormat;
+use tributary_common::zk::ZkSecurity;
 
 tributary_common::settings! {
     /// The coordinator's settings as flags (each also an environment variable); see [`Args`].
@@ -17,6 +18,10 @@ tributary_common::settings! {
         "host:port[,host:port...][/chroot]";
     zookeeper_session_timeout_ms: u64 = "6000", "zookeeper.session.timeout.ms", "TRIBUTARY_ZOOKEEPER_SESSION_TIMEOUT_MS",
         "how soon a standby takes over from a coordinator that died without closing its session (shorter than a broker's, so the controller role moves within seconds)";
+    zookeeper_set_acl: bool = "false", "zookeeper.set.acl", "TRIBUTARY_ZOOKEEPER_SET_ACL",
+        "create znodes writable only by this process's ZooKeeper SASL login, as the brokers do (give both the same login)";
+    zookeeper_sasl_jaas_file: PathBuf = optional, "zookeeper.sasl.jaas.file", "TRIBUTARY_ZOOKEEPER_SASL_JAAS_FILE",
+        "a JAAS file whose Client section (DigestLoginModule username/password) logs in to ZooKeeper with SASL DIGEST-MD5 (default: the file -Djava.security.auth.login.config in KAFKA_OPTS names, or KAFKA_ZOOKEEPER_PROTOCOL=SASL with KAFKA_ZOOKEEPER_USER/PASSWORD)";
     http_listen: SocketAddr = "127.0.0.1:8080", "http.listen", "TRIBUTARY_HTTP_LISTEN",
         "address of the HTTP admin API, IP:PORT";
     rest_listen: SocketAddr = optional, "rest.listen", "TRIBUTARY_REST_LISTEN",
@@ -81,25 +86,32 @@ impl CoordinatorConfig {
     ///
     /// # Errors
     /// [`ConfigError`] naming the unknown, missing or invalid setting.
-    pub fn from_args(args: Args) -> Result<Self, ConfigError> {
+    pub fn from_args(args: Args) -> Result<(Self, ZkSecurity), ConfigError> {
         Self::from_sources(args, std::env::vars())
     }
 
     /// [`Self::from_args`] with the environment given (tests). `KAFKA_*` variables are
     /// read as the broker reads them, between the flags and the file; the coordinator
     /// takes the settings it has (zookeeper.connect, ...) and leaves the broker's alone.
+    /// The ZooKeeper login is found as the broker finds it.
     ///
     /// # Errors
     /// As [`Self::from_args`].
-    pub fn from_sources(args: Args, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+    pub fn from_sources(
+        args: Args,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(Self, ZkSecurity), ConfigError> {
+        let env: Vec<(String, String)> = env.into_iter().collect();
         let mut props = Properties::load(args.config.as_deref())?;
-        props.overlay(Properties::from_kafka_environment(env).0);
+        props.overlay(Properties::from_kafka_environment(env.iter().cloned()).0);
         let config = CoordinatorConfig::merge(args.settings, &mut props)?;
         // Leftover environment variables are the broker's settings: not this program's
         // to warn about.
         let _broker_settings = props.finish()?;
         config.validate()?;
-        Ok(config)
+        let zookeeper =
+            ZkSecurity::resolve(config.zookeeper_sasl_jaas_file.as_deref(), config.zookeeper_set_acl, &env)?;
+        Ok((config, zookeeper))
     }
 
     /// Checks ranges.
@@ -139,7 +151,7 @@ mod tests {
             http_listen: Some("0.0.0.0:9".parse().unwrap()),
             ..Default::default()
         };
-        let c = CoordinatorConfig::from_sources(args(flags.clone(), None), []).unwrap();
+        let c = CoordinatorConfig::from_sources(args(flags.clone(), None), []).unwrap().0;
         assert_eq!(c.http_listen.port(), 9);
         assert_eq!(c.controller_id, 3000);
         let file = std::env::temp_dir().join(format!("tributary-coord-cfg-{}", std::process::id()));
@@ -156,7 +168,7 @@ mod tests {
             ("KAFKA_LISTENERS", "PLAINTEXT://:9092"),
         ]
         .map(|(k, v)| (k.to_string(), v.to_string()));
-        let c = CoordinatorConfig::from_sources(args(CoordinatorFlags::default(), None), env).unwrap();
+        let c = CoordinatorConfig::from_sources(args(CoordinatorFlags::default(), None), env).unwrap().0;
         assert_eq!(c.zookeeper_connect, "zk:2181");
     }
 

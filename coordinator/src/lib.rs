@@ -18,17 +18,24 @@ use crate::admin::AdminState;
 use crate::config::CoordinatorConfig;
 use crate::controller::{ControllerConfig, Status};
 
-/// Runs the controller and the admin API on `http` until `shutdown`.
+/// Runs the controller and the admin API on `http` until `shutdown`; `zookeeper` is the
+/// ZooKeeper login and `zookeeper.set.acl`.
 ///
 /// # Errors
 /// When the HTTP server fails.
-pub async fn run(config: CoordinatorConfig, http: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    config: CoordinatorConfig,
+    zookeeper: tributary_common::zk::ZkSecurity,
+    http: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let slot = Arc::new(RwLock::new(None));
     let (status_tx, status_rx) = watch::channel(Status::default());
     let controller = tokio::spawn(controller::run(
         ControllerConfig {
             controller_id: config.controller_id,
             zookeeper_connect: config.zookeeper_connect.clone(),
+            zookeeper,
             session_timeout: Duration::from_millis(config.zookeeper_session_timeout_ms),
             unclean_leader_election: config.unclean_leader_election_enable,
             auto_leader_rebalance: config.auto_leader_rebalance_enable,

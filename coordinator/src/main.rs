@@ -14,7 +14,7 @@ async fn main() -> ExitCode {
         eprintln!("coordinator: {e}");
         return ExitCode::from(2);
     }
-    let config = match CoordinatorConfig::from_args(args) {
+    let (config, zookeeper) = match CoordinatorConfig::from_args(args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("coordinator: invalid configuration: {e}");
@@ -36,7 +36,7 @@ async fn main() -> ExitCode {
         tributary_common::telemetry::termination_signal().await;
         signal.cancel();
     });
-    match tributary_coordinator::run(config, http, shutdown).await {
+    match tributary_coordinator::run(config, zookeeper, http, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("coordinator: {e:#}");

@@ -113,16 +113,17 @@ async fn new_topic(client: &Client, topic: &str) {
 async fn the_controller_elects_leaders_and_a_stale_epoch_writes_nothing() {
     tokio::time::timeout(DEADLINE, async {
         let zk = ZooKeeper::start("controller");
-        let client = connect(&zk.connect_string(), Duration::from_secs(6), Duration::from_secs(10)).await.unwrap();
+        let client = connect(&zk.connect_string(), Duration::from_secs(6), Duration::from_secs(10), &Default::default()).await.unwrap();
         ensure_persistent_paths(&client).await.unwrap();
         // A live broker 1, as a broker registers itself.
         let endpoint = Endpoint::parse("PLAINTEXT://127.0.0.1:9092").unwrap();
         let registration = BrokerRegistration::new(&[endpoint], None, 0).encode();
-        client.create(&znode::broker_path(1), &registration, &ephemeral()).await.unwrap();
+        client.create(&znode::broker_path(1), &registration, &ephemeral(&znode::broker_path(1))).await.unwrap();
 
         let cfg = ControllerConfig {
             controller_id: 3000,
             zookeeper_connect: zk.connect_string(),
+            zookeeper: Default::default(),
             session_timeout: Duration::from_secs(6),
             unclean_leader_election: false,
             auto_leader_rebalance: false,

@@ -121,6 +121,8 @@ pub struct Security {
     pub(crate) sasl_max_receive_size: usize,
     /// Key for the stand-in credentials of unknown SCRAM users (random per process).
     pub(crate) stand_in_secret: Vec<u8>,
+    /// How the broker logs in to ZooKeeper and protects the znodes it creates.
+    pub(crate) zookeeper: tributary_common::zk::ZkSecurity,
 }
 
 impl std::fmt::Debug for Security {
@@ -152,6 +154,7 @@ impl Security {
             failed_authentication_delay: Duration::from_millis(100),
             sasl_max_receive_size: 524_288,
             stand_in_secret: tributary_common::scram::random_salt(),
+            zookeeper: tributary_common::zk::ZkSecurity::default(),
         }
     }
 
@@ -162,6 +165,7 @@ impl Security {
     /// The first thing missing or wrong, naming the listener and the setting to fix.
     pub fn build(config: &BrokerConfig, props: &SecurityProps) -> Result<Security, String> {
         let mut security = Security::plaintext();
+        security.zookeeper = props.zookeeper.clone();
         let global = "";
         security.max_reauth_ms = parse_num("connections.max.reauth.ms", props.get(global, "connections.max.reauth.ms"), 0)?;
         let delay: u64 = parse_num(

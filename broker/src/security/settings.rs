@@ -51,6 +51,8 @@ pub struct SecurityProps {
     values: BTreeMap<String, String>,
     /// Keys set that have no effect here (JVM TLS tuning).
     inert: Vec<String>,
+    /// The ZooKeeper login and `zookeeper.set.acl`.
+    pub zookeeper: tributary_common::zk::ZkSecurity,
 }
 
 impl std::fmt::Debug for SecurityProps {

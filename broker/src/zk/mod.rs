@@ -194,7 +194,7 @@ impl ZkHandle {
         let client = self.client()?;
         let payload = IsrChangeNotification::new(partitions).encode();
         client
-            .create(znode::ISR_CHANGE_PREFIX, &payload, &persistent_sequential())
+            .create(znode::ISR_CHANGE_PREFIX, &payload, &persistent_sequential(znode::ISR_CHANGE_PREFIX))
             .await
             .map_err(client_err(znode::ISR_CHANGE_PREFIX))?;
         Ok(())
@@ -212,7 +212,7 @@ impl ZkHandle {
             let (data, stat) = match client.get_data(path).await {
                 Ok(found) => found,
                 Err(zookeeper_client::Error::NoNode) => {
-                    let _ = client.create(path, &[], &persistent()).await;
+                    let _ = client.create(path, &[], &persistent(path)).await;
                     continue;
                 }
                 Err(e) => return Err(client_err(path)(e)),
@@ -239,8 +239,8 @@ pub(crate) async fn get_or_create_cluster_id(client: &Client, wanted: Option<&st
             Ok((data, _)) => return Ok(ClusterIdZNode::decode(&data)?.id),
             Err(zookeeper_client::Error::NoNode) => {
                 let id = wanted.map_or_else(|| TopicId::random().to_string(), str::to_string);
-                let _ = client.mkdir("/cluster", &persistent()).await;
-                match client.create(znode::CLUSTER_ID, &ClusterIdZNode::new(id).encode(), &persistent()).await {
+                let _ = client.mkdir("/cluster", &persistent("/cluster")).await;
+                match client.create(znode::CLUSTER_ID, &ClusterIdZNode::new(id).encode(), &persistent(znode::CLUSTER_ID)).await {
                     Ok(_) | Err(zookeeper_client::Error::NodeExists) => continue,
                     Err(e) => return Err(client_err(znode::CLUSTER_ID)(e)),
                 }
@@ -262,7 +262,7 @@ pub(crate) async fn register_broker(
 ) -> Result<i64, Error> {
     let path = znode::broker_path(id);
     loop {
-        match client.create(&path, &registration.encode(), &ephemeral()).await {
+        match client.create(&path, &registration.encode(), &ephemeral(&path)).await {
             Ok((stat, _)) => return Ok(stat.czxid),
             Err(zookeeper_client::Error::NodeExists) => match client.get_data(&path).await {
                 Ok((_, stat)) if stat.ephemeral_owner == client.session_id().0 => return Ok(stat.czxid),

@@ -24,6 +24,8 @@ pub(crate) struct SessionConfig {
     pub session_timeout: Duration,
     /// zookeeper.connection.timeout.ms
     pub connection_timeout: Duration,
+    /// The SASL login and zookeeper.set.acl.
+    pub security: tributary_common::zk::ZkSecurity,
     /// broker.id
     pub broker_id: BrokerId,
     /// advertised.listeners
@@ -49,7 +51,7 @@ pub(crate) struct Registered {
 /// # Errors
 /// A sentence for the operator: ZooKeeper unreachable, or the broker id taken.
 pub(crate) async fn establish(cfg: &SessionConfig) -> anyhow::Result<Registered> {
-    let client = connect(&cfg.connect, cfg.session_timeout, cfg.connection_timeout).await?;
+    let client = connect(&cfg.connect, cfg.session_timeout, cfg.connection_timeout, &cfg.security).await?;
     ensure_persistent_paths(&client).await.map_err(|e| anyhow::anyhow!("creating Kafka's znodes failed: {e}"))?;
     let cluster_id = get_or_create_cluster_id(&client, cfg.cluster_id.as_deref()).await?;
     if cfg.cluster_id.as_deref().is_some_and(|wanted| wanted != cluster_id) {

@@ -482,7 +482,7 @@ async fn preferred_leader_election(State(state): State<AdminState>, body: Bytes)
     };
     let payload =
         znode::PreferredReplicaElection::new(req.partitions.into_iter().map(|p| (p.topic, p.partition))).encode();
-    match client.create(znode::PREFERRED_REPLICA_ELECTION, &payload, &tributary_common::zk::persistent()).await {
+    match client.create(znode::PREFERRED_REPLICA_ELECTION, &payload, &tributary_common::zk::persistent(znode::PREFERRED_REPLICA_ELECTION)).await {
         Ok(_) => {
             Ok((StatusCode::ACCEPTED, Json(json!({ "status": "requested", "partitions": count }))).into_response())
         }

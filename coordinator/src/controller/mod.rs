@@ -27,6 +27,8 @@ pub struct ControllerConfig {
     pub controller_id: i32,
     /// zookeeper.connect
     pub zookeeper_connect: String,
+    /// The ZooKeeper login and zookeeper.set.acl.
+    pub zookeeper: tributary_common::zk::ZkSecurity,
     /// zookeeper.session.timeout.ms
     pub session_timeout: Duration,
     /// unclean.leader.election.enable (cluster default)
@@ -97,7 +99,7 @@ pub async fn try_elect(client: &Client, controller_id: i32) -> Result<Option<(i3
         Ok(found) => found,
         Err(zookeeper_client::Error::NoNode) => {
             // Kafka starts the epoch at 0; the first controller makes it 1.
-            match client.create(znode::CONTROLLER_EPOCH, b"0", &persistent()).await {
+            match client.create(znode::CONTROLLER_EPOCH, b"0", &persistent(znode::CONTROLLER_EPOCH)).await {
                 Ok(_) | Err(zookeeper_client::Error::NodeExists) => {}
                 Err(e) => return Err(zk(znode::CONTROLLER_EPOCH)(e)),
             }
@@ -109,7 +111,7 @@ pub async fn try_elect(client: &Client, controller_id: i32) -> Result<Option<(i3
     let new_epoch = epoch + 1;
     let mut multi = client.new_multi_writer();
     let payload = ControllerZNode::new(controller_id, tributary_common::time::now_ms()).encode();
-    multi.add_create(znode::CONTROLLER, &payload, &ephemeral()).map_err(zk(znode::CONTROLLER))?;
+    multi.add_create(znode::CONTROLLER, &payload, &ephemeral(znode::CONTROLLER)).map_err(zk(znode::CONTROLLER))?;
     multi
         .add_set_data(znode::CONTROLLER_EPOCH, new_epoch.to_string().as_bytes(), Some(stat.version))
         .map_err(zk(znode::CONTROLLER_EPOCH))?;
@@ -140,15 +142,12 @@ pub async fn try_elect(client: &Client, controller_id: i32) -> Result<Option<(i3
 pub async fn apply(client: &Client, epoch_version: i32, action: &Action) -> Result<(), Error> {
     let mut w =
         client.new_check_writer(znode::CONTROLLER_EPOCH, Some(epoch_version)).map_err(zk(znode::CONTROLLER_EPOCH))?;
-    let options = persistent();
     match action {
         Action::CreateState { topic, partition, state } => {
-            client
-                .mkdir(&znode::partition_path(topic, *partition), &options)
-                .await
-                .map_err(zk(znode::partition_path(topic, *partition)))?;
+            let parent = znode::partition_path(topic, *partition);
+            client.mkdir(&parent, &persistent(&parent)).await.map_err(zk(&parent))?;
             let path = znode::partition_state_path(topic, *partition);
-            w.add_create(&path, &state.encode(), &options).map_err(zk(&path))?;
+            w.add_create(&path, &state.encode(), &persistent(&path)).map_err(zk(&path))?;
         }
         Action::UpdateState { topic, partition, state, expected_version } => {
             let path = znode::partition_state_path(topic, *partition);
@@ -573,7 +572,7 @@ async fn standby(client: &Client, shutdown: &CancellationToken) -> Result<(), Re
 pub async fn run(cfg: ControllerConfig, slot: ZkSlot, status: watch::Sender<Status>, shutdown: CancellationToken) {
     'session: loop {
         let client = loop {
-            match connect(&cfg.zookeeper_connect, cfg.session_timeout, Duration::from_secs(5)).await {
+            match connect(&cfg.zookeeper_connect, cfg.session_timeout, Duration::from_secs(5), &cfg.zookeeper).await {
                 Ok(c) => break c,
                 Err(e) => {
                     tracing::error!(error = %e, "coordinator cannot reach ZooKeeper; retrying");
