@@ -254,6 +254,60 @@ def parse_handshake(reply):
 
 
 @pytest.mark.timeout(180)
+def start_env_broker(cluster, broker_id, env):
+    """A broker with a PLAINTEXT and a SASL_PLAINTEXT listener, configured through the
+    images' environment only; returns the SASL port."""
+    ports = {p: free_port() for p in ["PLAINTEXT", "SASL_PLAINTEXT"]}
+    cluster.broker_ports[broker_id] = ports["PLAINTEXT"]
+    endpoints = ",".join(f"{p}://127.0.0.1:{port}" for p, port in ports.items())
+    cluster.start_broker(broker_id, "--listeners", endpoints, env=dict(
+        {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")}, KAFKA_ADVERTISED_LISTENERS=endpoints,
+        KAFKA_LISTENER_SECURITY_PROTOCOL_MAP="PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+        KAFKA_INTER_BROKER_LISTENER_NAME="PLAINTEXT", **env))
+    return ports["SASL_PLAINTEXT"]
+
+
+@pytest.mark.timeout(180)
+def test_the_images_user_variables_and_jaas_files_configure_sasl(empty_cluster, zk_client, tmp_path):
+    cluster = empty_cluster
+    bitnami_env = {"KAFKA_CFG_SASL_ENABLED_MECHANISMS": "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+                   "KAFKA_CLIENT_USERS": "alice,bob", "KAFKA_CLIENT_PASSWORDS": "alice-pw,bob-pw"}
+    # bitnami: users and passwords in two lists; PLAIN accepts them, and they get SCRAM
+    # credentials in ZooKeeper at start (SCRAM-SHA-256 with 8192 iterations, SHA-512 4096).
+    bitnami = start_env_broker(cluster, 1, bitnami_env)
+    # confluent: a KafkaServer section in the JAAS file KAFKA_OPTS names (which wins over
+    # bitnami's variables, as in the bitnami image).
+    jaas = tmp_path / "kafka_server_jaas.conf"
+    jaas.write_text("KafkaServer {\n  org.apache.kafka.common.security.plain.PlainLoginModule required\n"
+                    '  username="admin" password="admin-secret"\n  user_admin="admin-secret"\n  user_carol="carol-pw";\n};\n')
+    confluent = start_env_broker(cluster, 2, {
+        "KAFKA_SASL_ENABLED_MECHANISMS": "PLAIN", "KAFKA_OPTS": f"-Xmx1g -Djava.security.auth.login.config={jaas}",
+        "KAFKA_CLIENT_USERS": "dave", "KAFKA_CLIENT_PASSWORDS": "dave-pw"})
+
+    def logs_in(config):
+        return AdminClient(config).list_topics(timeout=10).brokers
+
+    users = f"{cluster.chroot}/config/users"
+    data, stat = zk_client.get(f"{users}/bob")
+    assert b"SCRAM-SHA-256" in data and b"iterations=8192" in data and b"SCRAM-SHA-512" in data and b"bob-pw" not in data
+    assert logs_in(sasl(bitnami, "PLAIN", "alice", "alice-pw"))
+    bob = sasl(bitnami, "SCRAM-SHA-512", "bob", "bob-pw")
+    wait_until(lambda: logs_in(bob), timeout=20, what="bob's SCRAM credential")
+    assert logs_in(sasl(confluent, "PLAIN", "carol", "carol-pw"))
+    assert "Authentication failed" in refused(sasl(bitnami, "PLAIN", "alice", "wrong"), timeout=3)
+    assert "Authentication failed" in refused(sasl(confluent, "PLAIN", "dave", "dave-pw"), timeout=3)
+    for b in (1, 2):
+        log = cluster.brokers[b].log()
+        assert "alice-pw" not in log and "carol-pw" not in log
+        assert not [line for line in log.splitlines() if "do not apply" in line and "KAFKA_CLIENT_USERS" in line]
+
+    # A restart with the same passwords writes nothing: the credentials already match.
+    cluster.brokers[1].terminate()
+    restarted = start_env_broker(cluster, 1, bitnami_env)
+    assert logs_in(sasl(restarted, "SCRAM-SHA-256", "bob", "bob-pw"))
+    assert zk_client.get(f"{users}/bob")[1].version == stat.version
+
+
 def test_sasl_protocol_misuse_is_refused_without_harm(empty_cluster):
     cluster = empty_cluster
     ports = start_secure_broker(cluster, 1, ["SASL_PLAINTEXT"], SASL_PROPS)

@@ -484,6 +484,7 @@ impl BrokerConfig {
         props.overlay(from_env);
         let config = BrokerConfig::merge(args.settings, &mut props)?;
         let mut security = crate::security::SecurityProps::take(&mut props);
+        security.read_environment(&env)?;
         security.zookeeper = tributary_common::zk::ZkSecurity::resolve(
             config.zookeeper_sasl_jaas_file.as_deref(),
             config.zookeeper_set_acl,

@@ -219,12 +219,25 @@ pub fn config(data: &[u8]) {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect::<Vec<_>>();
-    let props = tributary_common::config::Properties::parse("fuzz.properties", &file);
+    let _ = crate::security::settings::bitnami_users(&env);
+    let _ = tributary_common::zk::zk_login_from_bitnami(&env);
+    let _ = tributary_common::zk::jvm_zk_options(&env_text);
+    // Settings that name files to read (a JAAS file) are left out: what the file holds is
+    // fuzzed below as text.
+    let env: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k != "KAFKA_OPTS").collect();
+    let mut props = tributary_common::config::Properties::parse("fuzz.properties", &file);
+    let _ = props.take("zookeeper.sasl.jaas.file");
     let _ = crate::config::BrokerConfig::from_properties(crate::config::Args::default(), props, env);
     if let Ok(modules) = tributary_common::jaas::parse(&jaas) {
-        for m in modules {
+        for m in &modules {
             let _ = m.plain_users();
             let _ = m.login();
+            assert_eq!(tributary_common::jaas::parse(&m.to_text()).ok().as_deref(), Some(std::slice::from_ref(m)));
+        }
+    }
+    if let Ok(sections) = tributary_common::jaas::parse_file(&jaas) {
+        for name in sections.keys() {
+            let _ = tributary_common::zk::zk_login_from_jaas(&jaas, name, "fuzz");
         }
     }
     if let Ok(mapper) = rules.parse::<tributary_common::tls::PrincipalMapper>() {

@@ -155,6 +155,7 @@ pub async fn run(
         }
     };
     check_meta_properties(&dir, broker_id, Some(&registered.cluster_id))?;
+    zk::ensure_image_scram_users(&registered.client, &security.image_scram_users).await;
 
     let zk = ZkHandle::new(broker_id);
     // Two channels: ZooKeeper's view goes to the reconciler first, and request handlers see a

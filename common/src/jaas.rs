@@ -43,6 +43,17 @@ impl LoginModule {
     pub fn login(&self) -> Option<(String, String)> {
         Some((self.options.get("username")?.clone(), self.options.get("password")?.clone()))
     }
+
+    /// The entry as `sasl.jaas.config` text, which [`parse`] reads back to this entry.
+    pub fn to_text(&self) -> String {
+        let mut out = format!("{} {}", self.class, self.flag);
+        for (key, value) in &self.options {
+            let escaped = value.replace('\\', "\\\\").replace('"', "\\\"");
+            out.push_str(&format!(" {key}=\"{escaped}\""));
+        }
+        out.push(';');
+        out
+    }
 }
 
 /// Parses the value of a `sasl.jaas.config` setting: one or more modules, each ended by ';'.
@@ -311,6 +322,8 @@ Client {
             assert!(e.contains(want), "{text:?}: {e}");
         }
         let m = parse("x.Module required password=\"hunter2\";").unwrap();
+        let tricky = parse("x.M required a=\"q\\\"uo;te\\\\\" b=plain;").unwrap();
+        assert_eq!(parse(&tricky[0].to_text()).unwrap(), tricky);
         assert!(!format!("{m:?}").contains("hunter2"));
     }
 }

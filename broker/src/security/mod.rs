@@ -123,6 +123,9 @@ pub struct Security {
     pub(crate) stand_in_secret: Vec<u8>,
     /// How the broker logs in to ZooKeeper and protects the znodes it creates.
     pub(crate) zookeeper: tributary_common::zk::ZkSecurity,
+    /// Users (with passwords) of bitnami's variables that get SCRAM credentials in
+    /// ZooKeeper at start, as the image creates them.
+    pub(crate) image_scram_users: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for Security {
@@ -155,6 +158,7 @@ impl Security {
             sasl_max_receive_size: 524_288,
             stand_in_secret: tributary_common::scram::random_salt(),
             zookeeper: tributary_common::zk::ZkSecurity::default(),
+            image_scram_users: Vec::new(),
         }
     }
 
@@ -188,6 +192,20 @@ impl Security {
             security.listeners.insert(l.listener.clone(), built);
         }
         security.inter_broker = inter_broker_client(config, props)?;
+        // bitnami creates SCRAM credentials for its users when SCRAM is on (the
+        // inter-broker user when brokers log in with SCRAM).
+        let scram_served = security
+            .listeners
+            .values()
+            .any(|l| l.sasl.as_ref().is_some_and(|s| s.mechanisms.iter().any(|m| matches!(m, Mechanism::Scram(_)))));
+        if scram_served {
+            security.image_scram_users = props.image_client_users.clone();
+        }
+        if let (Some(inter), Some(login)) = (&props.image_inter_broker_user, &security.inter_broker.sasl) {
+            if login.mechanism.starts_with("SCRAM") {
+                security.image_scram_users.push(inter.clone());
+            }
+        }
         Ok(security)
     }
 
@@ -282,8 +300,12 @@ fn listener_security(name: &str, protocol: &str, props: &SecurityProps) -> Resul
         let mut plain_users = BTreeMap::new();
         if mechanisms.contains(&Mechanism::Plain) {
             let key = format!("listener.name.{}.plain.sasl.jaas.config", name.to_ascii_lowercase());
+            let key = match props.server_jaas_origin() {
+                Some(origin) if !props.has(&key) => origin.to_string(),
+                _ => key,
+            };
             let text = props.jaas(name, "PLAIN").ok_or_else(|| {
-                in_listener(format!("PLAIN is enabled but {key} is not set; give it org.apache.kafka.common.security.plain.PlainLoginModule required user_<name>=\"<password>\" ...;"))
+                in_listener(format!("PLAIN is enabled but {key} is not set; give it org.apache.kafka.common.security.plain.PlainLoginModule required user_<name>=\"<password>\" ...; (or a KafkaServer section in the JAAS file KAFKA_OPTS names, or bitnami's KAFKA_CLIENT_USERS and KAFKA_CLIENT_PASSWORDS)"))
             })?;
             let modules = jaas::parse(text).map_err(|e| in_listener(format!("{key}: {e}")))?;
             plain_users = modules.iter().flat_map(jaas::LoginModule::plain_users).collect();
@@ -321,8 +343,12 @@ fn inter_broker_client(config: &BrokerConfig, props: &SecurityProps) -> Result<C
             in_listener(format!("{key} is not set; followers log in to other brokers with its username and password"))
         })?;
         let modules = jaas::parse(text).map_err(|e| in_listener(format!("{key}: {e}")))?;
+        // A KafkaServer section may hold a PLAIN and a SCRAM module: the mechanism's first.
+        let class = if mechanism == "PLAIN" { ".PlainLoginModule" } else { ".ScramLoginModule" };
         let (username, password) = modules
             .iter()
+            .filter(|m| m.class.ends_with(class))
+            .chain(modules.iter())
             .find_map(jaas::LoginModule::login)
             .ok_or_else(|| in_listener(format!("{key} has no username and password for inter-broker connections")))?;
         out.sasl = Some(SaslLogin { mechanism, username, password });

@@ -346,3 +346,86 @@ pub(crate) async fn load_metadata(client: &Client, cluster_id: &str) -> Result<C
     }
     Ok(meta)
 }
+
+/// The iteration counts bitnami's image gives the SCRAM credentials it creates
+/// (`kafka-configs --add-config 'SCRAM-SHA-256=[iterations=8192,...],SCRAM-SHA-512=[...]'`).
+const IMAGE_SCRAM_ITERATIONS: [(tributary_common::scram::Mechanism, u32); 2] =
+    [(tributary_common::scram::Mechanism::Sha256, 8192), (tributary_common::scram::Mechanism::Sha512, 4096)];
+
+/// The SCRAM entries to write so that `config` (a user's `/config/users/<u>`) lets
+/// `password` log in with both mechanisms; empty when it already does. CPU-heavy (PBKDF2):
+/// call it off the async workers.
+pub(crate) fn scram_entries_for(config: &BTreeMap<String, String>, password: &str) -> BTreeMap<String, String> {
+    use tributary_common::scram::{constant_time_eq, random_salt, Credential};
+    let mut out = BTreeMap::new();
+    for (mechanism, iterations) in IMAGE_SCRAM_ITERATIONS {
+        let stored = config.get(mechanism.name()).and_then(|v| Credential::from_config_value(v).ok());
+        let verifies = stored.is_some_and(|c| {
+            let again = Credential::from_password(mechanism, password, c.salt.clone(), c.iterations);
+            constant_time_eq(&again.stored_key, &c.stored_key)
+        });
+        if !verifies {
+            let fresh = Credential::from_password(mechanism, password, random_salt(), iterations);
+            out.insert(mechanism.name().to_string(), fresh.to_config_value());
+        }
+    }
+    out
+}
+
+/// Gives each of bitnami's users (`KAFKA_CLIENT_USERS`, and the inter-broker user when
+/// brokers log in with SCRAM) SCRAM-SHA-256 and SCRAM-SHA-512 credentials for its password,
+/// as the image does at start; credentials that already match the password are left alone,
+/// so restarts write nothing. Failures are logged, not fatal: the listener still serves
+/// the users it can verify.
+pub(crate) async fn ensure_image_scram_users(client: &Client, users: &[(String, String)]) {
+    use tributary_common::zk::{read_entity_config, update_entity_config, ConfigUpdateError};
+    use tributary_common::znode::ConfigEntity;
+    for (user, password) in users {
+        let entity = ConfigEntity::User(Some(user.clone()));
+        let current = match read_entity_config(client, &entity).await {
+            Ok((config, _)) => config,
+            Err(e) => {
+                tracing::warn!(user, error = %e, "cannot read the SCRAM credentials of this KAFKA_CLIENT_USERS user; it cannot log in with SCRAM until they are written (check the ZooKeeper login's ACLs)");
+                continue;
+            }
+        };
+        let password = password.clone();
+        let Ok(entries) = tokio::task::spawn_blocking(move || scram_entries_for(&current, &password)).await else {
+            continue;
+        };
+        if entries.is_empty() {
+            continue;
+        }
+        let written = update_entity_config(client, &entity, false, |config| {
+            let mut next = config.clone();
+            next.extend(entries.clone());
+            Ok::<_, std::convert::Infallible>(next)
+        })
+        .await;
+        match written {
+            Ok(_) => tracing::info!(user, mechanisms = ?entries.keys().collect::<Vec<_>>(), "created the SCRAM credentials of a user named by KAFKA_CLIENT_USERS / KAFKA_INTER_BROKER_USER, as the bitnami image does"),
+            Err(ConfigUpdateError::Zk(e)) => tracing::warn!(user, error = %e, "cannot write the SCRAM credentials of a KAFKA_CLIENT_USERS user; it cannot log in with SCRAM (check the ZooKeeper login's ACLs)"),
+            Err(ConfigUpdateError::KeptChanging(path)) => tracing::warn!(user, path, "the SCRAM credentials of a KAFKA_CLIENT_USERS user kept changing while written (other brokers starting); they hold whatever was written last"),
+            Err(ConfigUpdateError::Refused(never)) => match never {},
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_users_get_credentials_once_and_again_only_for_a_new_password() {
+        let empty = BTreeMap::new();
+        let written = scram_entries_for(&empty, "pw");
+        assert_eq!(written.keys().collect::<Vec<_>>(), ["SCRAM-SHA-256", "SCRAM-SHA-512"]);
+        assert!(written["SCRAM-SHA-256"].ends_with("iterations=8192"));
+        assert!(written["SCRAM-SHA-512"].ends_with("iterations=4096"));
+        assert!(scram_entries_for(&written, "pw").is_empty(), "matching credentials are left alone");
+        assert_eq!(scram_entries_for(&written, "new").len(), 2);
+        let mut one = written.clone();
+        one.insert("SCRAM-SHA-512".into(), "garbage".into());
+        assert_eq!(scram_entries_for(&one, "pw").keys().collect::<Vec<_>>(), ["SCRAM-SHA-512"]);
+    }
+}
