@@ -308,6 +308,79 @@ def test_the_images_user_variables_and_jaas_files_configure_sasl(empty_cluster, 
     assert zk_client.get(f"{users}/bob")[1].version == stat.version
 
 
+def auth_counts(port):
+    """kafka_server_socket_server_metrics_*_authentication_total of the SASL listener."""
+    from test_metrics import scrape, value
+    samples = scrape(f"http://127.0.0.1:{port}/metrics")
+    name = "kafka_server_socket_server_metrics_{}_total"
+    return {k: value(samples, name.format(k), listener="SASL_PLAINTEXT") or 0 for k in
+            ["successful_authentication", "successful_reauthentication", "failed_authentication"]}
+
+
+@pytest.mark.timeout(120)
+def test_librdkafka_re_authenticates_before_its_session_expires(empty_cluster):
+    """KIP-368: with connections.max.reauth.ms the broker tells the client its session
+    lifetime; librdkafka re-authenticates on the same connection before it ends, so a
+    producer writing throughout loses nothing and is never disconnected for it."""
+    cluster = empty_cluster
+    metrics = free_port()
+    ports = start_secure_broker(cluster, 1, ["SASL_PLAINTEXT"], dict(
+        SASL_PROPS, **{"connections.max.reauth.ms": "2000", "metrics.listen": f"127.0.0.1:{metrics}"}))
+    cluster.start_coordinator()
+    create_topic(cluster, "reauth")
+    scram_admin_setup(cluster.bootstrap())
+    errors = []
+    producer = Producer(sasl(ports["SASL_PLAINTEXT"], "SCRAM-SHA-512", "bob", "bob-secret", error_cb=errors.append))
+    acked = []
+
+    def produced_through_reauthentications():
+        producer.produce("reauth", value=b"%d" % len(acked), on_delivery=lambda e, m: acked.append(e))
+        producer.poll(0.1)
+        return auth_counts(metrics)["successful_reauthentication"] >= 3
+    wait_until(produced_through_reauthentications, timeout=60, interval=0.1, what="three re-authentications")
+    assert producer.flush(20) == 0
+    assert acked and all(e is None for e in acked), [e for e in acked if e][:3]
+    counts = auth_counts(metrics)
+    assert counts["failed_authentication"] == 0 and counts["successful_authentication"] >= 1, counts
+    broker = cluster.brokers[1]
+    assert "did not re-authenticate" not in broker.log()
+    assert not errors, errors
+
+
+@pytest.mark.timeout(120)
+def test_the_coordinator_reaches_brokers_with_a_client_properties_file(empty_cluster, tmp_path):
+    """client.config (what kafka-topics --command-config takes) gives the coordinator's own
+    connections their security: group lag over SASL, the REST API's librdkafka producer too."""
+    cluster = empty_cluster
+    metrics = free_port()
+    ports = start_secure_broker(cluster, 1, ["SASL_PLAINTEXT"], dict(SASL_PROPS, **{"metrics.listen": f"127.0.0.1:{metrics}"}))
+    client_config = tmp_path / "client.properties"
+    client_config.write_text(
+        "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=PLAIN\n"
+        'sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="admin-secret";\n')
+    coordinator = cluster.start_coordinator("--client-config", str(client_config))
+    create_topic(cluster, "lagged")
+    produce({"bootstrap.servers": cluster.bootstrap()}, "lagged", [b"v%d" % i for i in range(5)])
+    consumer = KafkaConsumer("lagged", bootstrap_servers=cluster.bootstrap(), group_id="g", auto_offset_reset="earliest",
+                             enable_auto_commit=False, consumer_timeout_ms=10000)
+    assert len([next(consumer) for _ in range(2)]) == 2
+    consumer.commit()
+    consumer.close()
+
+    before = auth_counts(metrics)["successful_authentication"]
+    status, group = http_get(f"{cluster.http}/groups/g")
+    assert status == 200, group
+    assert group["total_lag"] == 3, group
+    after_lag = auth_counts(metrics)["successful_authentication"]
+    assert after_lag > before, "the coordinator asked over the SASL listener"
+    from test_rest import BINARY, call
+    status, body, _ = call("POST", f"{cluster.http}/rest/topics/lagged", {"records": [{"value": "ZnJvbSBSRVNU"}]},
+                           content_type=BINARY)
+    assert status == 200 and body["offsets"][0]["offset"] == 5, body
+    assert auth_counts(metrics)["successful_authentication"] > after_lag, "the REST producer logged in too"
+    assert "admin-secret" not in coordinator.log()
+
+
 def test_sasl_protocol_misuse_is_refused_without_harm(empty_cluster):
     cluster = empty_cluster
     ports = start_secure_broker(cluster, 1, ["SASL_PLAINTEXT"], SASL_PROPS)
@@ -388,6 +461,12 @@ def test_three_brokers_replicate_over_sasl_ssl(empty_cluster, tmp_path):
                           "-C", "-t", "replicated", "-o", "beginning", "-e", "-q"],
                          capture_output=True, text=True, timeout=60, check=True).stdout.split()
     assert sorted(out) == sorted(["a%d" % i for i in range(100)] + ["b%d" % i for i in range(100)])
+    # kafka-python over SASL_SSL with PLAIN reads the same.
+    consumer = KafkaConsumer("replicated", bootstrap_servers=bootstrap.split(","), security_protocol="SASL_SSL",
+                             ssl_cafile=str(ca.cert), sasl_mechanism="PLAIN", sasl_plain_username="carol",
+                             sasl_plain_password="carol-secret", auto_offset_reset="earliest", consumer_timeout_ms=15000)
+    assert sorted(m.value.decode() for m in consumer) == sorted(out)
+    consumer.close()
     for b, p in cluster.brokers.items():
         if b != leader:
             assert "failed authentication" not in p.log(), p.log()[-3000:]

@@ -143,6 +143,13 @@ pub async fn run(
         security: security.zookeeper.clone(),
         broker_id,
         endpoints: config.advertised(),
+        protocols: config
+            .advertised()
+            .iter()
+            .filter_map(|e| {
+                config.listener_security_protocol_map.protocol(&e.listener).map(|p| (e.listener.clone(), p.to_string()))
+            })
+            .collect(),
         rack: config.broker_rack.clone(),
         cluster_id: config.cluster_id.as_ref().map(ToString::to_string),
     };

@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, LazyLock, RwLock};
+use std::sync::{Arc, LazyLock, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use tributary_common::metrics::{Exposition, Labels, Meter, MeterNames, Reservoir};
@@ -124,10 +124,51 @@ pub(crate) struct BrokerMetrics {
     /// By API key, and for fetches whether from a follower.
     requests: RwLock<BTreeMap<(i16, bool), Arc<RequestStats>>>,
     connections: RwLock<BTreeMap<String, Arc<AtomicI64>>>,
+    /// By listener and outcome; authentications are rare next to requests.
+    authentications: Mutex<BTreeMap<(String, AuthOutcome), u64>>,
     isr_shrinks: Meter,
     isr_expands: Meter,
     flush_ms: Reservoir,
     append_ms: Reservoir,
+}
+
+/// How an authentication ended, counted as Kafka's socket-server-metrics count them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum AuthOutcome {
+    /// A connection authenticated: a PLAINTEXT or TLS connection accepted, a SASL
+    /// exchange completed.
+    Succeeded,
+    /// An authenticated SASL connection authenticated again before its session expired
+    /// (KIP-368, `connections.max.reauth.ms`).
+    Reauthenticated,
+    /// A TLS handshake or SASL exchange refused, or not finished in time.
+    Failed,
+    /// A re-authentication refused (the connection is closed).
+    FailedReauthentication,
+}
+
+impl AuthOutcome {
+    /// The series (before the text format's `_total`) and its help.
+    fn series(self) -> (&'static str, &'static str) {
+        match self {
+            AuthOutcome::Succeeded => (
+                "kafka_server_socket_server_metrics_successful_authentication",
+                "connections that authenticated (PLAINTEXT and TLS connections accepted, SASL exchanges completed), by listener",
+            ),
+            AuthOutcome::Reauthenticated => (
+                "kafka_server_socket_server_metrics_successful_reauthentication",
+                "SASL sessions re-authenticated before they expired (KIP-368, connections.max.reauth.ms), by listener",
+            ),
+            AuthOutcome::Failed => (
+                "kafka_server_socket_server_metrics_failed_authentication",
+                "TLS handshakes and SASL exchanges refused or not finished in time, by listener",
+            ),
+            AuthOutcome::FailedReauthentication => (
+                "kafka_server_socket_server_metrics_failed_reauthentication",
+                "SASL re-authentications refused, by listener",
+            ),
+        }
+    }
 }
 
 /// One outcome of a partition write or read, for the failed-request meters: routing errors
@@ -226,6 +267,16 @@ impl BrokerMetrics {
                 .or_default()
                 .clone()
         })
+    }
+
+    /// An authentication on `listener` ended with `outcome`.
+    pub(crate) fn authentication(&self, listener: &str, outcome: AuthOutcome) {
+        *self
+            .authentications
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry((listener.to_string(), outcome))
+            .or_default() += 1;
     }
 
     /// Followers left (`removed`) and rejoined (`added`) the ISR of a partition led here.
@@ -375,6 +426,17 @@ pub(crate) fn render(hosted: &Hosted) -> String {
             vec![("listener", listener)],
             count as f64,
         );
+    }
+    let authentications: Vec<((String, AuthOutcome), u64)> = m
+        .authentications
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    for ((listener, outcome), count) in authentications {
+        let (name, help) = outcome.series();
+        out.counter(name, help, vec![("listener", listener)], count as f64);
     }
 
     // Replicas hosted here.

@@ -43,7 +43,7 @@ impl std::fmt::Debug for ClientSecurity {
 }
 
 /// A SASL mechanism with a user name and password (PLAIN or SCRAM).
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct SaslLogin {
     /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
     pub mechanism: String,
@@ -51,6 +51,99 @@ pub struct SaslLogin {
     pub username: String,
     /// The password (never printed).
     pub password: String,
+}
+
+/// How a Kafka client connects, from Kafka's client properties (what
+/// `kafka-topics --command-config client.properties` reads): `security.protocol`,
+/// `sasl.mechanism`, `sasl.jaas.config` (its `username` and `password`) and `ssl.*`.
+#[derive(Clone, Default)]
+pub struct ClientProperties {
+    /// `security.protocol`: PLAINTEXT (default), SSL, SASL_PLAINTEXT or SASL_SSL.
+    pub protocol: String,
+    /// The connection's TLS and SASL, for [`Connection::connect_secured`].
+    pub security: ClientSecurity,
+    /// The TLS settings as given, for librdkafka (which reads the files itself).
+    tls: Option<crate::tls::TlsSettings>,
+}
+
+impl std::fmt::Debug for ClientProperties {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientProperties").field("protocol", &self.protocol).field("security", &self.security).finish()
+    }
+}
+
+impl ClientProperties {
+    /// PLAINTEXT, no authentication.
+    pub fn plaintext() -> ClientProperties {
+        ClientProperties { protocol: "PLAINTEXT".into(), ..Default::default() }
+    }
+
+    /// Reads the client settings through `get`; other client settings are not read.
+    ///
+    /// # Errors
+    /// A message naming the setting that is missing or wrong (never a password).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<ClientProperties, String> {
+        let protocol = get("security.protocol").unwrap_or_else(|| "PLAINTEXT".into()).trim().to_ascii_uppercase();
+        let (tls, sasl) = match protocol.as_str() {
+            "PLAINTEXT" => (false, false),
+            "SSL" => (true, false),
+            "SASL_PLAINTEXT" => (false, true),
+            "SASL_SSL" => (true, true),
+            other => return Err(format!("security.protocol {other} is not PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")),
+        };
+        let mut out = ClientProperties { protocol, ..Default::default() };
+        if tls {
+            let settings = crate::tls::TlsSettings::from_lookup(&get)?;
+            out.security.tls = Some(crate::tls::client_config(&settings)?);
+            out.tls = Some(settings);
+        }
+        if sasl {
+            // Kafka's client default is GSSAPI, which Tributary does not speak.
+            let mechanism = get("sasl.mechanism").map(|m| m.trim().to_ascii_uppercase()).ok_or(
+                "sasl.mechanism is not set; set it to PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (Kafka's default, GSSAPI, is not supported)",
+            )?;
+            if !matches!(mechanism.as_str(), "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512") {
+                return Err(format!("sasl.mechanism {mechanism} is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"));
+            }
+            let jaas = get("sasl.jaas.config").ok_or("sasl.jaas.config is not set; give it the login module with username=\"...\" password=\"...\"")?;
+            let (username, password) = crate::jaas::parse(&jaas)
+                .map_err(|e| format!("sasl.jaas.config: {e}"))?
+                .iter()
+                .find_map(crate::jaas::LoginModule::login)
+                .ok_or("sasl.jaas.config has no username and password")?;
+            out.security.sasl = Some(SaslLogin { mechanism, username, password });
+        }
+        Ok(out)
+    }
+
+    /// The same settings in librdkafka's names, for a client built on it.
+    pub fn librdkafka_settings(&self) -> Vec<(&'static str, String)> {
+        let mut out = vec![("security.protocol", self.protocol.to_ascii_lowercase())];
+        if let Some(login) = &self.security.sasl {
+            out.push(("sasl.mechanisms", login.mechanism.clone()));
+            out.push(("sasl.username", login.username.clone()));
+            out.push(("sasl.password", login.password.clone()));
+        }
+        if let Some(tls) = &self.tls {
+            if let Some(path) = &tls.truststore_location {
+                out.push(("ssl.ca.location", path.display().to_string()));
+            } else if let Some(pem) = &tls.truststore_certificates {
+                out.push(("ssl.ca.pem", pem.clone()));
+            }
+            // A PEM key store holds the key and its chain in one file: librdkafka reads
+            // each from it.
+            if let Some(path) = &tls.keystore_location {
+                out.push(("ssl.certificate.location", path.display().to_string()));
+                out.push(("ssl.key.location", path.display().to_string()));
+            } else if let (Some(chain), Some(key)) = (&tls.keystore_certificate_chain, &tls.keystore_key) {
+                out.push(("ssl.certificate.pem", chain.clone()));
+                out.push(("ssl.key.pem", key.clone()));
+            }
+            let check = if tls.endpoint_identification { "https" } else { "none" };
+            out.push(("ssl.endpoint.identification.algorithm", check.into()));
+        }
+        out
+    }
 }
 
 /// The byte stream under a connection: TCP, or TLS over TCP.

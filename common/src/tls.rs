@@ -63,6 +63,36 @@ pub struct TlsSettings {
     pub endpoint_identification: bool,
 }
 
+impl TlsSettings {
+    /// Reads Kafka's `ssl.*` settings through `get` (which resolves listener prefixes or
+    /// reads a client's properties).
+    ///
+    /// # Errors
+    /// An `ssl.client.auth` that is not none, requested or required.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<TlsSettings, String> {
+        let client_auth = match get("ssl.client.auth") {
+            None => ClientAuth::None,
+            Some(v) => v.parse().map_err(|e| format!("ssl.client.auth: {e}"))?,
+        };
+        Ok(TlsSettings {
+            keystore_type: get("ssl.keystore.type"),
+            keystore_location: get("ssl.keystore.location").map(Into::into),
+            keystore_key: get("ssl.keystore.key"),
+            keystore_certificate_chain: get("ssl.keystore.certificate.chain"),
+            key_password: get("ssl.key.password"),
+            truststore_type: get("ssl.truststore.type"),
+            truststore_location: get("ssl.truststore.location").map(Into::into),
+            truststore_certificates: get("ssl.truststore.certificates"),
+            client_auth,
+            enabled_protocols: get("ssl.enabled.protocols")
+                .map(|v| v.split(',').map(|p| p.trim().to_string()).collect())
+                .unwrap_or_default(),
+            endpoint_identification: get("ssl.endpoint.identification.algorithm")
+                .is_none_or(|v| v.eq_ignore_ascii_case("https")),
+        })
+    }
+}
+
 impl std::fmt::Debug for TlsSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TlsSettings")

@@ -352,10 +352,10 @@ pub struct BrokerRegistration {
 }
 
 impl BrokerRegistration {
-    /// The v5 payload for a broker advertising `endpoints`. Every listener is PLAINTEXT
-    /// (the broker refuses other protocols at start), so the protocol map names each as
-    /// such and `host`/`port` are the first endpoint's, as Kafka writes the first
-    /// PLAINTEXT-protocol endpoint there for readers that predate named listeners.
+    /// The v5 payload for a broker advertising `endpoints`, every listener PLAINTEXT
+    /// (see [`Self::with_protocols`] for others): `host`/`port` are the first endpoint's, as
+    /// Kafka writes the first PLAINTEXT-protocol endpoint there for readers that predate
+    /// named listeners.
     pub fn new(endpoints: &[Endpoint], rack: Option<String>, now_ms: i64) -> Self {
         let plaintext = endpoints.first();
         Self {
@@ -373,6 +373,25 @@ impl BrokerRegistration {
             features: BTreeMap::new(),
         }
     }
+    /// The same with each listener's security protocol (`listener.security.protocol.map`;
+    /// a listener `protocol_of` does not know is PLAINTEXT): the map names them, and
+    /// `host`/`port` are the first PLAINTEXT-protocol endpoint's (none: null and -1), as
+    /// Kafka writes them.
+    #[must_use]
+    pub fn with_protocols(mut self, protocol_of: impl Fn(&str) -> Option<String>) -> Self {
+        let endpoints = self.parsed_endpoints();
+        self.listener_security_protocol_map = endpoints
+            .iter()
+            .map(|e| (e.listener.clone(), protocol_of(&e.listener).unwrap_or_else(|| "PLAINTEXT".into())))
+            .collect();
+        let plaintext = endpoints
+            .iter()
+            .find(|e| self.listener_security_protocol_map.get(&e.listener).is_some_and(|p| p == "PLAINTEXT"));
+        self.host = plaintext.map(|e| e.host.clone());
+        self.port = plaintext.map_or(-1, |e| i32::from(e.port));
+        self
+    }
+
     /// The endpoints, parsed; unparseable entries are skipped.
     pub fn parsed_endpoints(&self) -> Vec<Endpoint> {
         let mut parsed: Vec<Endpoint> = self.endpoints.iter().filter_map(|e| Endpoint::parse(e)).collect();
@@ -727,6 +746,23 @@ mod tests {
             serde_json::json!({"PLAINTEXT": "PLAINTEXT", "PLAINTEXT_HOST": "PLAINTEXT"})
         );
         assert_eq!((json["host"].as_str(), json["port"].as_i64()), (Some("kafka-1"), Some(9092)));
+
+        // Secured listeners: the map says so, and host/port name the PLAINTEXT one.
+        let secured = [
+            Endpoint { listener: "EXTERNAL".into(), host: "kafka.example".into(), port: 9093 },
+            Endpoint { listener: "INTERNAL".into(), host: "kafka-1".into(), port: 9092 },
+        ];
+        let protocols = |l: &str| (l == "EXTERNAL").then(|| "SASL_SSL".to_string());
+        let json: serde_json::Value =
+            serde_json::from_slice(&BrokerRegistration::new(&secured, None, 5).with_protocols(protocols).encode()).unwrap();
+        assert_eq!(
+            json["listener_security_protocol_map"],
+            serde_json::json!({"EXTERNAL": "SASL_SSL", "INTERNAL": "PLAINTEXT"})
+        );
+        assert_eq!((json["host"].as_str(), json["port"].as_i64()), (Some("kafka-1"), Some(9092)));
+        let only_tls = BrokerRegistration::new(&secured[..1], None, 5).with_protocols(protocols);
+        assert_eq!((only_tls.host.as_deref(), only_tls.port), (None, -1));
+        assert_eq!(only_tls.parsed_endpoints(), secured[..1].to_vec());
     }
 
     #[test]

@@ -42,6 +42,10 @@ tributary_common::settings! {
         "principals allowed everything over HTTP, separated by ';' (User:admin)";
     allow_everyone_if_no_acl_found: bool = "false", "allow.everyone.if.no.acl.found", "TRIBUTARY_ALLOW_EVERYONE_IF_NO_ACL_FOUND",
         "with an authorizer: whether a resource without any ACL is open to everyone";
+    client_config: PathBuf = optional, "client.config", "TRIBUTARY_CLIENT_CONFIG",
+        "a Kafka client properties file (what kafka-topics --command-config takes: security.protocol, sasl.mechanism, sasl.jaas.config, ssl.truststore.location, ...) for the coordinator's own connections to brokers: group lag and offsets, topic stats, the REST API's producer and consumers (default: PLAINTEXT)";
+    client_listener_name: String = optional, "client.listener.name", "TRIBUTARY_CLIENT_LISTENER_NAME",
+        "the broker listener those connections use (default: every advertised listener whose protocol is client.config's security.protocol)";
     controller_id: i32 = "3000", "controller.id", "TRIBUTARY_CONTROLLER_ID",
         "written into /controller when this coordinator is active; give each coordinator its own";
     unclean_leader_election_enable: bool = "false", "unclean.leader.election.enable", "TRIBUTARY_UNCLEAN_LEADER_ELECTION_ENABLE",

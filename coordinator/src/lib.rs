@@ -2,6 +2,7 @@
 //! `/controller_epoch`) and the HTTP admin API. See [`controller`] and [`admin`].
 
 pub mod admin;
+pub mod brokers;
 pub mod config;
 pub mod console;
 pub mod controller;
@@ -29,6 +30,11 @@ pub async fn run(
     http: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let clients = Arc::new(
+        brokers::BrokerClients::new(config.client_config.as_deref(), config.client_listener_name.as_deref())
+            .map_err(|e| anyhow::anyhow!("invalid client.config: {e}"))?,
+    );
+    tracing::info!(protocol = clients.protocol(), listener = config.client_listener_name.as_deref(), "connections to brokers (group lag, REST API)");
     let slot = Arc::new(RwLock::new(None));
     let (status_tx, status_rx) = watch::channel(Status::default());
     let controller = tokio::spawn(controller::run(
@@ -60,11 +66,12 @@ pub async fn run(
             instance_timeout: Duration::from_millis(config.consumer_instance_timeout_ms),
             max_instances: config.rest_consumer_instances_max,
             max_request_bytes: config.rest_max_request_bytes,
+            clients: clients.clone(),
         },
         shutdown.clone(),
     );
     let auth = http_auth(&config, slot.clone())?;
-    let app = admin::router(AdminState { zk: slot, status: status_rx, controller_id: config.controller_id })
+    let app = admin::router(AdminState { zk: slot, status: status_rx, controller_id: config.controller_id, clients })
         .nest("/rest", rest::router(rest.clone()))
         .merge(console::router(console::ConsoleState::new(rest.clone())))
         .layer(axum::middleware::from_fn_with_state(auth.clone(), admin::auth::gate_admin));

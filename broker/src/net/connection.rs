@@ -13,7 +13,7 @@ use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 
 use super::codec::{self, Decoded};
 use crate::api::{self, BrokerContext, Caller};
-use crate::metrics::METRICS;
+use crate::metrics::{AuthOutcome, METRICS};
 use crate::quota::Kind;
 use crate::security::sasl::{Authenticator, Env, Step};
 use crate::security::{tls, ListenerSecurity, AUTHENTICATION_DEADLINE};
@@ -93,6 +93,9 @@ async fn secure_then_serve(
     let _ = stream.set_nodelay(true);
     let security = ctx.security.listener(&caller.listener);
     let Some(tls_config) = &security.tls else {
+        if security.sasl.is_none() {
+            METRICS.authentication(&caller.listener, AuthOutcome::Succeeded);
+        }
         let (reader, writer) = stream.into_split();
         return serve_in_span(reader, writer, caller, security, ctx, drain, abort).await;
     };
@@ -103,6 +106,7 @@ async fn secure_then_serve(
     };
     let stream = match handshake {
         Err(_) => {
+            METRICS.authentication(&caller.listener, AuthOutcome::Failed);
             tracing::warn!(deadline_s = AUTHENTICATION_DEADLINE.as_secs(), "closing connection: the TLS handshake did not finish in time");
             return;
         }
@@ -117,6 +121,7 @@ async fn secure_then_serve(
             return;
         }
         Ok(Err(e)) => {
+            METRICS.authentication(&caller.listener, AuthOutcome::Failed);
             tracing::warn!(error = %e, "failed authentication: the TLS handshake failed; check that the client trusts this broker's CA (ssl.ca.location / ssl.truststore.location) and, with ssl.client.auth=required, that it presents a certificate this broker's trust store signs");
             return;
         }
@@ -125,10 +130,12 @@ async fn secure_then_serve(
     if security.sasl.is_none() {
         match tls::principal(stream.get_ref().1.peer_certificates(), &security.principal_mapper) {
             Ok(principal) => {
+                METRICS.authentication(&caller.listener, AuthOutcome::Succeeded);
                 tracing::Span::current().record("principal", tracing::field::display(&principal));
                 caller.principal = principal;
             }
             Err(e) => {
+                METRICS.authentication(&caller.listener, AuthOutcome::Failed);
                 tracing::warn!(error = %e, "failed authentication: closing the connection");
                 return;
             }
@@ -184,6 +191,7 @@ async fn serve_in_span<R, W>(
                 f = read_frame(&mut reader, limit) => f,
                 _ = drain.cancelled() => break,
                 () = tokio::time::sleep_until(deadline) => {
+                    METRICS.authentication(&caller.listener, AuthOutcome::Failed);
                     tracing::warn!(deadline_s = AUTHENTICATION_DEADLINE.as_secs(), "failed authentication: closing a connection that did not authenticate in time");
                     break;
                 }
@@ -221,6 +229,7 @@ async fn serve_in_span<R, W>(
                 let request = match &mut authenticator {
                     None => *request,
                     Some(auth) => {
+                        let completed_before = auth.completed();
                         let step = {
                             let nonce = tributary_common::scram::random_nonce();
                             let lookup = |user: &str, m| scram_credential(&ctx, user, m);
@@ -236,6 +245,14 @@ async fn serve_in_span<R, W>(
                         match step {
                             Step::Serve(r) => r,
                             Step::Reply(response) => {
+                                if auth.completed() > completed_before {
+                                    if completed_before == 0 {
+                                        METRICS.authentication(&caller.listener, AuthOutcome::Succeeded);
+                                    } else {
+                                        METRICS.authentication(&caller.listener, AuthOutcome::Reauthenticated);
+                                        tracing::debug!("re-authenticated (KIP-368)");
+                                    }
+                                }
                                 if let Some(p) = auth.principal().filter(|p| **p != caller.principal) {
                                     caller.principal = p.clone();
                                     tracing::Span::current().record("principal", tracing::field::display(p));
@@ -255,6 +272,12 @@ async fn serve_in_span<R, W>(
                                 }
                             }
                             Step::Refuse(response, why) => {
+                                let outcome = if completed_before == 0 {
+                                    AuthOutcome::Failed
+                                } else {
+                                    AuthOutcome::FailedReauthentication
+                                };
+                                METRICS.authentication(&caller.listener, outcome);
                                 tracing::warn!(reason = why, "failed authentication: answering after connection.failed.authentication.delay.ms and closing the connection");
                                 tokio::select! {
                                     () = tokio::time::sleep(ctx.security.failed_authentication_delay) => {}

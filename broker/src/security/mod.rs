@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use tributary_common::jaas;
 use tributary_common::kafka_client::{ClientSecurity, SaslLogin};
-use tributary_common::tls::{ClientAuth, PrincipalMapper, TlsSettings};
+use tributary_common::tls::{PrincipalMapper, TlsSettings};
 
 use crate::config::BrokerConfig;
 pub use settings::SecurityProps;
@@ -234,27 +234,7 @@ impl Security {
 }
 
 fn tls_settings(listener: &str, props: &SecurityProps) -> Result<TlsSettings, String> {
-    let get = |k: &str| props.get(listener, k).map(str::to_string);
-    let client_auth = match get("ssl.client.auth") {
-        None => ClientAuth::None,
-        Some(v) => v.parse().map_err(|e| format!("ssl.client.auth: {e}"))?,
-    };
-    Ok(TlsSettings {
-        keystore_type: get("ssl.keystore.type"),
-        keystore_location: get("ssl.keystore.location").map(Into::into),
-        keystore_key: get("ssl.keystore.key"),
-        keystore_certificate_chain: get("ssl.keystore.certificate.chain"),
-        key_password: get("ssl.key.password"),
-        truststore_type: get("ssl.truststore.type"),
-        truststore_location: get("ssl.truststore.location").map(Into::into),
-        truststore_certificates: get("ssl.truststore.certificates"),
-        client_auth,
-        enabled_protocols: get("ssl.enabled.protocols")
-            .map(|v| v.split(',').map(|p| p.trim().to_string()).collect())
-            .unwrap_or_default(),
-        endpoint_identification: get("ssl.endpoint.identification.algorithm")
-            .is_none_or(|v| v.eq_ignore_ascii_case("https")),
-    })
+    TlsSettings::from_lookup(|k| props.get(listener, k).map(str::to_string))
 }
 
 fn listener_security(name: &str, protocol: &str, props: &SecurityProps) -> Result<ListenerSecurity, String> {

@@ -53,6 +53,8 @@ pub(crate) struct Authenticator {
     mechanism: Option<Mechanism>,
     /// When the session expires (ms since the epoch), with `connections.max.reauth.ms`.
     expires_at_ms: Option<i64>,
+    /// Authentications completed on this connection (more than one: re-authentications).
+    completed: u32,
 }
 
 impl std::fmt::Debug for SaslServer {
@@ -136,13 +138,26 @@ pub(crate) fn check_plain(users: &BTreeMap<String, String>, message: &[u8]) -> R
 impl Authenticator {
     /// A connection that has not authenticated yet.
     pub(crate) fn new(server: SaslServer) -> Authenticator {
-        Authenticator { server, state: State::Handshake, principal: None, mechanism: None, expires_at_ms: None }
+        Authenticator {
+            server,
+            state: State::Handshake,
+            principal: None,
+            mechanism: None,
+            expires_at_ms: None,
+            completed: 0,
+        }
     }
 
     /// Whether the connection has authenticated (and is not re-authenticating).
     #[cfg(test)]
     pub(crate) fn authenticated(&self) -> bool {
         matches!(self.state, State::Done)
+    }
+
+    /// How many authentications this connection has completed: 1 after the first, one
+    /// more for each re-authentication (KIP-368).
+    pub(crate) fn completed(&self) -> u32 {
+        self.completed
     }
 
     /// The authenticated principal.
@@ -252,6 +267,7 @@ impl Authenticator {
         self.principal = Some(principal);
         self.mechanism = Some(m);
         self.state = State::Done;
+        self.completed += 1;
         let lifetime = if env.max_reauth_ms > 0 { env.max_reauth_ms } else { 0 };
         self.expires_at_ms = (lifetime > 0).then(|| env.now_ms + lifetime);
         Step::Reply(authenticate_response(reply, lifetime))

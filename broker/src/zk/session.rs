@@ -30,6 +30,8 @@ pub(crate) struct SessionConfig {
     pub broker_id: BrokerId,
     /// advertised.listeners
     pub endpoints: Vec<Endpoint>,
+    /// Their security protocols (listener.security.protocol.map).
+    pub protocols: std::collections::BTreeMap<String, String>,
     /// broker.rack
     pub rack: Option<String>,
     /// cluster.id: the id a new cluster gets.
@@ -57,7 +59,8 @@ pub(crate) async fn establish(cfg: &SessionConfig) -> anyhow::Result<Registered>
     if cfg.cluster_id.as_deref().is_some_and(|wanted| wanted != cluster_id) {
         tracing::warn!(cluster_id, wanted = cfg.cluster_id.as_deref(), "this ZooKeeper already holds a cluster with another id; cluster.id applies only to a new cluster, so it is ignored");
     }
-    let registration = BrokerRegistration::new(&cfg.endpoints, cfg.rack.clone(), tributary_common::time::now_ms());
+    let registration = BrokerRegistration::new(&cfg.endpoints, cfg.rack.clone(), tributary_common::time::now_ms())
+        .with_protocols(|listener| cfg.protocols.get(listener).cloned());
     // A broker restarted right after kill -9 finds its previous session's registration
     // still there until that session times out. Kafka gives up at once; we wait it out
     // when the node advertises our own (just bound) endpoints, and refuse otherwise.

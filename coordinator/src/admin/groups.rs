@@ -20,28 +20,14 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use serde_json::{json, Value};
 use tributary_common::ids::BrokerId as Id;
-use tributary_common::snapshot::ClusterSnapshot;
 
 use super::{AdminState, ApiError};
+use crate::brokers::Brokers;
 use tributary_common::kafka_client::Connection;
 
-/// Connects to a broker through the first of its advertised endpoints that answers: with
-/// named listeners some addresses (`localhost:29092` for the host) may not be reachable
-/// from where the coordinator runs. Requests on a connection are then answered with
-/// addresses on that endpoint's listener.
-async fn connect(snapshot: &ClusterSnapshot, id: Id) -> Result<Connection, ApiError> {
-    let b = snapshot
-        .brokers
-        .get(&id)
-        .ok_or_else(|| ApiError::Unavailable(format!("broker {id} is not registered in ZooKeeper")))?;
-    let mut last = format!("broker {id} advertises no endpoint");
-    for e in b.registration.parsed_endpoints() {
-        match Connection::connect(&e.host, e.port, "tributary-coordinator").await {
-            Ok(conn) => return Ok(conn),
-            Err(err) => last = format!("{e}: {err}"),
-        }
-    }
-    Err(ApiError::Unavailable(last))
+/// Connects to broker `id` as `client.config` says (see [`crate::brokers::BrokerClients`]).
+async fn connect(snapshot: Brokers<'_>, id: Id) -> Result<Connection, ApiError> {
+    snapshot.clients.connect(snapshot.snapshot, id).await.map_err(ApiError::Unavailable)
 }
 
 fn error_name(code: i16) -> String {
@@ -49,7 +35,7 @@ fn error_name(code: i16) -> String {
 }
 
 /// The broker coordinating `group`, asked of any live broker.
-async fn coordinator_of(snapshot: &ClusterSnapshot, group: &str) -> Result<Id, ApiError> {
+async fn coordinator_of(snapshot: Brokers<'_>, group: &str) -> Result<Id, ApiError> {
     let mut last = String::from("no live broker is registered in ZooKeeper; start a broker");
     for id in snapshot.brokers.keys() {
         let mut conn = match connect(snapshot, *id).await {
@@ -83,7 +69,7 @@ pub(super) struct ListedGroup {
 }
 
 /// Every group, asked of every live broker, with the brokers that could not answer.
-pub(super) async fn list_groups(snapshot: &ClusterSnapshot) -> (Vec<ListedGroup>, Vec<Value>) {
+pub(super) async fn list_groups(snapshot: Brokers<'_>) -> (Vec<ListedGroup>, Vec<Value>) {
     let mut groups = Vec::new();
     let mut errors = Vec::new();
     for id in snapshot.brokers.keys() {
@@ -115,8 +101,9 @@ pub(super) async fn list_groups(snapshot: &ClusterSnapshot) -> (Vec<ListedGroup>
 
 /// `GET /groups`.
 pub(super) async fn list(State(state): State<AdminState>) -> Result<Response, ApiError> {
-    let (_, snapshot) = state.snapshot().await?;
-    let (groups, errors) = list_groups(&snapshot).await;
+    let (_, owned) = state.snapshot().await?;
+    let snapshot = state.brokers(&owned);
+    let (groups, errors) = list_groups(snapshot).await;
     let groups: Vec<Value> = groups
         .iter()
         .map(|g| {
@@ -171,7 +158,7 @@ pub(super) struct GroupView {
 
 /// Describes `group` (DescribeGroups and OffsetFetch at its coordinator, ListOffsets at
 /// the partitions' leaders): what `GET /groups/{id}` and the lag metrics show.
-pub(super) async fn describe_group(snapshot: &ClusterSnapshot, group: &str) -> Result<GroupView, ApiError> {
+pub(super) async fn describe_group(snapshot: Brokers<'_>, group: &str) -> Result<GroupView, ApiError> {
     let coordinator = coordinator_of(snapshot, group).await?;
     let mut conn = connect(snapshot, coordinator).await?;
     let mut req = DescribeGroupsRequest::default();
@@ -261,8 +248,9 @@ pub(super) async fn describe_group(snapshot: &ClusterSnapshot, group: &str) -> R
 
 /// `GET /groups/{id}`: state, members with their assignments, committed offsets and lag.
 pub(super) async fn describe(State(state): State<AdminState>, Path(group): Path<String>) -> Result<Response, ApiError> {
-    let (_, snapshot) = state.snapshot().await?;
-    let g = describe_group(&snapshot, &group).await?;
+    let (_, owned) = state.snapshot().await?;
+    let snapshot = state.brokers(&owned);
+    let g = describe_group(snapshot, &group).await?;
     let total_lag: i64 = g.offsets.iter().filter_map(CommittedOffset::lag).sum();
     let offsets: Vec<Value> = g
         .offsets
@@ -293,7 +281,7 @@ pub(super) async fn describe(State(state): State<AdminState>, Path(group): Path<
 
 /// The high watermark of each partition, asked of its leader (absent when unreachable).
 pub(super) async fn log_end_offsets(
-    snapshot: &ClusterSnapshot,
+    snapshot: Brokers<'_>,
     partitions: impl Iterator<Item = (String, i32)>,
 ) -> BTreeMap<(String, i32), i64> {
     let mut by_leader: BTreeMap<Id, Vec<(String, i32)>> = BTreeMap::new();
@@ -323,7 +311,7 @@ pub(super) const DEBUGGING_REPLICA_ID: i32 = -2;
 /// Asks each broker for the latest offset of its listed partitions, as `replica_id` sees
 /// it; brokers that cannot be reached and partitions answered with an error are left out.
 pub(super) async fn latest_offsets(
-    snapshot: &ClusterSnapshot,
+    snapshot: Brokers<'_>,
     by_broker: BTreeMap<Id, Vec<(String, i32)>>,
     replica_id: i32,
 ) -> BTreeMap<(Id, String, i32), i64> {
@@ -339,7 +327,7 @@ pub(super) const EARLIEST: i64 = -2;
 /// partitions; brokers that cannot be reached and partitions answered with an error are
 /// left out.
 pub(super) async fn offsets_at(
-    snapshot: &ClusterSnapshot,
+    snapshot: Brokers<'_>,
     by_broker: BTreeMap<Id, Vec<(String, i32)>>,
     replica_id: i32,
     timestamp: i64,
@@ -394,7 +382,7 @@ fn partitions_by_topic(partitions: Vec<(String, i32)>) -> BTreeMap<String, Vec<i
 /// (DescribeLogDirs): size in bytes, and for compacted topics the log cleaner's view
 /// (Tributary's tagged field). Brokers that do not answer are left out.
 pub(super) async fn log_dirs(
-    snapshot: &ClusterSnapshot,
+    snapshot: Brokers<'_>,
     by_broker: BTreeMap<Id, Vec<(String, i32)>>,
 ) -> BTreeMap<(Id, String, i32), (i64, Option<Value>)> {
     let mut out = BTreeMap::new();
@@ -431,9 +419,10 @@ pub(super) async fn log_dirs(
 
 /// `DELETE /groups/{id}`: only a group without members (as Kafka's DeleteGroups).
 pub(super) async fn delete(State(state): State<AdminState>, Path(group): Path<String>) -> Result<Response, ApiError> {
-    let (_, snapshot) = state.snapshot().await?;
-    let coordinator = coordinator_of(&snapshot, &group).await?;
-    let mut conn = connect(&snapshot, coordinator).await?;
+    let (_, owned) = state.snapshot().await?;
+    let snapshot = state.brokers(&owned);
+    let coordinator = coordinator_of(snapshot, &group).await?;
+    let mut conn = connect(snapshot, coordinator).await?;
     let mut req = DeleteGroupsRequest::default();
     req.groups_names = vec![GroupId(StrBytes::from_string(group.clone()))];
     let r = conn.call(2, &req).await.map_err(ApiError::Unavailable)?;
@@ -523,8 +512,9 @@ pub(super) async fn reset(
         ))
     })?;
     let to = reset_target(&request)?;
-    let (_, snapshot) = state.snapshot().await?;
-    let view = describe_group(&snapshot, &group).await?;
+    let (_, owned) = state.snapshot().await?;
+    let snapshot = state.brokers(&owned);
+    let view = describe_group(snapshot, &group).await?;
     if !matches!(view.state.as_str(), "Empty" | "Dead") {
         return Err(ApiError::Conflict(format!(
             "Assignments can only be reset if the group '{group}' is inactive, but the current state is {} with {} member(s); stop its consumers first",
@@ -560,10 +550,10 @@ pub(super) async fn reset(
     let strip = |m: BTreeMap<(Id, String, i32), i64>| -> BTreeMap<(String, i32), i64> {
         m.into_iter().map(|((_, t, p), o)| ((t, p), o)).collect()
     };
-    let starts = strip(offsets_at(&snapshot, by_leader.clone(), CONSUMER_REPLICA_ID, EARLIEST).await);
-    let ends = strip(offsets_at(&snapshot, by_leader.clone(), CONSUMER_REPLICA_ID, LATEST).await);
+    let starts = strip(offsets_at(snapshot, by_leader.clone(), CONSUMER_REPLICA_ID, EARLIEST).await);
+    let ends = strip(offsets_at(snapshot, by_leader.clone(), CONSUMER_REPLICA_ID, LATEST).await);
     let found = match to {
-        ResetTo::Timestamp(ms) => strip(offsets_at(&snapshot, by_leader, CONSUMER_REPLICA_ID, ms).await),
+        ResetTo::Timestamp(ms) => strip(offsets_at(snapshot, by_leader, CONSUMER_REPLICA_ID, ms).await),
         _ => BTreeMap::new(),
     };
     let mut targets = Vec::new();
@@ -573,8 +563,8 @@ pub(super) async fn reset(
         };
         targets.push((key.clone(), reset_offset(to, *start, *end, found.get(key).copied())));
     }
-    let coordinator = coordinator_of(&snapshot, &group).await?;
-    let mut conn = connect(&snapshot, coordinator).await?;
+    let coordinator = coordinator_of(snapshot, &group).await?;
+    let mut conn = connect(snapshot, coordinator).await?;
     let mut req = OffsetCommitRequest::default();
     req.group_id = GroupId(StrBytes::from_string(group.clone()));
     req.generation_id_or_member_epoch = -1;

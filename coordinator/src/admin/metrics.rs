@@ -59,7 +59,7 @@ pub(super) async fn scrape(State(state): State<AdminState>) -> Response {
     if let Ok((_, snapshot)) = state.snapshot().await {
         cluster(&mut out, &snapshot);
         complete =
-            tokio::time::timeout(BROKER_BUDGET, from_brokers(&snapshot)).await.map(|b| b.expose(&mut out)).is_ok();
+            tokio::time::timeout(BROKER_BUDGET, from_brokers(state.brokers(&snapshot))).await.map(|b| b.expose(&mut out)).is_ok();
     }
     out.gauge(
         "tributary_metrics_scrape_complete",
@@ -150,11 +150,11 @@ struct FromBrokers {
     groups: Vec<groups::GroupView>,
 }
 
-async fn from_brokers(s: &ClusterSnapshot) -> FromBrokers {
+async fn from_brokers(s: crate::brokers::Brokers<'_>) -> FromBrokers {
     let mut by_leader: BTreeMap<BrokerId, Vec<(String, i32)>> = BTreeMap::new();
     for (topic, t) in &s.topics {
         for (p, ps) in &t.partitions {
-            if let Some(leader) = PartitionHealth::of(s, t, ps).leader {
+            if let Some(leader) = PartitionHealth::of(s.snapshot, t, ps).leader {
                 by_leader.entry(leader).or_default().push((topic.clone(), *p));
             }
         }

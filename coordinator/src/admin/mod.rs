@@ -85,9 +85,16 @@ pub struct AdminState {
     pub status: watch::Receiver<Status>,
     /// This coordinator's id.
     pub controller_id: i32,
+    /// How to reach brokers (`client.config`).
+    pub clients: std::sync::Arc<crate::brokers::BrokerClients>,
 }
 
 impl AdminState {
+    /// `snapshot`'s brokers, reached with this coordinator's client settings.
+    pub(crate) fn brokers<'a>(&'a self, snapshot: &'a ClusterSnapshot) -> crate::brokers::Brokers<'a> {
+        crate::brokers::Brokers { snapshot, clients: &self.clients }
+    }
+
     fn client(&self) -> Result<Client, ApiError> {
         self.zk.read().expect("zk slot lock").clone().ok_or_else(|| {
             ApiError::Unavailable("the coordinator has no ZooKeeper session; check that ZooKeeper is running".into())
@@ -220,9 +227,9 @@ async fn list_topics(
     }
     let (starts, ends, dirs) = if query.stats {
         (
-            groups::offsets_at(&s, leaders.clone(), groups::CONSUMER_REPLICA_ID, groups::EARLIEST).await,
-            groups::latest_offsets(&s, leaders.clone(), groups::CONSUMER_REPLICA_ID).await,
-            groups::log_dirs(&s, leaders).await,
+            groups::offsets_at(state.brokers(&s), leaders.clone(), groups::CONSUMER_REPLICA_ID, groups::EARLIEST).await,
+            groups::latest_offsets(state.brokers(&s), leaders.clone(), groups::CONSUMER_REPLICA_ID).await,
+            groups::log_dirs(state.brokers(&s), leaders).await,
         )
     } else {
         Default::default()
@@ -304,10 +311,10 @@ async fn describe_topic(
             holders.entry(*r).or_default().push((name.clone(), *p));
         }
     }
-    let starts = groups::offsets_at(&s, leaders.clone(), groups::CONSUMER_REPLICA_ID, groups::EARLIEST).await;
-    let hws = groups::latest_offsets(&s, leaders, groups::CONSUMER_REPLICA_ID).await;
-    let leos = groups::latest_offsets(&s, holders.clone(), groups::DEBUGGING_REPLICA_ID).await;
-    let dirs = groups::log_dirs(&s, holders).await;
+    let starts = groups::offsets_at(state.brokers(&s), leaders.clone(), groups::CONSUMER_REPLICA_ID, groups::EARLIEST).await;
+    let hws = groups::latest_offsets(state.brokers(&s), leaders, groups::CONSUMER_REPLICA_ID).await;
+    let leos = groups::latest_offsets(state.brokers(&s), holders.clone(), groups::DEBUGGING_REPLICA_ID).await;
+    let dirs = groups::log_dirs(state.brokers(&s), holders).await;
     let partitions = t
         .partitions
         .iter()
@@ -570,7 +577,7 @@ mod tests {
 
     fn disconnected() -> Router {
         let (_tx, rx) = watch::channel(Status::default());
-        router(AdminState { zk: Arc::new(RwLock::new(None)), status: rx, controller_id: 3000 })
+        router(AdminState { zk: Arc::new(RwLock::new(None)), status: rx, controller_id: 3000, clients: Default::default() })
     }
 
     async fn call(app: Router, method: &str, uri: &str, body: &str) -> (StatusCode, serde_json::Value) {

@@ -23,7 +23,7 @@ use axum::Router;
 use base64::Engine;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use serde_json::json;
 
 use crate::rest::{RestError, RestState};
@@ -100,10 +100,8 @@ async fn live(State(state): State<ConsoleState>, Path(topic): Path<String>) -> R
     let slot = LiveSlot(state.live.clone());
     let snapshot = state.rest.snapshot().await?;
     let t = snapshot.topics.get(&topic).ok_or_else(|| RestError::topic_not_found(&topic))?;
-    let servers = crate::rest::bootstrap(&snapshot)
-        .ok_or_else(|| RestError::unavailable("no broker is registered in ZooKeeper; start a broker"))?;
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &servers)
+    let (mut config, _) = crate::rest::base_config(&state.rest.clients(), &snapshot)?;
+    let consumer: BaseConsumer = config
         .set("group.id", "tributary-console-live")
         .set("client.id", "tributary-console-live")
         .set("enable.auto.commit", "false")
@@ -203,6 +201,7 @@ mod tests {
                 instance_timeout: Duration::from_secs(60),
                 max_instances: 1,
                 max_request_bytes: 1024,
+                clients: Default::default(),
             },
             tokio_util::sync::CancellationToken::new(),
         );

@@ -182,7 +182,8 @@ pub(super) async fn create(
     }
     let snapshot = state.snapshot().await?;
     let for_consumer = settings.clone();
-    let consumer = tokio::task::spawn_blocking(move || kafka::consumer(&snapshot, &for_consumer))
+    let clients = state.clients();
+    let consumer = tokio::task::spawn_blocking(move || kafka::consumer(&clients, &snapshot, &for_consumer))
         .await
         .map_err(|e| RestError::kafka(e.to_string()))??;
     let instance = Arc::new(Instance {

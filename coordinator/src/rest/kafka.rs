@@ -1,6 +1,6 @@
 //! The REST API's Kafka clients, over librdkafka: the shared producer and the consumers
-//! of consumer instances, bootstrapped from the brokers registered in ZooKeeper (every
-//! advertised endpoint, so whichever listener the coordinator can reach is used).
+//! of consumer instances, bootstrapped from the brokers registered in ZooKeeper on the
+//! listener and with the security `client.config` gives (see [`crate::brokers`]).
 //! librdkafka logs through the `librdkafka` tracing target.
 
 use std::sync::Arc;
@@ -13,17 +13,20 @@ use rdkafka::producer::FutureProducer;
 use rdkafka::ClientConfig;
 use tributary_common::snapshot::ClusterSnapshot;
 
+use crate::brokers::BrokerClients;
+
 use super::RestError;
 
-/// `bootstrap.servers` for the brokers in `s`: every advertised endpoint (pure).
-pub(crate) fn bootstrap(s: &ClusterSnapshot) -> Option<String> {
-    let endpoints: Vec<String> = s
-        .brokers
-        .values()
-        .flat_map(|b| b.registration.parsed_endpoints())
-        .map(|e| format!("{}:{}", e.host, e.port))
-        .collect();
-    (!endpoints.is_empty()).then(|| endpoints.join(","))
+/// A librdkafka configuration reaching the brokers of `s` as `client.config` says: their
+/// endpoints on the chosen listener, and the connection's security settings.
+pub(crate) fn base_config(clients: &BrokerClients, s: &ClusterSnapshot) -> Result<(ClientConfig, String), RestError> {
+    let servers = clients.bootstrap(s).ok_or_else(no_broker)?;
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &servers);
+    for (key, value) in clients.librdkafka_settings() {
+        config.set(key, value);
+    }
+    Ok((config, servers))
 }
 
 fn no_broker() -> RestError {
@@ -36,10 +39,9 @@ fn no_broker() -> RestError {
 pub(crate) struct Producer(Arc<FutureProducer>);
 
 impl Producer {
-    pub(crate) fn new(s: &ClusterSnapshot) -> Result<Producer, RestError> {
-        let servers = bootstrap(s).ok_or_else(no_broker)?;
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &servers)
+    pub(crate) fn new(clients: &BrokerClients, s: &ClusterSnapshot) -> Result<Producer, RestError> {
+        let (mut config, servers) = base_config(clients, s)?;
+        let producer: FutureProducer = config
             .set("client.id", "tributary-rest-proxy")
             .set("acks", "all")
             .set("enable.idempotence", "true")
@@ -74,11 +76,13 @@ pub(crate) struct ConsumerSettings {
 /// bounded per instance, where librdkafka's default is 64 MiB.
 const QUEUED_KBYTES: &str = "2048";
 
-pub(crate) fn consumer(s: &ClusterSnapshot, settings: &ConsumerSettings) -> Result<BaseConsumer, RestError> {
-    let servers = bootstrap(s).ok_or_else(no_broker)?;
-    let mut config = ClientConfig::new();
+pub(crate) fn consumer(
+    clients: &BrokerClients,
+    s: &ClusterSnapshot,
+    settings: &ConsumerSettings,
+) -> Result<BaseConsumer, RestError> {
+    let (mut config, _) = base_config(clients, s)?;
     config
-        .set("bootstrap.servers", &servers)
         .set("group.id", &settings.group)
         .set("client.id", format!("tributary-rest-{}", settings.name))
         .set("auto.offset.reset", &settings.auto_offset_reset)

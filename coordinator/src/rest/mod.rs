@@ -27,7 +27,7 @@ mod format;
 mod kafka;
 mod produce;
 
-pub(crate) use kafka::bootstrap;
+pub(crate) use kafka::base_config;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -118,6 +118,8 @@ pub struct RestConfig {
     pub max_instances: usize,
     /// Largest request body accepted.
     pub max_request_bytes: usize,
+    /// How the REST API's clients reach brokers (`client.config`).
+    pub clients: Arc<crate::brokers::BrokerClients>,
 }
 
 /// Shared state of the REST handlers.
@@ -173,9 +175,14 @@ impl RestState {
         if let Some(p) = slot.as_ref() {
             return Ok(p.clone());
         }
-        let p = kafka::Producer::new(snapshot)?;
+        let p = kafka::Producer::new(&self.inner.config.clients, snapshot)?;
         *slot = Some(p.clone());
         Ok(p)
+    }
+
+    /// How the REST API's clients reach brokers.
+    pub(crate) fn clients(&self) -> Arc<crate::brokers::BrokerClients> {
+        self.inner.config.clients.clone()
     }
 
     pub(crate) fn instances(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Arc<consumers::Instance>>> {
