@@ -405,6 +405,8 @@ def test_sasl_protocol_misuse_is_refused_without_harm(empty_cluster):
     c = RawConnection(port)
     c.send(struct.pack(">i", 600 * 1024) + b"\x00" * 64)
     assert c.closed_by_peer()
+    wait_until(lambda: "larger than sasl.server.max.receive.size" in broker.log(), timeout=5,
+               what="the oversized unauthenticated frame logged with the setting that bounds it")
     # SaslAuthenticate on a PLAINTEXT listener: ILLEGAL_SASL_STATE (34).
     c = RawConnection(cluster.broker_ports[1])
     c.send(frame(36, 0, 3, struct.pack(">i", 3) + b"abc"))

@@ -206,7 +206,11 @@ async fn serve_in_span<R, W>(
             Ok(Some(f)) => f.freeze(),
             Ok(None) => break,
             Err(e @ (FrameError::TooLarge { .. } | FrameError::Negative(_))) => {
-                tracing::warn!(error = %e, "closing connection: the request frame is invalid; raise socket.request.max.bytes if the client is legitimate");
+                if authenticating {
+                    tracing::warn!(error = %e, "closing connection: a frame before SASL authentication is invalid or larger than sasl.server.max.receive.size; check the client's security.protocol (a PLAINTEXT or TLS client on a SASL listener sends requests first), or raise sasl.server.max.receive.size if the client is legitimate");
+                } else {
+                    tracing::warn!(error = %e, "closing connection: the request frame is invalid; raise socket.request.max.bytes if the client is legitimate");
+                }
                 break;
             }
             Err(FrameError::Io(e)) => {
