@@ -138,3 +138,28 @@ def produce_raw(port, topic, records):
     result = parse_produce_v3_error(c.recv_frame())
     c.close()
     return result
+
+
+def test_nullable_strings_with_nothing_to_say_are_null(cluster):
+    """Kafka sends null, not "", for an error message when there is no error (aiokafka's
+    admin test checks a created topic's error_message `is None` before deleting it)."""
+    import asyncio
+
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic as AioNewTopic
+
+    async def run():
+        admin = AIOKafkaAdminClient(bootstrap_servers=cluster.bootstrap())
+        await admin.start()
+        try:
+            created = await admin.create_topics([AioNewTopic("nulls", 1, 1)])
+            listed = await admin.list_topics()
+            deleted = await admin.delete_topics(["nulls"])
+            return created, listed, deleted
+        finally:
+            await admin.close()
+
+    created, listed, deleted = asyncio.run(asyncio.wait_for(run(), 60))
+    assert created.topic_errors[0][:2] == ("nulls", 0)
+    assert created.topic_errors[0][2] is None, created.topic_errors
+    assert "nulls" in listed
+    assert deleted.topic_error_codes == [("nulls", 0)]

@@ -13,6 +13,7 @@ mod group;
 mod list_offsets;
 mod metadata;
 mod misc;
+pub(crate) mod nulls;
 mod produce;
 mod quotas;
 mod reassign;

@@ -490,11 +490,11 @@ async fn every_advertised_api_answers_at_every_advertised_version() {
         for version in *min..=*max {
             let Some(request) = request_for(*key, version, f.topic_id) else { continue };
             let h = header(*key, version);
-            let response = handle(&f.ctx, &peer(), &h, request)
+            let mut response = handle(&f.ctx, &peer(), &h, request)
                 .await
                 .unwrap()
                 .unwrap_or_else(|| panic!("{key:?} v{version} gave no response"));
-            crate::net::codec::encode_response(&h, &response).unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"));
+            crate::net::codec::encode_response(&h, &mut response).unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"));
         }
     }
 }
@@ -506,14 +506,14 @@ async fn answered(ctx: &BrokerContext, key: ApiKey, version: i16, request: Reque
     let caller = peer();
     let call = handle(ctx, &caller, &h, request);
     tokio::pin!(call);
-    let response = loop {
+    let mut response = loop {
         tokio::select! {
             biased;
             r = &mut call => break r.unwrap().unwrap(),
             () = tokio::task::yield_now() => ctx.groups.tick(now_ms() + 5_000),
         }
     };
-    crate::net::codec::encode_response(&h, &response).unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"));
+    crate::net::codec::encode_response(&h, &mut response).unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"));
     response
 }
 

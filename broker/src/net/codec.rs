@@ -78,7 +78,8 @@ pub(crate) fn decode(mut frame: Bytes) -> Decoded {
 ///
 /// # Errors
 /// When the response does not fit its version (a bug; the connection is closed).
-pub(crate) fn encode_response(header: &RequestHeader, response: &ResponseKind) -> anyhow::Result<Bytes> {
+pub(crate) fn encode_response(header: &RequestHeader, response: &mut ResponseKind) -> anyhow::Result<Bytes> {
+    crate::api::nulls::normalize(response);
     let key = ApiKey::try_from(header.request_api_key).map_err(|_| anyhow::anyhow!("unknown api key"))?;
     let version = header.request_api_version;
     let mut buf = BytesMut::with_capacity(256);

@@ -248,7 +248,7 @@ async fn serve_in_span<R, W>(
                         };
                         match step {
                             Step::Serve(r) => r,
-                            Step::Reply(response) => {
+                            Step::Reply(mut response) => {
                                 if auth.completed() > completed_before {
                                     if completed_before == 0 {
                                         METRICS.authentication(&caller.listener, AuthOutcome::Succeeded);
@@ -262,7 +262,7 @@ async fn serve_in_span<R, W>(
                                     tracing::Span::current().record("principal", tracing::field::display(p));
                                     tracing::debug!("authenticated");
                                 }
-                                match codec::encode_response(&header, &response) {
+                                match codec::encode_response(&header, &mut response) {
                                     Ok(bytes) => {
                                         if writer.write_all(&bytes).await.is_err() || writer.flush().await.is_err() {
                                             break;
@@ -275,7 +275,7 @@ async fn serve_in_span<R, W>(
                                     }
                                 }
                             }
-                            Step::Refuse(response, why) => {
+                            Step::Refuse(mut response, why) => {
                                 let outcome = if completed_before == 0 {
                                     AuthOutcome::Failed
                                 } else {
@@ -287,7 +287,7 @@ async fn serve_in_span<R, W>(
                                     () = tokio::time::sleep(ctx.security.failed_authentication_delay) => {}
                                     _ = drain.cancelled() => break,
                                 }
-                                if let Ok(bytes) = codec::encode_response(&header, &response) {
+                                if let Ok(bytes) = codec::encode_response(&header, &mut response) {
                                     let _ = writer.write_all(&bytes).await;
                                     let _ = writer.flush().await;
                                 }
@@ -341,7 +341,7 @@ async fn serve_in_span<R, W>(
                         }
                         continue;
                     }
-                    Ok(Some(r)) => match codec::encode_response(&header, &r) {
+                    Ok(Some(mut r)) => match codec::encode_response(&header, &mut r) {
                         Ok(bytes) => bytes,
                         Err(e) => {
                             let _in_request = span.enter();
