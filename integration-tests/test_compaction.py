@@ -12,6 +12,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from harness import create_topic, http_get, wait_until
 
 INVALID_RECORD, INVALID_CONFIG = 87, 40
+INVALID_DIFFERENT_RECORD = -138  # librdkafka's local code for a culprit's innocent batch mates
 
 # Fast cleaning for tests: chunks close 100 ms after their first record, a log is cleaned as
 # soon as anything is dirty, tombstones go 100 ms after their first pass.
@@ -290,3 +291,26 @@ def test_replicas_agree_with_the_leader_record_by_record_and_a_new_replica_copie
     cluster.brokers[2].terminate()
     wait_until(lambda: topic_view(cluster, "mirrored")["partitions"][0]["leader"] == 3, timeout=30, what="3 to lead")
     assert read_partition(bootstrap, "mirrored") == want, "the new replica's copy differs"
+
+
+def test_keyless_records_of_a_batch_are_named_as_the_culprits(cluster):
+    """KIP-467: the Produce answer names each refused record (record_errors). Kafka refuses
+    the whole batch; librdkafka fails the named records with INVALID_RECORD and the others
+    with _INVALID_DIFFERENT_RECORD ("an invalid record in the same batch caused the failure
+    of this message too"), so an application can resend exactly those. Without
+    record_errors every record would carry INVALID_RECORD."""
+    create_topic(cluster, "mixed", config={"cleanup.policy": "compact"})
+    p = Producer({"bootstrap.servers": cluster.bootstrap(), "linger.ms": 500, "batch.num.messages": 100})
+    results = {}
+    for i in range(20):
+        key = None if i % 2 else b"k%d" % i
+        p.produce("mixed", key=key, value=b"%d" % i, on_delivery=lambda err, msg, i=i: results.__setitem__(i, err))
+    assert p.flush(60) == 0
+    codes = {i: err.code() if err else 0 for i, err in results.items()}
+    assert sorted(i for i, c in codes.items() if c == INVALID_RECORD) == list(range(1, 20, 2)), results
+    assert sorted(i for i, c in codes.items() if c == INVALID_DIFFERENT_RECORD) == list(range(0, 20, 2)), results
+    # The keyed ones, resent alone, are written; nothing of the refused batch was.
+    for i in range(0, 20, 2):
+        p.produce("mixed", key=b"k%d" % i, value=b"%d" % i)
+    assert p.flush(30) == 0
+    assert sorted(int(v) for _, _, v in read_partition(cluster.bootstrap(), "mixed")) == list(range(0, 20, 2))

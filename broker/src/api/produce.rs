@@ -33,12 +33,27 @@ fn partition_error(index: i32, code: i16, message: Option<String>) -> PartitionP
     r
 }
 
+/// KIP-467's per-record errors (sent from Produce v8; older versions leave them out).
+fn record_errors(errors: &[(i32, String)]) -> Vec<kafka_protocol::messages::produce_response::BatchIndexAndErrorMessage> {
+    errors
+        .iter()
+        .map(|(index, message)| {
+            let mut e = kafka_protocol::messages::produce_response::BatchIndexAndErrorMessage::default();
+            e.batch_index = *index;
+            e.batch_index_error_message = Some(s(message.clone()));
+            e
+        })
+        .collect()
+}
+
 pub(super) fn append_error_code(e: &AppendError) -> i16 {
     match e {
         AppendError::Replica(r) => replica_error_code(r),
         AppendError::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas.code(),
         AppendError::Batch(BatchError::Corrupt(_)) => ResponseError::CorruptMessage.code(),
-        AppendError::Batch(BatchError::Invalid(_)) | AppendError::BatchCount(_) => ResponseError::InvalidRecord.code(),
+        AppendError::Batch(BatchError::Invalid(_) | BatchError::Records(_)) | AppendError::BatchCount(_) => {
+            ResponseError::InvalidRecord.code()
+        }
         AppendError::Batch(BatchError::TooLarge { .. }) => ResponseError::MessageTooLarge.code(),
         AppendError::InternalTopic(_) => ResponseError::InvalidTopicException.code(),
         AppendError::Sequence(SequenceError::InvalidEpoch { .. }) => ResponseError::InvalidProducerEpoch.code(),
@@ -160,10 +175,18 @@ pub(super) async fn handle(ctx: &BrokerContext, _version: i16, request: ProduceR
                         AppendError::Log(_) => {
                             tracing::error!(%tp, error = %e, "append failed; the producer will retry; check the data directory's disk")
                         }
+                        AppendError::Batch(BatchError::Records(_)) => super::refused(
+                            &tp,
+                            &e,
+                            "refused a record batch of a compacted topic holding records without a key; nothing was written (the producer must give every record a key, or the topic needs cleanup.policy=delete)",
+                        ),
                         AppendError::Batch(_) => super::refused(&tp, &e, "refused a record batch; nothing was written"),
                         _ => tracing::debug!(%tp, error = %e, "produce refused"),
                     }
                     let mut r = partition_error(data.index, append_error_code(&e), Some(e.to_string()));
+                    if let AppendError::Batch(BatchError::Records(errors)) = &e {
+                        r.record_errors = record_errors(errors);
+                    }
                     if known_topic {
                         METRICS.produce_failed(name.as_str(), r.error_code);
                     }

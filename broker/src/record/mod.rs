@@ -103,6 +103,10 @@ pub(crate) enum BatchError {
     /// Well-formed bytes that Kafka refuses: INVALID_RECORD.
     #[error("invalid record batch: {0}")]
     Invalid(String),
+    /// Records of the batch that Kafka refuses one by one (KIP-467): INVALID_RECORD, with
+    /// each record's index in the batch and why, so a client fails exactly those records.
+    #[error("{}", record_errors_message(.0))]
+    Records(Vec<(i32, String)>),
     /// A batch larger than `message.max.bytes`: MESSAGE_TOO_LARGE.
     #[error("record batch of {size} bytes exceeds the topic's max.message.bytes={max} (the broker's message.max.bytes when the topic sets none); raise it or send smaller batches")]
     TooLarge {
@@ -111,6 +115,17 @@ pub(crate) enum BatchError {
         /// The limit.
         max: usize,
     },
+}
+
+/// Kafka's partition-level message for record errors (its `LogValidator` wording).
+fn record_errors_message(errors: &[(i32, String)]) -> String {
+    let shown: Vec<String> =
+        errors.iter().take(3).map(|(i, m)| format!("RecordError(batchIndex={i}, message='{m}')")).collect();
+    format!(
+        "One or more records have been rejected due to {} record errors in total, and only showing the first three errors at most: [{}]",
+        errors.len(),
+        shown.join(", ")
+    )
 }
 
 /// Records in the data batches of `bytes` (a fetch answer's concatenated batches; a
@@ -363,6 +378,17 @@ pub(crate) fn build(base_offset: i64, timestamp: i64, records: &[KeyValue<'_>]) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn record_errors_read_as_kafkas_log_validator_words_them() {
+        let errors: Vec<(i32, String)> = (0..5).map(|i| (i * 2, format!("bad {i}"))).collect();
+        let shown = BatchError::Records(errors).to_string();
+        assert_eq!(
+            shown,
+            "One or more records have been rejected due to 5 record errors in total, and only showing the first three errors at most: [RecordError(batchIndex=0, message='bad 0'), RecordError(batchIndex=2, message='bad 1'), RecordError(batchIndex=4, message='bad 2')]"
+        );
+        assert!(BatchError::Records(vec![(7, "x".into())]).to_string().contains("due to 1 record errors"));
+    }
 
     fn two_records() -> Bytes {
         build(0, 1000, &[(Some(b"k1"), Some(b"v1")), (None, Some(b"v2"))])

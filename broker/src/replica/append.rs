@@ -88,15 +88,19 @@ impl Pending {
     }
 }
 
-/// A compacted topic keeps the latest record per key, so a record without one is refused
-/// (INVALID_RECORD), as Kafka refuses it.
+/// A compacted topic keeps the latest record per key, so records without one are refused
+/// (INVALID_RECORD naming each, KIP-467), as Kafka refuses them: the batch is not written,
+/// and the client fails exactly those records.
 fn refuse_keyless(tp: &TopicPartition, batches: &[(BatchHeader, Bytes)]) -> Result<(), BatchError> {
     for (h, b) in batches.iter().filter(|(h, _)| !h.is_control()) {
         let records = crate::record::body::decode(h, b)?;
-        if let Some(i) = records.list.iter().position(|r| r.key.is_none()) {
-            return Err(BatchError::Invalid(format!(
-                "Compacted topic cannot accept message without key in topic partition {tp} (record {i} of the batch has none); give every record a key, or set cleanup.policy=delete on the topic"
-            )));
+        let errors: Vec<(i32, String)> = (0..)
+            .zip(&records.list)
+            .filter(|(_, r)| r.key.is_none())
+            .map(|(i, _)| (i, format!("Compacted topic cannot accept message without key in topic partition {tp}.")))
+            .collect();
+        if !errors.is_empty() {
+            return Err(BatchError::Records(errors));
         }
     }
     Ok(())
