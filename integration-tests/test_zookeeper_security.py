@@ -102,12 +102,17 @@ def test_a_cluster_logs_in_to_zookeeper_and_protects_its_znodes(sasl_zookeeper, 
             owner.stop()
             other.stop()
 
-        # A wrong password: the broker stops at once and says why.
-        bad = cluster.start_broker(2, wait=False, env=dict(
+        # A wrong password, and no login at all: the broker stops at once (not after
+        # zookeeper.connection.timeout.ms) and says why.
+        bad = cluster.start_broker(2, "--zookeeper-connection-timeout-ms", "60000", wait=False, env=dict(
             os.environ, KAFKA_ZOOKEEPER_PROTOCOL="SASL", KAFKA_ZOOKEEPER_USER="kafka", KAFKA_ZOOKEEPER_PASSWORD="wrong"))
-        assert bad.wait_exit(60) != 0
+        assert bad.wait_exit(30) != 0
         assert "refused the SASL login kafka" in bad.log(), bad.log()[-2000:]
         assert "wrong" not in bad.log().replace("what is wrong", "")
+        anonymous = cluster.start_broker(3, "--zookeeper-connection-timeout-ms", "60000", wait=False,
+                                         env={k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")})
+        assert anonymous.wait_exit(30) != 0
+        assert "none given: the server requires one" in anonymous.log(), anonymous.log()[-2000:]
     finally:
         cluster.stop()
 

@@ -247,15 +247,16 @@ pub async fn connect(
         let attempt = connector.connect(hosts).await;
         match attempt {
             Ok(client) => break client,
-            Err(err) if started.elapsed() < connection_timeout => {
-                tracing::warn!(zookeeper = hosts, error = %err, "ZooKeeper not reachable yet; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
+            // A refused login is refused again: say so now rather than at the timeout.
             Err(zookeeper_client::Error::AuthFailed) => {
                 return Err(ConnectError::AuthFailed {
                     hosts: hosts.to_string(),
                     user: security.sasl.as_ref().map(|l| format!("{} (from {})", l.username, l.origin)),
                 })
+            }
+            Err(err) if started.elapsed() < connection_timeout => {
+                tracing::warn!(zookeeper = hosts, error = %err, "ZooKeeper not reachable yet; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
             Err(last) => {
                 return Err(ConnectError::Unreachable {
