@@ -237,7 +237,8 @@ pub fn config(data: &[u8]) {
     }
     if let Ok(sections) = tributary_common::jaas::parse_file(&jaas) {
         for name in sections.keys() {
-            let _ = tributary_common::zk::zk_login_from_jaas(&jaas, name, "fuzz");
+            let _ = tributary_common::zk::zk_login_from_sections(&sections, name, "fuzz");
+            let _ = tributary_common::jaas::login_for(&sections[name], name);
         }
     }
     if let Ok(mapper) = rules.parse::<tributary_common::tls::PrincipalMapper>() {

@@ -742,6 +742,18 @@ pub fn parse_listeners(key: &str, value: &str) -> Result<Vec<Endpoint>, ConfigEr
 /// The security protocols Kafka knows.
 pub const SECURITY_PROTOCOLS: &[&str] = &["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
 
+/// What a security protocol puts on the TCP connection: (TLS, SASL); none for a name
+/// that is not one of [`SECURITY_PROTOCOLS`].
+pub fn protocol_layers(protocol: &str) -> Option<(bool, bool)> {
+    match protocol {
+        "PLAINTEXT" => Some((false, false)),
+        "SSL" => Some((true, false)),
+        "SASL_PLAINTEXT" => Some((false, true)),
+        "SASL_SSL" => Some((true, true)),
+        _ => None,
+    }
+}
+
 /// `listener.security.protocol.map`: listener name → security protocol, written
 /// `NAME:PROTOCOL[,...]`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -104,12 +104,32 @@ pub fn parse(text: &str) -> Result<Vec<LoginModule>, String> {
     Ok(modules)
 }
 
+/// A JAAS file's sections by name.
+pub type Sections = BTreeMap<String, Vec<LoginModule>>;
+
+/// Reads and parses the JAAS file at `path` (see [`parse_file`]).
+///
+/// # Errors
+/// "cannot read the JAAS file ..." or the parser's message.
+pub fn read_file(path: &std::path::Path) -> Result<Sections, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read the JAAS file {}: {e}", path.display()))?;
+    parse_file(&text)
+}
+
+/// The `username` and `password` a process logs in with for SASL `mechanism`: those of
+/// the mechanism's login module when the text holds several (a `KafkaServer` section with
+/// a PLAIN and a SCRAM module), else of the first module that has them.
+pub fn login_for(modules: &[LoginModule], mechanism: &str) -> Option<(String, String)> {
+    let class = if mechanism.eq_ignore_ascii_case("PLAIN") { ".PlainLoginModule" } else { ".ScramLoginModule" };
+    modules.iter().filter(|m| m.class.ends_with(class)).chain(modules).find_map(LoginModule::login)
+}
+
 /// Parses a JAAS file: named sections, each `Name { <modules> };`, with `//` and `/* */`
 /// comments. Returns the sections by name.
 ///
 /// # Errors
 /// A message naming the section and what is wrong (never an option's value).
-pub fn parse_file(text: &str) -> Result<BTreeMap<String, Vec<LoginModule>>, String> {
+pub fn parse_file(text: &str) -> Result<Sections, String> {
     let chars = strip_comments(text);
     let mut sections = BTreeMap::new();
     let mut at = 0;

@@ -84,13 +84,8 @@ impl ClientProperties {
     /// A message naming the setting that is missing or wrong (never a password).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<ClientProperties, String> {
         let protocol = get("security.protocol").unwrap_or_else(|| "PLAINTEXT".into()).trim().to_ascii_uppercase();
-        let (tls, sasl) = match protocol.as_str() {
-            "PLAINTEXT" => (false, false),
-            "SSL" => (true, false),
-            "SASL_PLAINTEXT" => (false, true),
-            "SASL_SSL" => (true, true),
-            other => return Err(format!("security.protocol {other} is not PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")),
-        };
+        let (tls, sasl) = crate::config::protocol_layers(&protocol)
+            .ok_or_else(|| format!("security.protocol {protocol} is not PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"))?;
         let mut out = ClientProperties { protocol, ..Default::default() };
         if tls {
             let settings = crate::tls::TlsSettings::from_lookup(&get)?;
@@ -106,11 +101,9 @@ impl ClientProperties {
                 return Err(format!("sasl.mechanism {mechanism} is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"));
             }
             let jaas = get("sasl.jaas.config").ok_or("sasl.jaas.config is not set; give it the login module with username=\"...\" password=\"...\"")?;
-            let (username, password) = crate::jaas::parse(&jaas)
-                .map_err(|e| format!("sasl.jaas.config: {e}"))?
-                .iter()
-                .find_map(crate::jaas::LoginModule::login)
-                .ok_or("sasl.jaas.config has no username and password")?;
+            let modules = crate::jaas::parse(&jaas).map_err(|e| format!("sasl.jaas.config: {e}"))?;
+            let (username, password) =
+                crate::jaas::login_for(&modules, &mechanism).ok_or("sasl.jaas.config has no username and password")?;
             out.security.sasl = Some(SaslLogin { mechanism, username, password });
         }
         Ok(out)

@@ -72,13 +72,37 @@ pub fn jvm_zk_options(kafka_opts: &str) -> JvmZkOptions {
     options
 }
 
-/// The ZooKeeper login in a JAAS file's text: the `DigestLoginModule` of `section`; none
-/// when the file has no such section (Kafka then opens an unauthenticated session).
+/// The JVM flags of the `KAFKA_OPTS` variable in `env`, if it is set.
+pub fn kafka_opts(env: &[(String, String)]) -> Option<JvmZkOptions> {
+    env.iter().find(|(k, _)| k == KAFKA_OPTS).map(|(_, v)| jvm_zk_options(v))
+}
+
+/// The JAAS file `options` names (`-Djava.security.auth.login.config`), read and parsed;
+/// none when it names none. Both its readers go through here: the ZooKeeper login (its
+/// `Client` section) and the broker's listeners (its `KafkaServer` sections).
+///
+/// # Errors
+/// [`ConfigError::Invalid`] for `KAFKA_OPTS`: the file unreadable or malformed.
+pub fn kafka_opts_jaas(options: &JvmZkOptions) -> Result<Option<(PathBuf, crate::jaas::Sections)>, ConfigError> {
+    let Some(path) = &options.login_config else { return Ok(None) };
+    let sections = crate::jaas::read_file(path).map_err(|reason| ConfigError::Invalid {
+        key: KAFKA_OPTS.into(),
+        value: format!("-Djava.security.auth.login.config={}", path.display()),
+        reason,
+    })?;
+    Ok(Some((path.clone(), sections)))
+}
+
+/// The ZooKeeper login in a JAAS file's sections: the `DigestLoginModule` of `section`;
+/// none when the file has no such section (Kafka then opens an unauthenticated session).
 ///
 /// # Errors
 /// A sentence naming the file's mistake (never a password).
-pub fn zk_login_from_jaas(text: &str, section: &str, origin: &str) -> Result<Option<ZkSaslLogin>, String> {
-    let sections = crate::jaas::parse_file(text).map_err(|e| format!("{origin}: {e}"))?;
+pub fn zk_login_from_sections(
+    sections: &crate::jaas::Sections,
+    section: &str,
+    origin: &str,
+) -> Result<Option<ZkSaslLogin>, String> {
     let Some(modules) = sections.get(section) else { return Ok(None) };
     let module = modules
         .iter()
@@ -124,19 +148,17 @@ impl ZkSecurity {
     /// [`ConfigError`] naming the file or variable at fault.
     pub fn resolve(jaas_file: Option<&Path>, set_acl: bool, env: &[(String, String)]) -> Result<Self, ConfigError> {
         let invalid = |key: &str, value: String, reason: String| ConfigError::Invalid { key: key.into(), value, reason };
-        let read = |path: &Path, section: &str, origin: String| -> Result<Option<ZkSaslLogin>, String> {
-            let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {origin}: {e}"))?;
-            zk_login_from_jaas(&text, section, &origin)
+        let from_opts = match kafka_opts(env).filter(|o| o.sasl_client) {
+            Some(options) => kafka_opts_jaas(&options)?.map(|(path, sections)| (options.section, path, sections)),
+            None => None,
         };
-        let jvm = env.iter().find(|(k, _)| k == KAFKA_OPTS).map(|(_, v)| jvm_zk_options(v));
         let sasl = if let Some(path) = jaas_file {
-            let login = read(path, "Client", format!("the JAAS file {}", path.display()))
-                .map_err(|e| invalid("zookeeper.sasl.jaas.file", path.display().to_string(), e))?;
-            Some(login.ok_or_else(|| {
-                invalid("zookeeper.sasl.jaas.file", path.display().to_string(), "the file has no Client section".into())
-            })?)
-        } else if let Some(JvmZkOptions { login_config: Some(path), section, sasl_client: true }) = &jvm {
-            read(path, section, format!("the JAAS file {} named by KAFKA_OPTS", path.display()))
+            let bad = |reason: String| invalid("zookeeper.sasl.jaas.file", path.display().to_string(), reason);
+            let sections = crate::jaas::read_file(path).map_err(bad)?;
+            let login = zk_login_from_sections(&sections, "Client", &format!("the JAAS file {}", path.display()));
+            Some(login.map_err(bad)?.ok_or_else(|| bad("the file has no Client section".into()))?)
+        } else if let Some((section, path, sections)) = from_opts {
+            zk_login_from_sections(&sections, &section, &format!("the JAAS file {} named by KAFKA_OPTS", path.display()))
                 .map_err(|e| invalid(KAFKA_OPTS, format!("-Djava.security.auth.login.config={}", path.display()), e))?
         } else {
             zk_login_from_bitnami(env).map_err(|e| invalid("KAFKA_ZOOKEEPER_PROTOCOL", String::new(), e))?

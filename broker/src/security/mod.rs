@@ -241,13 +241,9 @@ fn listener_security(name: &str, protocol: &str, props: &SecurityProps) -> Resul
     let in_listener = |e: String| format!("listener {name} ({protocol}): {e}");
     let mut out = ListenerSecurity::plaintext();
     out.protocol = protocol.to_string();
-    let (tls, sasl) = match protocol {
-        "PLAINTEXT" => (false, false),
-        "SSL" => (true, false),
-        "SASL_PLAINTEXT" => (false, true),
-        "SASL_SSL" => (true, true),
-        other => return Err(in_listener(format!("unknown security protocol {other}; use PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"))),
-    };
+    let (tls, sasl) = tributary_common::config::protocol_layers(protocol).ok_or_else(|| {
+        in_listener(format!("unknown security protocol {protocol}; use PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"))
+    })?;
     if tls {
         let settings = tls_settings(name, props).map_err(in_listener)?;
         let reloading = tls::ReloadingServerConfig::load(name, settings).map_err(in_listener)?;
@@ -306,12 +302,13 @@ fn inter_broker_client(config: &BrokerConfig, props: &SecurityProps) -> Result<C
     let protocol = config.listener_security_protocol_map.protocol(&name).unwrap_or("PLAINTEXT");
     let in_listener = |e: String| format!("inter-broker listener {name} ({protocol}): {e}");
     let mut out = ClientSecurity::default();
-    if matches!(protocol, "SSL" | "SASL_SSL") {
+    let (tls, sasl) = tributary_common::config::protocol_layers(protocol).unwrap_or_default();
+    if tls {
         let settings = tls_settings(&name, props).map_err(in_listener)?;
         // The broker's key store doubles as its client certificate (for ssl.client.auth=required).
         out.tls = Some(tributary_common::tls::client_config(&settings).map_err(in_listener)?);
     }
-    if matches!(protocol, "SASL_PLAINTEXT" | "SASL_SSL") {
+    if sasl {
         let mechanism = props.get(&name, "sasl.mechanism.inter.broker.protocol").unwrap_or("GSSAPI").trim().to_ascii_uppercase();
         if Mechanism::from_name(&mechanism).is_none() {
             return Err(in_listener(format!(
@@ -323,13 +320,7 @@ fn inter_broker_client(config: &BrokerConfig, props: &SecurityProps) -> Result<C
             in_listener(format!("{key} is not set; followers log in to other brokers with its username and password"))
         })?;
         let modules = jaas::parse(text).map_err(|e| in_listener(format!("{key}: {e}")))?;
-        // A KafkaServer section may hold a PLAIN and a SCRAM module: the mechanism's first.
-        let class = if mechanism == "PLAIN" { ".PlainLoginModule" } else { ".ScramLoginModule" };
-        let (username, password) = modules
-            .iter()
-            .filter(|m| m.class.ends_with(class))
-            .chain(modules.iter())
-            .find_map(jaas::LoginModule::login)
+        let (username, password) = jaas::login_for(&modules, &mechanism)
             .ok_or_else(|| in_listener(format!("{key} has no username and password for inter-broker connections")))?;
         out.sasl = Some(SaslLogin { mechanism, username, password });
     }

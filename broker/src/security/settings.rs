@@ -212,12 +212,11 @@ impl SecurityProps {
             value,
             reason,
         };
-        let opts = env.iter().find(|(k, _)| k == "KAFKA_OPTS").map(|(_, v)| tributary_common::zk::jvm_zk_options(v));
-        if let Some(path) = opts.and_then(|o| o.login_config) {
-            let shown = format!("-Djava.security.auth.login.config={}", path.display());
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| invalid("KAFKA_OPTS", shown.clone(), format!("cannot read the JAAS file: {e}")))?;
-            let sections = jaas::parse_file(&text).map_err(|e| invalid("KAFKA_OPTS", shown.clone(), e))?;
+        let file = match tributary_common::zk::kafka_opts(env) {
+            Some(options) => tributary_common::zk::kafka_opts_jaas(&options)?,
+            None => None,
+        };
+        if let Some((path, sections)) = file {
             for (name, modules) in sections {
                 if name == "KafkaServer" || name.ends_with(".KafkaServer") {
                     let text: Vec<String> = modules.iter().map(jaas::LoginModule::to_text).collect();
