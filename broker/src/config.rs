@@ -114,6 +114,8 @@ tributary_common::settings! {
         "a follower not caught up for this long leaves the ISR";
     replica_fetch_wait_max_ms: i32 = "500", "replica.fetch.wait.max.ms", "TRIBUTARY_REPLICA_FETCH_WAIT_MAX_MS",
         "how long a follower's fetch waits at the leader for new data";
+    max_incremental_fetch_session_cache_slots: u32 = "1000", "max.incremental.fetch.session.cache.slots", "TRIBUTARY_MAX_INCREMENTAL_FETCH_SESSION_CACHE_SLOTS",
+        "incremental fetch sessions (KIP-227) kept; 0 answers every fetch in full";
     replica_fetch_max_bytes: i32 = "1048576", "replica.fetch.max.bytes", "TRIBUTARY_REPLICA_FETCH_MAX_BYTES",
         "bytes per partition a follower asks for";
     replica_fetch_response_max_bytes: i32 = "10485760", "replica.fetch.response.max.bytes", "TRIBUTARY_REPLICA_FETCH_RESPONSE_MAX_BYTES",

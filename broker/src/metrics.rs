@@ -130,6 +130,10 @@ pub(crate) struct BrokerMetrics {
     isr_expands: Meter,
     flush_ms: Reservoir,
     append_ms: Reservoir,
+    /// Incremental fetch sessions cached, and their partitions (KIP-227).
+    fetch_sessions: AtomicI64,
+    fetch_session_partitions: AtomicI64,
+    fetch_session_evictions: std::sync::atomic::AtomicU64,
 }
 
 /// How an authentication ended, counted as Kafka's socket-server-metrics count them.
@@ -290,6 +294,17 @@ impl BrokerMetrics {
         self.flush_ms.record_duration(elapsed);
     }
 
+    /// The fetch session cache now holds `sessions` sessions of `partitions` partitions.
+    pub(crate) fn fetch_sessions(&self, sessions: usize, partitions: usize) {
+        self.fetch_sessions.store(sessions as i64, Ordering::Relaxed);
+        self.fetch_session_partitions.store(partitions as i64, Ordering::Relaxed);
+    }
+
+    /// A fetch session was evicted to make room for another.
+    pub(crate) fn fetch_session_evicted(&self) {
+        self.fetch_session_evictions.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// One batch was written to the log store in `elapsed`.
     pub(crate) fn appended(&self, elapsed: Duration) {
         self.append_ms.record_duration(elapsed);
@@ -438,6 +453,26 @@ pub(crate) fn render(hosted: &Hosted) -> String {
         let (name, help) = outcome.series();
         out.counter(name, help, vec![("listener", listener)], count as f64);
     }
+
+    // Fetch sessions (KIP-227), under Kafka's FetchSessionCache names.
+    out.gauge(
+        "kafka_server_fetchsessioncache_numincrementalfetchsessions",
+        "incremental fetch sessions cached (max.incremental.fetch.session.cache.slots)",
+        vec![],
+        m.fetch_sessions.load(Ordering::Relaxed) as f64,
+    );
+    out.gauge(
+        "kafka_server_fetchsessioncache_numincrementalfetchpartitionscached",
+        "partitions held by the cached fetch sessions",
+        vec![],
+        m.fetch_session_partitions.load(Ordering::Relaxed) as f64,
+    );
+    out.counter(
+        "kafka_server_fetchsessioncache_incrementalfetchsessionevictions",
+        "fetch sessions evicted to make room for others",
+        vec![],
+        m.fetch_session_evictions.load(Ordering::Relaxed) as f64,
+    );
 
     // Replicas hosted here.
     let (mut partitions, mut leaders, mut under_replicated, mut under_min_isr) = (0, 0, 0, 0);

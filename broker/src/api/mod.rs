@@ -9,6 +9,7 @@ mod cluster;
 mod configs;
 mod elect;
 mod fetch;
+pub(crate) mod fetch_session;
 mod group;
 mod list_offsets;
 mod metadata;
@@ -68,6 +69,8 @@ pub(crate) struct BrokerContext {
     pub(crate) quotas: QuotaManager,
     /// How listeners authenticate clients and this broker authenticates to the others.
     pub(crate) security: Arc<Security>,
+    /// Incremental fetch sessions (KIP-227).
+    pub(crate) fetch_sessions: fetch_session::FetchSessions,
     /// The authorizer's settings (`None`: no authorizer, everything allowed).
     pub(crate) authorizer: Option<tributary_common::acl::AuthorizerConfig>,
     /// The cluster view as served (None until the first load); read through [`Self::cluster`].
@@ -92,7 +95,11 @@ impl BrokerContext {
         let quotas = QuotaManager::new(config.quota_window());
         // Checked when the configuration was read.
         let authorizer = config.authorizer().ok().flatten();
+        // Sessions keep partitions authorized when they were added; with an authorizer every
+        // fetch names its partitions, so that each is checked (see fetch::handle).
+        let slots = if authorizer.is_some() { 0 } else { config.max_incremental_fetch_session_cache_slots as usize };
         BrokerContext {
+            fetch_sessions: fetch_session::FetchSessions::new(slots),
             authorizer,
             config,
             replicas,

@@ -945,3 +945,79 @@ async fn authorized_ops(ctx: &BrokerContext, caller: &Caller) -> (i32, i32, i32,
     };
     (md.topics[0].topic_authorized_operations, md.cluster_authorized_operations, dg.groups[0].authorized_operations, dc.cluster_authorized_operations)
 }
+
+#[tokio::test]
+async fn a_fetch_session_answers_only_what_changed_and_refuses_replays() {
+    let f = fixture("fetch-session").await;
+    for version in [12, 13] {
+        let fetch = |session_id: i32, epoch: i32, with_partition: bool, offset: i64| {
+            let Some(RequestKind::Fetch(mut r)) = request_for(ApiKey::Fetch, version, f.topic_id) else { panic!() };
+            r.session_id = session_id;
+            r.session_epoch = epoch;
+            r.max_wait_ms = 0;
+            r.topics[0].partitions[0].fetch_offset = offset;
+            if !with_partition {
+                r.topics.clear();
+            }
+            RequestKind::Fetch(r)
+        };
+        let run = |request: RequestKind| {
+            let ctx = &f.ctx;
+            async move {
+                let Ok(Some(ResponseKind::Fetch(r))) = handle(ctx, &peer(), &header(ApiKey::Fetch, version), request).await
+                else {
+                    panic!()
+                };
+                r
+            }
+        };
+        let partitions = |r: &FetchResponse| r.responses.iter().map(|t| t.partitions.len()).sum::<usize>();
+        let end = |r: &FetchResponse| r.responses[0].partitions[0].high_watermark;
+        // A full fetch with epoch 0 opens a session and answers the partition.
+        let full = run(fetch(0, 0, true, 0)).await;
+        assert_eq!((full.error_code, partitions(&full)), (0, 1), "v{version}");
+        let id = full.session_id;
+        assert_ne!(id, 0, "v{version}: a session was opened");
+        let hw = end(&full);
+        // Nothing changed: the incremental answer is empty.
+        let quiet = run(fetch(id, 1, true, hw)).await;
+        assert_eq!((quiet.error_code, quiet.session_id, partitions(&quiet)), (0, id, 0), "v{version}");
+        // New records: the partition is answered though the request did not name it.
+        let Ok(Some(ResponseKind::Produce(p))) =
+            handle(&f.ctx, &peer(), &header(ApiKey::Produce, 9), produce(batch::build(0, 1, &[(None, Some(b"n"))]), 1))
+                .await
+        else {
+            panic!()
+        };
+        assert_eq!(p.responses[0].partition_responses[0].error_code, 0);
+        let moved = run(fetch(id, 2, false, 0)).await;
+        assert_eq!((moved.error_code, partitions(&moved)), (0, 1), "v{version}");
+        assert_eq!(end(&moved), hw + 1);
+        assert!(!moved.responses[0].partitions[0].records.as_ref().unwrap().is_empty());
+        if version >= 13 {
+            assert_eq!(moved.responses[0].topic_id, f.topic_id.0);
+        } else {
+            assert_eq!(moved.responses[0].topic.as_str(), "t");
+        }
+        // A replayed epoch and an unknown session get Kafka's session errors.
+        assert_eq!(run(fetch(id, 2, false, 0)).await.error_code, ResponseError::InvalidFetchSessionEpoch.code());
+        assert_eq!(run(fetch(id ^ 1, 1, false, 0)).await.error_code, ResponseError::FetchSessionIdNotFound.code());
+        // Forgetting the partition closes the session.
+        let Some(RequestKind::Fetch(mut forget)) = request_for(ApiKey::Fetch, version, f.topic_id) else { panic!() };
+        let mut gone = kafka_protocol::messages::fetch_request::ForgottenTopic::default();
+        if version >= 13 {
+            gone.topic_id = f.topic_id.0;
+        } else {
+            gone.topic = name("t");
+        }
+        gone.partitions = vec![0];
+        forget.topics.clear();
+        forget.forgotten_topics_data = vec![gone];
+        forget.session_id = id;
+        forget.session_epoch = 3;
+        forget.max_wait_ms = 0;
+        let closed = run(RequestKind::Fetch(forget)).await;
+        assert_eq!((closed.error_code, closed.session_id), (0, 0), "v{version}");
+        assert_eq!(run(fetch(id, 4, false, 0)).await.error_code, ResponseError::FetchSessionIdNotFound.code());
+    }
+}

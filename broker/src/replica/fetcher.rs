@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
 use kafka_protocol::messages::{BrokerId as WireBrokerId, FetchRequest, OffsetForLeaderEpochRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
@@ -132,6 +132,7 @@ impl FetcherManager {
                     tracing::info!(leader, partitions = assignment.partitions.len(), "starting a replica fetcher");
                     let (tx, rx) = watch::channel(assignment);
                     let fetcher = Fetcher {
+                        session: Session::default(),
                         config: self.config.clone(),
                         leader,
                         replicas: self.replicas.clone(),
@@ -176,6 +177,41 @@ struct Fetcher {
     truncated: HashMap<TopicPartition, i32>,
     /// Partitions resting after an error, until the instant given.
     delayed: HashMap<TopicPartition, Instant>,
+    /// The incremental fetch session with the leader (KIP-227), on the current connection.
+    session: Session,
+}
+
+/// What the follower asks of one partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Asked {
+    fetch_offset: i64,
+    log_start_offset: i64,
+    leader_epoch: i32,
+    max_bytes: i32,
+}
+
+/// The follower's side of a fetch session: what the leader holds for it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Session {
+    /// 0: none (the next fetch is full and asks for one).
+    id: i32,
+    /// The epoch of the next incremental fetch.
+    epoch: i32,
+    /// The partitions the leader's session holds, as last sent.
+    held: BTreeMap<TopicPartition, Asked>,
+}
+
+/// The next fetch of a session: (session id, epoch, partitions to send, partitions to
+/// forget). Without a session, every partition goes, with epoch 0 to open one; with one,
+/// only partitions new or changed since they were last sent, and those no longer wanted
+/// are forgotten.
+fn plan(session: &Session, want: &BTreeMap<TopicPartition, Asked>) -> (i32, i32, Vec<TopicPartition>, Vec<TopicPartition>) {
+    if session.id == 0 {
+        return (0, 0, want.keys().cloned().collect(), Vec::new());
+    }
+    let send = want.iter().filter(|(tp, a)| session.held.get(*tp) != Some(*a)).map(|(tp, _)| tp.clone()).collect();
+    let forget = session.held.keys().filter(|tp| !want.contains_key(*tp)).cloned().collect();
+    (session.id, session.epoch, send, forget)
 }
 
 type Ready = Vec<(TopicPartition, i32, Arc<Partition>)>;
@@ -212,6 +248,8 @@ impl Fetcher {
                 continue;
             }
             if conn.as_ref().is_none_or(|(e, _)| *e != endpoint) {
+                // A session belongs to a connection's leader; a new connection starts over.
+                self.session = Session::default();
                 match Connection::connect_secured(&endpoint.host, endpoint.port, "tributary-replica-fetcher", &self.config.security).await {
                     Ok(mut c) => {
                         c.set_timeout(
@@ -335,9 +373,8 @@ impl Fetcher {
         request.max_wait_ms = self.config.max_wait_ms;
         request.min_bytes = 1;
         request.max_bytes = self.config.response_max_bytes;
-        request.session_epoch = -1;
         let mut fetching: HashMap<TopicPartition, (i32, Arc<Partition>)> = HashMap::new();
-        let mut topics: BTreeMap<String, Vec<FetchPartition>> = BTreeMap::new();
+        let mut want: BTreeMap<TopicPartition, Asked> = BTreeMap::new();
         let now = tributary_common::time::now_ms();
         let follower_over = self.replicas.follower_quota.exceeded(now);
         for (tp, epoch, partition) in ready {
@@ -350,13 +387,15 @@ impl Fetcher {
                 continue;
             }
             let offsets = partition.log().offsets();
-            let mut p = FetchPartition::default();
-            p.partition = tp.partition;
-            p.current_leader_epoch = *epoch;
-            p.fetch_offset = offsets.log_end_offset;
-            p.log_start_offset = offsets.log_start_offset;
-            p.partition_max_bytes = self.config.partition_max_bytes;
-            topics.entry(tp.topic.clone()).or_default().push(p);
+            want.insert(
+                tp.clone(),
+                Asked {
+                    fetch_offset: offsets.log_end_offset,
+                    log_start_offset: offsets.log_start_offset,
+                    leader_epoch: *epoch,
+                    max_bytes: self.config.partition_max_bytes,
+                },
+            );
             fetching.insert(tp.clone(), (*epoch, partition.clone()));
         }
         if fetching.is_empty() {
@@ -366,16 +405,63 @@ impl Fetcher {
             }
             return Ok(());
         }
+        let (session_id, epoch, send, forget) = plan(&self.session, &want);
+        request.session_id = session_id;
+        request.session_epoch = epoch;
+        let mut topics: BTreeMap<String, Vec<FetchPartition>> = BTreeMap::new();
+        for tp in &send {
+            let a = &want[tp];
+            let mut p = FetchPartition::default();
+            p.partition = tp.partition;
+            p.current_leader_epoch = a.leader_epoch;
+            p.fetch_offset = a.fetch_offset;
+            p.log_start_offset = a.log_start_offset;
+            p.partition_max_bytes = a.max_bytes;
+            topics.entry(tp.topic.clone()).or_default().push(p);
+        }
         for (topic, partitions) in topics {
             let mut t = FetchTopic::default();
             t.topic = TopicName(StrBytes::from_string(topic));
             t.partitions = partitions;
             request.topics.push(t);
         }
+        let mut forgotten: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+        for tp in &forget {
+            forgotten.entry(tp.topic.clone()).or_default().push(tp.partition);
+        }
+        for (topic, partitions) in forgotten {
+            let mut t = ForgottenTopic::default();
+            t.topic = TopicName(StrBytes::from_string(topic));
+            t.partitions = partitions;
+            request.forgotten_topics_data.push(t);
+        }
         let response = c.call(FETCH_VERSION, &request).await?;
         if response.error_code != 0 {
+            if session_id != 0 {
+                // The leader lost or refused the session (evicted, restarted): start a new one.
+                tracing::debug!(leader = self.leader, session = session_id, error_code = response.error_code, "fetch session refused by the leader; sending a full fetch");
+                self.session = Session::default();
+                return Ok(());
+            }
             return Err(format!("fetch refused as a whole with error code {}", response.error_code));
         }
+        self.session = match (session_id, response.session_id) {
+            // No session: full fetches from here on, each asking for one.
+            (_, 0) => Session::default(),
+            // A new session holds what this fetch sent.
+            (0, id) => Session { id, epoch: 1, held: want.clone() },
+            // The session goes on.
+            (_, id) => {
+                let mut held = std::mem::take(&mut self.session.held);
+                for tp in &forget {
+                    held.remove(tp);
+                }
+                for tp in &send {
+                    held.insert(tp.clone(), want[tp]);
+                }
+                Session { id, epoch: crate::api::fetch_session::next_epoch(epoch), held }
+            }
+        };
         for topic in response.responses {
             for r in topic.partitions {
                 let tp = TopicPartition::new(topic.topic.0.as_str(), r.partition_index);
@@ -456,6 +542,26 @@ async fn truncate_blocking(partition: &Arc<Partition>, offset: i64) -> Result<i6
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_follower_sends_only_what_changed_in_its_fetch_session() {
+        let tp = |p: i32| TopicPartition::new("t", p);
+        let asked = |offset: i64| Asked { fetch_offset: offset, log_start_offset: 0, leader_epoch: 1, max_bytes: 1 << 20 };
+        let want: BTreeMap<_, _> = [(tp(0), asked(10)), (tp(1), asked(5)), (tp(2), asked(0))].into_iter().collect();
+        let held: BTreeMap<_, _> = [(tp(0), asked(10)), (tp(1), asked(3)), (tp(3), asked(7))].into_iter().collect();
+        // (session, wanted) -> (id, epoch, sent, forgotten)
+        let cases = [
+            // No session: everything, asking for one.
+            (Session::default(), (0, 0, vec![tp(0), tp(1), tp(2)], vec![])),
+            // A session: the moved partition 1, the new partition 2; partition 3 is no longer followed.
+            (Session { id: 9, epoch: 4, held: held.clone() }, (9, 4, vec![tp(1), tp(2)], vec![tp(3)])),
+            // Nothing changed: an empty incremental fetch.
+            (Session { id: 9, epoch: 5, held: want.clone() }, (9, 5, vec![], vec![])),
+        ];
+        for (session, expected) in cases {
+            assert_eq!(plan(&session, &want), expected, "{session:?}");
+        }
+    }
 
     #[test]
     #[allow(clippy::type_complexity)]
