@@ -698,15 +698,27 @@ impl PartitionLog {
             Some(Err(e)) => return Err(self.read_error(offset, e)),
             None => offset,
         };
+        let mut batches = Vec::new();
+        let mut size = 0usize;
         for item in self.scan(start, upper) {
             let (_, v) = item.map_err(|e| self.read_error(offset, e))?;
-            if !out.is_empty() && out.len() + v.len() > max_bytes {
+            if size > 0 && size + v.len() > max_bytes {
                 break;
             }
-            out.extend_from_slice(&v);
-            if out.len() >= max_bytes {
+            size += v.len();
+            batches.push(v);
+            if size >= max_bytes {
                 break;
             }
+        }
+        // One batch (a large producer batch fills a fetch's partition limit) goes out as
+        // sled holds it, without a copy; several are joined in one buffer of their size.
+        if batches.len() == 1 {
+            return Ok(Bytes::from_owner(batches.pop().expect("one batch")));
+        }
+        out.reserve(size);
+        for v in &batches {
+            out.extend_from_slice(v);
         }
         Ok(out.freeze())
     }

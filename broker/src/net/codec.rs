@@ -82,7 +82,13 @@ pub(crate) fn encode_response(header: &RequestHeader, response: &mut ResponseKin
     crate::api::nulls::normalize(response);
     let key = ApiKey::try_from(header.request_api_key).map_err(|_| anyhow::anyhow!("unknown api key"))?;
     let version = header.request_api_version;
-    let mut buf = BytesMut::with_capacity(256);
+    // A fetch answer is mostly records (megabytes): sized up front, it is copied once
+    // instead of again at every doubling of the buffer.
+    let body = match response {
+        ResponseKind::Fetch(f) => f.compute_size(version).unwrap_or(0),
+        _ => 0,
+    };
+    let mut buf = BytesMut::with_capacity(256 + body);
     buf.put_i32(0);
     let mut response_header = ResponseHeader::default();
     response_header.correlation_id = header.correlation_id;

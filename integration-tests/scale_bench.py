@@ -1,0 +1,185 @@
+"""Scale benchmark: how one broker's costs grow with the partitions it holds.
+
+    scripts/scale-bench.sh                         # steps of 100, 1,000 and 10,000 partitions
+    scripts/scale-bench.sh --steps 100,1000 --records 100000
+
+Release build, one broker, the coordinator and ZooKeeper on loopback. Two phases:
+
+* load: for each step N (and 6, the harness's figure), kbench creates a topic of N
+  partitions, produces `--records` records of 1 KiB (default 1,000,000, as the harness) over all of them (acks=1, linger 5 ms,
+  1 MB batches) and consumes them back from offset 0, then deletes the topic;
+* idle: topics of 10 partitions are added up to each step; at each, the broker's RSS
+  (memory per idle partition), how long Metadata for all topics takes (raw Metadata v1
+  on one connection, median and max of 20), and a clean restart: from start to the
+  listener answering Metadata and to every partition open.
+
+kbench is the shared harness's load generator (`../shared/bench/build.sh`; KBENCH=path
+overrides). Not part of the test suite; the figures go in the README.
+"""
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("TRIBUTARY_BIN", str(Path(__file__).resolve().parent.parent / "target" / "release"))
+os.environ["TRIBUTARY_TEST_LOG"] = "warn,state_change=info,tributary_broker=info"
+
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+
+from harness import Cluster, RawConnection, ZooKeeper, frame, wait_until  # noqa: E402
+
+OPENED = "opened local replica"
+
+
+def kbench():
+    for p in (os.environ.get("KBENCH"), os.path.expanduser("~/.cache/kbench/kbench")):
+        if p and os.path.exists(p):
+            return p
+    sys.exit("kbench not found: run ../shared/bench/build.sh (or set KBENCH=/path/to/kbench)")
+
+
+def run_kbench(*args, timeout=300):
+    out = subprocess.run([kbench(), *args], capture_output=True, text=True, timeout=timeout, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def metadata_all_ms(port, rounds=20):
+    conn = RawConnection(port, timeout=60)
+    times = []
+    for i in range(rounds):
+        t = time.perf_counter()
+        conn.send(frame(3, 1, i, struct.pack(">i", -1)))  # Metadata v1, all topics
+        reply = conn.recv_frame()
+        times.append((time.perf_counter() - t) * 1000)
+        assert struct.unpack(">i", reply[:4])[0] == i
+    conn.close()
+    return {"median_ms": round(statistics.median(times), 2), "max_ms": round(max(times), 2)}
+
+
+def load(cluster, partitions, records):
+    boot = cluster.bootstrap()
+    topic = f"wide-{partitions}"
+    opened = cluster.brokers[1].log().count(OPENED)
+    run_kbench("create", "-b", boot, "-t", topic, "-p", str(partitions), "-r", "1")
+    wait_until(lambda: cluster.brokers[1].log().count(OPENED) - opened >= partitions, timeout=600, what=f"{topic} open")
+    pid = cluster.brokers[1].proc.pid
+
+    def cpu():
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    c0 = cpu()
+    produced = run_kbench("produce", "-b", boot, "-t", topic, "-s", "1024", "-n", str(records), "-d", "60", "--acks", "1")
+    c1 = cpu()
+    consumed = run_kbench("consume", "-b", boot, "-t", topic, "-n", str(records), "-d", "60",
+                          "-X", "fetch.queue.backoff.ms=10")
+    c2 = cpu()
+    run_kbench("delete", "-b", boot, "-t", topic)
+    mib = records * 1024 / 2 ** 20
+    return {
+        "partitions": partitions,
+        "produce_rec_per_s": produced["rec_per_s"], "produce_ok": produced["ok"],
+        "produce_broker_cpu_ms_per_mib": round((c1 - c0) * 1000 / mib, 2),
+        "consume_rec_per_s": consumed["rec_per_s"], "consume_ok": consumed["ok"],
+        "consume_broker_cpu_ms_per_mib": round((c2 - c1) * 1000 / mib, 2),
+    }
+
+
+def restart(cluster, hosted):
+    broker = cluster.brokers[1]
+    broker.terminate(timeout=300)
+    before = len(broker.log())
+    started = time.perf_counter()
+    cluster.start_broker(1, wait=False)
+    port = cluster.broker_ports[1]
+    while True:
+        s = socket.socket()
+        if s.connect_ex(("127.0.0.1", port)) == 0:
+            s.close()
+            break
+        s.close()
+        if time.perf_counter() - started > 300:
+            raise TimeoutError("the broker did not listen within 300 s")
+        time.sleep(0.005)
+    metadata = metadata_all_ms(port, rounds=1)
+    answered = time.perf_counter()
+    broker = cluster.brokers[1]
+    wait_until(lambda: broker.log()[before:].count(OPENED) >= hosted, timeout=600, interval=0.02,
+               what=f"{hosted} partitions open after the restart")
+    return {"start_to_metadata_answered_s": round(answered - started, 2),
+            "start_to_all_open_s": round(time.perf_counter() - started, 2),
+            "first_metadata_ms": metadata["median_ms"]}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", default="100,1000,10000")
+    ap.add_argument("--records", type=int, default=1_000_000)
+    ap.add_argument("--skip-load", action="store_true")
+    args = ap.parse_args()
+    steps = [int(s) for s in args.steps.split(",")]
+    work = Path(tempfile.mkdtemp(prefix="tributary-scale-bench-"))
+    zk = ZooKeeper(work / "logs").start()
+    cluster = Cluster(zk, work / "logs")
+    report = {"records": args.records, "load": [], "idle": []}
+    try:
+        cluster.start_coordinator()
+        cluster.start_broker(1)
+        if not args.skip_load:
+            for n in [6, *steps]:
+                report["load"].append(load(cluster, n, args.records))
+                print(json.dumps(report["load"][-1]), flush=True)
+        # A fresh broker process for the idle phase, so the load phase's allocations do not
+        # count: the base is its RSS with no topic of ours.
+        restart(cluster, 0)
+        time.sleep(2)
+        admin = AdminClient({"bootstrap.servers": cluster.bootstrap()})
+        base_rss = rss_mib(cluster.brokers[1].proc.pid)
+        report["base_rss_mib"] = round(base_rss, 1)
+        have = 0
+        for n in steps:
+            names = [f"idle-{i:05d}" for i in range(have // 10, n // 10)]
+            for i in range(0, len(names), 100):
+                futures = admin.create_topics([NewTopic(t, num_partitions=10, replication_factor=1)
+                                               for t in names[i:i + 100]], operation_timeout=120)
+                for f in futures.values():
+                    f.result(300)
+            have = n
+            hosted = n
+            wait_until(lambda: cluster.brokers[1].log().count(OPENED) >= hosted, timeout=900,
+                       what=f"{hosted} idle partitions open")
+            time.sleep(2)  # let allocations settle before reading RSS
+            rss = rss_mib(cluster.brokers[1].proc.pid)
+            step = {"partitions": n, "broker_rss_mib": round(rss, 1),
+                    "rss_kib_per_idle_partition": round((rss - base_rss) * 1024 / n, 1),
+                    "metadata_all_topics": metadata_all_ms(cluster.broker_ports[1])}
+            step["restart"] = restart(cluster, hosted)
+            report["idle"].append(step)
+            print(json.dumps(step), flush=True)
+        print(json.dumps(report, indent=2))
+    finally:
+        cluster.stop()
+        zk.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

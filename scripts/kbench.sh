@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Runs the shared Kafka-protocol benchmark harness (kbench on librdkafka, ../shared/bench/)
+# against a release build of Tributary: ZooKeeper, the coordinator and one broker on
+# loopback in a temporary directory, their PIDs given to the harness so that it reports
+# broker CPU per MiB. Everything it starts is stopped on exit.
+#
+#   scripts/kbench.sh run [bench.py options]         Tributary alone
+#   scripts/kbench.sh compare [bench.py options]     side by side with Tansu in memory
+#                                                    (../shared/bench/peers.sh tansu-mem)
+#
+# HARNESS=/path/to/shared/bench overrides where the harness is; results go to
+# $OUT (default ./kbench-<mode>-<date>.json). Run nothing else meanwhile.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+MODE=${1:-run}
+shift || true
+HARNESS=${HARNESS:-$ROOT/../shared/bench}
+if [ ! -f "$HARNESS/bench.py" ]; then
+  echo "the harness is not at $HARNESS (set HARNESS=/path/to/shared/bench)" >&2
+  exit 1
+fi
+scripts/install-deps.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+cargo build --release --bins
+[ -x "${KBENCH_BUILD:-$HOME/.cache/kbench}/kbench" ] || "$HARNESS/build.sh"
+
+DIR=$(mktemp -d /tmp/tributary-kbench.XXXXXX)
+PORT=${PORT:-9092}
+ZK_PORT=$((PORT + 100))
+pids=()
+stop() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ "$MODE" = compare ]; then "$HARNESS/peers.sh" stop >/dev/null 2>&1 || true; fi
+  rm -rf "$DIR"
+}
+trap stop EXIT INT TERM
+
+mkdir -p "$DIR/zookeeper"
+cat > "$DIR/zoo.cfg" <<CFG
+tickTime=2000
+dataDir=$DIR/zookeeper
+clientPort=$ZK_PORT
+clientPortAddress=127.0.0.1
+admin.enableServer=false
+4lw.commands.whitelist=ruok
+CFG
+java -cp /etc/zookeeper/conf:/usr/share/java/zookeeper.jar org.apache.zookeeper.server.quorum.QuorumPeerMain "$DIR/zoo.cfg" >"$DIR/zookeeper.log" 2>&1 &
+zk=$!
+pids+=("$zk")
+for _ in $(seq 1 60); do
+  if (exec 3<>/dev/tcp/127.0.0.1/"$ZK_PORT" && echo ruok >&3 && grep -q imok <&3) 2>/dev/null; then break; fi
+  sleep 0.5
+done
+export TRIBUTARY_ZOOKEEPER_CONNECT=127.0.0.1:$ZK_PORT
+TRIBUTARY_HTTP_LISTEN=127.0.0.1:$((PORT + 200)) TRIBUTARY_REST_LISTEN=127.0.0.1:$((PORT + 300)) \
+  target/release/coordinator >"$DIR/coordinator.log" 2>&1 &
+coordinator=$!
+pids+=("$coordinator")
+TRIBUTARY_BROKER_ID=1 TRIBUTARY_LISTENERS=PLAINTEXT://127.0.0.1:$PORT TRIBUTARY_ADVERTISED_LISTENERS=PLAINTEXT://127.0.0.1:$PORT \
+TRIBUTARY_DATA_DIR="$DIR/broker-1" TRIBUTARY_OFFSETS_TOPIC_REPLICATION_FACTOR=1 \
+TRIBUTARY_TRANSACTION_STATE_LOG_REPLICATION_FACTOR=1 TRIBUTARY_METRICS_LISTEN=127.0.0.1:$((PORT + 400)) \
+  target/release/broker >"$DIR/broker.log" 2>&1 &
+broker=$!
+pids+=("$broker")
+for _ in $(seq 1 60); do
+  if (exec 3<>/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null; then break; fi
+  sleep 0.5
+done
+OURS="tributary=127.0.0.1:$PORT@$broker,$coordinator,$zk"
+OUT=${OUT:-$ROOT/kbench-$MODE-$(date +%Y%m%d-%H%M).json}
+case "$MODE" in
+  run) python3 "$HARNESS/bench.py" run --broker "$OURS" --out "$OUT" "$@" ;;
+  compare)
+    PEER=$("$HARNESS/peers.sh" tansu-mem | grep '^tansu-mem=')
+    python3 "$HARNESS/bench.py" compare --broker "$OURS" --broker "$PEER" --out "$OUT" "$@"
+    ;;
+  *) echo "usage: scripts/kbench.sh run|compare [bench.py options]" >&2; exit 2 ;;
+esac
+echo "results: $OUT (broker log: kept only while running, in $DIR)"
