@@ -8,18 +8,11 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --bins
+# shellcheck source=scripts/zookeeper.sh
+. scripts/zookeeper.sh
 
 DIR="${TRIBUTARY_LOCAL_DIR:-$PWD/local-cluster}"
 ZK_PORT="${ZK_PORT:-2181}"
-mkdir -p "$DIR/zookeeper"
-cat > "$DIR/zoo.cfg" <<CFG
-tickTime=2000
-dataDir=$DIR/zookeeper
-clientPort=$ZK_PORT
-clientPortAddress=127.0.0.1
-admin.enableServer=false
-4lw.commands.whitelist=ruok,stat,srvr
-CFG
 
 pids=()
 stop() {
@@ -30,12 +23,8 @@ stop() {
 }
 trap stop EXIT INT TERM
 
-java -cp /etc/zookeeper/conf:/usr/share/java/zookeeper.jar org.apache.zookeeper.server.quorum.QuorumPeerMain "$DIR/zoo.cfg" >"$DIR/zookeeper.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 60); do
-  if (exec 3<>/dev/tcp/127.0.0.1/"$ZK_PORT" && echo ruok >&3 && grep -q imok <&3) 2>/dev/null; then break; fi
-  sleep 0.5
-done
+start_zookeeper "$DIR" "$ZK_PORT" || { kill "$ZOOKEEPER_PID" 2>/dev/null; exit 1; }
+pids+=("$ZOOKEEPER_PID")
 
 export TRIBUTARY_ZOOKEEPER_CONNECT="${TRIBUTARY_ZOOKEEPER_CONNECT:-127.0.0.1:$ZK_PORT}"
 TRIBUTARY_HTTP_LISTEN="${TRIBUTARY_HTTP_LISTEN:-127.0.0.1:8080}" \

@@ -23,6 +23,8 @@ fi
 scripts/install-deps.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --bins
+# shellcheck source=scripts/zookeeper.sh
+. scripts/zookeeper.sh
 [ -x "${KBENCH_BUILD:-$HOME/.cache/kbench}/kbench" ] || "$HARNESS/build.sh"
 
 DIR=$(mktemp -d /tmp/tributary-kbench.XXXXXX)
@@ -37,22 +39,9 @@ stop() {
 }
 trap stop EXIT INT TERM
 
-mkdir -p "$DIR/zookeeper"
-cat > "$DIR/zoo.cfg" <<CFG
-tickTime=2000
-dataDir=$DIR/zookeeper
-clientPort=$ZK_PORT
-clientPortAddress=127.0.0.1
-admin.enableServer=false
-4lw.commands.whitelist=ruok
-CFG
-java -cp /etc/zookeeper/conf:/usr/share/java/zookeeper.jar org.apache.zookeeper.server.quorum.QuorumPeerMain "$DIR/zoo.cfg" >"$DIR/zookeeper.log" 2>&1 &
-zk=$!
+start_zookeeper "$DIR" "$ZK_PORT" || { kill "$ZOOKEEPER_PID" 2>/dev/null; exit 1; }
+zk=$ZOOKEEPER_PID
 pids+=("$zk")
-for _ in $(seq 1 60); do
-  if (exec 3<>/dev/tcp/127.0.0.1/"$ZK_PORT" && echo ruok >&3 && grep -q imok <&3) 2>/dev/null; then break; fi
-  sleep 0.5
-done
 export TRIBUTARY_ZOOKEEPER_CONNECT=127.0.0.1:$ZK_PORT
 TRIBUTARY_HTTP_LISTEN=127.0.0.1:$((PORT + 200)) TRIBUTARY_REST_LISTEN=127.0.0.1:$((PORT + 300)) \
   target/release/coordinator >"$DIR/coordinator.log" 2>&1 &

@@ -581,11 +581,21 @@ impl Partition {
         if role.leader != self.broker_id {
             return None;
         }
+        // A lone replica in its own ISR has nothing to shrink or expand (the common case
+        // on a broker of many single-replica partitions, checked every 200 ms).
+        if role.replicas.len() == 1 && role.isr == role.replicas {
+            return None;
+        }
         let followers = self.followers.lock().expect("followers lock");
         let shrunk = isr::shrink(&role.isr, self.broker_id, &followers, now_ms, lag_time_max_ms);
         let base = shrunk.clone().unwrap_or_else(|| role.isr.clone());
-        let epoch_start = self.log.epoch_start_offset(role.leader_epoch).unwrap_or(0);
-        let expanded = isr::expand(&base, &role.replicas, &followers, self.high_watermark(), epoch_start);
+        // Only replicas outside the ISR can join it.
+        let expanded = if role.replicas.iter().all(|r| base.contains(r)) {
+            None
+        } else {
+            let epoch_start = self.log.epoch_start_offset(role.leader_epoch).unwrap_or(0);
+            isr::expand(&base, &role.replicas, &followers, self.high_watermark(), epoch_start)
+        };
         let next = expanded.or(shrunk)?;
         Some((PartitionState::new(self.broker_id, role.leader_epoch, role.controller_epoch, next), role.state_version))
     }
