@@ -344,6 +344,111 @@ def test_cooperative_sticky_static_members_come_back_without_moving_partitions(c
         b.close()
 
 
+def test_a_member_that_stops_polling_keeps_its_partition_until_its_max_poll_interval_expires(cluster):
+    """librdkafka's test 0089 (session.timeout.ms 6 s, max.poll.interval.ms 10 s, a one-partition
+    topic), with the second member joining late: the first member holds the partition, reads one
+    record and stops polling (librdkafka keeps heartbeating in the background); then the second
+    member subscribes. The join phase of that rebalance must wait for the silent member up to its
+    rebalance timeout (its max.poll.interval.ms), as Kafka's does, so the second member reads the
+    partition only after the silent member's interval has run out and it has left or been dropped
+    (10 to 20 s after it stopped), never a few seconds in."""
+    create_topic(cluster, "slow-poller", 1)
+    produce(cluster, "slow-poller", range(10))
+    first = group_consumer(cluster, "slow-poller-group", **{"max.poll.interval.ms": 10000})
+    second = group_consumer(cluster, "slow-poller-group", **{"max.poll.interval.ms": 10000})
+    try:
+        first.subscribe(["slow-poller"])
+        got = []
+        def first_record():
+            m = first.poll(0.2)
+            if m is not None and not m.error():
+                got.append(m.offset())
+            return bool(got)
+        wait_until(first_record, timeout=60, what="the first member's first record")
+        silent_since = time.monotonic()  # from here on the first member is "processing": no poll
+        assert got == [0]
+        second.subscribe(["slow-poller"])
+        deadline = silent_since + 60
+        while time.monotonic() < deadline:
+            m = second.poll(0.2)
+            if m is None or m.error():
+                continue
+            waited = time.monotonic() - silent_since
+            # 0 or 1: the silent member's auto-commit of offset 1 stops once the rebalance begins
+            assert m.offset() in (0, 1), f"the second member read offset {m.offset()}"
+            assert waited > 10.0, f"the partition moved {waited:.1f} s after its member stopped polling, before its max.poll.interval.ms (10 s) ran out"
+            assert waited < 20.0, f"the partition moved only {waited:.1f} s after its member stopped polling"
+            return
+        raise AssertionError("the second member got no record within 60 s")
+    finally:
+        first.close()
+        second.close()
+
+
+def test_static_members_with_a_regex_subscription_keep_their_assignment_across_metadata_refreshes(cluster):
+    """librdkafka's test 0102: two static members (group.instance.id) subscribed by regex, with
+    topic.metadata.refresh.interval.ms 2 s. Once assigned, refreshes of the same metadata must
+    not rebalance them; a new topic matching the pattern must, and must be assigned; a member
+    that restarts with its instance id is back before session.timeout.ms without revoking the
+    other's partitions."""
+    create_topic(cluster, "static-regex", 3)
+    events = []
+
+    def member(name):
+        c = group_consumer(cluster, "static-regex-group", **{
+            "group.instance.id": name, "max.poll.interval.ms": 9000, "topic.metadata.refresh.interval.ms": 2000,
+            "metadata.max.age.ms": 5000})
+        c.subscribe(["^static-regex.*"],
+                    on_assign=lambda consumer, parts: events.append((name, "assign", sorted((p.topic, p.partition) for p in parts))),
+                    on_revoke=lambda consumer, parts: events.append((name, "revoke", sorted((p.topic, p.partition) for p in parts))))
+        return c
+
+    members = {"consumer1": member("consumer1"), "consumer2": member("consumer2")}
+
+    def poll_all():
+        for c in members.values():
+            c.poll(0.1)
+
+    def assigned():
+        poll_all()
+        return {name: sorted((p.topic, p.partition) for p in c.assignment()) for name, c in members.items()}
+
+    try:
+        wait_until(lambda: sum(len(v) for v in assigned().values()) == 3 and all(assigned().values()),
+                   timeout=60, what="both static members assigned the three partitions")
+        settled, before = assigned(), len(events)
+        end = time.monotonic() + 8  # four metadata refreshes of each member
+        while time.monotonic() < end:
+            poll_all()
+        assert events[before:] == [], f"a rebalance with nothing changed: {events[before:]}"
+        assert assigned() == settled
+
+        create_topic(cluster, "static-regex-new", 1)
+        # Each member rejoins when its own metadata refresh finds the topic, so there may be one
+        # rebalance or two (as with Kafka): wait until the new topic is assigned and no member
+        # has seen a rebalance for longer than a refresh interval.
+        last_event = {"count": len(events), "at": time.monotonic()}
+        def settled_with_new_topic():
+            current = assigned()
+            if len(events) != last_event["count"]:
+                last_event.update(count=len(events), at=time.monotonic())
+            return ("static-regex-new", 0) in sum(current.values(), []) and time.monotonic() - last_event["at"] > 3.0
+        wait_until(settled_with_new_topic, timeout=45, what="the new topic matching the pattern to be assigned")
+        assert {e[0] for e in events[before:] if e[1] == "revoke"} == {"consumer1", "consumer2"}
+
+        kept, before = assigned(), len(events)
+        members["consumer2"].close()
+        restarted_at = time.monotonic()
+        members["consumer2"] = member("consumer2")
+        wait_until(lambda: assigned()["consumer2"] == kept["consumer2"], timeout=30,
+                   what="the restarted static member to get its partitions back")
+        assert time.monotonic() - restarted_at < 6.0, "the restarted static member waited out session.timeout.ms"
+        assert [e for e in events[before:] if e[0] == "consumer1"] == [], "the other member was rebalanced by a static restart"
+    finally:
+        for c in members.values():
+            c.close()
+
+
 # --- Bad input on the wire: requests real clients do not send, encoded with kafka-python's
 # own message classes so every field is exactly what the test says.
 

@@ -57,6 +57,46 @@ def test_log_append_time_topics_stamp_the_broker_time(cluster):
     assert before - 1000 <= ts <= after + 1000
 
 
+INVALID_TIMESTAMP, INVALID_RECORD = 32, 87
+INVALID_DIFFERENT_RECORD = -138  # librdkafka's local code for a culprit's innocent batch mates
+
+
+def test_records_stamped_outside_the_topics_bounds_are_named_and_refused(cluster):
+    """KIP-937 bounds with KIP-467 answers (issue 18 item 3): on a topic with
+    message.timestamp.before.max.ms and after.max.ms of one hour, a batch of 20 where every
+    other record is stamped two days ago or two days ahead is refused whole; the answer names
+    those records, so librdkafka fails exactly them (INVALID_RECORD when several) and their
+    batch mates with _INVALID_DIFFERENT_RECORD; a lone one gets INVALID_TIMESTAMP; resent
+    alone, the good ones are written."""
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap()})
+    hour = 3_600_000
+    admin.create_topics([NewTopic("stamped", 1, 1, config={"message.timestamp.before.max.ms": str(hour),
+                                                            "message.timestamp.after.max.ms": str(hour)})],
+                        operation_timeout=15)["stamped"].result()
+    cluster.wait_topic_led("stamped")
+    now = int(time.time() * 1000)
+    stamp = {i: now if i % 2 == 0 else now + (1 if i % 4 == 1 else -1) * 48 * hour for i in range(20)}
+    producer = Producer({"bootstrap.servers": cluster.bootstrap(), "linger.ms": 500, "batch.num.messages": 100})
+    results = {}
+    for i in range(20):
+        producer.produce("stamped", value=b"%d" % i, timestamp=stamp[i],
+                         on_delivery=lambda err, msg, i=i: results.__setitem__(i, err))
+    assert producer.flush(60) == 0
+    codes = {i: err.code() if err else 0 for i, err in results.items()}
+    # With more than one record error librdkafka gives each culprit INVALID_RECORD (the
+    # partition's INVALID_TIMESTAMP goes to a lone culprit, below).
+    assert sorted(i for i, c in codes.items() if c == INVALID_RECORD) == list(range(1, 20, 2)), results
+    assert sorted(i for i, c in codes.items() if c == INVALID_DIFFERENT_RECORD) == list(range(0, 20, 2)), results
+    lone = []
+    producer.produce("stamped", value=b"late", timestamp=now - 48 * hour, on_delivery=lambda err, msg: lone.append(err))
+    assert producer.flush(30) == 0
+    assert lone[0] is not None and lone[0].code() == INVALID_TIMESTAMP, lone
+    for i in range(0, 20, 2):
+        producer.produce("stamped", value=b"%d" % i, timestamp=stamp[i])
+    assert producer.flush(30) == 0
+    assert [int(m.value()) for m in read_all(cluster.bootstrap(), "stamped", 10)] == list(range(0, 20, 2))
+
+
 def test_offsets_for_times_finds_the_first_record_at_or_after(cluster):
     producer = Producer({"bootstrap.servers": cluster.bootstrap(), "linger.ms": 0})
     for i, ts in enumerate([1_000_000, 2_000_000, 3_000_000]):

@@ -74,6 +74,14 @@ tributary_common::settings! {
         "how often retention runs";
     log_cleanup_policy: String = "delete", "log.cleanup.policy", "TRIBUTARY_LOG_CLEANUP_POLICY",
         "cleanup.policy of topics without their own: delete, compact or compact,delete";
+    log_message_timestamp_type: String = "CreateTime", "log.message.timestamp.type", "TRIBUTARY_LOG_MESSAGE_TIMESTAMP_TYPE",
+        "CreateTime (keep the producer's timestamps) or LogAppendTime (stamp records on append), for topics without their own message.timestamp.type";
+    log_message_timestamp_before_max_ms: i64 = "9223372036854775807", "log.message.timestamp.before.max.ms", "TRIBUTARY_LOG_MESSAGE_TIMESTAMP_BEFORE_MAX_MS",
+        "refuse CreateTime records stamped more than this before the broker's clock (INVALID_TIMESTAMP naming each record), for topics without their own message.timestamp.before.max.ms";
+    log_message_timestamp_after_max_ms: i64 = "9223372036854775807", "log.message.timestamp.after.max.ms", "TRIBUTARY_LOG_MESSAGE_TIMESTAMP_AFTER_MAX_MS",
+        "refuse CreateTime records stamped more than this after the broker's clock, for topics without their own message.timestamp.after.max.ms";
+    log_message_timestamp_difference_max_ms: i64 = "9223372036854775807", "log.message.timestamp.difference.max.ms", "TRIBUTARY_LOG_MESSAGE_TIMESTAMP_DIFFERENCE_MAX_MS",
+        "deprecated in Kafka 3.6: stands for before.max.ms and after.max.ms where those keep their defaults";
     log_segment_bytes: i64 = "1073741824", "log.segment.bytes", "TRIBUTARY_LOG_SEGMENT_BYTES",
         "segment.bytes of topics without their own: a partition's open chunk closes at this size (chunks close at 1-64 MiB on their own), which makes it cleanable";
     log_roll_ms: i64 = "604800000", "log.roll.ms", "TRIBUTARY_LOG_ROLL_MS",
@@ -556,6 +564,22 @@ impl BrokerConfig {
                 self.log_cleaner_max_compaction_lag_ms,
                 "compaction lags must be at least 0 (min) and 1 (max)",
             ));
+        }
+        if !matches!(self.log_message_timestamp_type.as_str(), "CreateTime" | "LogAppendTime") {
+            return Err(invalid(
+                "log.message.timestamp.type",
+                &self.log_message_timestamp_type,
+                "must be CreateTime or LogAppendTime",
+            ));
+        }
+        for (key, value) in [
+            ("log.message.timestamp.before.max.ms", self.log_message_timestamp_before_max_ms),
+            ("log.message.timestamp.after.max.ms", self.log_message_timestamp_after_max_ms),
+            ("log.message.timestamp.difference.max.ms", self.log_message_timestamp_difference_max_ms),
+        ] {
+            if value < 0 {
+                return Err(invalid(key, value, "must be at least 0"));
+            }
         }
         if self.message_max_bytes < 64 {
             return Err(invalid("message.max.bytes", self.message_max_bytes, "must be at least 64"));

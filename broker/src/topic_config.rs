@@ -26,6 +26,8 @@ pub(crate) struct TopicConfig {
     pub max_message_bytes: usize,
     /// `message.timestamp.type=LogAppendTime`: the broker stamps batches.
     pub log_append_time: bool,
+    /// `message.timestamp.before.max.ms`, `after.max.ms` and `difference.max.ms` as set.
+    pub timestamp_limits: TimestampLimits,
     /// `flush.messages <= 1`: every acks=all write waits for the flush.
     pub flush_every_message: bool,
     /// `min.insync.replicas` (at least 1).
@@ -54,6 +56,35 @@ pub(crate) struct TopicConfig {
 
 /// A `*.replication.throttled.replicas` value: none, every replica (`*`), or
 /// `partition:broker` pairs, as `kafka-reassign-partitions --throttle` writes them.
+/// How far from the broker's clock a CreateTime record's timestamp may lie, as the three
+/// settings hold them (topic, else broker default).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TimestampLimits {
+    /// `message.timestamp.before.max.ms`.
+    pub before_ms: i64,
+    /// `message.timestamp.after.max.ms`.
+    pub after_ms: i64,
+    /// `message.timestamp.difference.max.ms` (deprecated by KIP-937).
+    pub difference_ms: i64,
+}
+
+impl TimestampLimits {
+    /// The bound in force (Kafka 3.6-3.9): a before/after value left at its default
+    /// (`i64::MAX`) gives way to `difference.max.ms`.
+    fn in_force(value: i64, difference: i64) -> i64 {
+        if value == i64::MAX {
+            difference
+        } else {
+            value
+        }
+    }
+
+    /// (before, after) bounds in force.
+    pub(crate) fn bounds(&self) -> (i64, i64) {
+        (Self::in_force(self.before_ms, self.difference_ms), Self::in_force(self.after_ms, self.difference_ms))
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) enum Throttled {
     /// Nothing throttled.
@@ -101,7 +132,12 @@ impl TopicConfig {
     pub(crate) fn defaults(c: &BrokerConfig) -> TopicConfig {
         TopicConfig {
             max_message_bytes: c.message_max_bytes.max(0) as usize,
-            log_append_time: false,
+            log_append_time: c.log_message_timestamp_type == "LogAppendTime",
+            timestamp_limits: TimestampLimits {
+                before_ms: c.log_message_timestamp_before_max_ms,
+                after_ms: c.log_message_timestamp_after_max_ms,
+                difference_ms: c.log_message_timestamp_difference_max_ms,
+            },
             flush_every_message: c.log_flush_interval_messages <= 1,
             min_insync_replicas: (c.min_insync_replicas.max(1)) as usize,
             retention_ms: c.log_retention_ms,
@@ -128,6 +164,7 @@ impl TopicConfig {
         let parsed = |key: &str| get(key).and_then(|v| v.parse::<i64>().ok());
         let policy = get("cleanup.policy");
         let d = &defaults.compaction;
+        let d_limits = defaults.timestamp_limits;
         let compaction = Compaction {
             min_cleanable_ratio: get("min.cleanable.dirty.ratio")
                 .and_then(|v| v.parse::<f64>().ok())
@@ -147,6 +184,11 @@ impl TopicConfig {
         TopicConfig {
             max_message_bytes: parsed("max.message.bytes").map_or(defaults.max_message_bytes, |v| v.max(0) as usize),
             log_append_time: get("message.timestamp.type").map_or(defaults.log_append_time, |v| v == "LogAppendTime"),
+            timestamp_limits: TimestampLimits {
+                before_ms: parsed("message.timestamp.before.max.ms").map_or(d_limits.before_ms, |v| v.max(0)),
+                after_ms: parsed("message.timestamp.after.max.ms").map_or(d_limits.after_ms, |v| v.max(0)),
+                difference_ms: parsed("message.timestamp.difference.max.ms").map_or(d_limits.difference_ms, |v| v.max(0)),
+            },
             flush_every_message: parsed("flush.messages").map_or(defaults.flush_every_message, |n| n <= 1),
             min_insync_replicas: parsed("min.insync.replicas")
                 .map_or(defaults.min_insync_replicas, |n| n.max(1) as usize),
@@ -181,13 +223,13 @@ pub(crate) fn default_value(c: &BrokerConfig, name: &str) -> String {
         "index.interval.bytes" => "4096".into(),
         "local.retention.bytes" | "local.retention.ms" => "-2".into(),
         "max.compaction.lag.ms" => c.log_cleaner_max_compaction_lag_ms.to_string(),
-        "message.timestamp.after.max.ms"
-        | "message.timestamp.before.max.ms"
-        | "message.timestamp.difference.max.ms" => i64::MAX.to_string(),
+        "message.timestamp.after.max.ms" => c.log_message_timestamp_after_max_ms.to_string(),
+        "message.timestamp.before.max.ms" => c.log_message_timestamp_before_max_ms.to_string(),
+        "message.timestamp.difference.max.ms" => c.log_message_timestamp_difference_max_ms.to_string(),
         "max.message.bytes" => c.message_max_bytes.to_string(),
         "message.downconversion.enable" => "true".into(),
         "message.format.version" => "3.0-IV1".into(),
-        "message.timestamp.type" => "CreateTime".into(),
+        "message.timestamp.type" => c.log_message_timestamp_type.clone(),
         "min.cleanable.dirty.ratio" => c.log_cleaner_min_cleanable_ratio.to_string(),
         "min.compaction.lag.ms" => c.log_cleaner_min_compaction_lag_ms.to_string(),
         "segment.jitter.ms" => "0".into(),
@@ -244,12 +286,41 @@ mod tests {
             ("segment.ms", "100", |t| t.roll.ms == 100),
             ("segment.bytes", "4096", |t| t.roll.bytes == 4096),
             ("min.insync.replicas", "not a number", |t| t.min_insync_replicas == 1),
+            ("message.timestamp.before.max.ms", "100", |t| t.timestamp_limits.bounds() == (100, i64::MAX)),
+            ("message.timestamp.after.max.ms", "200", |t| t.timestamp_limits.bounds() == (i64::MAX, 200)),
+            ("message.timestamp.difference.max.ms", "300", |t| t.timestamp_limits.bounds() == (300, 300)),
         ];
         for (key, value, holds) in cases {
             let t = TopicConfig::with_overrides(&d, &BTreeMap::from([(key.to_string(), value.to_string())]));
             assert!(holds(&t), "{key}={value} gave {t:?}");
         }
         assert_eq!(TopicConfig::with_overrides(&d, &BTreeMap::new()), d);
+    }
+
+    #[test]
+    fn difference_max_ms_stands_in_for_the_bounds_left_at_their_default() {
+        const MAX: i64 = i64::MAX;
+        // (before, after, difference) -> (before, after) in force
+        let cases = [
+            ((MAX, MAX, MAX), (MAX, MAX)),
+            ((MAX, MAX, 500), (500, 500)),
+            ((100, MAX, 500), (100, 500)),
+            ((MAX, 200, 500), (500, 200)),
+            ((100, 200, 500), (100, 200)),
+            ((0, MAX, MAX), (0, MAX)),
+        ];
+        for ((before_ms, after_ms, difference_ms), expected) in cases {
+            let limits = TimestampLimits { before_ms, after_ms, difference_ms };
+            assert_eq!(limits.bounds(), expected, "{limits:?}");
+        }
+        // The broker's settings are the topic defaults; a topic's own win.
+        let c = BrokerConfig { log_message_timestamp_difference_max_ms: 60_000, log_message_timestamp_type: "LogAppendTime".into(), ..BrokerConfig::default() };
+        let d = TopicConfig::defaults(&c);
+        assert_eq!(d.timestamp_limits.bounds(), (60_000, 60_000));
+        assert!(d.log_append_time);
+        assert_eq!(default_value(&c, "message.timestamp.difference.max.ms"), "60000");
+        let t = TopicConfig::with_overrides(&d, &BTreeMap::from([("message.timestamp.after.max.ms".to_string(), "5".to_string())]));
+        assert_eq!(t.timestamp_limits.bounds(), (60_000, 5));
     }
 
     #[test]

@@ -327,7 +327,10 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         name: "cleanup.policy",
         kind: ConfigType::List,
         broker_synonym: Some("log.cleanup.policy"),
-        allowed: &["delete", "compact", "compact,delete", "delete,compact"],
+        // An empty list is valid in Kafka (its ValidList checks elements only): neither
+        // retention nor compaction, which is what IncrementalAlterConfigs SUBTRACT of the
+        // last policy leaves.
+        allowed: &["delete", "compact", "compact,delete", "delete,compact", ""],
     },
     ConfigDef {
         name: "compression.type",
@@ -421,7 +424,11 @@ pub fn validate_config(configs: &BTreeMap<String, String>) -> Result<(), String>
             }
         };
         if !ok {
-            let expected = if d.allowed.is_empty() { format!("{:?}", d.kind) } else { d.allowed.join(", ") };
+            let expected = if d.allowed.is_empty() {
+                format!("{:?}", d.kind)
+            } else {
+                d.allowed.iter().map(|a| if a.is_empty() { "\"\" (none)" } else { a }).collect::<Vec<_>>().join(", ")
+            };
             return Err(format!("invalid value {value:?} for topic config {key}; expected {expected}"));
         }
         // Kafka's lower bounds (and the ratio's upper one).
@@ -482,8 +489,9 @@ mod tests {
             ("cleanup.policy".into(), "compact,delete".into()),
         ]);
         assert_eq!(validate_config(&ok), Ok(()));
+        assert_eq!(validate_config(&BTreeMap::from([("cleanup.policy".to_string(), String::new())])), Ok(()));
         for (k, v) in
-            [("retention.ms", "soon"), ("message.timestamp.type", "Now"), ("no.such.key", "1"), ("preallocate", "yes")]
+            [("cleanup.policy", "compact,"), ("retention.ms", "soon"), ("message.timestamp.type", "Now"), ("no.such.key", "1"), ("preallocate", "yes")]
         {
             let bad = BTreeMap::from([(k.to_string(), v.to_string())]);
             let err = validate_config(&bad).unwrap_err();

@@ -51,7 +51,8 @@ pub(super) fn append_error_code(e: &AppendError) -> i16 {
         AppendError::Replica(r) => replica_error_code(r),
         AppendError::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas.code(),
         AppendError::Batch(BatchError::Corrupt(_)) => ResponseError::CorruptMessage.code(),
-        AppendError::Batch(BatchError::Invalid(_) | BatchError::Records(_)) | AppendError::BatchCount(_) => {
+        AppendError::Batch(BatchError::Records { timestamps: true, .. }) => ResponseError::InvalidTimestamp.code(),
+        AppendError::Batch(BatchError::Invalid(_) | BatchError::Records { .. }) | AppendError::BatchCount(_) => {
             ResponseError::InvalidRecord.code()
         }
         AppendError::Batch(BatchError::TooLarge { .. }) => ResponseError::MessageTooLarge.code(),
@@ -175,7 +176,12 @@ pub(super) async fn handle(ctx: &BrokerContext, _version: i16, request: ProduceR
                         AppendError::Log(_) => {
                             tracing::error!(%tp, error = %e, "append failed; the producer will retry; check the data directory's disk")
                         }
-                        AppendError::Batch(BatchError::Records(_)) => super::refused(
+                        AppendError::Batch(BatchError::Records { timestamps: true, .. }) => super::refused(
+                            &tp,
+                            &e,
+                            "refused a record batch holding records stamped outside the topic's message.timestamp.before.max.ms / after.max.ms; nothing was written (check the producer's clock and the timestamps it sets, or widen the topic's bounds)",
+                        ),
+                        AppendError::Batch(BatchError::Records { .. }) => super::refused(
                             &tp,
                             &e,
                             "refused a record batch of a compacted topic holding records without a key; nothing was written (the producer must give every record a key, or the topic needs cleanup.policy=delete)",
@@ -184,7 +190,7 @@ pub(super) async fn handle(ctx: &BrokerContext, _version: i16, request: ProduceR
                         _ => tracing::debug!(%tp, error = %e, "produce refused"),
                     }
                     let mut r = partition_error(data.index, append_error_code(&e), Some(e.to_string()));
-                    if let AppendError::Batch(BatchError::Records(errors)) = &e {
+                    if let AppendError::Batch(BatchError::Records { errors, .. }) = &e {
                         r.record_errors = record_errors(errors);
                     }
                     if known_topic {

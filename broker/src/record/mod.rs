@@ -1,10 +1,11 @@
 //! Kafka record batches (magic 2) as stored bytes: the 61-byte header is parsed and checked
 //! here; records stay opaque except for an uncompressed batch's record framing, which is
 //! walked so that a batch whose count or lengths lie is refused rather than stored. The
-//! work that needs records one by one (the log cleaner, keyless records on compacted
-//! topics, replaying internal topics) goes through [`body`].
+//! work that needs records one by one (the log cleaner, [`checks`] of a client's records,
+//! replaying internal topics) goes through [`body`].
 
 pub(crate) mod body;
+pub(crate) mod checks;
 pub(crate) mod control;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -103,10 +104,16 @@ pub(crate) enum BatchError {
     /// Well-formed bytes that Kafka refuses: INVALID_RECORD.
     #[error("invalid record batch: {0}")]
     Invalid(String),
-    /// Records of the batch that Kafka refuses one by one (KIP-467): INVALID_RECORD, with
-    /// each record's index in the batch and why, so a client fails exactly those records.
-    #[error("{}", record_errors_message(.0))]
-    Records(Vec<(i32, String)>),
+    /// Records of the batch that Kafka refuses one by one (KIP-467), with each record's index
+    /// in the batch and why, so a client fails exactly those records: INVALID_RECORD, or
+    /// INVALID_TIMESTAMP when a timestamp is among the reasons (Kafka's rule).
+    #[error("{}", record_errors_message(*.timestamps, .errors))]
+    Records {
+        /// A record's timestamp is among the reasons.
+        timestamps: bool,
+        /// (index in the batch, why).
+        errors: Vec<(i32, String)>,
+    },
     /// A batch larger than `message.max.bytes`: MESSAGE_TOO_LARGE.
     #[error("record batch of {size} bytes exceeds the topic's max.message.bytes={max} (the broker's message.max.bytes when the topic sets none); raise it or send smaller batches")]
     TooLarge {
@@ -118,7 +125,10 @@ pub(crate) enum BatchError {
 }
 
 /// Kafka's partition-level message for record errors (its `LogValidator` wording).
-fn record_errors_message(errors: &[(i32, String)]) -> String {
+fn record_errors_message(timestamps: bool, errors: &[(i32, String)]) -> String {
+    if timestamps {
+        return "One or more records have been rejected due to invalid timestamp".into();
+    }
     let shown: Vec<String> =
         errors.iter().take(3).map(|(i, m)| format!("RecordError(batchIndex={i}, message='{m}')")).collect();
     format!(
@@ -382,12 +392,18 @@ mod tests {
     #[test]
     fn record_errors_read_as_kafkas_log_validator_words_them() {
         let errors: Vec<(i32, String)> = (0..5).map(|i| (i * 2, format!("bad {i}"))).collect();
-        let shown = BatchError::Records(errors).to_string();
+        let shown = BatchError::Records { timestamps: false, errors: errors.clone() }.to_string();
         assert_eq!(
             shown,
             "One or more records have been rejected due to 5 record errors in total, and only showing the first three errors at most: [RecordError(batchIndex=0, message='bad 0'), RecordError(batchIndex=2, message='bad 1'), RecordError(batchIndex=4, message='bad 2')]"
         );
-        assert!(BatchError::Records(vec![(7, "x".into())]).to_string().contains("due to 1 record errors"));
+        assert!(BatchError::Records { timestamps: false, errors: vec![(7, "x".into())] }
+            .to_string()
+            .contains("due to 1 record errors"));
+        assert_eq!(
+            BatchError::Records { timestamps: true, errors }.to_string(),
+            "One or more records have been rejected due to invalid timestamp"
+        );
     }
 
     fn two_records() -> Bytes {

@@ -19,7 +19,9 @@ use super::partition::{AppendError, Appended, Key, Partition};
 use super::purgatory::any_moved;
 use super::ReplicaManager;
 use crate::log::{self, AppendInfo, ReplicaAppendError};
+use crate::record::checks::{self, Fault, RecordRules};
 use crate::record::{self as batch, BatchError, BatchHeader};
+use crate::topic_config::TopicConfig;
 
 /// Who writes: decides the checks a write passes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,19 +90,21 @@ impl Pending {
     }
 }
 
-/// A compacted topic keeps the latest record per key, so records without one are refused
-/// (INVALID_RECORD naming each, KIP-467), as Kafka refuses them: the batch is not written,
-/// and the client fails exactly those records.
-fn refuse_keyless(tp: &TopicPartition, batches: &[(BatchHeader, Bytes)]) -> Result<(), BatchError> {
-    for (h, b) in batches.iter().filter(|(h, _)| !h.is_control()) {
+/// The records of a client's batch that its topic refuses (Kafka's LogValidator, KIP-467):
+/// keyless ones on a compacted topic, timestamps outside `message.timestamp.before.max.ms` /
+/// `after.max.ms`. The batch is not written and the answer names each record, so the client
+/// fails exactly those. Records are read only when a check needs them.
+fn refuse_records(tp: &TopicPartition, batches: &[(BatchHeader, Bytes)], config: &TopicConfig) -> Result<(), BatchError> {
+    let (before_max_ms, after_max_ms) = config.timestamp_limits.bounds();
+    let rules = RecordRules { compact: config.compact, create_time: !config.log_append_time, before_max_ms, after_max_ms };
+    let now = tributary_common::time::now_ms();
+    for (h, b) in batches.iter().filter(|(h, _)| !h.is_control() && rules.reads_records(h)) {
         let records = crate::record::body::decode(h, b)?;
-        let errors: Vec<(i32, String)> = (0..)
-            .zip(&records.list)
-            .filter(|(_, r)| r.key.is_none())
-            .map(|(i, _)| (i, format!("Compacted topic cannot accept message without key in topic partition {tp}.")))
-            .collect();
-        if !errors.is_empty() {
-            return Err(BatchError::Records(errors));
+        let faults = checks::faults(tp, h, &records, &rules, now);
+        if !faults.is_empty() {
+            let timestamps = faults.iter().any(|(_, f, _)| *f == Fault::Timestamp);
+            let errors = faults.into_iter().map(|(i, _, m)| (i, m)).collect();
+            return Err(BatchError::Records { timestamps, errors });
         }
     }
     Ok(())
@@ -138,9 +142,7 @@ impl ReplicaManager {
                 ))
                 .into());
             }
-            if config.compact {
-                refuse_keyless(tp, &batches)?;
-            }
+            refuse_records(tp, &batches, &config)?;
         }
         let log_append_time = (origin == Origin::Client && config.log_append_time).then(tributary_common::time::now_ms);
         let demotions = partition.demotions();
