@@ -257,11 +257,45 @@ pub(crate) fn offset_of_max_timestamp(header: &BatchHeader, batch: &Bytes, from:
     }
 }
 
+/// One batch of records at offsets 100.. (producer 7), stamped `timestamps`, built by
+/// kafka-protocol's encoder (for tests).
+#[cfg(test)]
+pub(crate) fn encoded_at(
+    compression: kafka_protocol::records::Compression,
+    keys: &[Option<&'static str>],
+    values: &[Option<&'static str>],
+    timestamps: &[i64],
+) -> Bytes {
+    use kafka_protocol::records::{Record as KRecord, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let records: Vec<KRecord> = keys
+        .iter()
+        .zip(values)
+        .zip(timestamps)
+        .enumerate()
+        .map(|(i, ((k, v), ts))| KRecord {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: 3,
+            producer_id: 7,
+            producer_epoch: 0,
+            timestamp_type: TimestampType::Creation,
+            offset: 100 + i as i64,
+            sequence: 10 + i as i32,
+            timestamp: *ts,
+            key: k.map(|s| Bytes::from_static(s.as_bytes())),
+            value: v.map(|s| Bytes::from_static(s.as_bytes())),
+            headers: Default::default(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression }).unwrap();
+    buf.freeze()
+}
+
 #[cfg(test)]
 mod tests {
-    use kafka_protocol::records::{
-        Compression, Record as KRecord, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+    use kafka_protocol::records::{Compression, RecordBatchDecoder};
 
     use super::*;
     use crate::record::verify_replicated;
@@ -269,39 +303,6 @@ mod tests {
     fn encoded(compression: Compression, keys: &[Option<&'static str>], values: &[Option<&'static str>]) -> Bytes {
         let stamps: Vec<i64> = (0..keys.len() as i64).map(|i| 1_000 + 10 * i).collect();
         encoded_at(compression, keys, values, &stamps)
-    }
-
-    /// One batch of records at offsets 100.. (producer 7), stamped `timestamps`.
-    fn encoded_at(
-        compression: Compression,
-        keys: &[Option<&'static str>],
-        values: &[Option<&'static str>],
-        timestamps: &[i64],
-    ) -> Bytes {
-        let records: Vec<KRecord> = keys
-            .iter()
-            .zip(values)
-            .zip(timestamps)
-            .enumerate()
-            .map(|(i, ((k, v), ts))| KRecord {
-                transactional: false,
-                control: false,
-                partition_leader_epoch: 3,
-                producer_id: 7,
-                producer_epoch: 0,
-                timestamp_type: TimestampType::Creation,
-                offset: 100 + i as i64,
-                sequence: 10 + i as i32,
-                timestamp: *ts,
-                key: k.map(|s| Bytes::from_static(s.as_bytes())),
-                value: v.map(|s| Bytes::from_static(s.as_bytes())),
-                headers: Default::default(),
-                delete_horizon: false,
-            })
-            .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression }).unwrap();
-        buf.freeze()
     }
 
     /// A few kilobytes that inflate past the bound are refused, in every codec and in both

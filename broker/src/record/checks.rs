@@ -92,39 +92,19 @@ pub(crate) fn faults(
 
 #[cfg(test)]
 mod tests {
-    use bytes::{Bytes, BytesMut};
-    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    use kafka_protocol::records::Compression;
 
     use super::*;
-    use crate::record::body::decode;
+    use crate::record::body::{decode, encoded_at};
 
     const NOW: i64 = 1_000_000;
 
     fn batch(compression: Compression, records: &[(Option<&'static str>, i64)]) -> (BatchHeader, Records) {
-        let records: Vec<Record> = records
-            .iter()
-            .enumerate()
-            .map(|(i, (key, timestamp))| Record {
-                transactional: false,
-                control: false,
-                partition_leader_epoch: 0,
-                producer_id: 7,
-                producer_epoch: 0,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: i as i32,
-                timestamp: *timestamp,
-                key: key.map(|k| Bytes::from_static(k.as_bytes())),
-                value: Some(Bytes::from_static(b"v")),
-                headers: Default::default(),
-                delete_horizon: false,
-            })
-            .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression }).unwrap();
-        let bytes = buf.freeze();
-        assert_eq!(BatchHeader::parse(&bytes).unwrap().total_len(), bytes.len(), "one batch");
+        let keys: Vec<Option<&'static str>> = records.iter().map(|(k, _)| *k).collect();
+        let stamps: Vec<i64> = records.iter().map(|(_, ts)| *ts).collect();
+        let bytes = encoded_at(compression, &keys, &vec![Some("v"); records.len()], &stamps);
         let header = BatchHeader::parse(&bytes).unwrap();
+        assert_eq!(header.total_len(), bytes.len(), "one batch");
         let records = decode(&header, &bytes).unwrap();
         (header, records)
     }
@@ -186,7 +166,7 @@ mod tests {
         assert_eq!(got[0].2, "Compacted topic cannot accept message without key in topic partition t-0.");
         assert_eq!(
             got[1].2,
-            format!("Timestamp {} of message with offset 1 is out of range. The timestamp should be within [{}, {}]", NOW - 5_000, NOW - 1_000, NOW + 2_000)
+            format!("Timestamp {} of message with offset 101 is out of range. The timestamp should be within [{}, {}]", NOW - 5_000, NOW - 1_000, NOW + 2_000)
         );
     }
 
