@@ -54,8 +54,6 @@ pub(crate) struct TopicConfig {
     pub follower_throttled: Throttled,
 }
 
-/// A `*.replication.throttled.replicas` value: none, every replica (`*`), or
-/// `partition:broker` pairs, as `kafka-reassign-partitions --throttle` writes them.
 /// How far from the broker's clock a CreateTime record's timestamp may lie, as the three
 /// settings hold them (topic, else broker default).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,6 +83,8 @@ impl TimestampLimits {
     }
 }
 
+/// A `*.replication.throttled.replicas` value: none, every replica (`*`), or
+/// `partition:broker` pairs, as `kafka-reassign-partitions --throttle` writes them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) enum Throttled {
     /// Nothing throttled.

@@ -440,6 +440,9 @@ pub fn validate_config(configs: &BTreeMap<String, String>) -> Result<(), String>
             ("min.compaction.lag.ms", 0.0, f64::MAX),
             ("max.compaction.lag.ms", 1.0, f64::MAX),
             ("min.cleanable.dirty.ratio", 0.0, 1.0),
+            ("message.timestamp.before.max.ms", 0.0, f64::MAX),
+            ("message.timestamp.after.max.ms", 0.0, f64::MAX),
+            ("message.timestamp.difference.max.ms", 0.0, f64::MAX),
         ];
         if let Some((_, min, max)) = bounds.iter().find(|(k, _, _)| k == key) {
             if value.parse::<f64>().is_ok_and(|v| v < *min || v > *max) {
@@ -491,7 +494,7 @@ mod tests {
         assert_eq!(validate_config(&ok), Ok(()));
         assert_eq!(validate_config(&BTreeMap::from([("cleanup.policy".to_string(), String::new())])), Ok(()));
         for (k, v) in
-            [("cleanup.policy", "compact,"), ("retention.ms", "soon"), ("message.timestamp.type", "Now"), ("no.such.key", "1"), ("preallocate", "yes")]
+            [("cleanup.policy", "compact,"), ("message.timestamp.before.max.ms", "-1"), ("retention.ms", "soon"), ("message.timestamp.type", "Now"), ("no.such.key", "1"), ("preallocate", "yes")]
         {
             let bad = BTreeMap::from([(k.to_string(), v.to_string())]);
             let err = validate_config(&bad).unwrap_err();
