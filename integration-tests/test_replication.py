@@ -9,7 +9,7 @@ import time
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from harness import Cluster, Ensemble, consume_all, http_get, http_request, wait_until
+from harness import Cluster, Ensemble, consume_all, create_topic, http_get, http_request, wait_until
 
 TOPIC = "replicated"
 PARTITIONS = 3
@@ -136,6 +136,38 @@ def verify(cluster, acked, bootstrap=None, acked_without_offset=()):
         assert int(seq) > last.get(key, -1), f"{key} out of order at partition {partition} offset {offset}"
         last[key] = int(seq)
     return got
+
+
+def test_topics_with_fewer_replicas_than_min_insync_replicas_are_held_to_their_replicas(empty_cluster):
+    """Kafka's effective min ISR (never more than the replicas): with the broker default at 2, a
+    replication-factor-1 topic takes acks=all writes, its high watermark moves so consumers see
+    them, and group offsets (__consumer_offsets at RF 1 here) commit."""
+    c = empty_cluster
+    c.start_coordinator()
+    c.start_broker(1, "--min-insync-replicas", "2")
+    create_topic(c, "single")
+    delivered = []
+    producer = Producer({"bootstrap.servers": c.bootstrap(), "acks": "all", "retries": 0, "message.timeout.ms": 10000})
+    for i in range(5):
+        producer.produce("single", value=f"v{i}".encode(), on_delivery=lambda err, msg: delivered.append(err))
+    assert producer.flush(15) == 0 and delivered == [None] * 5, delivered
+    consumer = Consumer({"bootstrap.servers": c.bootstrap(), "group.id": "g", "auto.offset.reset": "earliest",
+                         "enable.auto.commit": False})
+    consumer.subscribe(["single"])
+    seen = []
+
+    def read_5():
+        m = consumer.poll(0.2)
+        if m is not None and not m.error():
+            seen.append(m.value())
+        return len(seen) >= 5
+
+    wait_until(read_5, timeout=30, what="the 5 records (the high watermark moved)")
+    committed = consumer.commit(asynchronous=False)
+    assert [(p.topic, p.offset, p.error) for p in committed] == [("single", 5, None)]
+    consumer.close()
+    summary = http_get(c.http + "/partitions")[1]
+    assert summary["under_min_isr"] == [], summary
 
 
 def test_followers_replicate_and_acks_all_needs_min_insync_replicas(empty_cluster):

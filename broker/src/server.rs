@@ -76,7 +76,7 @@ fn hosted(ctx: &BrokerContext) -> Hosted {
                 leader: role.leader,
                 isr: role.isr.len(),
                 replicas: role.replicas.len(),
-                min_insync_replicas: role.config.min_insync_replicas,
+                min_insync_replicas: role.min_isr(),
                 size_bytes: offsets.size_bytes,
                 log_start_offset: offsets.log_start_offset,
                 log_end_offset: offsets.log_end_offset,

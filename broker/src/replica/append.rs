@@ -246,10 +246,10 @@ impl ReplicaManager {
                 return Err(CompletionError::NotLeader { leader: role.leader });
             }
             if p.partition.high_watermark() > p.last_offset {
-                if role.isr.len() < role.config.min_insync_replicas {
+                if role.isr.len() < role.min_isr() {
                     return Err(CompletionError::NotEnoughReplicasAfterAppend {
                         isr: role.isr.len(),
-                        min: role.config.min_insync_replicas,
+                        min: role.min_isr(),
                     });
                 }
                 return Ok(());

@@ -44,6 +44,11 @@ pub(crate) struct Role {
 }
 
 impl Role {
+    /// The `min.insync.replicas` this partition is held to ([`isr::effective_min_isr`]).
+    pub(crate) fn min_isr(&self) -> usize {
+        isr::effective_min_isr(self.config.min_insync_replicas, self.replicas.len())
+    }
+
     fn same_leadership(&self, other: &Role) -> bool {
         self.leader == other.leader && self.leader_epoch == other.leader_epoch
     }
@@ -348,7 +353,7 @@ impl Partition {
         let current = self.high_watermark();
         let end = self.log.offsets().log_end_offset;
         let hw =
-            isr::high_watermark(current, self.broker_id, end, &role.isr, followers, role.config.min_insync_replicas)
+            isr::high_watermark(current, self.broker_id, end, &role.isr, followers, role.min_isr())
                 .min(end);
         if hw > current {
             self.store_high_watermark(hw);
@@ -434,11 +439,11 @@ impl Partition {
         if role.leader != self.broker_id {
             return Err(ReplicaError::NotLeader { tp: self.tp.clone(), leader: role.leader }.into());
         }
-        if needs_min_isr && role.isr.len() < role.config.min_insync_replicas {
+        if needs_min_isr && role.isr.len() < role.min_isr() {
             return Err(AppendError::NotEnoughReplicas {
                 tp: self.tp.clone(),
                 isr: role.isr.clone(),
-                min: role.config.min_insync_replicas,
+                min: role.min_isr(),
             });
         }
         let mut producers = self.producers.lock().expect("producers lock");

@@ -436,7 +436,8 @@ impl PartitionHealth {
         PartitionHealth {
             leader,
             under_replicated: isr.len() < ps.replicas.len(),
-            under_min_isr: isr.len() < min_isr,
+            // Kafka's effective min ISR: never more than the replicas.
+            under_min_isr: isr.len() < min_isr.min(ps.replicas.len().max(1)),
             preferred_leader: leader.is_some() && leader == ps.replicas.first().copied(),
             isr,
         }
