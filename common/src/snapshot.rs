@@ -90,8 +90,32 @@ async fn children(client: &Client, path: &str) -> Result<Vec<String>, LoadError>
     }
 }
 
+/// Reads in flight at once in [`get_many`]: enough that a snapshot of 10,000 partitions
+/// costs a few round trips' worth of waiting instead of 10,000, few enough that the
+/// session's pings are never queued long behind them.
+const PIPELINE: usize = 512;
+
+/// Reads `paths` (each `None` where the node is gone), with up to [`PIPELINE`] requests in
+/// flight: the client sends each request when it is issued and ZooKeeper answers one
+/// session's requests in order, so a window costs about one round trip.
+async fn get_many(client: &Client, paths: &[String]) -> Result<Vec<Option<(Vec<u8>, zookeeper_client::Stat)>>, LoadError> {
+    let mut out = Vec::with_capacity(paths.len());
+    for window in paths.chunks(PIPELINE) {
+        let pending: Vec<_> = window.iter().map(|path| client.get_data(path)).collect();
+        for (path, reply) in window.iter().zip(pending) {
+            out.push(match reply.await {
+                Ok(found) => Some(found),
+                Err(zookeeper_client::Error::NoNode) => None,
+                Err(e) => return Err(err(path.as_str())(e)),
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// Reads the whole cluster state. Nodes that vanish while being read (a topic being
 /// deleted, a broker stopping) are skipped; unreadable payloads are logged and skipped.
+/// Reads are pipelined ([`get_many`]): the cost is bytes, not one round trip per znode.
 ///
 /// # Errors
 /// [`LoadError`] for ZooKeeper failures (connection loss, ...).
@@ -100,9 +124,11 @@ pub async fn load(client: &Client) -> Result<ClusterSnapshot, LoadError> {
     if let Some((data, _)) = get_optional(client, znode::CLUSTER_ID).await? {
         snapshot.cluster_id = ClusterIdZNode::decode(&data).ok().map(|c| c.id);
     }
-    for id in children(client, znode::BROKER_IDS).await? {
-        let Ok(broker_id) = id.parse::<BrokerId>() else { continue };
-        let Some((data, stat)) = get_optional(client, &znode::broker_path(broker_id)).await? else { continue };
+    let broker_ids: Vec<BrokerId> =
+        children(client, znode::BROKER_IDS).await?.iter().filter_map(|id| id.parse().ok()).collect();
+    let paths: Vec<String> = broker_ids.iter().map(|id| znode::broker_path(*id)).collect();
+    for (broker_id, found) in broker_ids.into_iter().zip(get_many(client, &paths).await?) {
+        let Some((data, stat)) = found else { continue };
         match BrokerRegistration::decode(broker_id, &data) {
             Ok(registration) => {
                 snapshot.brokers.insert(broker_id, BrokerSnapshot { registration, epoch: stat.czxid });
@@ -111,18 +137,27 @@ pub async fn load(client: &Client) -> Result<ClusterSnapshot, LoadError> {
         }
     }
     snapshot.pending_deletions = children(client, znode::DELETE_TOPICS).await?.into_iter().collect();
-    for topic in children(client, znode::BROKER_TOPICS).await? {
-        let Some((data, stat)) = get_optional(client, &znode::topic_path(&topic)).await? else { continue };
-        let assignment = match TopicAssignment::decode(&topic, &data) {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(topic, error = %e, "skipping a topic whose assignment cannot be read");
-                continue;
-            }
-        };
+    // Topic assignments, then every partition state and topic config in one pipelined pass.
+    let names = children(client, znode::BROKER_TOPICS).await?;
+    let paths: Vec<String> = names.iter().map(|t| znode::topic_path(t)).collect();
+    let mut topics = Vec::new();
+    for (topic, found) in names.into_iter().zip(get_many(client, &paths).await?) {
+        let Some((data, stat)) = found else { continue };
+        match TopicAssignment::decode(&topic, &data) {
+            Ok(assignment) => topics.push((topic, assignment, stat.version)),
+            Err(e) => tracing::warn!(topic, error = %e, "skipping a topic whose assignment cannot be read"),
+        }
+    }
+    let mut paths = Vec::new();
+    for (topic, assignment, _) in &topics {
+        paths.extend(assignment.replicas().keys().map(|partition| znode::partition_state_path(topic, *partition)));
+        paths.push(znode::topic_config_path(topic));
+    }
+    let mut found = get_many(client, &paths).await?.into_iter();
+    for (topic, assignment, assignment_version) in topics {
         let mut partitions = BTreeMap::new();
         for (partition, replicas) in assignment.replicas() {
-            let state = match get_optional(client, &znode::partition_state_path(&topic, partition)).await? {
+            let state = match found.next().flatten() {
                 Some((data, stat)) => match PartitionState::decode(&topic, partition, &data) {
                     Ok(s) => Some((s, stat.version)),
                     Err(e) => {
@@ -135,13 +170,11 @@ pub async fn load(client: &Client) -> Result<ClusterSnapshot, LoadError> {
             partitions.insert(partition, PartitionSnapshot { replicas, state });
         }
         let config_path = znode::topic_config_path(&topic);
-        let config = match get_optional(client, &config_path).await? {
+        let config = match found.next().flatten() {
             Some((data, _)) => EntityConfig::decode(&config_path, &data).map(|c| c.config).unwrap_or_default(),
             None => BTreeMap::new(),
         };
-        snapshot
-            .topics
-            .insert(topic, TopicSnapshot { assignment, assignment_version: stat.version, partitions, config });
+        snapshot.topics.insert(topic, TopicSnapshot { assignment, assignment_version, partitions, config });
     }
     let mut entities = Vec::new();
     for (root, parent) in
@@ -156,20 +189,23 @@ pub async fn load(client: &Client) -> Result<ClusterSnapshot, LoadError> {
             }
         }
     }
+    let mut named = Vec::new();
     for entity_path in entities {
-        let Some(entity) = ConfigEntity::from_entity_path(&entity_path) else {
-            tracing::warn!(
+        match ConfigEntity::from_entity_path(&entity_path) {
+            Some(entity) => named.push(entity),
+            None => tracing::warn!(
                 znode = format!("/config/{entity_path}"),
                 "skipping a config znode whose name Kafka would not write"
-            );
-            continue;
-        };
-        let path = entity.path();
-        let Some((data, _)) = get_optional(client, &path).await? else { continue };
+            ),
+        }
+    }
+    let paths: Vec<String> = named.iter().map(ConfigEntity::path).collect();
+    for ((entity, path), found) in named.into_iter().zip(&paths).zip(get_many(client, &paths).await?) {
+        let Some((data, _)) = found else { continue };
         if data.is_empty() {
             continue;
         }
-        match EntityConfig::decode(&path, &data) {
+        match EntityConfig::decode(path, &data) {
             Ok(c) if !c.config.is_empty() => {
                 snapshot.entity_configs.insert(entity, c.config);
             }

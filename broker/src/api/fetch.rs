@@ -4,6 +4,7 @@
 //! [`super::fetch_session`]) when the client asks for one: a full fetch with epoch 0
 //! opens one, later fetches name only what changed and are answered only what changed.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,7 +14,7 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicNam
 use tributary_common::ids::TopicId;
 
 use super::fetch_session::{self, Ask, Begun, Seen, Wanted};
-use super::{replica_error_code, s, tp, BrokerContext};
+use super::{replica_error_code, s, BrokerContext};
 use crate::metrics::METRICS;
 use crate::replica::{FetchSpec, Fetched, ReadError, Reader};
 
@@ -84,11 +85,12 @@ pub(super) async fn handle(ctx: &BrokerContext, version: i16, request: FetchRequ
     let read_committed = request.isolation_level == READ_COMMITTED;
     let reader = if replica_id >= 0 { Reader::Follower(replica_id) } else { Reader::Consumer { read_committed } };
     let by_id = version >= FIRST_TOPIC_ID_VERSION;
-    let name_of = |name: &TopicName, id: &uuid::Uuid| -> Option<String> {
+    // One shared name per topic of the request: sessions and answers hand it out per partition.
+    let name_of = |name: &TopicName, id: &uuid::Uuid| -> Option<Arc<str>> {
         if by_id {
-            cluster.topic_by_id(&TopicId(*id)).map(|(n, _)| n.clone())
+            cluster.topic_by_id(&TopicId(*id)).map(|(n, _)| Arc::from(n.as_str()))
         } else {
-            Some(name.0.as_str().to_string())
+            Some(Arc::from(name.0.as_str()))
         }
     };
     // The partitions the request names; those of unknown topic ids are answered without reading.
@@ -127,7 +129,7 @@ pub(super) async fn handle(ctx: &BrokerContext, version: i16, request: FetchRequ
             (Plan::Full { open: matches!(ask, Ask::Open { .. }) }, named)
         }
         Ask::Incremental { id, epoch } => {
-            let forget: Vec<(String, i32)> = request
+            let forget: Vec<(Arc<str>, i32)> = request
                 .forgotten_topics_data
                 .iter()
                 .filter_map(|t| name_of(&t.topic, &t.topic_id).map(|n| (n, &t.partitions)))
@@ -146,7 +148,7 @@ pub(super) async fn handle(ctx: &BrokerContext, version: i16, request: FetchRequ
     let specs: Vec<FetchSpec> = wanted
         .iter()
         .map(|w| FetchSpec {
-            tp: tp(&s(w.topic.clone()), w.partition),
+            tp: tributary_common::ids::TopicPartition::new(&*w.topic, w.partition),
             fetch_offset: w.fetch_offset,
             current_leader_epoch: w.current_leader_epoch,
             max_bytes: w.max_bytes.max(0) as usize,
@@ -173,7 +175,7 @@ pub(super) async fn handle(ctx: &BrokerContext, version: i16, request: FetchRequ
             Err(e) => {
                 let mut p = empty_partition(w.partition, replica_error_code(&e));
                 if version >= 12 {
-                    if let Some(pm) = cluster.topics.get(w.topic.as_str()).and_then(|t| t.partitions.get(&w.partition)) {
+                    if let Some(pm) = cluster.topics.get(&*w.topic).and_then(|t| t.partitions.get(&w.partition)) {
                         p.current_leader.leader_id = kafka_protocol::messages::BrokerId(pm.leader);
                         p.current_leader.leader_epoch = pm.leader_epoch;
                     }
@@ -215,19 +217,19 @@ pub(super) async fn handle(ctx: &BrokerContext, version: i16, request: FetchRequ
     };
     // One topic entry per run of partitions of the same topic, in answer order.
     for ((w, p), _) in wanted.iter().zip(answers).zip(carried).filter(|(_, c)| *c) {
-        if matches!(reader, Reader::Consumer { .. }) && cluster.topics.contains_key(w.topic.as_str()) {
+        if matches!(reader, Reader::Consumer { .. }) && cluster.topics.contains_key(&*w.topic) {
             let records = p.records.as_deref().unwrap_or_default();
-            METRICS.fetched(w.topic.as_str(), crate::record::data_record_count(records), records.len() as u64, p.error_code);
+            METRICS.fetched(&w.topic, crate::record::data_record_count(records), records.len() as u64, p.error_code);
         }
         let same = response.responses.last().is_some_and(|t: &FetchableTopicResponse| {
-            if by_id { t.topic_id == w.topic_id } else { t.topic.0.as_str() == w.topic }
+            if by_id { t.topic_id == w.topic_id } else { t.topic.0.as_str() == &*w.topic }
         });
         if !same {
             let mut out = FetchableTopicResponse::default();
             if by_id {
                 out.topic_id = w.topic_id;
             } else {
-                out.topic = TopicName(s(w.topic.clone()));
+                out.topic = TopicName(s(w.topic.to_string()));
             }
             response.responses.push(out);
         }

@@ -15,7 +15,7 @@
 //! (which session a new one may push out).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::metrics::METRICS;
 
@@ -62,8 +62,8 @@ pub(crate) fn next_epoch(epoch: i32) -> i32 {
 /// The fetcher's parameters for one partition, as the request gave them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Wanted {
-    /// The topic's name.
-    pub(crate) topic: String,
+    /// The topic's name (shared: a session hands it out on every fetch).
+    pub(crate) topic: Arc<str>,
     /// The topic's id (Fetch v13+; nil before).
     pub(crate) topic_id: uuid::Uuid,
     /// The partition.
@@ -162,8 +162,8 @@ struct Session {
     epoch: i32,
     /// In answer order: partitions that were answered move to the back, so a response
     /// cut by fetch.max.bytes serves the others first next time.
-    order: BTreeMap<u64, (String, i32)>,
-    partitions: HashMap<(String, i32), (u64, CachedPartition)>,
+    order: BTreeMap<u64, (Arc<str>, i32)>,
+    partitions: HashMap<(Arc<str>, i32), (u64, CachedPartition)>,
     next_seq: u64,
 }
 
@@ -186,8 +186,8 @@ impl Session {
         }
     }
 
-    fn forget(&mut self, topic: &str, partition: i32) {
-        if let Some((seq, _)) = self.partitions.remove(&(topic.to_string(), partition)) {
+    fn forget(&mut self, topic: &Arc<str>, partition: i32) {
+        if let Some((seq, _)) = self.partitions.remove(&(topic.clone(), partition)) {
             self.order.remove(&seq);
         }
     }
@@ -233,29 +233,44 @@ pub(crate) enum Begun {
 /// The fetch sessions of this broker; see the module doc.
 pub(crate) struct FetchSessions {
     slots: usize,
-    sessions: Mutex<HashMap<i32, Session>>,
+    sessions: Mutex<Cache>,
+}
+
+/// The sessions by id, with their partitions counted as they change (the gauges are set
+/// on every fetch, which must not walk every session).
+#[derive(Default)]
+struct Cache {
+    by_id: HashMap<i32, Session>,
+    partitions: usize,
+}
+
+impl Cache {
+    fn remove(&mut self, id: i32) -> Option<Session> {
+        let session = self.by_id.remove(&id)?;
+        self.partitions -= session.partitions.len();
+        Some(session)
+    }
+
+    fn publish(&self) {
+        METRICS.fetch_sessions(self.by_id.len(), self.partitions);
+    }
 }
 
 impl FetchSessions {
     /// A cache of `slots` sessions (0: no sessions, every fetch is full).
     pub(crate) fn new(slots: usize) -> FetchSessions {
-        FetchSessions { slots, sessions: Mutex::new(HashMap::new()) }
+        FetchSessions { slots, sessions: Mutex::new(Cache::default()) }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i32, Session>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
         self.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn publish(sessions: &HashMap<i32, Session>) {
-        let partitions: usize = sessions.values().map(|s| s.partitions.len()).sum();
-        METRICS.fetch_sessions(sessions.len(), partitions);
     }
 
     /// Closes session `id` (a full fetch naming it); true when it existed.
     pub(crate) fn close(&self, id: i32) -> bool {
-        let mut sessions = self.lock();
-        let closed = sessions.remove(&id).is_some();
-        Self::publish(&sessions);
+        let mut cache = self.lock();
+        let closed = cache.remove(id).is_some();
+        cache.publish();
         closed
     }
 
@@ -266,18 +281,19 @@ impl FetchSessions {
         if self.slots == 0 || partitions.is_empty() {
             return INVALID_SESSION_ID;
         }
-        let mut sessions = self.lock();
+        let mut cache = self.lock();
         let worth = (privileged, partitions.len());
-        if sessions.len() >= self.slots {
+        if cache.by_id.len() >= self.slots {
             // The least worth among those this one may evict, the stalest first.
-            let victim = sessions
+            let victim = cache
+                .by_id
                 .iter()
                 .filter(|(_, s)| evictable(worth, s.worth(), s.last_used_ms, s.created_ms, now_ms))
                 .min_by_key(|(id, s)| (now_ms - s.last_used_ms <= EVICTION_MS, s.worth(), **id))
                 .map(|(id, _)| *id);
             match victim {
                 Some(id) => {
-                    sessions.remove(&id);
+                    cache.remove(id);
                     METRICS.fetch_session_evicted();
                     tracing::debug!(session = id, "evicted a fetch session to make room for a new one");
                 }
@@ -287,7 +303,7 @@ impl FetchSessions {
         let id = loop {
             let bytes = uuid::Uuid::new_v4().into_bytes();
             let id = i32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) & i32::MAX;
-            if id != INVALID_SESSION_ID && !sessions.contains_key(&id) {
+            if id != INVALID_SESSION_ID && !cache.by_id.contains_key(&id) {
                 break id;
             }
         };
@@ -304,8 +320,9 @@ impl FetchSessions {
             let (_, told) = must_respond(Told::NOTHING, &seen);
             session.push(wanted, told);
         }
-        sessions.insert(id, session);
-        Self::publish(&sessions);
+        cache.partitions += session.partitions.len();
+        cache.by_id.insert(id, session);
+        cache.publish();
         id
     }
 
@@ -316,38 +333,42 @@ impl FetchSessions {
         id: i32,
         epoch: i32,
         updates: Vec<Wanted>,
-        forget: &[(String, i32)],
+        forget: &[(Arc<str>, i32)],
         now_ms: i64,
     ) -> Result<Begun, SessionError> {
-        let mut sessions = self.lock();
-        let session = sessions.get_mut(&id).ok_or(SessionError::NotFound)?;
+        let mut cache = self.lock();
+        let session = cache.by_id.get_mut(&id).ok_or(SessionError::NotFound)?;
         if session.epoch != epoch {
             return Err(SessionError::InvalidEpoch);
         }
+        let before = session.partitions.len();
         for wanted in updates {
             session.update(wanted);
         }
         for (topic, partition) in forget {
             session.forget(topic, *partition);
         }
-        if session.partitions.is_empty() {
-            sessions.remove(&id);
-            Self::publish(&sessions);
-            return Ok(Begun::Closed);
-        }
-        session.last_used_ms = now_ms;
-        session.epoch = next_epoch(session.epoch);
-        let begun = Begun::Session { epoch: session.epoch, partitions: session.wanted() };
-        Self::publish(&sessions);
+        let after = session.partitions.len();
+        let begun = (after > 0).then(|| {
+            session.last_used_ms = now_ms;
+            session.epoch = next_epoch(session.epoch);
+            Begun::Session { epoch: session.epoch, partitions: session.wanted() }
+        });
+        cache.partitions = cache.partitions + after - before;
+        let begun = begun.unwrap_or_else(|| {
+            cache.remove(id);
+            Begun::Closed
+        });
+        cache.publish();
         Ok(begun)
     }
 
     /// Finishes an incremental fetch begun at `epoch`: which of `seen` (one per
     /// partition begun, in that order) the answer carries. Fails when another request
     /// moved the session meanwhile (a duplicate).
-    pub(crate) fn finish(&self, id: i32, epoch: i32, seen: &[(String, i32, Seen)]) -> Result<Vec<bool>, SessionError> {
-        let mut sessions = self.lock();
-        let session = sessions.get_mut(&id).ok_or(SessionError::NotFound)?;
+    pub(crate) fn finish(&self, id: i32, epoch: i32, seen: &[(Arc<str>, i32, Seen)]) -> Result<Vec<bool>, SessionError> {
+        let mut cache = self.lock();
+        let session = cache.by_id.get_mut(&id).ok_or(SessionError::NotFound)?;
         if session.epoch != epoch {
             return Err(SessionError::InvalidEpoch);
         }
@@ -385,6 +406,13 @@ mod tests {
             last_fetched_epoch: -1,
             log_start_offset: -1,
         }
+    }
+
+    /// (sessions, partitions counted), after checking the count against the sessions.
+    fn held(cache: &FetchSessions) -> (usize, usize) {
+        let c = cache.lock();
+        assert_eq!(c.partitions, c.by_id.values().map(|s| s.partitions.len()).sum::<usize>(), "partition count drifted");
+        (c.by_id.len(), c.partitions)
     }
 
     fn seen(records: usize, hw: i64) -> Seen {
@@ -470,6 +498,7 @@ mod tests {
         let cache = FetchSessions::new(10);
         let id = cache.open(false, vec![(wanted("t", 0, 0), seen(5, 10)), (wanted("t", 1, 0), seen(0, 0))], 0);
         assert_ne!(id, INVALID_SESSION_ID);
+        assert_eq!(held(&cache), (1, 2));
         // Epoch 1: the client moved partition 0 to 10; partition 1 stays where it was.
         let Ok(Begun::Session { epoch, partitions }) = cache.begin(id, 1, vec![wanted("t", 0, 10)], &[], 1) else {
             panic!("session")
@@ -480,6 +509,7 @@ mod tests {
         // Partition 0 has new records; partition 1 has nothing new: only 0 is carried.
         let carried = cache.finish(id, 2, &[("t".into(), 0, seen(5, 15)), ("t".into(), 1, seen(0, 0))]).unwrap();
         assert_eq!(carried, vec![true, false]);
+        assert_eq!(held(&cache), (1, 2));
         // A replay of epoch 1 is refused; the next epoch is 2, and the partition that was
         // answered went to the back.
         assert!(matches!(cache.begin(id, 1, vec![], &[], 2), Err(SessionError::InvalidEpoch)));
@@ -489,10 +519,14 @@ mod tests {
         assert_eq!(partitions.iter().map(|w| w.partition).collect::<Vec<_>>(), vec![1, 0]);
         // An answer meant for an older epoch is refused.
         assert_eq!(cache.finish(id, 2, &[]), Err(SessionError::InvalidEpoch));
-        assert!(matches!(cache.begin(id, 3, vec![], &[("t".into(), 0)], 3), Ok(Begun::Session { .. })));
+        assert!(matches!(cache.begin(id, 3, vec![wanted("u", 0, 0)], &[("t".into(), 0)], 3), Ok(Begun::Session { .. })));
+        assert_eq!(held(&cache), (1, 2));
+        assert!(matches!(cache.begin(id, 4, vec![], &[("u".into(), 0)], 4), Ok(Begun::Session { .. })));
+        assert_eq!(held(&cache), (1, 1));
         // Forgetting the last partition closes the session.
-        assert!(matches!(cache.begin(id, 4, vec![], &[("t".into(), 1)], 4), Ok(Begun::Closed)));
-        assert!(matches!(cache.begin(id, 5, vec![], &[], 5), Err(SessionError::NotFound)));
+        assert!(matches!(cache.begin(id, 5, vec![], &[("t".into(), 1)], 5), Ok(Begun::Closed)));
+        assert_eq!(held(&cache), (0, 0));
+        assert!(matches!(cache.begin(id, 6, vec![], &[], 6), Err(SessionError::NotFound)));
     }
 
     #[test]
@@ -503,8 +537,12 @@ mod tests {
         // A young consumer session is kept against another consumer...
         assert_eq!(cache.open(false, vec![(wanted("t", 1, 0), seen(0, 0)); 3], 10), INVALID_SESSION_ID);
         // ...but gives way to a follower.
-        let follower = cache.open(true, vec![(wanted("t", 1, 0), seen(0, 0))], 20);
+        assert_eq!(held(&cache), (1, 1));
+        let follower = cache.open(true, vec![(wanted("t", 1, 0), seen(0, 0)), (wanted("t", 2, 0), seen(0, 0))], 20);
         assert_ne!(follower, INVALID_SESSION_ID);
+        assert_eq!(held(&cache), (1, 2));
+        assert!(cache.close(follower));
+        assert_eq!(held(&cache), (0, 0));
         assert!(matches!(cache.begin(first, 1, vec![], &[], 30), Err(SessionError::NotFound)));
         // No slots: no sessions.
         assert_eq!(FetchSessions::new(0).open(true, vec![(wanted("t", 0, 0), seen(0, 0))], 0), INVALID_SESSION_ID);

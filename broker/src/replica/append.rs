@@ -126,7 +126,7 @@ impl ReplicaManager {
             return Err(AppendError::InternalTopic(tp.topic.clone()));
         }
         let partition = self.leader_partition(tp, -1)?;
-        let config = partition.role().config;
+        let config = partition.config();
         let batches = batch::validate(records, config.max_message_bytes)?;
         if origin == Origin::Client && batches.len() != 1 {
             return Err(AppendError::BatchCount(batches.len()));

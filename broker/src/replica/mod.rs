@@ -180,22 +180,22 @@ impl ReplicaManager {
         client_epoch: i32,
     ) -> Result<Arc<Partition>, ReplicaError> {
         let partition = self.lookup(tp)?;
-        let role = partition.role();
-        if role.leader != self.broker_id {
-            return Err(ReplicaError::NotLeader { tp: tp.clone(), leader: role.leader });
+        let (leader, leader_epoch) = partition.leadership();
+        if leader != self.broker_id {
+            return Err(ReplicaError::NotLeader { tp: tp.clone(), leader });
         }
-        if client_epoch >= 0 && client_epoch > role.leader_epoch {
+        if client_epoch >= 0 && client_epoch > leader_epoch {
             return Err(ReplicaError::UnknownLeaderEpoch {
                 tp: tp.clone(),
                 requested: client_epoch,
-                current: role.leader_epoch,
+                current: leader_epoch,
             });
         }
-        if client_epoch >= 0 && client_epoch < role.leader_epoch {
+        if client_epoch >= 0 && client_epoch < leader_epoch {
             return Err(ReplicaError::FencedLeaderEpoch {
                 tp: tp.clone(),
                 requested: client_epoch,
-                current: role.leader_epoch,
+                current: leader_epoch,
             });
         }
         Ok(partition)

@@ -294,6 +294,18 @@ impl Partition {
         self.role_lock().clone()
     }
 
+    /// The topic's settings, without copying the rest of the role.
+    pub(crate) fn config(&self) -> Arc<TopicConfig> {
+        self.role_lock().config.clone()
+    }
+
+    /// The current (leader, leader epoch), without copying the rest of the role (read
+    /// for every partition of every fetch and produce).
+    pub(crate) fn leadership(&self) -> (BrokerId, i32) {
+        let role = self.role_lock();
+        (role.leader, role.leader_epoch)
+    }
+
     /// The purgatory key for `key`.
     pub(crate) fn progress(&self, key: Key) -> &Progress {
         match key {

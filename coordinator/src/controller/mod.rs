@@ -262,16 +262,80 @@ async fn consume_isr_notifications(client: &Client, epoch_version: i32) -> Resul
     Ok(())
 }
 
+/// New partitions of one topic written in one fenced multi: two creates each (the
+/// partition's znode and its state), well under ZooKeeper's 1 MB request limit.
+const CREATE_BATCH: usize = 500;
+
+/// The actions from `from` on that create states of the same topic as `actions[from]`
+/// (0 when it is not a creation).
+fn creation_run(actions: &[Action], from: usize) -> usize {
+    let Some(Action::CreateState { topic, .. }) = actions.get(from) else { return 0 };
+    actions[from..].iter().take_while(|a| matches!(a, Action::CreateState { topic: t, .. } if t == topic)).count()
+}
+
+/// Creates the state znodes of new partitions of one topic (`chunk`, all
+/// [`Action::CreateState`]) in one multi fenced by `/controller_epoch`, as Kafka's
+/// controller creates a new topic's partitions in one pipelined batch instead of a few
+/// round trips each. Fails as a whole (a partition's znode already there, say): the caller
+/// then applies the actions one by one.
+async fn create_states(client: &Client, epoch_version: i32, chunk: &[Action]) -> Result<(), Error> {
+    let Some(Action::CreateState { topic, .. }) = chunk.first() else { return Ok(()) };
+    let partitions = znode::topic_partitions_path(topic);
+    client.mkdir(&partitions, &persistent(&partitions)).await.map_err(zk(&partitions))?;
+    let mut w =
+        client.new_check_writer(znode::CONTROLLER_EPOCH, Some(epoch_version)).map_err(zk(znode::CONTROLLER_EPOCH))?;
+    for action in chunk {
+        if let Action::CreateState { topic, partition, state } = action {
+            let parent = znode::partition_path(topic, *partition);
+            w.add_create(&parent, &[], &persistent(&parent)).map_err(zk(&parent))?;
+            let path = znode::partition_state_path(topic, *partition);
+            w.add_create(&path, &state.encode(), &persistent(&path)).map_err(zk(&path))?;
+        }
+    }
+    match w.commit().await {
+        Ok(_) => Ok(()),
+        Err(CheckWriteError::CheckFailed { .. }) => Err(Error::Fenced { expected_version: epoch_version }),
+        Err(CheckWriteError::RequestFailed { source }) => Err(zk(znode::CONTROLLER_EPOCH)(source)),
+        Err(CheckWriteError::OperationFailed { source, .. }) => Err(zk(partitions)(source)),
+    }
+}
+
+/// Applies one action and logs it; a fenced write ends the pass (and this controller's term).
+async fn apply_logged(client: &Client, epoch_version: i32, action: &Action) -> Result<(), Error> {
+    match apply(client, epoch_version, action).await {
+        Ok(()) => log_action(action),
+        Err(Error::Fenced { expected_version }) => return Err(Error::Fenced { expected_version }),
+        Err(e) => {
+            tracing::warn!(error = %e, "a controller write did not apply; it is retried on the next pass")
+        }
+    }
+    Ok(())
+}
+
 /// Applies planned actions in order; a fenced write ends the pass (and this controller's term).
+/// A topic's new partitions go in batches ([`create_states`]).
 async fn apply_all(client: &Client, epoch_version: i32, actions: Vec<Action>) -> Result<(), Error> {
-    for action in actions {
-        match apply(client, epoch_version, &action).await {
-            Ok(()) => log_action(&action),
-            Err(Error::Fenced { expected_version }) => return Err(Error::Fenced { expected_version }),
-            Err(e) => {
-                tracing::warn!(error = %e, "a controller write did not apply; it is retried on the next pass")
+    let mut next = 0;
+    while next < actions.len() {
+        let run = creation_run(&actions, next);
+        if run < 2 {
+            apply_logged(client, epoch_version, &actions[next]).await?;
+            next += 1;
+            continue;
+        }
+        for chunk in actions[next..next + run].chunks(CREATE_BATCH) {
+            match create_states(client, epoch_version, chunk).await {
+                Ok(()) => chunk.iter().for_each(log_action),
+                Err(Error::Fenced { expected_version }) => return Err(Error::Fenced { expected_version }),
+                Err(e) => {
+                    tracing::debug!(error = %e, partitions = chunk.len(), "creating partition states in one batch failed; creating them one by one");
+                    for action in chunk {
+                        apply_logged(client, epoch_version, action).await?;
+                    }
+                }
             }
         }
+        next += run;
     }
     Ok(())
 }
@@ -659,6 +723,7 @@ pub async fn run(cfg: ControllerConfig, slot: ZkSlot, status: watch::Sender<Stat
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tributary_common::znode::PartitionState;
 
     #[test]
     fn config_change_notifications_expire_after_fifteen_minutes() {
@@ -670,5 +735,22 @@ mod tests {
             ("something_else".to_string(), 0),
         ];
         assert_eq!(expired_changes(&children, now), vec!["config_change_0000000001".to_string()]);
+    }
+
+    #[test]
+    fn new_partitions_of_one_topic_are_created_together() {
+        let create = |topic: &str, partition| Action::CreateState {
+            topic: topic.into(),
+            partition,
+            state: PartitionState::new(1, 0, 1, vec![1]),
+        };
+        let delete = Action::DeleteTopic { topic: "a".into() };
+        let actions =
+            vec![create("a", 0), create("a", 1), create("a", 2), create("b", 0), delete, create("b", 1), create("c", 0)];
+        // (from) -> how many creations of that topic follow, from there on
+        let cases = [(0, 3), (1, 2), (3, 1), (4, 0), (5, 1), (6, 1), (7, 0)];
+        for (from, run) in cases {
+            assert_eq!(creation_run(&actions, from), run, "from {from}");
+        }
     }
 }
