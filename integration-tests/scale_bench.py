@@ -13,6 +13,17 @@ Release build, one broker, the coordinator and ZooKeeper on loopback. Two phases
   on one connection, median and max of 20), and a clean restart: from start to the
   listener answering Metadata and to every partition open.
 
+Phases on request (`--phases`, default `load,idle`), each on the cluster as the phases
+before left it:
+
+* connections: the broker's RSS growth with `--connections` (500) more idle clients,
+  each past its ApiVersions request;
+* group: `--group-members` (10) confluent-kafka consumers in their own processes join
+  one group subscribed to a topic of `--group-partitions` (10,000) partitions; the time
+  from their start until every partition is assigned and nothing changed for 5 s;
+* big: `--big-gib` (10) GiB of 1 KiB records produced into 6 partitions, then a clean
+  restart timed as above (run it first, on the fresh cluster: `--phases big`).
+
 kbench is the shared harness's load generator (`../shared/bench/build.sh`; KBENCH=path
 overrides). Not part of the test suite; the figures go in the README.
 """
@@ -103,6 +114,82 @@ def load(cluster, partitions, records):
     }
 
 
+def connection_memory(cluster, n):
+    pid, port = cluster.brokers[1].proc.pid, cluster.broker_ports[1]
+    time.sleep(1)
+    before = rss_mib(pid)
+    conns = []
+    for i in range(n):
+        c = RawConnection(port, timeout=30)
+        c.send(frame(18, 0, i, b""))  # ApiVersions v0
+        c.recv_frame()
+        conns.append(c)
+    time.sleep(2)
+    after = rss_mib(pid)
+    for c in conns:
+        c.close()
+    return {"connections": n, "rss_before_mib": round(before, 1), "rss_after_mib": round(after, 1),
+            "rss_kib_per_connection": round((after - before) * 1024 / n, 1)}
+
+
+def _member(bootstrap, topic, events, stop):
+    from confluent_kafka import Consumer
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "scale-group", "enable.auto.commit": False})
+    consumer.subscribe([topic], on_assign=lambda c, ps: events.put(("assign", os.getpid(), len(ps), time.time())),
+                       on_revoke=lambda c, ps: events.put(("revoke", os.getpid(), len(ps), time.time())))
+    while not stop.is_set():
+        consumer.poll(0.1)
+    consumer.close()
+
+
+def group_stability(cluster, members, partitions, quiet_s=5.0, timeout_s=180):
+    import multiprocessing
+    import queue
+
+    boot, topic = cluster.bootstrap(), f"group-{partitions}"
+    opened = cluster.brokers[1].log().count(OPENED)
+    run_kbench("create", "-b", boot, "-t", topic, "-p", str(partitions), "-r", "1")
+    wait_until(lambda: cluster.brokers[1].log().count(OPENED) - opened >= partitions, timeout=600, what=f"{topic} open")
+    events, stop = multiprocessing.Queue(), multiprocessing.Event()
+    started = time.time()
+    procs = [multiprocessing.Process(target=_member, args=(boot, topic, events, stop)) for _ in range(members)]
+    for p in procs:
+        p.start()
+    held, assigns, last_change = {}, 0, started
+    try:
+        while time.time() - started < timeout_s:
+            complete = len(held) == members and all(held.values()) and sum(held.values()) == partitions
+            if complete and time.time() - last_change >= quiet_s:
+                break
+            try:
+                kind, pid, n, at = events.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            held[pid] = n if kind == "assign" else 0
+            assigns += kind == "assign"
+            last_change = at
+        else:
+            raise TimeoutError(f"the group did not settle within {timeout_s} s: {held}")
+    finally:
+        stop.set()
+        for p in procs:
+            p.join(30)
+    return {"members": members, "partitions": partitions, "stable_after_s": round(last_change - started, 2),
+            "assignments_received": assigns, "per_member": sorted(held.values())}
+
+
+def big_restart(cluster, gib):
+    boot, topic = cluster.bootstrap(), "big"
+    run_kbench("create", "-b", boot, "-t", topic, "-p", "6", "-r", "1")
+    records = gib * 2 ** 20  # 1 KiB each
+    produced = run_kbench("produce", "-b", boot, "-t", topic, "-s", "1024", "-n", str(records), "-d", "1800",
+                          "--acks", "1", timeout=2400)
+    # The first phase on a fresh cluster: these 6 are all the broker holds.
+    return {"gib": gib, "produce_ok": produced["ok"], "produce_mib_per_s": produced["mib_per_s"],
+            "restart": restart(cluster, 6)}
+
+
 def restart(cluster, hosted):
     broker = cluster.brokers[1]
     broker.terminate(timeout=300)
@@ -133,8 +220,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", default="100,1000,10000")
     ap.add_argument("--records", type=int, default=1_000_000)
-    ap.add_argument("--skip-load", action="store_true")
+    ap.add_argument("--skip-load", action="store_true", help="leave out the load phase")
+    ap.add_argument("--phases", default="load,idle", help="any of load,idle,connections,group,big")
+    ap.add_argument("--connections", type=int, default=500)
+    ap.add_argument("--group-members", type=int, default=10)
+    ap.add_argument("--group-partitions", type=int, default=10_000)
+    ap.add_argument("--big-gib", type=int, default=10)
     args = ap.parse_args()
+    phases = set(args.phases.split(",")) - ({"load"} if args.skip_load else set())
     steps = [int(s) for s in args.steps.split(",")]
     work = Path(tempfile.mkdtemp(prefix="tributary-scale-bench-"))
     zk = ZooKeeper(work / "logs").start()
@@ -143,42 +236,57 @@ def main():
     try:
         cluster.start_coordinator()
         cluster.start_broker(1)
-        if not args.skip_load:
+        if "big" in phases:
+            report["big"] = big_restart(cluster, args.big_gib)
+            print(json.dumps(report["big"]), flush=True)
+        if "load" in phases:
             for n in [6, *steps]:
                 report["load"].append(load(cluster, n, args.records))
                 print(json.dumps(report["load"][-1]), flush=True)
-        # A fresh broker process for the idle phase, so the load phase's allocations do not
-        # count: the base is its RSS with no topic of ours.
-        restart(cluster, 0)
-        time.sleep(2)
-        admin = AdminClient({"bootstrap.servers": cluster.bootstrap()})
-        base_rss = rss_mib(cluster.brokers[1].proc.pid)
-        report["base_rss_mib"] = round(base_rss, 1)
-        have = 0
-        for n in steps:
-            names = [f"idle-{i:05d}" for i in range(have // 10, n // 10)]
-            for i in range(0, len(names), 100):
-                futures = admin.create_topics([NewTopic(t, num_partitions=10, replication_factor=1)
-                                               for t in names[i:i + 100]], operation_timeout=120)
-                for f in futures.values():
-                    f.result(300)
-            have = n
-            hosted = n
-            wait_until(lambda: cluster.brokers[1].log().count(OPENED) >= hosted, timeout=900,
-                       what=f"{hosted} idle partitions open")
-            time.sleep(2)  # let allocations settle before reading RSS
-            rss = rss_mib(cluster.brokers[1].proc.pid)
-            step = {"partitions": n, "broker_rss_mib": round(rss, 1),
-                    "rss_kib_per_idle_partition": round((rss - base_rss) * 1024 / n, 1),
-                    "metadata_all_topics": metadata_all_ms(cluster.broker_ports[1])}
-            step["restart"] = restart(cluster, hosted)
-            report["idle"].append(step)
-            print(json.dumps(step), flush=True)
+        if "idle" in phases:
+            idle(cluster, steps, report)
+        if "connections" in phases:
+            report["connections"] = connection_memory(cluster, args.connections)
+            print(json.dumps(report["connections"]), flush=True)
+        if "group" in phases:
+            report["group"] = group_stability(cluster, args.group_members, args.group_partitions)
+            print(json.dumps(report["group"]), flush=True)
         print(json.dumps(report, indent=2))
     finally:
         cluster.stop()
         zk.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def idle(cluster, steps, report):
+    """Topics of 10 partitions added up to each step: RSS, Metadata, restart."""
+    # A fresh broker process for the idle phase, so the load phase's allocations do not
+    # count: the base is its RSS with no topic of ours.
+    restart(cluster, 0)
+    time.sleep(2)
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap()})
+    base_rss = rss_mib(cluster.brokers[1].proc.pid)
+    report["base_rss_mib"] = round(base_rss, 1)
+    have = 0
+    for n in steps:
+        names = [f"idle-{i:05d}" for i in range(have // 10, n // 10)]
+        for i in range(0, len(names), 100):
+            futures = admin.create_topics([NewTopic(t, num_partitions=10, replication_factor=1)
+                                           for t in names[i:i + 100]], operation_timeout=120)
+            for f in futures.values():
+                f.result(300)
+        have = n
+        hosted = n
+        wait_until(lambda: cluster.brokers[1].log().count(OPENED) >= hosted, timeout=900,
+                   what=f"{hosted} idle partitions open")
+        time.sleep(2)  # let allocations settle before reading RSS
+        rss = rss_mib(cluster.brokers[1].proc.pid)
+        step = {"partitions": n, "broker_rss_mib": round(rss, 1),
+                "rss_kib_per_idle_partition": round((rss - base_rss) * 1024 / n, 1),
+                "metadata_all_topics": metadata_all_ms(cluster.broker_ports[1])}
+        step["restart"] = restart(cluster, hosted)
+        report["idle"].append(step)
+        print(json.dumps(step), flush=True)
 
 
 if __name__ == "__main__":
