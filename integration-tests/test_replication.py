@@ -138,6 +138,20 @@ def verify(cluster, acked, bootstrap=None, acked_without_offset=()):
     return got
 
 
+def read_values(consumer, count, what):
+    """Polls until `count` record values arrived (30 s at most); returns them in order."""
+    seen = []
+
+    def enough():
+        m = consumer.poll(0.2)
+        if m is not None and not m.error():
+            seen.append(m.value())
+        return len(seen) >= count
+
+    wait_until(enough, timeout=30, what=what)
+    return seen
+
+
 def test_topics_with_fewer_replicas_than_min_insync_replicas_are_held_to_their_replicas(empty_cluster):
     """Kafka's effective min ISR (never more than the replicas): with the broker default at 2, a
     replication-factor-1 topic takes acks=all writes, its high watermark moves so consumers see
@@ -154,15 +168,7 @@ def test_topics_with_fewer_replicas_than_min_insync_replicas_are_held_to_their_r
     consumer = Consumer({"bootstrap.servers": c.bootstrap(), "group.id": "g", "auto.offset.reset": "earliest",
                          "enable.auto.commit": False})
     consumer.subscribe(["single"])
-    seen = []
-
-    def read_5():
-        m = consumer.poll(0.2)
-        if m is not None and not m.error():
-            seen.append(m.value())
-        return len(seen) >= 5
-
-    wait_until(read_5, timeout=30, what="the 5 records (the high watermark moved)")
+    read_values(consumer, 5, "the 5 records (the high watermark moved)")
     committed = consumer.commit(asynchronous=False)
     assert [(p.topic, p.offset, p.error) for p in committed] == [("single", 5, None)]
     consumer.close()
@@ -207,15 +213,7 @@ def test_followers_replicate_and_acks_all_needs_min_insync_replicas(empty_cluste
     consumer = Consumer({"bootstrap.servers": c.bootstrap([b for b in (1, 2, 3) if b != leader]), "group.id": "v",
                          "enable.auto.commit": False})
     consumer.assign([TopicPartition(TOPIC, 0, 0)])
-    seen = []
-
-    def read_31():
-        m = consumer.poll(0.2)
-        if m is not None and not m.error():
-            seen.append(m.value())
-        return len(seen) >= 31
-
-    wait_until(read_31, timeout=30, what="31 records from the new leader")
+    seen = read_values(consumer, 31, "31 records from the new leader")
     consumer.close()
     assert seen[-1] == b"k0:1000" and len(seen) == 31
     # The admin API lists the partition as under-replicated while the old leader is away.
