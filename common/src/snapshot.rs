@@ -144,19 +144,22 @@ pub async fn load(client: &Client) -> Result<ClusterSnapshot, LoadError> {
     for (topic, found) in names.into_iter().zip(get_many(client, &paths).await?) {
         let Some((data, stat)) = found else { continue };
         match TopicAssignment::decode(&topic, &data) {
-            Ok(assignment) => topics.push((topic, assignment, stat.version)),
+            Ok(assignment) => {
+                let replicas = assignment.replicas();
+                topics.push((topic, assignment, replicas, stat.version));
+            }
             Err(e) => tracing::warn!(topic, error = %e, "skipping a topic whose assignment cannot be read"),
         }
     }
     let mut paths = Vec::new();
-    for (topic, assignment, _) in &topics {
-        paths.extend(assignment.replicas().keys().map(|partition| znode::partition_state_path(topic, *partition)));
+    for (topic, _, replicas, _) in &topics {
+        paths.extend(replicas.keys().map(|partition| znode::partition_state_path(topic, *partition)));
         paths.push(znode::topic_config_path(topic));
     }
     let mut found = get_many(client, &paths).await?.into_iter();
-    for (topic, assignment, assignment_version) in topics {
+    for (topic, assignment, replicas, assignment_version) in topics {
         let mut partitions = BTreeMap::new();
-        for (partition, replicas) in assignment.replicas() {
+        for (partition, replicas) in replicas {
             let state = match found.next().flatten() {
                 Some((data, stat)) => match PartitionState::decode(&topic, partition, &data) {
                     Ok(s) => Some((s, stat.version)),

@@ -20,6 +20,15 @@ pub fn is_internal(topic: &str) -> bool {
     topic == CONSUMER_OFFSETS || topic == TRANSACTION_STATE
 }
 
+/// The `min.insync.replicas` a partition is held to: the setting, but never more than its
+/// replicas (Kafka's `effectiveMinIsr`), so a topic with fewer replicas than the broker
+/// default (replication factor 1 on a cluster set to 2) is readable and writable with
+/// acks=all as it is in Kafka. The broker's high watermark and acks=all checks and the
+/// coordinator's under-min-ISR report both use it.
+pub fn effective_min_isr(min_insync_replicas: usize, replicas: usize) -> usize {
+    min_insync_replicas.min(replicas.max(1))
+}
+
 /// Checks a topic name as Kafka's `Topic.validate` does.
 ///
 /// # Errors
@@ -458,6 +467,15 @@ pub fn validate_config(configs: &BTreeMap<String, String>) -> Result<(), String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn min_insync_replicas_never_exceeds_the_replicas() {
+        // (min.insync.replicas, replicas) -> effective
+        let cases = [((2, 3), 2), ((2, 1), 1), ((3, 2), 2), ((1, 3), 1), ((2, 0), 1)];
+        for ((min, replicas), want) in cases {
+            assert_eq!(effective_min_isr(min, replicas), want, "min {min} replicas {replicas}");
+        }
+    }
 
     #[test]
     fn new_topics_are_checked_against_the_existing_ones() {

@@ -94,10 +94,14 @@ impl Pending {
 /// keyless ones on a compacted topic, timestamps outside `message.timestamp.before.max.ms` /
 /// `after.max.ms`. The batch is not written and the answer names each record, so the client
 /// fails exactly those. Records are read only when a check needs them.
-fn refuse_records(tp: &TopicPartition, batches: &[(BatchHeader, Bytes)], config: &TopicConfig) -> Result<(), BatchError> {
+fn refuse_records(
+    tp: &TopicPartition,
+    batches: &[(BatchHeader, Bytes)],
+    config: &TopicConfig,
+    now: i64,
+) -> Result<(), BatchError> {
     let (before_max_ms, after_max_ms) = config.timestamp_limits.bounds();
     let rules = RecordRules { compact: config.compact, create_time: !config.log_append_time, before_max_ms, after_max_ms };
-    let now = tributary_common::time::now_ms();
     for (h, b) in batches.iter().filter(|(h, _)| !h.is_control() && rules.reads_records(h)) {
         let records = crate::record::body::decode(h, b)?;
         let faults = checks::faults(tp, h, &records, &rules, now);
@@ -131,7 +135,9 @@ impl ReplicaManager {
         if origin == Origin::Client && batches.len() != 1 {
             return Err(AppendError::BatchCount(batches.len()));
         }
-        if origin == Origin::Client {
+        // One clock read per client write: the timestamp bounds and LogAppendTime use it.
+        let now = (origin == Origin::Client).then(tributary_common::time::now_ms);
+        if let Some(now) = now {
             // Markers are the transaction coordinator's to write (Kafka: "Clients are not
             // allowed to write control records"); a forged one would end another producer's
             // transaction.
@@ -142,9 +148,9 @@ impl ReplicaManager {
                 ))
                 .into());
             }
-            refuse_records(tp, &batches, &config)?;
+            refuse_records(tp, &batches, &config, now)?;
         }
-        let log_append_time = (origin == Origin::Client && config.log_append_time).then(tributary_common::time::now_ms);
+        let log_append_time = now.filter(|_| config.log_append_time);
         let demotions = partition.demotions();
         let (appended, isr_len) =
             partition.append_as_leader(&batches, acks == Acks::All, origin == Origin::Client, log_append_time)?;

@@ -51,17 +51,10 @@ impl FollowerState {
     }
 }
 
-/// The `min.insync.replicas` a partition is held to: the setting, but never more than its
-/// replicas (Kafka's `effectiveMinIsr`), so a topic with fewer replicas than the broker
-/// default (replication factor 1 on a cluster set to 2) is readable and writable with
-/// acks=all as it is in Kafka, instead of holding its high watermark forever.
-pub(crate) fn effective_min_isr(min_insync_replicas: usize, replicas: usize) -> usize {
-    min_insync_replicas.min(replicas.max(1))
-}
-
 /// The high watermark: the smallest log end offset over the ISR (the leader counts with its
 /// own), never moving backwards, and held while the ISR is smaller than
-/// the effective `min.insync.replicas` (KAFKA-15583; [`effective_min_isr`]). A follower with no known position holds it too.
+/// the effective `min.insync.replicas` (KAFKA-15583;
+/// `tributary_common::topic::effective_min_isr`). A follower with no known position holds it too.
 pub(crate) fn high_watermark(
     current: i64,
     leader: BrokerId,
@@ -180,15 +173,6 @@ mod tests {
                 *expected,
                 "isr {isr:?} min {min_isr}"
             );
-        }
-    }
-
-    #[test]
-    fn min_insync_replicas_never_exceeds_the_replicas() {
-        // (min.insync.replicas, replicas) -> effective
-        let cases = [((2, 3), 2), ((2, 1), 1), ((3, 2), 2), ((1, 3), 1), ((2, 0), 1)];
-        for ((min, replicas), want) in cases {
-            assert_eq!(effective_min_isr(min, replicas), want, "min {min} replicas {replicas}");
         }
     }
 

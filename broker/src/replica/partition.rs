@@ -44,9 +44,10 @@ pub(crate) struct Role {
 }
 
 impl Role {
-    /// The `min.insync.replicas` this partition is held to ([`isr::effective_min_isr`]).
+    /// The `min.insync.replicas` this partition is held to
+    /// ([`tributary_common::topic::effective_min_isr`]).
     pub(crate) fn min_isr(&self) -> usize {
-        isr::effective_min_isr(self.config.min_insync_replicas, self.replicas.len())
+        tributary_common::topic::effective_min_isr(self.config.min_insync_replicas, self.replicas.len())
     }
 
     fn same_leadership(&self, other: &Role) -> bool {

@@ -436,8 +436,7 @@ impl PartitionHealth {
         PartitionHealth {
             leader,
             under_replicated: isr.len() < ps.replicas.len(),
-            // Kafka's effective min ISR: never more than the replicas.
-            under_min_isr: isr.len() < min_isr.min(ps.replicas.len().max(1)),
+            under_min_isr: isr.len() < tributary_common::topic::effective_min_isr(min_isr, ps.replicas.len()),
             preferred_leader: leader.is_some() && leader == ps.replicas.first().copied(),
             isr,
         }
