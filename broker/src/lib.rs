@@ -263,11 +263,11 @@ pub async fn run(
                 },
                 _ = checkpoint.tick() => {
                     housekeeper.quotas.expire(api::now_ms());
-                    let offsets = replicas.end_offsets();
+                    let points = replicas.checkpoint_points();
                     let flushed = replicas.store().flush().await.is_ok();
                     let _ = tokio::task::spawn_blocking(move || {
                         if flushed {
-                            replicas.checkpoint(&offsets);
+                            replicas.checkpoint(points);
                         }
                         replicas.checkpoint_high_watermarks();
                     }).await;
@@ -363,8 +363,16 @@ pub async fn run(
     fetchers.stop().await;
     let _ = tokio::task::spawn_blocking(move || cleaner.stop()).await;
     ctx.replicas.stop_storage().await;
+    // The last checkpoint: everything flushed is recovered, with producer-state snapshots,
+    // so that the next start reads none of the logs; then the checkpoint itself is flushed.
     let replicas = ctx.replicas.clone();
-    let _ = tokio::task::spawn_blocking(move || replicas.checkpoint_high_watermarks()).await;
+    let points = replicas.checkpoint_points();
+    store.flush().await.context("final flush of the log store failed")?;
+    let _ = tokio::task::spawn_blocking(move || {
+        replicas.checkpoint(points);
+        replicas.checkpoint_high_watermarks();
+    })
+    .await;
     store.flush().await.context("final flush of the log store failed")?;
     store.close().await;
     zk_shutdown.cancel();

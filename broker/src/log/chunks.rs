@@ -15,12 +15,41 @@
 //!
 //! Trees are named `<partition tree>@<base offset>`; the partition tree itself (the layout
 //! before chunks) is read as a chunk too, so older data directories open unchanged.
+//!
+//! A chunk that takes no more appends has a [`Summary`] (its base, batch count, bytes, end,
+//! timestamps) in the `chunk-summaries` tree, so that opening a partition need not read
+//! it: reading any key of a chunk loads its whole leaf, which for a log of 10 GiB is 10 GiB
+//! read. The summary is written when the chunk closes and rewritten after anything removes
+//! batches from it (retention, cleaning); it is removed first, so a crash part-way leaves
+//! no summary (the chunk is walked), never a wrong one. The last chunk never has one.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
 use super::{storage, Error};
+
+/// Name of the tree holding the summaries of closed chunks, by chunk tree name.
+const SUMMARIES: &str = "chunk-summaries";
+
+/// What opening a partition takes from a closed chunk instead of reading it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct Summary {
+    /// The chunk's key in the partition's chunk map (a lower bound of its offsets).
+    pub base: i64,
+    /// Batches it holds.
+    pub batches: usize,
+    /// Their bytes.
+    pub bytes: u64,
+    /// One past the last offset of its last batch.
+    pub end: i64,
+    /// Largest batch timestamp in it.
+    pub max_timestamp: i64,
+    /// When it took its first batch.
+    pub created_ms: i64,
+}
 
 /// Batches a chunk takes while sled still writes each exactly once.
 pub(super) const BATCHES: usize = 9;
@@ -72,6 +101,38 @@ impl Chunk {
         self.end = self.end.max(end);
         self.max_timestamp = self.max_timestamp.max(max_timestamp);
     }
+
+    /// Takes its counters from a summary instead of reading it.
+    pub(super) fn take_summary(&mut self, s: &Summary) {
+        self.batches = s.batches;
+        self.bytes = s.bytes;
+        self.end = s.end;
+        self.max_timestamp = s.max_timestamp;
+        self.created_ms = s.created_ms;
+    }
+
+    pub(super) fn summary(&self, base: i64) -> Summary {
+        Summary {
+            base,
+            batches: self.batches,
+            bytes: self.bytes,
+            end: self.end,
+            max_timestamp: self.max_timestamp,
+            created_ms: self.created_ms,
+        }
+    }
+}
+
+/// Whether recovery may take a chunk's summary instead of reading it: the chunk is not the
+/// last (which may still take appends), holds batches, lies wholly below `trusted_below`
+/// (checked once and, with the producer-state snapshot, observed already) and starts at or
+/// after where its predecessor ended (`expected`).
+pub(super) fn may_skip(summary: &Summary, is_last: bool, trusted_below: i64, expected: Option<i64>) -> bool {
+    !is_last
+        && summary.batches > 0
+        && summary.end > summary.base
+        && summary.end <= trusted_below
+        && expected.is_none_or(|e| summary.base >= e)
 }
 
 /// When the open chunk closes besides [`is_full`]: `segment.bytes` and `segment.ms`.
@@ -92,6 +153,7 @@ impl Default for Roll {
 /// The chunks of one partition, by base offset (a lower bound of the offsets in each).
 pub(super) struct Chunks {
     db: sled::Db,
+    summaries: sled::Tree,
     prefix: String,
     listed_bytes: Arc<AtomicU64>,
     map: BTreeMap<i64, Chunk>,
@@ -114,12 +176,30 @@ pub(super) fn tree_names(db: &sled::Db, prefix: &str) -> Vec<sled::IVec> {
 
 impl Chunks {
     /// Opens the existing chunks of `prefix`, ordered by their first offset; empty ones
-    /// (a crash between creating a tree and writing to it) are dropped.
-    pub(super) fn open(db: sled::Db, prefix: String, listed_bytes: Arc<AtomicU64>) -> Result<Chunks, Error> {
-        let mut chunks = Chunks { db, prefix, listed_bytes, map: BTreeMap::new(), last_closed: false };
+    /// (a crash between creating a tree and writing to it) are dropped. Returns the
+    /// summaries found for them, by base; a chunk with a summary is not read.
+    pub(super) fn open(
+        db: sled::Db,
+        prefix: String,
+        listed_bytes: Arc<AtomicU64>,
+    ) -> Result<(Chunks, BTreeMap<i64, Summary>), Error> {
+        let summaries = db.open_tree(SUMMARIES).map_err(storage("opening chunk-summaries"))?;
+        let mut chunks = Chunks { db, summaries, prefix, listed_bytes, map: BTreeMap::new(), last_closed: false };
+        let mut found = BTreeMap::new();
         for name in tree_names(&chunks.db, &chunks.prefix) {
             let name = String::from_utf8_lossy(&name).into_owned();
             let tree = chunks.db.open_tree(&name).map_err(storage(format!("opening {name}")))?;
+            let summary = chunks
+                .summaries
+                .get(name.as_bytes())
+                .map_err(storage(format!("reading the summary of {name}")))?
+                .and_then(|raw| serde_json::from_slice::<Summary>(&raw).ok())
+                .filter(|s| s.batches > 0);
+            if let Some(s) = summary {
+                found.insert(s.base, s);
+                chunks.map.insert(s.base, Chunk::new(tree, name, i64::MIN));
+                continue;
+            }
             match tree.first().map_err(storage(format!("reading {name}")))? {
                 Some((k, _)) => {
                     let base = super::key_offset(&k);
@@ -128,7 +208,38 @@ impl Chunks {
                 None => chunks.drop_tree(name.as_bytes())?,
             }
         }
-        Ok(chunks)
+        Ok((chunks, found))
+    }
+
+    /// Stores the summary of the chunk at `base`, unless it is the last (which may take
+    /// more appends).
+    pub(super) fn summarize(&self, base: i64) -> Result<(), Error> {
+        let Some(chunk) = self.map.get(&base) else { return Ok(()) };
+        if self.map.last_key_value().is_none_or(|(b, _)| *b == base) || chunk.batches == 0 {
+            return self.forget_summary(base);
+        }
+        let raw = serde_json::to_vec(&chunk.summary(base)).expect("a summary is plain JSON");
+        self.summaries.insert(chunk.name.as_bytes(), raw).map_err(storage(format!("summarizing {}", chunk.name)))?;
+        Ok(())
+    }
+
+    /// Removes the summary of the chunk at `base` (before batches are removed from it, or
+    /// when it becomes the last).
+    pub(super) fn forget_summary(&self, base: i64) -> Result<(), Error> {
+        let Some(chunk) = self.map.get(&base) else { return Ok(()) };
+        self.summaries
+            .remove(chunk.name.as_bytes())
+            .map_err(storage(format!("removing the summary of {}", chunk.name)))?;
+        Ok(())
+    }
+
+    /// Removes the summary of the last chunk, which takes appends again (after a restart
+    /// or a truncation).
+    pub(super) fn reopen_last(&self) -> Result<(), Error> {
+        match self.map.last_key_value() {
+            Some((base, _)) => self.forget_summary(*base),
+            None => Ok(()),
+        }
     }
 
     /// The database the chunks live in (to flush it).
@@ -162,8 +273,12 @@ impl Chunks {
             let name = format!("{}@{offset}", self.prefix);
             let tree = self.db.open_tree(&name).map_err(storage(format!("creating {name}")))?;
             self.listed_bytes.fetch_add(listed(name.as_bytes()), Ordering::Relaxed);
+            let closed = self.map.last_key_value().map(|(b, _)| *b);
             self.map.insert(offset, Chunk::new(tree, name, now));
             self.last_closed = false;
+            if let Some(closed) = closed {
+                self.summarize(closed)?;
+            }
         }
         Ok(self.map.last_entry().expect("a chunk was just ensured").into_mut())
     }
@@ -198,6 +313,9 @@ impl Chunks {
         if self.map.last_key_value().is_none_or(|(b, _)| *b < base) {
             self.last_closed = false;
         }
+        self.summaries
+            .remove(chunk.name.as_bytes())
+            .map_err(storage(format!("removing the summary of {}", chunk.name)))?;
         self.drop_tree(chunk.name.as_bytes())?;
         Ok(chunk.bytes)
     }
@@ -217,7 +335,9 @@ fn drop_named(db: &sled::Db, name: &[u8], listed_bytes: &AtomicU64) -> Result<()
 
 /// Drops every chunk of partition tree `prefix` (deleting the partition).
 pub(super) fn drop_all(db: &sled::Db, prefix: &str, listed_bytes: &AtomicU64) -> Result<(), Error> {
+    let summaries = db.open_tree(SUMMARIES).map_err(storage("opening chunk-summaries"))?;
     for name in tree_names(db, prefix) {
+        summaries.remove(&name).map_err(storage(format!("removing the summary of {}", String::from_utf8_lossy(&name))))?;
         drop_named(db, &name, listed_bytes)?;
     }
     Ok(())
@@ -243,6 +363,26 @@ mod tests {
         ];
         for (batches, bytes, listed, full) in table {
             assert_eq!(is_full(batches, bytes, listed), full, "{batches} batches, {bytes} bytes, {listed} listed");
+        }
+    }
+
+    #[test]
+    fn recovery_skips_only_closed_summarized_chunks_below_what_it_trusts() {
+        let s = |base, batches, end| Summary { base, batches, bytes: 10, end, max_timestamp: 0, created_ms: 0 };
+        // (summary, is last, trusted below, predecessor's end, skip)
+        let table = [
+            (s(0, 3, 10), false, 10, None, true),
+            (s(10, 3, 20), false, 20, Some(10), true),
+            (s(10, 3, 20), true, 20, Some(10), false),    // the last may have taken more
+            (s(10, 3, 20), false, 19, Some(10), false),   // ends past the snapshot or recovery point
+            (s(10, 3, 20), false, i64::MIN, None, false), // nothing trusted
+            (s(10, 3, 20), false, 30, Some(12), false),   // overlaps its predecessor
+            (s(10, 0, 20), false, 30, Some(10), false),   // empty
+            (s(10, 3, 10), false, 30, Some(10), false),   // ends where it starts
+            (s(14, 3, 20), false, 30, Some(10), true),    // a gap (compaction) is fine
+        ];
+        for (summary, last, trusted, expected, skip) in table {
+            assert_eq!(may_skip(&summary, last, trusted, expected), skip, "{summary:?} last={last} trusted={trusted} after={expected:?}");
         }
     }
 

@@ -21,7 +21,7 @@
 //!
 //! Reads and writes are paced to `log.cleaner.io.max.bytes.per.second`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -249,6 +249,8 @@ impl PartitionLog {
         let mut tombstones_due_ms: Option<i64> = None;
         // Producers whose transaction since their last marker still has a batch in the log.
         let mut txn_batches_left: HashMap<i64, bool> = HashMap::new();
+        // Chunks whose summary was removed before a swap; summarized again at the commit.
+        let mut touched: BTreeSet<i64> = BTreeSet::new();
         for (base, _, tree) in trees.iter().filter(|(base, _, _)| *base < upper) {
             for item in tree.range(..key(upper.max(0))) {
                 if stop() {
@@ -263,6 +265,7 @@ impl PartitionLog {
                     let horizon =
                         cleaner::tombstone_expired(h.base_offset, &passes, now, compaction.delete_retention_ms);
                     if cleaner::marker_removable(left, last, horizon) {
+                        touched.insert(*base);
                         if self.swap(*base, &k, &old, None)? {
                             stats.bytes_before += old.len() as u64;
                             stats.markers_removed += 1;
@@ -327,6 +330,7 @@ impl PartitionLog {
                     Fate::Delete => None,
                 };
                 let new_len = new.as_ref().map_or(0, |b| b.len() as u64);
+                touched.insert(*base);
                 if self.swap(*base, &k, &old, new)? {
                     pacer.moved(new_len);
                     stats.bytes_before += old.len() as u64;
@@ -347,6 +351,9 @@ impl PartitionLog {
         for base in emptied.into_iter().filter(|b| Some(*b) != last) {
             state.chunks.drop_chunk(base)?;
             stats.chunks_dropped += 1;
+        }
+        for base in touched {
+            state.chunks.summarize(base)?;
         }
         state.meta.first_dirty = state.meta.first_dirty.max(upper).min(state.offsets.log_end_offset);
         cleaner::record_pass(&mut state.meta.cleaned, upper, now);
@@ -372,6 +379,8 @@ impl PartitionLog {
     /// still `old` there (retention or truncation may have removed it meanwhile).
     fn swap(&self, base: i64, k: &sled::IVec, old: &sled::IVec, new: Option<Bytes>) -> Result<bool, Error> {
         let mut state = self.state.lock().expect("log state lock");
+        // The summary goes before the batch changes: a crash leaves none, never a wrong one.
+        state.chunks.forget_summary(base)?;
         let Some(chunk) = state.chunks.get_mut(base) else { return Ok(false) };
         let new_len = new.as_ref().map_or(0, |b| b.len() as u64);
         let swapped = chunk

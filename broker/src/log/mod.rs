@@ -12,6 +12,13 @@
 //! lives in the `partition-meta` tree. On open, batches after the recovery point are
 //! re-validated (CRC, contiguous offsets) and anything torn or out of place is cut off.
 //!
+//! Opening does not read what it can trust: closed chunks below both the recovery point
+//! and the partition's producer-state snapshot (kept here as opaque bytes in the
+//! `producer-snapshots` tree for the replica layer, taken at each checkpoint, Kafka's
+//! `.snapshot` files) are taken from their summaries ([`chunks::Summary`]); only the rest
+//! is walked, and only batches from the snapshot's offset on are reported to
+//! [`Rebuild`].
+//!
 //! Durability: appends land in sled's in-memory log; [`LogStore::flush`] makes everything
 //! appended so far durable (write + fsync), shared by every caller waiting at that moment
 //! (group commit). Produce with acks=all waits for it.
@@ -21,6 +28,7 @@ pub(crate) mod cleaner;
 mod compact;
 mod flush;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -90,11 +98,48 @@ struct PartitionMeta {
     tombstones_due_ms: Option<i64>,
 }
 
+/// Whoever rebuilds state from a partition's batches as it opens (the replica layer's
+/// producer state).
+pub(crate) trait Rebuild {
+    /// Offered the snapshot stored with the log (see [`PartitionLog::save_snapshot`]),
+    /// taken when the log ended at `offset`; returns whether it took it. When it does,
+    /// batches below `offset` are not reported.
+    fn snapshot(&mut self, offset: i64, raw: &[u8]) -> bool;
+    /// Recovery cut the log below the offset of the snapshot taken: start again from
+    /// nothing (every kept batch is reported again).
+    fn discard_snapshot(&mut self);
+    /// A kept batch's header, in offset order, with the marker of a control batch.
+    fn batch(&mut self, h: &BatchHeader, marker: Option<Marker>);
+}
+
+/// A [`Rebuild`] that takes no snapshot and hands every batch to a closure (tests).
+#[cfg(test)]
+pub(crate) struct EachBatch<F>(F);
+
+/// Every batch to `f`.
+#[cfg(test)]
+pub(crate) fn each_batch<F: FnMut(&BatchHeader, Option<Marker>)>(f: F) -> EachBatch<F> {
+    EachBatch(f)
+}
+
+#[cfg(test)]
+impl<F: FnMut(&BatchHeader, Option<Marker>)> Rebuild for EachBatch<F> {
+    fn snapshot(&mut self, _: i64, _: &[u8]) -> bool {
+        false
+    }
+    fn discard_snapshot(&mut self) {}
+    fn batch(&mut self, h: &BatchHeader, marker: Option<Marker>) {
+        (self.0)(h, marker)
+    }
+}
+
 /// The sled database holding every partition of this broker.
 #[derive(Clone)]
 pub(crate) struct LogStore {
     db: sled::Db,
     meta: sled::Tree,
+    /// Producer-state snapshots, by partition tree name: big-endian offset, then the bytes.
+    snapshots: sled::Tree,
     flusher: flush::Flusher,
     /// Size of sled's list of trees (see [`chunks`]).
     listed_bytes: Arc<AtomicU64>,
@@ -118,9 +163,10 @@ impl LogStore {
             .open()
             .map_err(storage(format!("opening {}", dir.display())))?;
         let meta = db.open_tree("partition-meta").map_err(storage("opening partition-meta"))?;
+        let snapshots = db.open_tree("producer-snapshots").map_err(storage("opening producer-snapshots"))?;
         let flusher = flush::Flusher::start(db.clone(), policy);
         let listed_bytes = Arc::new(AtomicU64::new(db.tree_names().iter().map(|n| chunks::listed(n)).sum()));
-        Ok(LogStore { db, meta, flusher, listed_bytes })
+        Ok(LogStore { db, meta, snapshots, flusher, listed_bytes })
     }
 
     fn tree_name(tp: &TopicPartition) -> String {
@@ -158,13 +204,13 @@ impl LogStore {
         tp: &TopicPartition,
         topic_id: Option<TopicId>,
     ) -> Result<Arc<PartitionLog>, Error> {
-        self.open_partition_observing(tp, topic_id, &mut |_, _| {})
+        self.open_partition_observing(tp, topic_id, &mut each_batch(|_, _| {}))
     }
 
-    /// [`LogStore::open_partition`], handing `on_batch` the header of every batch the
-    /// recovered log keeps (with the transaction marker of a control batch), in offset
-    /// order, from the same walk that checks them (so that opening reads the log once, not
-    /// again for producer state).
+    /// [`LogStore::open_partition`], offering `rebuild` the stored snapshot and then the
+    /// header of every batch the recovered log keeps after it (with the transaction marker
+    /// of a control batch), in offset order, from the same walk that checks them (so that
+    /// opening reads the log at most once, not again for producer state).
     ///
     /// # Errors
     /// [`Error::Storage`] when sled fails.
@@ -172,7 +218,7 @@ impl LogStore {
         &self,
         tp: &TopicPartition,
         topic_id: Option<TopicId>,
-        on_batch: &mut dyn FnMut(&BatchHeader, Option<Marker>),
+        rebuild: &mut dyn Rebuild,
     ) -> Result<Arc<PartitionLog>, Error> {
         let name = Self::tree_name(tp);
         let mut meta: PartitionMeta = match self.meta.get(&name).map_err(storage("reading partition meta"))? {
@@ -188,8 +234,14 @@ impl LogStore {
         if wanted.is_some() {
             meta.topic_id = wanted;
         }
-        let chunks = Chunks::open(self.db.clone(), name.clone(), self.listed_bytes.clone())?;
-        let log = PartitionLog::recover(tp.clone(), chunks, self.meta.clone(), name, meta, on_batch)?;
+        let (chunks, summaries) = Chunks::open(self.db.clone(), name.clone(), self.listed_bytes.clone())?;
+        let snapshot = self
+            .snapshots
+            .get(name.as_bytes())
+            .map_err(storage(format!("reading the producer snapshot of {tp}")))?
+            .and_then(|raw| split_snapshot(&raw).map(|(at, body)| (at, body.to_vec())));
+        let stores = Stores { meta: self.meta.clone(), snapshots: self.snapshots.clone() };
+        let log = PartitionLog::recover(tp.clone(), chunks, summaries, stores, name, meta, snapshot, rebuild)?;
         Ok(Arc::new(log))
     }
 
@@ -199,6 +251,7 @@ impl LogStore {
     /// [`Error::Storage`] when sled fails.
     pub(crate) fn delete_partition(&self, tp: &TopicPartition) -> Result<(), Error> {
         let name = Self::tree_name(tp);
+        self.snapshots.remove(&name).map_err(storage(format!("deleting the producer snapshot of {tp}")))?;
         chunks::drop_all(&self.db, &name, &self.listed_bytes)?;
         self.meta.remove(&name).map_err(storage(format!("deleting meta of {tp}")))?;
         Ok(())
@@ -264,6 +317,23 @@ struct LogState {
     chunks: Chunks,
     /// When the open chunk closes besides its size rule (`segment.bytes`, `segment.ms`).
     roll: Roll,
+    /// Truncations so far: a checkpoint taken before one must not be stored after it.
+    truncations: u64,
+}
+
+/// A log end taken for a checkpoint (before a flush), with the truncation count then.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Point {
+    /// The log end.
+    pub offset: i64,
+    truncations: u64,
+}
+
+impl Point {
+    /// Whether everything below it is still what it was when taken.
+    fn holds(&self, state: &LogState) -> bool {
+        state.truncations == self.truncations && self.offset <= state.offsets.log_end_offset
+    }
 }
 
 /// What an append assigned.
@@ -277,18 +347,37 @@ pub(crate) struct AppendInfo {
     pub log_append_time: Option<i64>,
 }
 
+/// The store-wide trees a partition log writes its own entries in.
+struct Stores {
+    meta: sled::Tree,
+    snapshots: sled::Tree,
+}
+
+/// A stored snapshot: the offset it was taken at, and its bytes.
+fn split_snapshot(raw: &[u8]) -> Option<(i64, &[u8])> {
+    (raw.len() >= 8).then(|| (key_offset(&raw[..8]), &raw[8..]))
+}
+
 /// One partition's log.
 pub(crate) struct PartitionLog {
     tp: TopicPartition,
     meta_tree: sled::Tree,
+    snapshots: sled::Tree,
     meta_key: String,
     state: Mutex<LogState>,
+    /// How opening went: chunks taken from summaries, chunks read.
+    recovered: (usize, usize),
     /// What the log cleaner last found and did here (for the admin API).
     cleaner: Mutex<CleanerStatus>,
 }
 
 fn key(offset: i64) -> [u8; 8] {
     (offset as u64).to_be_bytes()
+}
+
+/// The transaction marker a control batch holds.
+fn marker_in(h: &BatchHeader, v: &[u8]) -> Option<Marker> {
+    h.is_control().then(|| batch::control::marker_of(h, &Bytes::copy_from_slice(v))).flatten()
 }
 
 fn key_offset(k: &[u8]) -> i64 {
@@ -298,23 +387,47 @@ fn key_offset(k: &[u8]) -> i64 {
 }
 
 impl PartitionLog {
+    #[allow(clippy::too_many_arguments)]
     fn recover(
         tp: TopicPartition,
         mut chunks: Chunks,
-        meta_tree: sled::Tree,
+        summaries: BTreeMap<i64, chunks::Summary>,
+        stores: Stores,
         meta_key: String,
         mut meta: PartitionMeta,
-        on_batch: &mut dyn FnMut(&BatchHeader, Option<Marker>),
+        snapshot: Option<(i64, Vec<u8>)>,
+        rebuild: &mut dyn Rebuild,
     ) -> Result<PartitionLog, Error> {
-        // Everything before the recovery point was flushed and checked before; the tail is
+        // A snapshot is only trusted below the recovery point: everything before it was
+        // flushed (with the snapshot) and checked before.
+        let snapshot_at = snapshot
+            .filter(|(at, _)| *at <= meta.recovery_point)
+            .and_then(|(at, raw)| rebuild.snapshot(at, &raw).then_some(at));
+        let observe_from = snapshot_at.unwrap_or(i64::MIN);
+        let trusted_below = snapshot_at.map_or(i64::MIN, |at| at.min(meta.recovery_point));
+        // Closed chunks wholly below that are taken from their summaries; the tail is
         // walked batch by batch and cut at the first batch that is torn, fails its CRC or
         // does not follow on from its predecessor. Only batches that stay are reported.
         let mut size_bytes = 0u64;
         let mut expected: Option<i64> = None;
         let mut cut: Option<(i64, i64)> = None;
+        let (mut skipped, mut walked) = (0usize, 0usize);
+        let mut read = Vec::new();
         let bases: Vec<i64> = chunks.iter().map(|(base, _)| base).collect();
+        let last_base = bases.last().copied();
         'chunks: for base in bases {
             let chunk = chunks.get_mut(base).expect("base listed just before");
+            if let Some(s) = summaries.get(&base) {
+                if chunks::may_skip(s, Some(base) == last_base, trusted_below, expected) {
+                    chunk.take_summary(s);
+                    expected = Some(s.end);
+                    size_bytes += s.bytes;
+                    skipped += 1;
+                    continue;
+                }
+            }
+            walked += 1;
+            read.push(base);
             for item in chunk.tree.clone().iter() {
                 let (k, v) = item.map_err(storage(format!("scanning log of {tp}")))?;
                 let offset = key_offset(&k);
@@ -326,11 +439,9 @@ impl PartitionLog {
                             || batch::verify_replicated(&Bytes::copy_from_slice(&v)).is_ok();
                         if follows && checked {
                             expected = Some(h.last_offset() + 1);
-                            let marker = h
-                                .is_control()
-                                .then(|| batch::control::marker_of(&h, &Bytes::copy_from_slice(&v)))
-                                .flatten();
-                            on_batch(&h, marker);
+                            if offset >= observe_from {
+                                rebuild.batch(&h, marker_in(&h, &v));
+                            }
                             Some(h)
                         } else {
                             None
@@ -350,6 +461,7 @@ impl PartitionLog {
             }
         }
         if let Some((base, from)) = cut {
+            chunks.forget_summary(base)?;
             let chunk = chunks.get_mut(base).expect("cut inside a listed chunk");
             let mut removed = 0;
             for k in chunk.tree.range(key(from)..).keys() {
@@ -365,12 +477,36 @@ impl PartitionLog {
             }
             tracing::warn!(%tp, from_offset = from, batches = removed, later_chunks = later, "cut off a torn or invalid tail found during recovery");
         }
+        // The last chunk takes appends again: its summary would go stale. Closed chunks read
+        // in full get one if they had none or a different one (a log written before
+        // summaries existed, or a crash before one was written), so the next open skips them.
+        chunks.reopen_last()?;
+        for base in read {
+            let current = chunks.get_mut(base).map(|c| c.summary(base));
+            if current.is_some() && current.as_ref() != summaries.get(&base) {
+                chunks.summarize(base)?;
+            }
+        }
         let first = match chunks.iter().next() {
             Some((_, c)) => c.tree.first().map_err(storage("reading first batch"))?.map(|(k, _)| key_offset(&k)),
             None => None,
         };
         // An empty log (new, or emptied by retention) ends where it starts.
         let log_end_offset = expected.unwrap_or(meta.log_start_offset);
+        if snapshot_at.is_some_and(|at| at > log_end_offset) {
+            // The cut went below the snapshot: its producers wrote batches that are gone.
+            tracing::warn!(%tp, snapshot_offset = observe_from, log_end_offset, "recovery cut the log below its producer-state snapshot; rebuilding producer state from the whole log");
+            stores.snapshots.remove(meta_key.as_bytes()).map_err(storage(format!("removing the producer snapshot of {tp}")))?;
+            rebuild.discard_snapshot();
+            for (_, chunk) in chunks.iter() {
+                for item in chunk.tree.iter() {
+                    let (_, v) = item.map_err(storage(format!("scanning log of {tp}")))?;
+                    if let Some(h) = BatchHeader::parse(&v) {
+                        rebuild.batch(&h, marker_in(&h, &v));
+                    }
+                }
+            }
+        }
         if let Some(first) = first {
             meta.log_start_offset = meta.log_start_offset.max(first).min(log_end_offset);
         }
@@ -381,18 +517,65 @@ impl PartitionLog {
         meta.epochs.retain(|(_, start)| *start <= log_end_offset);
         let log = PartitionLog {
             tp,
-            meta_tree,
+            meta_tree: stores.meta,
+            snapshots: stores.snapshots,
             meta_key,
             state: Mutex::new(LogState {
                 offsets: Offsets { log_start_offset: meta.log_start_offset, log_end_offset, size_bytes },
                 meta,
                 chunks,
                 roll: Roll::default(),
+                truncations: 0,
             }),
+            recovered: (skipped, walked),
             cleaner: Mutex::new(CleanerStatus::default()),
         };
         log.persist_meta(&log.state.lock().expect("log state lock").meta)?;
         Ok(log)
+    }
+
+    /// How opening went: (chunks taken from their summaries, chunks read).
+    pub(crate) fn recovered(&self) -> (usize, usize) {
+        self.recovered
+    }
+
+    /// Where the log ends now, for a checkpoint.
+    pub(crate) fn end_point(&self) -> Point {
+        let state = self.state.lock().expect("log state lock");
+        Point { offset: state.offsets.log_end_offset, truncations: state.truncations }
+    }
+
+    /// Stores a snapshot of the replica layer's state taken when the log ended at `at`
+    /// (opaque here; offered back to [`Rebuild`] on open once it is below the recovery
+    /// point). Replaces the previous one. Nothing is stored when the log was truncated
+    /// since `at` was taken.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when sled fails.
+    pub(crate) fn save_snapshot(&self, at: Point, raw: &[u8]) -> Result<(), Error> {
+        let state = self.state.lock().expect("log state lock");
+        if !at.holds(&state) {
+            return Ok(());
+        }
+        let offset = at.offset;
+        let mut value = Vec::with_capacity(8 + raw.len());
+        value.extend_from_slice(&key(offset));
+        value.extend_from_slice(raw);
+        self.snapshots
+            .insert(self.meta_key.as_bytes(), value)
+            .map_err(storage(format!("writing the producer snapshot of {}", self.tp)))?;
+        Ok(())
+    }
+
+    /// Removes the snapshot if it was taken past `end` (a truncation removed batches it saw).
+    fn drop_snapshot_past(&self, end: i64) -> Result<(), Error> {
+        let stored = self.snapshots.get(self.meta_key.as_bytes()).map_err(storage(format!("reading the producer snapshot of {}", self.tp)))?;
+        if stored.as_deref().and_then(split_snapshot).is_some_and(|(at, _)| at > end) {
+            self.snapshots
+                .remove(self.meta_key.as_bytes())
+                .map_err(storage(format!("removing the producer snapshot of {}", self.tp)))?;
+        }
+        Ok(())
     }
 
     fn persist_meta(&self, meta: &PartitionMeta) -> Result<(), Error> {
@@ -548,7 +731,11 @@ impl PartitionLog {
                 }
             }
         }
+        state.truncations += 1;
+        self.drop_snapshot_past(cut)?;
         let mut removed = state.chunks.drop_from(cut)?;
+        // The chunk holding the cut is now the last: it takes appends again.
+        state.chunks.reopen_last()?;
         if let Some((base, _)) = state.chunks.holding(cut) {
             let chunk = state.chunks.get_mut(base).expect("chunk just found");
             for item in chunk.tree.clone().range(key(cut)..) {
@@ -577,6 +764,8 @@ impl PartitionLog {
     /// [`Error::Storage`] when sled fails.
     pub(crate) fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), Error> {
         let mut state = self.state.lock().expect("log state lock");
+        state.truncations += 1;
+        self.drop_snapshot_past(i64::MIN)?;
         state.chunks.drop_from(i64::MIN)?;
         state.offsets = Offsets { log_start_offset: offset, log_end_offset: offset, size_bytes: 0 };
         state.meta.log_start_offset = offset;
@@ -616,8 +805,7 @@ impl PartitionLog {
         for item in self.scan(from, i64::MAX) {
             let (_, v) = item.map_err(storage(format!("scanning {}", self.tp)))?;
             if let Some(h) = BatchHeader::parse(&v) {
-                let marker =
-                    h.is_control().then(|| batch::control::marker_of(&h, &Bytes::copy_from_slice(&v))).flatten();
+                let marker = marker_in(&h, &v);
                 out.push((h, marker));
             }
         }
@@ -640,13 +828,17 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Records that everything below `offset` is durable, so recovery need not re-check it.
+    /// Records that everything below `at` is durable, so recovery need not re-check it
+    /// (unless the log was truncated since `at` was taken: what is there now may not be).
     ///
     /// # Errors
     /// [`Error::Storage`] when sled fails.
-    pub(crate) fn set_recovery_point(&self, offset: i64) -> Result<(), Error> {
+    pub(crate) fn set_recovery_point(&self, at: Point) -> Result<(), Error> {
         let mut state = self.state.lock().expect("log state lock");
-        let offset = offset.min(state.offsets.log_end_offset);
+        if !at.holds(&state) {
+            return Ok(());
+        }
+        let offset = at.offset;
         if offset > state.meta.recovery_point {
             state.meta.recovery_point = offset;
             self.persist_meta(&state.meta)?;
@@ -852,12 +1044,15 @@ impl PartitionLog {
             if whole {
                 state.chunks.drop_chunk(base)?;
             } else {
+                // Its summary goes first, so that a crash part-way leaves none rather than a wrong one.
+                state.chunks.forget_summary(base)?;
                 let chunk = state.chunks.get_mut(base).expect("first chunk");
                 for (k, len, _) in &doomed {
                     chunk.tree.remove(k).map_err(failed())?;
                     chunk.batches -= 1;
                     chunk.bytes -= len;
                 }
+                state.chunks.summarize(base)?;
             }
             state.offsets.size_bytes = size;
             state.offsets.log_start_offset = state.offsets.log_start_offset.max(log_start);

@@ -101,7 +101,7 @@ async fn recovery_cuts_a_corrupt_tail_and_keeps_what_precedes_it() {
     }
     let store = reopen(dir.path());
     let mut observed = Vec::new();
-    let log = store.open_partition_observing(&tp(), None, &mut |h, _| observed.push(h.base_offset)).unwrap();
+    let log = store.open_partition_observing(&tp(), None, &mut each_batch(|h, _| observed.push(h.base_offset))).unwrap();
     assert_eq!(log.offsets().log_end_offset, 2, "the damaged batch and everything after it are cut");
     assert_eq!(observed, vec![0], "only the batches kept are reported");
     assert!(tree_holding(&log, 4).get(key(4)).unwrap().is_none());
@@ -613,6 +613,167 @@ async fn a_follower_truncates_across_a_compacted_range_at_batch_boundaries() {
     let next = log.append(&[keyed(-1, 0, Plain, &[("k", Some("5"))])], 0, None).unwrap();
     assert_eq!(next.base_offset, 3);
     assert_eq!(all_records(&log), vec![(3, "k".into(), Some("5".into()))]);
+}
+
+/// A [`Rebuild`] that records what it is offered and handed.
+#[derive(Default)]
+struct Recorder {
+    /// Whether it takes a snapshot offered.
+    take: bool,
+    offered: Option<(i64, Vec<u8>)>,
+    batches: Vec<i64>,
+    discarded: bool,
+}
+
+impl Rebuild for Recorder {
+    fn snapshot(&mut self, offset: i64, raw: &[u8]) -> bool {
+        self.offered = Some((offset, raw.to_vec()));
+        self.take
+    }
+    fn discard_snapshot(&mut self) {
+        self.discarded = true;
+        self.batches.clear();
+    }
+    fn batch(&mut self, h: &BatchHeader, _: Option<Marker>) {
+        self.batches.push(h.base_offset);
+    }
+}
+
+/// A checkpoint point at `offset` with the log's truncation count now.
+fn at(log: &PartitionLog, offset: i64) -> Point {
+    Point { offset, ..log.end_point() }
+}
+
+fn summary_of(store: &LogStore, chunk: &str) -> Option<chunks::Summary> {
+    let tree = store.db.open_tree("chunk-summaries").unwrap();
+    tree.get(chunk).unwrap().map(|raw| serde_json::from_slice(&raw).unwrap())
+}
+
+/// Eight chunks of one two-record batch each (offsets 0..16); a snapshot "at <offset>"
+/// stored at `snapshot` and the recovery point at 12.
+async fn chunked_log(dir: &Path, snapshot: i64) -> (Vec<(i64, usize)>, Offsets) {
+    let store = LogStore::open(dir, policy()).unwrap();
+    let log = store.open_partition(&tp(), None).unwrap();
+    log.set_roll(Roll { bytes: 1, ms: i64::MAX });
+    for i in 0..6 {
+        log.append(&[records(2, i)], 0, None).unwrap();
+    }
+    for i in 6..8 {
+        log.append(&[records(2, i)], 0, None).unwrap();
+    }
+    log.save_snapshot(at(&log, snapshot), format!("at {snapshot}").as_bytes()).unwrap();
+    log.set_recovery_point(at(&log, 12)).unwrap();
+    let before = (chunk_sizes(&log), log.offsets());
+    store.flush().await.unwrap();
+    store.close().await;
+    before
+}
+
+#[tokio::test]
+async fn a_restart_takes_closed_chunks_below_the_snapshot_from_their_summaries() {
+    let dir = tempdir();
+    let (chunks_before, offsets_before) = chunked_log(dir.path(), 8).await;
+    assert_eq!(chunks_before.len(), 8);
+    let store = reopen(dir.path());
+    let mut taken = Recorder { take: true, ..Recorder::default() };
+    let log = store.open_partition_observing(&tp(), None, &mut taken).unwrap();
+    assert_eq!(taken.offered, Some((8, b"at 8".to_vec())));
+    assert_eq!(taken.batches, vec![8, 10, 12, 14], "only the batches from the snapshot on are reported");
+    assert_eq!(log.recovered(), (4, 4), "chunks 0-6 end at or below the snapshot: not read");
+    assert_eq!((chunk_sizes(&log), log.offsets()), (chunks_before.clone(), offsets_before.clone()));
+    // Everything still reads, and appends go on from the end.
+    assert_eq!(log.headers_from(0).unwrap().len(), 8);
+    assert_eq!(BatchHeader::parse(&log.read(3, 1, 16).unwrap()).unwrap().base_offset, 2);
+    assert_eq!(log.append(&[records(1, 9)], 0, None).unwrap().base_offset, 16);
+    // The last chunk takes appends again: it has no summary; the closed ones keep theirs.
+    assert!(summary_of(&store, "log/t/0@16").is_none());
+    assert_eq!(summary_of(&store, "log/t/0@2").map(|s| (s.base, s.batches, s.end)), Some((2, 1, 4)));
+}
+
+#[tokio::test]
+async fn a_restart_without_a_usable_snapshot_reads_every_chunk_and_reports_every_batch() {
+    let dir = tempdir();
+    let (chunks_before, offsets_before) = chunked_log(dir.path(), 8).await;
+    // Refused (another version, damaged): every batch is reported.
+    let store = reopen(dir.path());
+    let mut refused = Recorder::default();
+    let log = store.open_partition_observing(&tp(), None, &mut refused).unwrap();
+    assert_eq!(refused.offered.map(|(at, _)| at), Some(8));
+    assert_eq!(refused.batches, (0..8).map(|i| i * 2).collect::<Vec<_>>());
+    assert_eq!(log.recovered(), (0, 8));
+    assert_eq!((chunk_sizes(&log), log.offsets()), (chunks_before.clone(), offsets_before.clone()));
+
+    // A snapshot past the recovery point is never offered: batches it saw may be lost.
+    let dir = tempdir();
+    chunked_log(dir.path(), 14).await;
+    let store = reopen(dir.path());
+    let mut taken = Recorder { take: true, ..Recorder::default() };
+    let log = store.open_partition_observing(&tp(), None, &mut taken).unwrap();
+    assert_eq!(taken.offered, None);
+    assert_eq!(taken.batches.len(), 8);
+    assert_eq!(log.recovered(), (0, 8));
+    assert_eq!((chunk_sizes(&log), log.offsets()), (chunks_before, offsets_before));
+}
+
+#[tokio::test]
+async fn truncation_drops_a_snapshot_past_the_cut_and_the_summary_of_the_chunk_left_last() {
+    let dir = tempdir();
+    chunked_log(dir.path(), 8).await;
+    let store = reopen(dir.path());
+    let log = store.open_partition(&tp(), None).unwrap();
+    let before_truncation = at(&log, 16);
+    log.save_snapshot(at(&log, 10), b"at 10").unwrap();
+    assert!(summary_of(&store, "log/t/0@6").is_some());
+    // Offset 9 is inside the batch at 8: it goes whole, and chunk 6 is the last again.
+    assert_eq!(log.truncate_to(9).unwrap(), 8);
+    assert!(summary_of(&store, "log/t/0@6").is_none(), "the last chunk takes appends: no summary");
+    assert!(summary_of(&store, "log/t/0@8").is_none(), "a dropped chunk's summary goes with it");
+    assert!(store.snapshots.get("log/t/0").unwrap().is_none(), "the snapshot saw batches now gone");
+    // A snapshot at or below the cut stays.
+    log.save_snapshot(at(&log, 4), b"at 4").unwrap();
+    assert_eq!(log.truncate_to(6).unwrap(), 6);
+    assert!(store.snapshots.get("log/t/0").unwrap().is_some());
+    // A checkpoint taken before a truncation stores nothing after it, even once the log
+    // has grown past it again (those offsets hold other batches now).
+    for i in 0..6 {
+        log.append(&[records(2, i)], 0, None).unwrap();
+    }
+    assert!(log.offsets().log_end_offset >= 16);
+    log.save_snapshot(before_truncation, b"stale").unwrap();
+    log.set_recovery_point(before_truncation).unwrap();
+    assert_eq!(store.snapshots.get("log/t/0").unwrap().map(|v| v[8..].to_vec()), Some(b"at 4".to_vec()));
+    assert_eq!(log.state.lock().unwrap().meta.recovery_point, 6);
+}
+
+#[tokio::test]
+async fn retention_inside_a_closed_chunk_rewrites_its_summary() {
+    let dir = tempdir();
+    let size = {
+        let store = LogStore::open(dir.path(), policy()).unwrap();
+        let log = store.open_partition(&tp(), None).unwrap();
+        for i in 0..20 {
+            log.append(&[big(120 << 10, i)], 0, None).unwrap();
+        }
+        assert_eq!(chunk_sizes(&log), vec![(0, 9), (9, 9), (18, 2)]);
+        let one = log.offsets().size_bytes / 20;
+        // Keep 15 batches: five go from the front of the first (closed) chunk.
+        assert_eq!(log.apply_retention(0, -1, (15 * one) as i64, 20).unwrap(), 5);
+        assert_eq!(summary_of(&store, "log/t/0@0").map(|s| (s.batches, s.bytes)), Some((4, 4 * one)));
+        log.save_snapshot(at(&log, 20), b"at 20").unwrap();
+        log.set_recovery_point(at(&log, 20)).unwrap();
+        store.flush().await.unwrap();
+        store.close().await;
+        log.offsets()
+    };
+    let store = reopen(dir.path());
+    let mut taken = Recorder { take: true, ..Recorder::default() };
+    let log = store.open_partition_observing(&tp(), None, &mut taken).unwrap();
+    assert_eq!(log.recovered(), (2, 1));
+    assert!(taken.batches.is_empty());
+    assert_eq!(chunk_sizes(&log), vec![(0, 4), (9, 9), (18, 2)]);
+    assert_eq!(log.offsets(), size);
+    assert_eq!(log.offsets().log_start_offset, 5);
+    assert_eq!(BatchHeader::parse(&log.read(5, 1, 20).unwrap()).unwrap().base_offset, 5);
 }
 
 fn reopen(dir: &Path) -> LogStore {

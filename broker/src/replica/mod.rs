@@ -54,6 +54,14 @@ use crate::metadata::ClusterMetadata;
 use crate::quota::{ReplicationQuota, Window};
 use crate::topic_config::TopicConfig;
 
+/// One partition's share of a checkpoint: its log end before the flush, with the producer
+/// state at that end when it is to be stored.
+pub(crate) struct Checkpoint {
+    tp: TopicPartition,
+    end: crate::log::Point,
+    producers: Option<ProducerStates>,
+}
+
 /// Storage work for the storage thread, done in the order queued.
 enum Job {
     /// Open (create or recover) a partition's log, then host it in the role it has by then.
@@ -332,9 +340,9 @@ impl ReplicaManager {
             return;
         }
         let started = std::time::Instant::now();
-        // Idempotent producers' state is rebuilt from the batches recovery walks.
+        // Idempotent producers' state: the stored snapshot, then the batches after it.
         let mut producers = ProducerStates::default();
-        let opened = self.store.open_partition_observing(&tp, topic_id, &mut |h, marker| producers.observe(h, marker));
+        let opened = self.store.open_partition_observing(&tp, topic_id, &mut producers);
         let log = match opened {
             Ok(log) => log,
             Err(e) => {
@@ -344,6 +352,7 @@ impl ReplicaManager {
                 return;
             }
         };
+        let log_recovered = log.recovered();
         let wanted = self.wanted.lock().expect("wanted lock");
         let follow_up = match wanted.get(&tp) {
             Some((id, role)) if *id == topic_id => {
@@ -351,7 +360,7 @@ impl ReplicaManager {
                 let partition =
                     Arc::new(Partition::new(tp.clone(), self.broker_id, log, topic_id, placeholder, producers));
                 self.partitions.write().expect("partitions lock").insert(tp.clone(), partition.clone());
-                tracing::info!(target: "state_change", %tp, leader = role.leader, leader_epoch = role.leader_epoch, log_end_offset = partition.log().offsets().log_end_offset, high_watermark = partition.high_watermark(), elapsed_ms = started.elapsed().as_millis() as u64, "opened local replica");
+                tracing::info!(target: "state_change", %tp, leader = role.leader, leader_epoch = role.leader_epoch, log_end_offset = partition.log().offsets().log_end_offset, high_watermark = partition.high_watermark(), chunks_from_summaries = log_recovered.0, chunks_read = log_recovered.1, elapsed_ms = started.elapsed().as_millis() as u64, "opened local replica");
                 partition.apply_role(role.clone(), tributary_common::time::now_ms());
                 None
             }
@@ -425,20 +434,36 @@ impl ReplicaManager {
         deleted
     }
 
-    /// Marks everything appended before the last flush as recovered (checkpoint).
-    pub(crate) fn checkpoint(&self, end_offsets: &[(TopicPartition, i64)]) {
-        for (tp, offset) in end_offsets {
-            if let Some(p) = self.get(tp) {
-                if let Err(e) = p.log().set_recovery_point(*offset) {
-                    tracing::warn!(%tp, error = %e, "could not record the recovery point");
+    /// Marks everything appended before the last flush as recovered, and stores the
+    /// producer-state snapshots taken with it (checkpoint): a restart then reads neither.
+    /// Writes storage: call it off the async workers.
+    pub(crate) fn checkpoint(&self, points: Vec<Checkpoint>) {
+        for Checkpoint { tp, end, producers } in points {
+            let Some(p) = self.get(&tp) else { continue };
+            if let Err(e) = p.log().set_recovery_point(end) {
+                tracing::warn!(%tp, error = %e, "could not record the recovery point");
+                continue;
+            }
+            let Some(producers) = producers else { continue };
+            match p.log().save_snapshot(end, &producers.to_snapshot()) {
+                Ok(()) => p.snapshot_stored(end.offset),
+                Err(e) => {
+                    tracing::warn!(%tp, error = %e, "could not store the producer-state snapshot; the next restart reads this partition's log to rebuild it")
                 }
             }
         }
     }
 
-    /// Log end offsets of every partition (taken before a flush, for [`Self::checkpoint`]).
-    pub(crate) fn end_offsets(&self) -> Vec<(TopicPartition, i64)> {
-        self.all().into_iter().map(|(tp, p)| (tp, p.log().offsets().log_end_offset)).collect()
+    /// Every partition's log end, with its producer state there when it changed since the
+    /// last snapshot (taken before a flush, for [`Self::checkpoint`]).
+    pub(crate) fn checkpoint_points(&self) -> Vec<Checkpoint> {
+        self.all()
+            .into_iter()
+            .map(|(tp, p)| {
+                let (end, producers) = p.checkpoint_point();
+                Checkpoint { tp, end, producers }
+            })
+            .collect()
     }
 
     /// Checkpoints every partition's high watermark.

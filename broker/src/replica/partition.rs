@@ -78,6 +78,8 @@ pub(crate) struct Partition {
     demotions: AtomicU64,
     followers: Mutex<BTreeMap<BrokerId, FollowerState>>,
     producers: Mutex<ProducerStates>,
+    /// The log end at the producer-state snapshot stored last (none yet: `i64::MIN`).
+    snapshot_at: AtomicI64,
     log_end_moved: Progress,
     high_watermark_moved: Progress,
 }
@@ -199,6 +201,7 @@ impl Partition {
             demotions: AtomicU64::new(0),
             followers: Mutex::new(BTreeMap::new()),
             producers: Mutex::new(producers),
+            snapshot_at: AtomicI64::new(i64::MIN),
             log_end_moved: Progress::default(),
             high_watermark_moved: Progress::default(),
         }
@@ -273,6 +276,21 @@ impl Partition {
     /// Whether the batch ending at `last_offset` is the last one `producer_id` wrote here.
     pub(crate) fn is_last_batch_of(&self, producer_id: i64, last_offset: i64) -> bool {
         self.producers.lock().expect("producers lock").is_last_batch(producer_id, last_offset)
+    }
+
+    /// The log end, with the producer state there if the log moved since the snapshot
+    /// stored last (see [`Self::snapshot_stored`]). Every write holds the role lock, so the
+    /// two agree.
+    pub(crate) fn checkpoint_point(&self) -> (log::Point, Option<ProducerStates>) {
+        let _role = self.role_lock();
+        let producers = self.producers.lock().expect("producers lock");
+        let end = self.log.end_point();
+        (end, (end.offset != self.snapshot_at.load(Ordering::Acquire)).then(|| producers.clone()))
+    }
+
+    /// Records that the snapshot taken at `end` is stored.
+    pub(crate) fn snapshot_stored(&self, end: i64) {
+        self.snapshot_at.store(end, Ordering::Release);
     }
 
     /// The idempotent producers that wrote here: id, epoch, last sequence, last timestamp.
@@ -540,6 +558,8 @@ impl Partition {
     fn after_truncation(&self, end: i64) -> Result<(), log::Error> {
         let batches = self.log.headers_from(self.log.offsets().log_start_offset)?;
         *self.producers.lock().expect("producers lock") = ProducerStates::rebuild(&batches);
+        // The log dropped a snapshot taken past the cut: the next checkpoint stores one.
+        self.snapshot_at.store(i64::MIN, Ordering::Release);
         self.store_high_watermark(self.high_watermark().min(end));
         self.log_end_moved.bump();
         Ok(())

@@ -10,6 +10,9 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use serde::{Deserialize, Serialize};
+
+use crate::log::Rebuild;
 use crate::record::control::Marker;
 use crate::record::BatchHeader;
 
@@ -18,7 +21,7 @@ use crate::record::BatchHeader;
 pub(crate) const RETAINED_BATCHES: usize = 5;
 
 /// One appended batch of a producer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct BatchMetadata {
     /// Sequence of the first record.
     pub first_sequence: i32,
@@ -31,7 +34,7 @@ pub(crate) struct BatchMetadata {
 }
 
 /// What the partition knows of one producer.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct ProducerEntry {
     /// Current producer epoch.
     pub epoch: i16,
@@ -107,7 +110,7 @@ pub(crate) struct ActiveProducer {
 }
 
 /// A transaction that ended with ABORT: read_committed fetches skip its records.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct AbortedTxn {
     /// Its producer.
     pub producer_id: i64,
@@ -118,7 +121,7 @@ pub(crate) struct AbortedTxn {
 }
 
 /// All producers of one partition.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct ProducerStates {
     producers: HashMap<i64, ProducerEntry>,
     /// Open transactions: producer id → first offset.
@@ -314,6 +317,49 @@ impl ProducerStates {
     pub(crate) fn len(&self) -> usize {
         self.producers.len()
     }
+
+    /// The stored form of this state (Kafka's producer-state `.snapshot` file), versioned.
+    pub(crate) fn to_snapshot(&self) -> Vec<u8> {
+        serde_json::to_vec(&Stored { version: SNAPSHOT_VERSION, state: self.clone() })
+            .expect("producer state is plain JSON")
+    }
+
+    /// Reads a stored state; `None` for a damaged one or another version (the partition's
+    /// batches are then walked instead).
+    pub(crate) fn from_snapshot(raw: &[u8]) -> Option<ProducerStates> {
+        serde_json::from_slice::<Stored>(raw).ok().filter(|s| s.version == SNAPSHOT_VERSION).map(|s| s.state)
+    }
+}
+
+/// Version of the stored form.
+const SNAPSHOT_VERSION: u32 = 1;
+
+/// The stored form of [`ProducerStates`].
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    version: u32,
+    state: ProducerStates,
+}
+
+/// A partition opening rebuilds its producers from the snapshot and the batches after it.
+impl Rebuild for ProducerStates {
+    fn snapshot(&mut self, _offset: i64, raw: &[u8]) -> bool {
+        match ProducerStates::from_snapshot(raw) {
+            Some(state) => {
+                *self = state;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn discard_snapshot(&mut self) {
+        *self = ProducerStates::default();
+    }
+
+    fn batch(&mut self, h: &BatchHeader, marker: Option<Marker>) {
+        self.observe(h, marker);
+    }
 }
 
 #[cfg(test)]
@@ -410,6 +456,39 @@ mod tests {
 
     fn marker(pid: i64, epoch: i16, offset: i64) -> BatchHeader {
         BatchHeader { attributes: 0x30, base_sequence: -1, ..batch(pid, epoch, 0, 1, offset) }
+    }
+
+    #[test]
+    fn a_snapshot_then_the_batches_after_it_give_the_state_of_the_whole_log() {
+        let stored = vec![
+            (batch(7, 0, 0, 3, 0), None),
+            (txn(1, 0, 0, 2, 3), None),
+            (txn(2, 0, 0, 2, 5), None),
+            (marker(2, 0, 7), Some(Marker::Abort)),
+            (batch(7, 0, 3, 3, 8), None),
+            (txn(1, 0, 2, 1, 11), None),
+            (marker(1, 0, 12), Some(Marker::Commit)),
+            (batch(7, 1, 0, 1, 13), None),
+        ];
+        let whole = ProducerStates::rebuild(&stored);
+        // A snapshot taken at every point, then the batches after it, rebuilds the same state.
+        for at in 0..=stored.len() {
+            let snapshot = ProducerStates::rebuild(&stored[..at]).to_snapshot();
+            let mut opened = ProducerStates::default();
+            assert!(Rebuild::snapshot(&mut opened, 0, &snapshot), "taken at batch {at}");
+            for (h, m) in &stored[at..] {
+                Rebuild::batch(&mut opened, h, *m);
+            }
+            assert_eq!(opened, whole, "snapshot at batch {at}");
+        }
+        // Damaged or from another version: refused, and the state stays empty.
+        let good = whole.to_snapshot();
+        let other_version = String::from_utf8(good.clone()).unwrap().replacen("\"version\":1", "\"version\":2", 1);
+        for bad in [&good[..good.len() / 2], b"", other_version.as_bytes()] {
+            let mut opened = ProducerStates::default();
+            assert!(!Rebuild::snapshot(&mut opened, 0, bad));
+            assert_eq!(opened, ProducerStates::default());
+        }
     }
 
     #[test]
