@@ -547,15 +547,15 @@ impl PartitionLog {
 
     /// Stores a snapshot of the replica layer's state taken when the log ended at `at`
     /// (opaque here; offered back to [`Rebuild`] on open once it is below the recovery
-    /// point). Replaces the previous one. Nothing is stored when the log was truncated
-    /// since `at` was taken.
+    /// point). Replaces the previous one. Nothing is stored (`false`) when the log was
+    /// truncated since `at` was taken.
     ///
     /// # Errors
     /// [`Error::Storage`] when sled fails.
-    pub(crate) fn save_snapshot(&self, at: Point, raw: &[u8]) -> Result<(), Error> {
+    pub(crate) fn save_snapshot(&self, at: Point, raw: &[u8]) -> Result<bool, Error> {
         let state = self.state.lock().expect("log state lock");
         if !at.holds(&state) {
-            return Ok(());
+            return Ok(false);
         }
         let offset = at.offset;
         let mut value = Vec::with_capacity(8 + raw.len());
@@ -564,7 +564,17 @@ impl PartitionLog {
         self.snapshots
             .insert(self.meta_key.as_bytes(), value)
             .map_err(storage(format!("writing the producer snapshot of {}", self.tp)))?;
-        Ok(())
+        Ok(true)
+    }
+
+    /// The stored snapshot, (offset it was taken at, its bytes), if any: after a truncation,
+    /// one at or below the cut (see [`Self::truncate_to`]).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when sled fails.
+    pub(crate) fn stored_snapshot(&self) -> Result<Option<(i64, Vec<u8>)>, Error> {
+        let stored = self.snapshots.get(self.meta_key.as_bytes()).map_err(storage(format!("reading the producer snapshot of {}", self.tp)))?;
+        Ok(stored.as_deref().and_then(split_snapshot).map(|(at, raw)| (at, raw.to_vec())))
     }
 
     /// Removes the snapshot if it was taken past `end` (a truncation removed batches it saw).

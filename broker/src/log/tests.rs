@@ -661,7 +661,7 @@ async fn chunked_log(dir: &Path, snapshot: i64) -> (Vec<(i64, usize)>, Offsets) 
     for i in 6..8 {
         log.append(&[records(2, i)], 0, None).unwrap();
     }
-    log.save_snapshot(at(&log, snapshot), format!("at {snapshot}").as_bytes()).unwrap();
+    assert!(log.save_snapshot(at(&log, snapshot), format!("at {snapshot}").as_bytes()).unwrap());
     log.set_recovery_point(at(&log, 12)).unwrap();
     let before = (chunk_sizes(&log), log.offsets());
     store.flush().await.unwrap();
@@ -722,7 +722,7 @@ async fn truncation_drops_a_snapshot_past_the_cut_and_the_summary_of_the_chunk_l
     let store = reopen(dir.path());
     let log = store.open_partition(&tp(), None).unwrap();
     let before_truncation = at(&log, 16);
-    log.save_snapshot(at(&log, 10), b"at 10").unwrap();
+    assert!(log.save_snapshot(at(&log, 10), b"at 10").unwrap());
     assert!(summary_of(&store, "log/t/0@6").is_some());
     // Offset 9 is inside the batch at 8: it goes whole, and chunk 6 is the last again.
     assert_eq!(log.truncate_to(9).unwrap(), 8);
@@ -730,7 +730,7 @@ async fn truncation_drops_a_snapshot_past_the_cut_and_the_summary_of_the_chunk_l
     assert!(summary_of(&store, "log/t/0@8").is_none(), "a dropped chunk's summary goes with it");
     assert!(store.snapshots.get("log/t/0").unwrap().is_none(), "the snapshot saw batches now gone");
     // A snapshot at or below the cut stays.
-    log.save_snapshot(at(&log, 4), b"at 4").unwrap();
+    assert!(log.save_snapshot(at(&log, 4), b"at 4").unwrap());
     assert_eq!(log.truncate_to(6).unwrap(), 6);
     assert!(store.snapshots.get("log/t/0").unwrap().is_some());
     // A checkpoint taken before a truncation stores nothing after it, even once the log
@@ -739,7 +739,7 @@ async fn truncation_drops_a_snapshot_past_the_cut_and_the_summary_of_the_chunk_l
         log.append(&[records(2, i)], 0, None).unwrap();
     }
     assert!(log.offsets().log_end_offset >= 16);
-    log.save_snapshot(before_truncation, b"stale").unwrap();
+    assert!(!log.save_snapshot(before_truncation, b"stale").unwrap(), "taken before a truncation");
     log.set_recovery_point(before_truncation).unwrap();
     assert_eq!(store.snapshots.get("log/t/0").unwrap().map(|v| v[8..].to_vec()), Some(b"at 4".to_vec()));
     assert_eq!(log.state.lock().unwrap().meta.recovery_point, 6);
@@ -759,7 +759,7 @@ async fn retention_inside_a_closed_chunk_rewrites_its_summary() {
         // Keep 15 batches: five go from the front of the first (closed) chunk.
         assert_eq!(log.apply_retention(0, -1, (15 * one) as i64, 20).unwrap(), 5);
         assert_eq!(summary_of(&store, "log/t/0@0").map(|s| (s.batches, s.bytes)), Some((4, 4 * one)));
-        log.save_snapshot(at(&log, 20), b"at 20").unwrap();
+        assert!(log.save_snapshot(at(&log, 20), b"at 20").unwrap());
         log.set_recovery_point(at(&log, 20)).unwrap();
         store.flush().await.unwrap();
         store.close().await;

@@ -257,10 +257,22 @@ pub(crate) fn offset_of_max_timestamp(header: &BatchHeader, batch: &Bytes, from:
     }
 }
 
-/// One batch of records at offsets 100.. (producer 7), stamped `timestamps`, built by
-/// kafka-protocol's encoder (for tests).
+/// One batch of records at offsets 100.. (producer 7, sequences 10..), stamped
+/// `timestamps`, built by kafka-protocol's encoder (for tests).
 #[cfg(test)]
 pub(crate) fn encoded_at(
+    compression: kafka_protocol::records::Compression,
+    keys: &[Option<&'static str>],
+    values: &[Option<&'static str>],
+    timestamps: &[i64],
+) -> Bytes {
+    encoded_from(10, compression, keys, values, timestamps)
+}
+
+/// [`encoded_at`] with the first record at sequence `first_sequence`.
+#[cfg(test)]
+pub(crate) fn encoded_from(
+    first_sequence: i32,
     compression: kafka_protocol::records::Compression,
     keys: &[Option<&'static str>],
     values: &[Option<&'static str>],
@@ -280,7 +292,7 @@ pub(crate) fn encoded_at(
             producer_epoch: 0,
             timestamp_type: TimestampType::Creation,
             offset: 100 + i as i64,
-            sequence: 10 + i as i32,
+            sequence: first_sequence + i as i32,
             timestamp: *ts,
             key: k.map(|s| Bytes::from_static(s.as_bytes())),
             value: v.map(|s| Bytes::from_static(s.as_bytes())),

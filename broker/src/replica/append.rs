@@ -247,22 +247,21 @@ impl ReplicaManager {
         let key = p.partition.progress(Key::HighWatermark);
         loop {
             let seen = [(key, key.version())];
-            let role = p.partition.role();
-            if role.leader != self.broker_id || p.partition.demotions() != p.demotions {
-                return Err(CompletionError::NotLeader { leader: role.leader });
+            let (leader, isr, min_isr) = p.partition.isr_view();
+            if leader != self.broker_id || p.partition.demotions() != p.demotions {
+                return Err(CompletionError::NotLeader { leader });
             }
             if p.partition.high_watermark() > p.last_offset {
-                if role.isr.len() < role.min_isr() {
-                    return Err(CompletionError::NotEnoughReplicasAfterAppend {
-                        isr: role.isr.len(),
-                        min: role.min_isr(),
-                    });
+                if isr < min_isr {
+                    return Err(CompletionError::NotEnoughReplicasAfterAppend { isr, min: min_isr });
                 }
                 return Ok(());
             }
             tokio::select! {
                 _ = any_moved(&seen) => {}
-                _ = tokio::time::sleep_until(deadline) => return Err(CompletionError::TimedOut { isr: role.isr }),
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err(CompletionError::TimedOut { isr: p.partition.role().isr });
+                }
             }
         }
     }

@@ -446,7 +446,8 @@ impl ReplicaManager {
             }
             let Some(producers) = producers else { continue };
             match p.log().save_snapshot(end, &producers.to_snapshot()) {
-                Ok(()) => p.snapshot_stored(end.offset),
+                Ok(true) => p.snapshot_stored(end.offset),
+                Ok(false) => {}
                 Err(e) => {
                     tracing::warn!(%tp, error = %e, "could not store the producer-state snapshot; the next restart reads this partition's log to rebuild it")
                 }

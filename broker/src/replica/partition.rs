@@ -18,7 +18,7 @@ use tributary_common::znode::PartitionState;
 use super::isr::{self, FollowerState};
 use super::producer_state::{self, ProducerStates};
 use super::purgatory::Progress;
-use crate::log::{self, AppendInfo, PartitionLog, ReplicaAppendError};
+use crate::log::{self, AppendInfo, PartitionLog, Rebuild, ReplicaAppendError};
 use crate::record::control::{marker_of, Marker};
 use crate::record::BatchHeader;
 use crate::topic_config::TopicConfig;
@@ -325,6 +325,13 @@ impl Partition {
         (role.leader, role.leader_epoch)
     }
 
+    /// (leader, ISR size, `min.insync.replicas` held to): what an acks=all wait checks each
+    /// time the high watermark moves, without cloning the role.
+    pub(crate) fn isr_view(&self) -> (BrokerId, usize, usize) {
+        let role = self.role_lock();
+        (role.leader, role.isr.len(), role.min_isr())
+    }
+
     /// The purgatory key for `key`.
     pub(crate) fn progress(&self, key: Key) -> &Progress {
         match key {
@@ -556,8 +563,19 @@ impl Partition {
     }
 
     fn after_truncation(&self, end: i64) -> Result<(), log::Error> {
-        let batches = self.log.headers_from(self.log.offsets().log_start_offset)?;
-        *self.producers.lock().expect("producers lock") = ProducerStates::rebuild(&batches);
+        // From the stored snapshot (the log kept it only if taken at or below the cut) and
+        // the batches after it; from the whole log without one.
+        let log_start = self.log.offsets().log_start_offset;
+        let mut producers = ProducerStates::default();
+        let from = match self.log.stored_snapshot()? {
+            Some((at, raw)) if at <= end && Rebuild::snapshot(&mut producers, at, &raw) => at.max(log_start),
+            _ => log_start,
+        };
+        for (h, marker) in self.log.headers_from(from)? {
+            producers.observe(&h, marker);
+        }
+        producers.forget_before(log_start);
+        *self.producers.lock().expect("producers lock") = producers;
         // The log dropped a snapshot taken past the cut: the next checkpoint stores one.
         self.snapshot_at.store(i64::MIN, Ordering::Release);
         self.store_high_watermark(self.high_watermark().min(end));

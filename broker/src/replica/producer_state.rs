@@ -280,6 +280,7 @@ impl ProducerStates {
     }
 
     /// Rebuilds the state from stored batches, oldest first.
+    #[cfg(test)]
     pub(crate) fn rebuild<'a>(batches: impl IntoIterator<Item = &'a (BatchHeader, Option<Marker>)>) -> Self {
         let mut states = ProducerStates::default();
         for (h, marker) in batches {

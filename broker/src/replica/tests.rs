@@ -217,3 +217,43 @@ async fn partitions_open_on_the_storage_thread_and_answer_a_retriable_error_mean
         "a re-created topic starts empty"
     );
 }
+
+/// One idempotent batch of producer 7 (epoch 0) holding one record at `seq`.
+fn idempotent(seq: i32) -> bytes::Bytes {
+    let now = tributary_common::time::now_ms();
+    crate::record::body::encoded_from(seq, kafka_protocol::records::Compression::None, &[None], &[Some("r")], &[now])
+}
+
+#[tokio::test]
+async fn a_truncation_rebuilds_producer_state_from_the_snapshot_kept_and_the_batches_after_it() {
+    let node = Node::new("truncation-snapshot", 1);
+    let mut meta = cluster(1);
+    set_partition(&mut meta, "t", 0, &[1], 1, 0, &[1]);
+    node.apply(&meta).await;
+    let t0 = tp("t", 0);
+    let write = |seq| node.replicas.append_to_leader(&t0, Origin::Client, &idempotent(seq), Acks::Leader).unwrap();
+    write(0);
+    write(1);
+    // A checkpoint stores the producer state at offset 2; two more batches follow.
+    node.replicas.checkpoint(node.replicas.checkpoint_points());
+    write(2);
+    write(3);
+    let p = node.replicas.get(&t0).unwrap();
+    assert_eq!(p.log().stored_snapshot().unwrap().map(|(at, _)| at), Some(2));
+    // Offsets 3.. go: the snapshot (at 2) stays, and the batch at 2 is replayed on top of it.
+    assert_eq!(p.truncate_to(3).unwrap(), 3);
+    assert_eq!(p.log().stored_snapshot().unwrap().map(|(at, _)| at), Some(2));
+    let producers = p.producers();
+    assert_eq!(producers.iter().map(|s| (s.producer_id, s.epoch, s.last_sequence)).collect::<Vec<_>>(), vec![(7, 0, 2)]);
+    // A retry of a kept batch is a duplicate at its offset; the truncated sequence 3 is new again.
+    let retried = write(1);
+    assert_eq!(retried.appended, Appended::Duplicate { base_offset: 1, last_offset: 1 });
+    match write(3).appended {
+        Appended::New(info) => assert_eq!(info.base_offset, 3),
+        other => panic!("sequence 3 was truncated away, so it is new: {other:?}"),
+    }
+    // Below the snapshot: it goes, and the state comes from the whole log.
+    assert_eq!(p.truncate_to(1).unwrap(), 1);
+    assert_eq!(p.log().stored_snapshot().unwrap(), None);
+    assert_eq!(p.producers().iter().map(|s| s.last_sequence).collect::<Vec<_>>(), vec![0]);
+}
