@@ -309,13 +309,11 @@ impl Chunks {
 
     /// Drops the chunk starting at `base`; returns the bytes it held.
     pub(super) fn drop_chunk(&mut self, base: i64) -> Result<u64, Error> {
+        self.forget_summary(base)?;
         let Some(chunk) = self.map.remove(&base) else { return Ok(0) };
         if self.map.last_key_value().is_none_or(|(b, _)| *b < base) {
             self.last_closed = false;
         }
-        self.summaries
-            .remove(chunk.name.as_bytes())
-            .map_err(storage(format!("removing the summary of {}", chunk.name)))?;
         self.drop_tree(chunk.name.as_bytes())?;
         Ok(chunk.bytes)
     }

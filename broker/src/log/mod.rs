@@ -235,11 +235,7 @@ impl LogStore {
             meta.topic_id = wanted;
         }
         let (chunks, summaries) = Chunks::open(self.db.clone(), name.clone(), self.listed_bytes.clone())?;
-        let snapshot = self
-            .snapshots
-            .get(name.as_bytes())
-            .map_err(storage(format!("reading the producer snapshot of {tp}")))?
-            .and_then(|raw| split_snapshot(&raw).map(|(at, body)| (at, body.to_vec())));
+        let snapshot = read_snapshot(&self.snapshots, &name, tp)?;
         let stores = Stores { meta: self.meta.clone(), snapshots: self.snapshots.clone() };
         let log = PartitionLog::recover(tp.clone(), chunks, summaries, stores, name, meta, snapshot, rebuild)?;
         Ok(Arc::new(log))
@@ -353,9 +349,10 @@ struct Stores {
     snapshots: sled::Tree,
 }
 
-/// A stored snapshot: the offset it was taken at, and its bytes.
-fn split_snapshot(raw: &[u8]) -> Option<(i64, &[u8])> {
-    (raw.len() >= 8).then(|| (key_offset(&raw[..8]), &raw[8..]))
+/// The snapshot stored for partition tree `name`: (the offset it was taken at, its bytes).
+fn read_snapshot(snapshots: &sled::Tree, name: &str, tp: &TopicPartition) -> Result<Option<(i64, Vec<u8>)>, Error> {
+    let stored = snapshots.get(name.as_bytes()).map_err(storage(format!("reading the producer snapshot of {tp}")))?;
+    Ok(stored.filter(|raw| raw.len() >= 8).map(|raw| (key_offset(&raw[..8]), raw[8..].to_vec())))
 }
 
 /// One partition's log.
@@ -573,14 +570,12 @@ impl PartitionLog {
     /// # Errors
     /// [`Error::Storage`] when sled fails.
     pub(crate) fn stored_snapshot(&self) -> Result<Option<(i64, Vec<u8>)>, Error> {
-        let stored = self.snapshots.get(self.meta_key.as_bytes()).map_err(storage(format!("reading the producer snapshot of {}", self.tp)))?;
-        Ok(stored.as_deref().and_then(split_snapshot).map(|(at, raw)| (at, raw.to_vec())))
+        read_snapshot(&self.snapshots, &self.meta_key, &self.tp)
     }
 
     /// Removes the snapshot if it was taken past `end` (a truncation removed batches it saw).
     fn drop_snapshot_past(&self, end: i64) -> Result<(), Error> {
-        let stored = self.snapshots.get(self.meta_key.as_bytes()).map_err(storage(format!("reading the producer snapshot of {}", self.tp)))?;
-        if stored.as_deref().and_then(split_snapshot).is_some_and(|(at, _)| at > end) {
+        if self.stored_snapshot()?.is_some_and(|(at, _)| at > end) {
             self.snapshots
                 .remove(self.meta_key.as_bytes())
                 .map_err(storage(format!("removing the producer snapshot of {}", self.tp)))?;

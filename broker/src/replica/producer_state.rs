@@ -321,25 +321,25 @@ impl ProducerStates {
 
     /// The stored form of this state (Kafka's producer-state `.snapshot` file), versioned.
     pub(crate) fn to_snapshot(&self) -> Vec<u8> {
-        serde_json::to_vec(&Stored { version: SNAPSHOT_VERSION, state: self.clone() })
+        serde_json::to_vec(&Stored { version: SNAPSHOT_VERSION, state: self })
             .expect("producer state is plain JSON")
     }
 
     /// Reads a stored state; `None` for a damaged one or another version (the partition's
     /// batches are then walked instead).
     pub(crate) fn from_snapshot(raw: &[u8]) -> Option<ProducerStates> {
-        serde_json::from_slice::<Stored>(raw).ok().filter(|s| s.version == SNAPSHOT_VERSION).map(|s| s.state)
+        serde_json::from_slice::<Stored<ProducerStates>>(raw).ok().filter(|s| s.version == SNAPSHOT_VERSION).map(|s| s.state)
     }
 }
 
 /// Version of the stored form.
 const SNAPSHOT_VERSION: u32 = 1;
 
-/// The stored form of [`ProducerStates`].
+/// The stored form of [`ProducerStates`] (written from a borrow, read into an owned one).
 #[derive(Serialize, Deserialize)]
-struct Stored {
+struct Stored<S> {
     version: u32,
-    state: ProducerStates,
+    state: S,
 }
 
 /// A partition opening rebuilds its producers from the snapshot and the batches after it.
