@@ -22,7 +22,15 @@ before left it:
   one group subscribed to a topic of `--group-partitions` (10,000) partitions; the time
   from their start until every partition is assigned and nothing changed for 5 s;
 * big: `--big-gib` (10) GiB of 1 KiB records produced into 6 partitions, then a clean
-  restart timed as above (run it first, on the fresh cluster: `--phases big`).
+  restart timed as above (run it first, on the fresh cluster: `--phases big`);
+* cluster: two more brokers join and topics of 10 single-replica partitions are added up
+  to each of `--cluster-steps` (10,000, 30,000, 100,000 partitions over the three
+  brokers, the controller spreading them); at each, the time to create them, each
+  broker's and the coordinator's RSS, ZooKeeper's znode count, Metadata for all topics
+  from one broker, the admin API's `GET /topics/<one>` and `GET /partitions`, and at the last step a clean
+  restart of broker 2 and a controller fail-over to a standby coordinator, then a record
+  produced to and read from one partition on each broker (run it alone, on the fresh
+  cluster: `--phases cluster`).
 
 kbench is the shared harness's load generator (`../shared/bench/build.sh`; KBENCH=path
 overrides). Not part of the test suite; the figures go in the README.
@@ -30,7 +38,6 @@ overrides). Not part of the test suite; the figures go in the README.
 import argparse
 import json
 import os
-import shutil
 import socket
 import statistics
 import struct
@@ -46,7 +53,7 @@ os.environ["TRIBUTARY_TEST_LOG"] = "warn,state_change=info,tributary_broker=info
 
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
-from harness import Cluster, RawConnection, ZooKeeper, frame, wait_until  # noqa: E402
+from harness import Cluster, RawConnection, ZooKeeper, frame, http_get, wait_until  # noqa: E402
 
 OPENED = "opened local replica"
 
@@ -226,6 +233,7 @@ def main():
     ap.add_argument("--group-members", type=int, default=10)
     ap.add_argument("--group-partitions", type=int, default=10_000)
     ap.add_argument("--big-gib", type=int, default=10)
+    ap.add_argument("--cluster-steps", default="10000,30000,100000")
     args = ap.parse_args()
     phases = set(args.phases.split(",")) - ({"load"} if args.skip_load else set())
     steps = [int(s) for s in args.steps.split(",")]
@@ -236,6 +244,8 @@ def main():
     try:
         cluster.start_coordinator()
         cluster.start_broker(1)
+        if "cluster" in phases:
+            report["cluster"] = three_brokers(cluster, zk, [int(s) for s in args.cluster_steps.split(",")])
         if "big" in phases:
             report["big"] = big_restart(cluster, args.big_gib)
             print(json.dumps(report["big"]), flush=True)
@@ -254,8 +264,9 @@ def main():
         print(json.dumps(report, indent=2))
     finally:
         cluster.stop()
-        zk.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        zk.destroy()
+        # The processes' logs stay (the data went with the cluster and ZooKeeper).
+        print(f"logs: {work / 'logs'}", file=sys.stderr)
 
 
 def idle(cluster, steps, report):
@@ -287,6 +298,182 @@ def idle(cluster, steps, report):
         step["restart"] = restart(cluster, hosted)
         report["idle"].append(step)
         print(json.dumps(step), flush=True)
+
+
+class LogCounter:
+    """Counts a line in a process's log as it grows, reading only what is new (the logs
+    of brokers holding tens of thousands of partitions run to megabytes)."""
+
+    def __init__(self, process, needle=OPENED):
+        self.process, self.needle, self.offset, self.count, self.tail = process, needle.encode(), 0, 0, b""
+
+    def __call__(self):
+        with open(self.process.log_path, "rb") as f:
+            f.seek(self.offset)
+            data = self.tail + f.read()
+            self.offset = f.tell()
+        lines = data.split(b"\n")
+        self.tail = lines.pop()
+        self.count += sum(self.needle in line for line in lines)
+        return self.count
+
+
+def zk_znodes(zk):
+    """ZooKeeper's znode count (the mntr four-letter word)."""
+    with socket.create_connection((zk.address, zk.port), timeout=5) as s:
+        s.sendall(b"mntr")
+        text = b""
+        while chunk := s.recv(65536):
+            text += chunk
+    for line in text.decode().splitlines():
+        if line.startswith("zk_znode_count"):
+            return int(line.split()[1])
+    return None
+
+
+def http_ms(url, rounds=3):
+    import urllib.request
+
+    times, size = [], 0
+    for _ in range(rounds):
+        t = time.perf_counter()
+        with urllib.request.urlopen(url, timeout=120) as r:
+            size = len(r.read())
+        times.append((time.perf_counter() - t) * 1000)
+    return {"median_ms": round(statistics.median(times), 1), "max_ms": round(max(times), 1), "bytes": size}
+
+
+def three_brokers(cluster, zk, steps):
+    """Three brokers, single-replica topics of 10 partitions up to each step (see the docstring)."""
+    for b in (2, 3):
+        cluster.start_broker(b)
+    cluster.wait_brokers_know_each_other()
+    time.sleep(2)
+    counters = {b: LogCounter(p) for b, p in cluster.brokers.items()}
+    pids = lambda: {f"broker-{b}": p.proc.pid for b, p in cluster.brokers.items()} | {
+        "coordinator": cluster.coordinators[0].proc.pid, "zookeeper": zk.proc.pid}
+    base = {name: rss_mib(pid) for name, pid in pids().items()}
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap()})
+    report = {"base_rss_mib": {k: round(v, 1) for k, v in base.items()}, "steps": []}
+    print(json.dumps(report), flush=True)
+    have = 0
+    for n in steps:
+        started = time.perf_counter()
+        names = [f"idle-{i:05d}" for i in range(have // 10, n // 10)]
+        for i in range(0, len(names), 100):
+            futures = admin.create_topics([NewTopic(t, num_partitions=10, replication_factor=1)
+                                           for t in names[i:i + 100]], operation_timeout=300)
+            for f in futures.values():
+                f.result(600)
+        created = time.perf_counter() - started
+        have = n
+        wait_until(lambda: sum(c() for c in counters.values()) >= n, timeout=1800, interval=0.5,
+                   what=f"{n} idle partitions open over three brokers")
+        opened = time.perf_counter() - started
+        time.sleep(3)  # let allocations settle before reading RSS
+        rss = {name: rss_mib(pid) for name, pid in pids().items()}
+        hosted = {b: c() for b, c in counters.items()}
+        step = {"partitions": n, "create_s": round(created, 1), "all_open_s": round(opened, 1),
+                "hosted": hosted, "rss_mib": {k: round(v, 1) for k, v in rss.items()},
+                "broker_rss_kib_per_idle_partition": {
+                    b: round((rss[f"broker-{b}"] - base[f"broker-{b}"]) * 1024 / hosted[b], 1) for b in hosted},
+                "znodes": zk_znodes(zk),
+                "metadata_all_topics": metadata_all_ms(cluster.broker_ports[1], rounds=5),
+                "admin_describe_one_topic": http_ms(cluster.http + "/topics/idle-00000"),
+                "admin_get_partitions": http_ms(cluster.http + "/partitions")}
+        report["steps"].append(step)
+        print(json.dumps(step), flush=True)
+    report["restart_broker_2"] = restart_counted(cluster, 2, counters[2].count)
+    print(json.dumps(report["restart_broker_2"]), flush=True)
+    report["controller_failover"] = failover(cluster)
+    print(json.dumps(report["controller_failover"]), flush=True)
+    report["round_trip"] = round_trip(cluster)
+    print(json.dumps(report["round_trip"]), flush=True)
+    return report
+
+
+def restart_counted(cluster, broker_id, hosted):
+    """A clean restart of one broker of several (RF 1, so its partitions go offline): the
+    controller marking them offline, the broker listening and opening them all again, and
+    the controller giving them back their leader."""
+    controller = cluster.coordinators[0]
+    offline = LogCounter(controller, "partition offline")
+    offline.offset = controller.log_path.stat().st_size
+    online = LogCounter(controller, "leader and ISR changed topic=")
+    cluster.brokers[broker_id].terminate(timeout=300)
+    stopped = time.perf_counter()
+    wait_until(lambda: offline() >= hosted, timeout=900, interval=0.1,
+               what=f"the controller marking broker {broker_id}'s {hosted} partitions offline")
+    marked = time.perf_counter() - stopped
+    online.offset = controller.log_path.stat().st_size
+    started = time.perf_counter()
+    p = cluster.start_broker(broker_id, wait=False)
+    counter = LogCounter(p)
+    counter.offset = p.log_path.stat().st_size
+    port = cluster.broker_ports[broker_id]
+    wait_until(lambda: port_listening(port), timeout=300, interval=0.01, what=f"broker {broker_id} listening")
+    listening = time.perf_counter() - started
+    wait_until(lambda: counter() >= hosted, timeout=900, interval=0.1, what=f"{hosted} partitions open on broker {broker_id}")
+    opened = time.perf_counter() - started
+    wait_until(lambda: online() >= hosted, timeout=900, interval=0.1,
+               what=f"the controller electing broker {broker_id} leader of its {hosted} partitions again")
+    return {"broker": broker_id, "hosted": hosted, "stop_to_all_marked_offline_s": round(marked, 2),
+            "start_to_listening_s": round(listening, 2), "start_to_all_open_s": round(opened, 2),
+            "start_to_all_led_again_s": round(time.perf_counter() - started, 2)}
+
+
+def port_listening(port):
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def failover(cluster):
+    """A standby coordinator takes over when the active one stops: the time from the
+    stop until the standby reports itself active and has read the cluster."""
+
+    active = cluster.coordinators[0]
+    standby = cluster.start_coordinator(wait_active=False)
+    active.terminate(timeout=60)
+    started = time.perf_counter()
+    wait_until(lambda: http_get(standby.http + "/health")[1].get("active_controller_id") == standby.controller_id,
+               timeout=300, interval=0.02, what="the standby coordinator active")
+    elected = time.perf_counter() - started
+    wait_until(lambda: http_get(standby.http + "/partitions")[0] == 200, timeout=300, interval=0.1,
+               what="the new controller answering GET /partitions")
+    return {"stop_to_active_s": round(elected, 2), "stop_to_partitions_answered_s": round(time.perf_counter() - started, 2)}
+
+
+def round_trip(cluster):
+    """One record produced to and read back from a partition led by each broker."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    status, body = http_get(cluster.http + "/topics/idle-00000")
+    assert status == 200, body
+    leaders = {}
+    for t in range(0, 30):
+        status, body = http_get(cluster.http + f"/topics/idle-{t:05d}")
+        for part in body["partitions"]:
+            leaders.setdefault(part["leader"], (f"idle-{t:05d}", part["partition"]))
+        if len(leaders) >= 3:
+            break
+    producer = Producer({"bootstrap.servers": cluster.bootstrap(), "acks": "all"})
+    started = time.perf_counter()
+    for broker, (topic, partition) in leaders.items():
+        producer.produce(topic, value=f"hello {broker}".encode(), partition=partition)
+    assert producer.flush(60) == 0
+    consumer = Consumer({"bootstrap.servers": cluster.bootstrap(), "group.id": "scale-round-trip",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.assign([TopicPartition(t, p, 0) for t, p in leaders.values()])
+    got = set()
+    deadline = time.time() + 60
+    while len(got) < len(leaders) and time.time() < deadline:
+        m = consumer.poll(0.5)
+        if m is not None and m.error() is None:
+            got.add(m.value().decode())
+    consumer.close()
+    assert got == {f"hello {b}" for b in leaders}, (got, leaders)
+    return {"leaders": sorted(leaders), "records_read_back": len(got),
+            "produce_to_read_s": round(time.perf_counter() - started, 2)}
 
 
 if __name__ == "__main__":

@@ -116,6 +116,8 @@ async fn get_many(client: &Client, paths: &[String]) -> Result<Vec<Option<(Vec<u
 /// Reads the whole cluster state. Nodes that vanish while being read (a topic being
 /// deleted, a broker stopping) are skipped; unreadable payloads are logged and skipped.
 /// Reads are pipelined ([`get_many`]): the cost is bytes, not one round trip per znode.
+/// A process that watches the cluster reads it whole once and then keeps it current with
+/// [`refresh`], which reads only what its watch events name.
 ///
 /// # Errors
 /// [`LoadError`] for ZooKeeper failures (connection loss, ...).
@@ -124,61 +126,105 @@ pub async fn load(client: &Client) -> Result<ClusterSnapshot, LoadError> {
     if let Some((data, _)) = get_optional(client, znode::CLUSTER_ID).await? {
         snapshot.cluster_id = ClusterIdZNode::decode(&data).ok().map(|c| c.id);
     }
+    snapshot.brokers = load_brokers(client).await?;
+    snapshot.pending_deletions = children(client, znode::DELETE_TOPICS).await?.into_iter().collect();
+    let names = children(client, znode::BROKER_TOPICS).await?;
+    for (name, topic) in load_topics(client, names).await? {
+        if let Some(topic) = topic {
+            snapshot.topics.insert(name, topic);
+        }
+    }
+    snapshot.entity_configs = load_entity_configs(client).await?;
+    Ok(snapshot)
+}
+
+/// Every live broker's registration.
+async fn load_brokers(client: &Client) -> Result<BTreeMap<BrokerId, BrokerSnapshot>, LoadError> {
     let broker_ids: Vec<BrokerId> =
         children(client, znode::BROKER_IDS).await?.iter().filter_map(|id| id.parse().ok()).collect();
     let paths: Vec<String> = broker_ids.iter().map(|id| znode::broker_path(*id)).collect();
+    let mut brokers = BTreeMap::new();
     for (broker_id, found) in broker_ids.into_iter().zip(get_many(client, &paths).await?) {
-        let Some((data, stat)) = found else { continue };
-        match BrokerRegistration::decode(broker_id, &data) {
-            Ok(registration) => {
-                snapshot.brokers.insert(broker_id, BrokerSnapshot { registration, epoch: stat.czxid });
-            }
-            Err(e) => tracing::warn!(broker_id, error = %e, "skipping a broker registration that is not Kafka's JSON"),
+        if let Some(broker) = found.and_then(|(data, stat)| broker_snapshot(broker_id, &data, &stat)) {
+            brokers.insert(broker_id, broker);
         }
     }
-    snapshot.pending_deletions = children(client, znode::DELETE_TOPICS).await?.into_iter().collect();
-    // Topic assignments, then every partition state and topic config in one pipelined pass.
-    let names = children(client, znode::BROKER_TOPICS).await?;
+    Ok(brokers)
+}
+
+fn broker_snapshot(broker_id: BrokerId, data: &[u8], stat: &zookeeper_client::Stat) -> Option<BrokerSnapshot> {
+    match BrokerRegistration::decode(broker_id, data) {
+        Ok(registration) => Some(BrokerSnapshot { registration, epoch: stat.czxid }),
+        Err(e) => {
+            tracing::warn!(broker_id, error = %e, "skipping a broker registration that is not Kafka's JSON");
+            None
+        }
+    }
+}
+
+fn partition_state(topic: &str, partition: i32, found: Option<(Vec<u8>, zookeeper_client::Stat)>) -> Option<(PartitionState, i32)> {
+    let (data, stat) = found?;
+    match PartitionState::decode(topic, partition, &data) {
+        Ok(s) => Some((s, stat.version)),
+        Err(e) => {
+            tracing::warn!(topic, partition, error = %e, "unreadable partition state; treating it as absent");
+            None
+        }
+    }
+}
+
+fn topic_config(topic: &str, found: Option<(Vec<u8>, zookeeper_client::Stat)>) -> BTreeMap<String, String> {
+    match found {
+        Some((data, _)) => EntityConfig::decode(&znode::topic_config_path(topic), &data).map(|c| c.config).unwrap_or_default(),
+        None => BTreeMap::new(),
+    }
+}
+
+/// The named topics, each `None` when it is gone (or its assignment unreadable): the
+/// assignments, then every partition state and topic config in one pipelined pass.
+async fn load_topics(client: &Client, names: Vec<String>) -> Result<Vec<(String, Option<TopicSnapshot>)>, LoadError> {
     let paths: Vec<String> = names.iter().map(|t| znode::topic_path(t)).collect();
     let mut topics = Vec::new();
     for (topic, found) in names.into_iter().zip(get_many(client, &paths).await?) {
-        let Some((data, stat)) = found else { continue };
-        match TopicAssignment::decode(&topic, &data) {
-            Ok(assignment) => {
-                let replicas = assignment.replicas();
-                topics.push((topic, assignment, replicas, stat.version));
+        let assignment = found.and_then(|(data, stat)| match TopicAssignment::decode(&topic, &data) {
+            Ok(assignment) => Some((assignment, stat.version)),
+            Err(e) => {
+                tracing::warn!(topic, error = %e, "skipping a topic whose assignment cannot be read");
+                None
             }
-            Err(e) => tracing::warn!(topic, error = %e, "skipping a topic whose assignment cannot be read"),
-        }
+        });
+        topics.push((topic, assignment));
     }
     let mut paths = Vec::new();
-    for (topic, _, replicas, _) in &topics {
-        paths.extend(replicas.keys().map(|partition| znode::partition_state_path(topic, *partition)));
-        paths.push(znode::topic_config_path(topic));
+    for (topic, assignment) in &topics {
+        if let Some((assignment, _)) = assignment {
+            paths.extend(assignment.replicas().keys().map(|partition| znode::partition_state_path(topic, *partition)));
+            paths.push(znode::topic_config_path(topic));
+        }
     }
     let mut found = get_many(client, &paths).await?.into_iter();
-    for (topic, assignment, replicas, assignment_version) in topics {
-        let mut partitions = BTreeMap::new();
-        for (partition, replicas) in replicas {
-            let state = match found.next().flatten() {
-                Some((data, stat)) => match PartitionState::decode(&topic, partition, &data) {
-                    Ok(s) => Some((s, stat.version)),
-                    Err(e) => {
-                        tracing::warn!(topic, partition, error = %e, "unreadable partition state; treating it as absent");
-                        None
-                    }
-                },
-                None => None,
-            };
-            partitions.insert(partition, PartitionSnapshot { replicas, state });
-        }
-        let config_path = znode::topic_config_path(&topic);
-        let config = match found.next().flatten() {
-            Some((data, _)) => EntityConfig::decode(&config_path, &data).map(|c| c.config).unwrap_or_default(),
-            None => BTreeMap::new(),
+    let mut out = Vec::with_capacity(topics.len());
+    for (topic, assignment) in topics {
+        let Some((assignment, assignment_version)) = assignment else {
+            out.push((topic, None));
+            continue;
         };
-        snapshot.topics.insert(topic, TopicSnapshot { assignment, assignment_version, partitions, config });
+        let partitions = assignment
+            .replicas()
+            .into_iter()
+            .map(|(partition, replicas)| {
+                let state = partition_state(&topic, partition, found.next().flatten());
+                (partition, PartitionSnapshot { replicas, state })
+            })
+            .collect();
+        let config = topic_config(&topic, found.next().flatten());
+        out.push((topic, Some(TopicSnapshot { assignment, assignment_version, partitions, config })));
     }
+    Ok(out)
+}
+
+/// The dynamic configs of brokers, clients and users.
+async fn load_entity_configs(client: &Client) -> Result<BTreeMap<ConfigEntity, BTreeMap<String, String>>, LoadError> {
     let mut entities = Vec::new();
     for (root, parent) in
         [(znode::CONFIG_BROKERS, "brokers"), (znode::CONFIG_CLIENTS, "clients"), (znode::CONFIG_USERS, "users")]
@@ -203,6 +249,7 @@ pub async fn load(client: &Client) -> Result<ClusterSnapshot, LoadError> {
         }
     }
     let paths: Vec<String> = named.iter().map(ConfigEntity::path).collect();
+    let mut configs = BTreeMap::new();
     for ((entity, path), found) in named.into_iter().zip(&paths).zip(get_many(client, &paths).await?) {
         let Some((data, _)) = found else { continue };
         if data.is_empty() {
@@ -210,11 +257,211 @@ pub async fn load(client: &Client) -> Result<ClusterSnapshot, LoadError> {
         }
         match EntityConfig::decode(path, &data) {
             Ok(c) if !c.config.is_empty() => {
-                snapshot.entity_configs.insert(entity, c.config);
+                configs.insert(entity, c.config);
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "skipping an unreadable config"),
         }
     }
-    Ok(snapshot)
+    Ok(configs)
+}
+
+/// The part of a [`ClusterSnapshot`] a change to one znode can make stale.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stale {
+    /// A change the finer rules do not cover (a root created or removed): read it all.
+    All,
+    /// The set of live brokers (`/brokers/ids` itself).
+    Brokers,
+    /// One broker's registration.
+    Broker(BrokerId),
+    /// A topic: its assignment, every partition state and its config.
+    Topic(String),
+    /// One partition's leader and ISR.
+    PartitionState(String, i32),
+    /// A topic's config overrides.
+    TopicConfig(String),
+    /// Broker, client and user configs.
+    EntityConfigs,
+    /// The topics marked for deletion.
+    Deletions,
+}
+
+/// What a change to `path` (as a persistent recursive watch on `/brokers`, `/config` or
+/// `/admin/delete_topics` reports it) makes stale; `None` for znodes the snapshot does not
+/// hold (a partition's parent node, config change notifications, `/brokers/seqid`). Kafka's
+/// controller reacts to the same znodes one by one instead of re-reading the cluster.
+pub fn stale(path: &str) -> Option<Stale> {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["brokers", "ids"] => Some(Stale::Brokers),
+        ["brokers", "ids", id] => id.parse().ok().map(Stale::Broker),
+        ["brokers", "topics", topic] => Some(Stale::Topic((*topic).to_string())),
+        ["brokers", "topics", _, "partitions"] | ["brokers", "topics", _, "partitions", _] => None,
+        ["brokers", "topics", topic, "partitions", partition, "state"] => match partition.parse() {
+            Ok(p) => Some(Stale::PartitionState((*topic).to_string(), p)),
+            Err(_) => None,
+        },
+        ["brokers", "seqid"] => None,
+        ["config", "topics", topic] => Some(Stale::TopicConfig((*topic).to_string())),
+        ["config", "brokers" | "clients" | "users", ..] => Some(Stale::EntityConfigs),
+        ["config", "changes", ..] => None,
+        ["admin", "delete_topics", ..] => Some(Stale::Deletions),
+        _ => Some(Stale::All),
+    }
+}
+
+/// Brings `snapshot` (read by [`load`] on the same session, and kept by [`refresh`] since)
+/// up to date with the changes `stale` names, reading only those znodes: a topic created
+/// among 10,000 costs its own reads, not the cluster's. Every read follows the watch event
+/// that named it, so it sees that change or a later one (whose own event follows); a
+/// partition state for a topic or partition this snapshot does not know reads the topic.
+///
+/// # Errors
+/// [`LoadError`] for ZooKeeper failures; the snapshot may then be partly updated, so the
+/// caller reads it whole again ([`load`]) once connected.
+pub async fn refresh(client: &Client, snapshot: &mut ClusterSnapshot, stale: BTreeSet<Stale>) -> Result<(), LoadError> {
+    if stale.contains(&Stale::All) {
+        *snapshot = load(client).await?;
+        return Ok(());
+    }
+    let mut topics = BTreeSet::new();
+    let mut states = Vec::new();
+    let mut configs = Vec::new();
+    let mut brokers = Vec::new();
+    for s in stale {
+        match s {
+            Stale::All => unreachable!("handled above"),
+            Stale::Brokers => snapshot.brokers = load_brokers(client).await?,
+            Stale::Broker(id) => brokers.push(id),
+            Stale::Topic(t) => {
+                topics.insert(t);
+            }
+            Stale::PartitionState(t, p) => states.push((t, p)),
+            Stale::TopicConfig(t) => configs.push(t),
+            Stale::EntityConfigs => snapshot.entity_configs = load_entity_configs(client).await?,
+            Stale::Deletions => {
+                snapshot.pending_deletions = children(client, znode::DELETE_TOPICS).await?.into_iter().collect();
+            }
+        }
+    }
+    let paths: Vec<String> = brokers.iter().map(|id| znode::broker_path(*id)).collect();
+    for (id, found) in brokers.into_iter().zip(get_many(client, &paths).await?) {
+        match found.and_then(|(data, stat)| broker_snapshot(id, &data, &stat)) {
+            Some(broker) => snapshot.brokers.insert(id, broker),
+            None => snapshot.brokers.remove(&id),
+        };
+    }
+    // A state or config of a topic read whole below, or of one this snapshot does not
+    // hold yet (its topic's own event reads it), needs no read of its own.
+    for (t, p) in &states {
+        if !snapshot.topics.get(t).is_some_and(|topic| topic.partitions.contains_key(p)) {
+            topics.insert(t.clone());
+        }
+    }
+    states.retain(|(t, _)| !topics.contains(t));
+    configs.retain(|t| !topics.contains(t) && snapshot.topics.contains_key(t));
+    let paths: Vec<String> = states.iter().map(|(t, p)| znode::partition_state_path(t, *p)).collect();
+    for ((t, p), found) in states.into_iter().zip(get_many(client, &paths).await?) {
+        if let Some(partition) = snapshot.topics.get_mut(&t).and_then(|topic| topic.partitions.get_mut(&p)) {
+            partition.state = partition_state(&t, p, found);
+        }
+    }
+    let paths: Vec<String> = configs.iter().map(|t| znode::topic_config_path(t)).collect();
+    for (t, found) in configs.into_iter().zip(get_many(client, &paths).await?) {
+        if let Some(topic) = snapshot.topics.get_mut(&t) {
+            topic.config = topic_config(&t, found);
+        }
+    }
+    for (name, topic) in load_topics(client, topics.into_iter().collect()).await? {
+        match topic {
+            Some(topic) => snapshot.topics.insert(name, topic),
+            None => snapshot.topics.remove(&name),
+        };
+    }
+    Ok(())
+}
+
+/// A snapshot kept current from watch events: read whole once (and again after a failed
+/// read, or when its owner forgets it after a reconnect), then only what the events since
+/// name ([`refresh`]).
+#[derive(Debug, Default)]
+pub struct Tracker {
+    snapshot: Option<ClusterSnapshot>,
+    stale: BTreeSet<Stale>,
+}
+
+impl Tracker {
+    /// Notes a change reported by a watch on `/brokers`, `/config` or `/admin/delete_topics`;
+    /// whether it touched the snapshot.
+    pub fn note(&mut self, path: &str) -> bool {
+        let Some(s) = stale(path) else { return false };
+        self.stale.insert(s);
+        true
+    }
+
+    /// Forgets the snapshot: the next [`Tracker::current`] reads the cluster whole (after a
+    /// reconnect, when watch events may have been lost).
+    pub fn reset(&mut self) {
+        self.snapshot = None;
+        self.stale.clear();
+    }
+
+    /// The snapshot with every change noted so far read in.
+    ///
+    /// # Errors
+    /// [`LoadError`] for ZooKeeper failures; the snapshot is then forgotten, and read whole
+    /// next time.
+    pub async fn current(&mut self, client: &Client) -> Result<&ClusterSnapshot, LoadError> {
+        let stale = std::mem::take(&mut self.stale);
+        let read = match self.snapshot.take() {
+            Some(mut snapshot) => refresh(client, &mut snapshot, stale).await.map(|()| snapshot),
+            None => load(client).await,
+        };
+        match read {
+            Ok(snapshot) => Ok(self.snapshot.insert(snapshot)),
+            Err(e) => {
+                self.reset();
+                Err(e)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_makes_stale_only_what_its_znode_holds() {
+        let cases: &[(&str, Option<Stale>)] = &[
+            ("/brokers/ids", Some(Stale::Brokers)),
+            ("/brokers/ids/3", Some(Stale::Broker(3))),
+            ("/brokers/ids/not-a-number", None),
+            ("/brokers/topics/orders", Some(Stale::Topic("orders".into()))),
+            ("/brokers/topics/orders/partitions", None),
+            ("/brokers/topics/orders/partitions/7", None),
+            ("/brokers/topics/orders/partitions/7/state", Some(Stale::PartitionState("orders".into(), 7))),
+            ("/brokers/topics/orders/partitions/x/state", None),
+            ("/brokers/seqid", None),
+            ("/config/topics/orders", Some(Stale::TopicConfig("orders".into()))),
+            ("/config/brokers/1", Some(Stale::EntityConfigs)),
+            ("/config/brokers/<default>", Some(Stale::EntityConfigs)),
+            ("/config/clients/app", Some(Stale::EntityConfigs)),
+            ("/config/users/alice/clients/app", Some(Stale::EntityConfigs)),
+            ("/config/changes/config_change_0000000001", None),
+            ("/config/changes", None),
+            ("/admin/delete_topics", Some(Stale::Deletions)),
+            ("/admin/delete_topics/orders", Some(Stale::Deletions)),
+            // Roots created or removed, and anything unforeseen: read everything.
+            ("/brokers", Some(Stale::All)),
+            ("/brokers/topics", Some(Stale::All)),
+            ("/config/topics", Some(Stale::All)),
+            ("/config", Some(Stale::All)),
+            ("/brokers/topics/orders/extra/node", Some(Stale::All)),
+        ];
+        for (path, want) in cases {
+            assert_eq!(&stale(path), want, "{path}");
+        }
+    }
 }

@@ -7,6 +7,7 @@ pub mod config;
 pub mod console;
 pub mod controller;
 pub mod rest;
+pub mod view;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -60,8 +61,9 @@ pub async fn run(
         })?),
         None => None,
     };
+    let view = view::ClusterView::new(slot.clone());
     let rest = rest::RestState::new(
-        slot.clone(),
+        view.clone(),
         rest::RestConfig {
             instance_timeout: Duration::from_millis(config.consumer_instance_timeout_ms),
             max_instances: config.rest_consumer_instances_max,
@@ -71,7 +73,7 @@ pub async fn run(
         shutdown.clone(),
     );
     let auth = http_auth(&config, slot.clone())?;
-    let app = admin::router(AdminState { zk: slot, status: status_rx, controller_id: config.controller_id, clients })
+    let app = admin::router(AdminState { zk: slot, view, status: status_rx, controller_id: config.controller_id, clients })
         .nest("/rest", rest::router(rest.clone()))
         .merge(console::router(console::ConsoleState::new(rest.clone())))
         .layer(axum::middleware::from_fn_with_state(auth.clone(), admin::auth::gate_admin));

@@ -5,13 +5,11 @@
 //! Time is real: the loop talks to a real server, so paused time would fire its timeouts
 //! while ZooKeeper answers. Every wait is on a condition, under one overall deadline.
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -21,83 +19,7 @@ use tributary_common::znode::{self, BrokerRegistration, Endpoint, PartitionState
 use tributary_coordinator::controller::{self, ControllerConfig, Status};
 use zookeeper_client::Client;
 
-const DEADLINE: Duration = Duration::from_secs(90);
-
-/// One ZooKeeper server in a temp directory, killed (by PID) and removed on drop.
-struct ZooKeeper {
-    child: Child,
-    dir: PathBuf,
-    port: u16,
-}
-
-impl ZooKeeper {
-    fn start(name: &str) -> ZooKeeper {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let dir = std::env::temp_dir().join(format!("tributary-zk-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("data")).unwrap();
-        let cfg = dir.join("zoo.cfg");
-        std::fs::write(
-            &cfg,
-            format!(
-                "tickTime=500\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\nadmin.enableServer=false\nminSessionTimeout=1000\nmaxSessionTimeout=60000\n4lw.commands.whitelist=*\n",
-                dir.join("data").display()
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.join("zookeeper.log")).unwrap();
-        let child = Command::new("java")
-            .args(["-Xmx256m", "-cp", "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar"])
-            .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
-            .arg(&cfg)
-            .env("ZOO_LOG_DIR", &dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("starting ZooKeeper: is Debian's zookeeper package installed (scripts/install-deps.sh)?");
-        let zk = ZooKeeper { child, dir, port };
-        let started = Instant::now();
-        while !zk.serving() {
-            assert!(started.elapsed() < Duration::from_secs(60), "ZooKeeper did not start: see {}", zk.dir.display());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        zk
-    }
-
-    /// Whether the server answers `ruok` with `imok`.
-    fn serving(&self) -> bool {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else { return false };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-        let mut reply = String::new();
-        s.write_all(b"ruok").is_ok() && s.read_to_string(&mut reply).is_ok() && reply == "imok"
-    }
-
-    fn connect_string(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for ZooKeeper {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Polls `f` until it returns `Some`, every 50 ms (ZooKeeper has no watch for "the
-/// controller wrote what I expect"; the overall deadline bounds it).
-async fn eventually<T, F: std::future::Future<Output = Option<T>>>(what: &str, mut f: impl FnMut() -> F) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(started.elapsed() < DEADLINE, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use support::{eventually, ZooKeeper, DEADLINE};
 
 async fn partition_state(client: &Client, topic: &str) -> Option<PartitionState> {
     let (data, _) = client.get_data(&znode::partition_state_path(topic, 0)).await.ok()?;

@@ -279,20 +279,18 @@ pub(crate) async fn register_broker(
     }
 }
 
-/// Reads the cluster from ZooKeeper into the broker's view.
-///
-/// # Errors
-/// ZooKeeper errors other than a node vanishing mid-read.
-pub(crate) async fn load_metadata(client: &Client, cluster_id: &str) -> Result<ClusterMetadata, Error> {
-    let snapshot =
-        tributary_common::snapshot::load(client).await.map_err(|e| Error::Client { path: e.path, source: e.source })?;
-    let acls = tributary_common::zk::read_acls(client)
-        .await
-        .map_err(|source| Error::Client { path: tributary_common::acl::LITERAL_ROOT.to_string(), source })?;
+/// The broker's view of the cluster: the snapshot read from ZooKeeper (and kept current
+/// from watch events) with the ACLs.
+pub(crate) fn metadata_from(
+    snapshot: &tributary_common::snapshot::ClusterSnapshot,
+    acls: &tributary_common::acl::AclMap,
+    cluster_id: &str,
+) -> ClusterMetadata {
+    let snapshot = snapshot.clone();
     let mut meta = ClusterMetadata {
         cluster_id: cluster_id.to_string(),
         entity_configs: snapshot.entity_configs,
-        acls,
+        acls: acls.clone(),
         ..Default::default()
     };
     for (id, b) in snapshot.brokers {
@@ -344,7 +342,7 @@ pub(crate) async fn load_metadata(client: &Client, cluster_id: &str) -> Result<C
         }
         meta.topics.insert(name, topic);
     }
-    Ok(meta)
+    meta
 }
 
 /// The iteration counts bitnami's image gives the SCRAM credentials it creates

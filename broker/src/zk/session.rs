@@ -10,9 +10,11 @@ use tokio_util::sync::CancellationToken;
 use tributary_common::ids::BrokerId;
 use tributary_common::zk::{connect, ensure_persistent_paths};
 use tributary_common::znode::{self, BrokerRegistration, Endpoint};
-use zookeeper_client::{AddWatchMode, Client, EventType, SessionState};
+use tributary_common::acl::AclMap;
+use tributary_common::snapshot::{self, Tracker};
+use zookeeper_client::{AddWatchMode, Client, EventType, SessionState, WatchedEvent};
 
-use super::{get_or_create_cluster_id, load_metadata, register_broker, Error, ZkHandle};
+use super::{get_or_create_cluster_id, register_broker, Error, ZkHandle};
 use crate::metadata::ClusterMetadata;
 
 /// What the session needs to (re-)register.
@@ -147,9 +149,37 @@ async fn close(client: Client) {
         tokio::time::timeout(Duration::from_secs(3), async { while !state.changed().await.is_terminated() {} }).await;
 }
 
-async fn reload(client: &Client, cluster_id: &str, metadata: &watch::Sender<Option<Arc<ClusterMetadata>>>) {
-    match load_metadata(client, cluster_id).await {
-        Ok(m) => {
+/// What the broker has read of the cluster on this session: the snapshot (read whole at
+/// the start, then only what each watch event names) and the ACLs.
+struct View {
+    tracker: Tracker,
+    acls: Option<AclMap>,
+}
+
+/// Brings the view up to date (the changes noted in its tracker, the ACLs when
+/// `acls_changed`; everything on the first call) and publishes it if it changed. A failure
+/// leaves the previous view published and forgets the rest, so the next call reads it whole.
+async fn reload(
+    client: &Client,
+    cluster_id: &str,
+    view: &mut View,
+    acls_changed: bool,
+    metadata: &watch::Sender<Option<Arc<ClusterMetadata>>>,
+) {
+    if acls_changed || view.acls.is_none() {
+        match tributary_common::zk::read_acls(client).await {
+            Ok(acls) => view.acls = Some(acls),
+            Err(source) => {
+                view.acls = None;
+                let path = tributary_common::acl::LITERAL_ROOT.to_string();
+                return reload_failed(&snapshot::LoadError { path, source });
+            }
+        }
+    }
+    match view.tracker.current(client).await {
+        Ok(snapshot) => {
+            let Some(acls) = &view.acls else { return };
+            let m = super::metadata_from(snapshot, acls, cluster_id);
             metadata.send_if_modified(|current| {
                 if current.as_deref() == Some(&m) {
                     false
@@ -159,12 +189,15 @@ async fn reload(client: &Client, cluster_id: &str, metadata: &watch::Sender<Opti
                 }
             });
         }
-        Err(Error::Client { source: zookeeper_client::Error::ConnectionLoss, .. }) => {
-            tracing::debug!("metadata reload interrupted by a lost connection; it runs again on reconnect");
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "reading cluster metadata from ZooKeeper failed; keeping the previous view")
-        }
+        Err(e) => reload_failed(&e),
+    }
+}
+
+fn reload_failed(e: &snapshot::LoadError) {
+    if e.source == zookeeper_client::Error::ConnectionLoss {
+        tracing::debug!("metadata reload interrupted by a lost connection; it runs again on reconnect");
+    } else {
+        tracing::warn!(error = %e, "reading cluster metadata from ZooKeeper failed; keeping the previous view until the next change, which reads it whole");
     }
 }
 
@@ -195,16 +228,17 @@ async fn watch_metadata(
     };
     let mut state = client.state_watcher();
     let mut disconnected = false;
-    reload(client, cluster_id, metadata).await;
+    let mut view = View { tracker: Tracker::default(), acls: None };
+    reload(client, cluster_id, &mut view, true, metadata).await;
     // Several znodes change per topic creation; coalesce bursts into one reload.
     let debounce = Duration::from_millis(15);
     loop {
         let event = tokio::select! {
-            e = brokers.changed() => e,
-            e = configs.changed() => e,
-            e = deletions.changed() => e,
-            e = acls.changed() => e,
-            e = extended_acls.changed() => e,
+            e = brokers.changed() => Changed::Metadata(e),
+            e = configs.changed() => Changed::Metadata(e),
+            e = deletions.changed() => Changed::Metadata(e),
+            e = acls.changed() => Changed::Acls(e),
+            e = extended_acls.changed() => Changed::Acls(e),
             s = state.changed() => {
                 match s {
                     SessionState::SyncConnected | SessionState::ConnectedReadOnly if disconnected => {
@@ -223,26 +257,56 @@ async fn watch_metadata(
             },
             _ = shutdown.cancelled() => return Outcome::Shutdown,
         };
-        if event.event_type == EventType::Session {
-            if event.session_state.is_terminated() {
-                return Outcome::Expired;
-            }
-            continue;
+        let mut noted = false;
+        let mut acls_changed = false;
+        if event.note(&mut view.tracker, &mut noted, &mut acls_changed).is_err() {
+            return Outcome::Expired;
         }
         tokio::time::sleep(debounce).await;
         // Drain whatever else arrived meanwhile; one reload covers it all.
         loop {
             let more = tokio::select! {
                 biased;
-                e = brokers.changed() => e,
-                e = configs.changed() => e,
-                e = deletions.changed() => e,
+                e = brokers.changed() => Changed::Metadata(e),
+                e = configs.changed() => Changed::Metadata(e),
+                e = deletions.changed() => Changed::Metadata(e),
+                e = acls.changed() => Changed::Acls(e),
+                e = extended_acls.changed() => Changed::Acls(e),
                 _ = std::future::ready(()) => break,
             };
-            if more.event_type == EventType::Session && more.session_state.is_terminated() {
+            if more.note(&mut view.tracker, &mut noted, &mut acls_changed).is_err() {
                 return Outcome::Expired;
             }
         }
-        reload(client, cluster_id, metadata).await;
+        if noted || acls_changed {
+            reload(client, cluster_id, &mut view, acls_changed, metadata).await;
+        }
     }
 }
+
+/// One event from the watches.
+enum Changed {
+    /// Under `/brokers`, `/config` or `/admin/delete_topics`.
+    Metadata(WatchedEvent),
+    /// Under an ACL root.
+    Acls(WatchedEvent),
+}
+
+impl Changed {
+    /// Notes the change in `tracker` (setting `noted`) or `acls_changed`; `Err` when the
+    /// event reports the session's end.
+    fn note(self, tracker: &mut Tracker, noted: &mut bool, acls_changed: &mut bool) -> Result<(), ()> {
+        let (Changed::Metadata(e) | Changed::Acls(e)) = &self;
+        if e.event_type == EventType::Session {
+            return if e.session_state.is_terminated() { Err(()) } else { Ok(()) };
+        }
+        match self {
+            Changed::Metadata(e) => {
+                *noted |= tracker.note(&e.path);
+            }
+            Changed::Acls(_) => *acls_changed = true,
+        }
+        Ok(())
+    }
+}
+

@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::watch;
 use tributary_common::ids::{BrokerId, TopicId};
-use tributary_common::snapshot::{self, ClusterSnapshot};
+use tributary_common::snapshot::ClusterSnapshot;
 use tributary_common::topic::{assign_new_topic, validate_new_topic, NewTopicError};
 use tributary_common::zk::{create_topic, mark_topic_for_deletion, TopicWriteError};
 use tributary_common::znode::{self, ControllerZNode, NO_LEADER};
@@ -81,6 +81,8 @@ impl IntoResponse for ApiError {
 pub struct AdminState {
     /// Current ZooKeeper session.
     pub zk: ZkSlot,
+    /// The cluster, read through that session.
+    pub view: std::sync::Arc<crate::view::ClusterView>,
     /// Controller status.
     pub status: watch::Receiver<Status>,
     /// This coordinator's id.
@@ -101,10 +103,9 @@ impl AdminState {
         })
     }
 
-    async fn snapshot(&self) -> Result<(Client, ClusterSnapshot), ApiError> {
-        let client = self.client()?;
-        let s = snapshot::load(&client).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
-        Ok((client, s))
+    /// The cluster now ([`crate::view::ClusterView`]), with the session it was read through.
+    async fn snapshot(&self) -> Result<(Client, std::sync::Arc<ClusterSnapshot>), ApiError> {
+        self.view.snapshot().await.map_err(|e| ApiError::Unavailable(e.to_string()))
     }
 }
 
@@ -171,14 +172,14 @@ async fn brokers(State(state): State<AdminState>) -> Result<Json<Vec<BrokerView>
     let (_, s) = state.snapshot().await?;
     Ok(Json(
         s.brokers
-            .into_iter()
+            .iter()
             .map(|(id, b)| BrokerView {
-                id,
-                host: b.registration.host,
+                id: *id,
+                host: b.registration.host.clone(),
                 port: b.registration.port,
-                endpoints: b.registration.endpoints,
-                listener_security_protocol_map: b.registration.listener_security_protocol_map,
-                rack: b.registration.rack,
+                endpoints: b.registration.endpoints.clone(),
+                listener_security_protocol_map: b.registration.listener_security_protocol_map.clone(),
+                rack: b.registration.rack.clone(),
                 broker_epoch: b.epoch,
             })
             .collect(),
@@ -577,7 +578,9 @@ mod tests {
 
     fn disconnected() -> Router {
         let (_tx, rx) = watch::channel(Status::default());
-        router(AdminState { zk: Arc::new(RwLock::new(None)), status: rx, controller_id: 3000, clients: Default::default() })
+        let zk: ZkSlot = Arc::new(RwLock::new(None));
+        let view = crate::view::ClusterView::new(zk.clone());
+        router(AdminState { zk, view, status: rx, controller_id: 3000, clients: Default::default() })
     }
 
     async fn call(app: Router, method: &str, uri: &str, body: &str) -> (StatusCode, serde_json::Value) {

@@ -196,7 +196,7 @@ mod tests {
     #[tokio::test]
     async fn the_console_is_served_from_the_binary_and_asks_nothing_of_the_internet() {
         let rest = RestState::new(
-            Arc::new(std::sync::RwLock::new(None)),
+            crate::view::ClusterView::new(Arc::new(std::sync::RwLock::new(None))),
             crate::rest::RestConfig {
                 instance_timeout: Duration::from_secs(60),
                 max_instances: 1,

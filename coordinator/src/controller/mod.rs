@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tributary_common::snapshot::{self, ClusterSnapshot};
+use tributary_common::snapshot::{ClusterSnapshot, Tracker};
 use tributary_common::telemetry;
 use tributary_common::zk::{connect, ensure_persistent_paths, ephemeral, persistent};
 use tributary_common::znode::{self, ControllerZNode};
@@ -75,6 +75,9 @@ pub enum Error {
         /// The version we hold.
         expected_version: i32,
     },
+    /// The ZooKeeper session ended while the controller read the cluster.
+    #[error("the ZooKeeper session ended")]
+    SessionLost,
     /// A ZooKeeper operation failed.
     #[error("ZooKeeper operation on {path} failed: {source}")]
     Zk {
@@ -262,41 +265,86 @@ async fn consume_isr_notifications(client: &Client, epoch_version: i32) -> Resul
     Ok(())
 }
 
-/// New partitions of one topic written in one fenced multi: two creates each (the
-/// partition's znode and its state), well under ZooKeeper's 1 MB request limit.
-const CREATE_BATCH: usize = 500;
+/// Partition states written in one fenced multi: up to two operations each (a new
+/// partition's znode and its state, or one conditional state update), well under
+/// ZooKeeper's 1 MB request limit.
+const STATE_BATCH: usize = 500;
 
-/// The actions from `from` on that create states of the same topic as `actions[from]`
-/// (0 when it is not a creation).
-fn creation_run(actions: &[Action], from: usize) -> usize {
-    let Some(Action::CreateState { topic, .. }) = actions.get(from) else { return 0 };
-    actions[from..].iter().take_while(|a| matches!(a, Action::CreateState { topic: t, .. } if t == topic)).count()
+/// How [`state_run`] found consecutive actions to write together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Run {
+    /// The new partitions of one topic.
+    Creations,
+    /// Leader or ISR updates, each of a different partition.
+    Updates,
 }
 
-/// Creates the state znodes of new partitions of one topic (`chunk`, all
-/// [`Action::CreateState`]) in one multi fenced by `/controller_epoch`, as Kafka's
-/// controller creates a new topic's partitions in one pipelined batch instead of a few
-/// round trips each. Fails as a whole (a partition's znode already there, say): the caller
-/// then applies the actions one by one.
-async fn create_states(client: &Client, epoch_version: i32, chunk: &[Action]) -> Result<(), Error> {
-    let Some(Action::CreateState { topic, .. }) = chunk.first() else { return Ok(()) };
-    let partitions = znode::topic_partitions_path(topic);
-    client.mkdir(&partitions, &persistent(&partitions)).await.map_err(zk(&partitions))?;
+/// The actions from `from` on that can go in one multi with `actions[from]`: the creations
+/// of the same topic, or updates of partitions not updated before in the run (a second
+/// update of one partition would expect a zkVersion the first one moves). `None` for an
+/// action written alone.
+fn state_run(actions: &[Action], from: usize) -> Option<(Run, usize)> {
+    match actions.get(from)? {
+        Action::CreateState { topic, .. } => {
+            let n = actions[from..]
+                .iter()
+                .take_while(|a| matches!(a, Action::CreateState { topic: t, .. } if t == topic))
+                .count();
+            Some((Run::Creations, n))
+        }
+        Action::UpdateState { .. } => {
+            let mut seen = std::collections::HashSet::new();
+            let n = actions[from..]
+                .iter()
+                .take_while(|a| match a {
+                    Action::UpdateState { topic, partition, .. } => seen.insert((topic.as_str(), *partition)),
+                    _ => false,
+                })
+                .count();
+            Some((Run::Updates, n))
+        }
+        _ => None,
+    }
+}
+
+/// Writes `chunk` (one [`state_run`]) in one multi fenced by `/controller_epoch`, as
+/// Kafka's controller pipelines a topic's new partitions or a failed broker's leader
+/// changes instead of a round trip each: at 100,000 partitions one by one, a broker's
+/// failure took its 33,000 partitions a minute to move. Fails as a whole (a partition's
+/// znode already there, a state changed by its leader meanwhile): the caller then applies
+/// the actions one by one.
+async fn write_states(client: &Client, epoch_version: i32, chunk: &[Action]) -> Result<(), Error> {
+    let first = match chunk.first() {
+        Some(Action::CreateState { topic, .. }) => {
+            let partitions = znode::topic_partitions_path(topic);
+            client.mkdir(&partitions, &persistent(&partitions)).await.map_err(zk(&partitions))?;
+            partitions
+        }
+        Some(action) => describe(action),
+        None => return Ok(()),
+    };
     let mut w =
         client.new_check_writer(znode::CONTROLLER_EPOCH, Some(epoch_version)).map_err(zk(znode::CONTROLLER_EPOCH))?;
     for action in chunk {
-        if let Action::CreateState { topic, partition, state } = action {
-            let parent = znode::partition_path(topic, *partition);
-            w.add_create(&parent, &[], &persistent(&parent)).map_err(zk(&parent))?;
-            let path = znode::partition_state_path(topic, *partition);
-            w.add_create(&path, &state.encode(), &persistent(&path)).map_err(zk(&path))?;
+        match action {
+            Action::CreateState { topic, partition, state } => {
+                let parent = znode::partition_path(topic, *partition);
+                w.add_create(&parent, &[], &persistent(&parent)).map_err(zk(&parent))?;
+                let path = znode::partition_state_path(topic, *partition);
+                w.add_create(&path, &state.encode(), &persistent(&path)).map_err(zk(&path))?;
+            }
+            Action::UpdateState { topic, partition, state, expected_version } => {
+                let path = znode::partition_state_path(topic, *partition);
+                w.add_set_data(&path, &state.encode(), Some(*expected_version)).map_err(zk(&path))?;
+            }
+            _ => {}
         }
     }
     match w.commit().await {
         Ok(_) => Ok(()),
         Err(CheckWriteError::CheckFailed { .. }) => Err(Error::Fenced { expected_version: epoch_version }),
         Err(CheckWriteError::RequestFailed { source }) => Err(zk(znode::CONTROLLER_EPOCH)(source)),
-        Err(CheckWriteError::OperationFailed { source, .. }) => Err(zk(partitions)(source)),
+        Err(CheckWriteError::OperationFailed { source, .. }) => Err(zk(first)(source)),
     }
 }
 
@@ -313,22 +361,24 @@ async fn apply_logged(client: &Client, epoch_version: i32, action: &Action) -> R
 }
 
 /// Applies planned actions in order; a fenced write ends the pass (and this controller's term).
-/// A topic's new partitions go in batches ([`create_states`]).
+/// New partitions and leader/ISR updates go in batches ([`write_states`]).
 async fn apply_all(client: &Client, epoch_version: i32, actions: Vec<Action>) -> Result<(), Error> {
     let mut next = 0;
     while next < actions.len() {
-        let run = creation_run(&actions, next);
-        if run < 2 {
-            apply_logged(client, epoch_version, &actions[next]).await?;
-            next += 1;
-            continue;
-        }
-        for chunk in actions[next..next + run].chunks(CREATE_BATCH) {
-            match create_states(client, epoch_version, chunk).await {
+        let run = match state_run(&actions, next) {
+            Some((_, n)) if n >= 2 => n,
+            _ => {
+                apply_logged(client, epoch_version, &actions[next]).await?;
+                next += 1;
+                continue;
+            }
+        };
+        for chunk in actions[next..next + run].chunks(STATE_BATCH) {
+            match write_states(client, epoch_version, chunk).await {
                 Ok(()) => chunk.iter().for_each(log_action),
                 Err(Error::Fenced { expected_version }) => return Err(Error::Fenced { expected_version }),
                 Err(e) => {
-                    tracing::debug!(error = %e, partitions = chunk.len(), "creating partition states in one batch failed; creating them one by one");
+                    tracing::debug!(error = %e, partitions = chunk.len(), "writing partition states in one batch failed; writing them one by one");
                     for action in chunk {
                         apply_logged(client, epoch_version, action).await?;
                     }
@@ -346,6 +396,7 @@ async fn apply_all(client: &Client, epoch_version: i32, actions: Vec<Action>) ->
 /// controller write. No request, nothing to do.
 async fn consume_request(
     client: &Client,
+    view: &mut View,
     epoch_version: i32,
     path: &str,
     plan: impl FnOnce(&ClusterSnapshot, &[u8]) -> Vec<Action>,
@@ -355,8 +406,8 @@ async fn consume_request(
         Err(zookeeper_client::Error::NoNode) => return Ok(()),
         Err(e) => return Err(zk(path)(e)),
     };
-    let snapshot = snapshot::load(client).await.map_err(|e| Error::Zk { path: e.path, source: e.source })?;
-    apply_all(client, epoch_version, plan(&snapshot, &data)).await?;
+    let actions = plan(view.current(client).await?, &data);
+    apply_all(client, epoch_version, actions).await?;
     let mut w =
         client.new_check_writer(znode::CONTROLLER_EPOCH, Some(epoch_version)).map_err(zk(znode::CONTROLLER_EPOCH))?;
     w.add_delete(path, Some(stat.version)).map_err(zk(path))?;
@@ -379,9 +430,9 @@ fn requested_partitions(path: &str, data: &[u8]) -> Option<std::collections::BTr
 
 /// Runs a requested preferred-replica election (`/admin/preferred_replica_election`, written
 /// by brokers for ElectLeaders, the HTTP API or legacy tools).
-async fn preferred_election_request(client: &Client, epoch: i32, epoch_version: i32) -> Result<(), Error> {
+async fn preferred_election_request(client: &Client, view: &mut View, epoch: i32, epoch_version: i32) -> Result<(), Error> {
     let path = znode::PREFERRED_REPLICA_ELECTION;
-    consume_request(client, epoch_version, path, |snapshot, data| {
+    consume_request(client, view, epoch_version, path, |snapshot, data| {
         let Some(wanted) = requested_partitions(path, data) else { return Vec::new() };
         let actions = plan::preferred_elections(snapshot, epoch, (!wanted.is_empty()).then_some(&wanted));
         tracing::info!(requested = wanted.len(), moving = actions.len(), "preferred-replica election requested");
@@ -392,9 +443,9 @@ async fn preferred_election_request(client: &Client, epoch: i32, epoch_version: 
 
 /// Runs a requested unclean election (`/admin/unclean_leader_election`, written by a
 /// broker for ElectLeaders(UNCLEAN)).
-async fn unclean_election_request(client: &Client, epoch: i32, epoch_version: i32) -> Result<(), Error> {
+async fn unclean_election_request(client: &Client, view: &mut View, epoch: i32, epoch_version: i32) -> Result<(), Error> {
     let path = znode::UNCLEAN_LEADER_ELECTION;
-    consume_request(client, epoch_version, path, |snapshot, data| {
+    consume_request(client, view, epoch_version, path, |snapshot, data| {
         let Some(wanted) = requested_partitions(path, data) else { return Vec::new() };
         let actions = plan::unclean_elections(snapshot, epoch, &wanted);
         tracing::warn!(target: "state_change", requested = wanted.len(), electing = actions.len(), "unclean leader election requested (ElectLeaders UNCLEAN): replicas outside the ISR may lead, and records only the old leader had are lost");
@@ -405,9 +456,9 @@ async fn unclean_election_request(client: &Client, epoch: i32, epoch_version: i3
 
 /// Starts the reassignments requested in `/admin/reassign_partitions` (by
 /// `kafka-reassign-partitions`, a broker taking AlterPartitionReassignments, or the HTTP API).
-async fn reassignment_request(client: &Client, epoch: i32, epoch_version: i32) -> Result<(), Error> {
+async fn reassignment_request(client: &Client, view: &mut View, epoch: i32, epoch_version: i32) -> Result<(), Error> {
     let path = znode::REASSIGN_PARTITIONS;
-    consume_request(client, epoch_version, path, |snapshot, data| match znode::ReassignPartitions::decode(path, data) {
+    consume_request(client, view, epoch_version, path, |snapshot, data| match znode::ReassignPartitions::decode(path, data) {
         Ok(request) => {
             let (actions, refused) = plan::reassignment_requests(snapshot, epoch, &request.partitions);
             for (topic, partition, reason) in refused {
@@ -426,23 +477,28 @@ async fn reassignment_request(client: &Client, epoch: i32, epoch_version: i32) -
 
 /// One reconcile pass: read, plan, write. Reassignments move forward when nothing more
 /// urgent (elections, new partitions) is to be written.
-async fn reconcile(client: &Client, epoch: i32, epoch_version: i32, unclean: bool) -> Result<(), Error> {
+async fn reconcile(client: &Client, view: &mut View, epoch: i32, epoch_version: i32, unclean: bool) -> Result<(), Error> {
     consume_isr_notifications(client, epoch_version).await?;
-    preferred_election_request(client, epoch, epoch_version).await?;
-    unclean_election_request(client, epoch, epoch_version).await?;
-    reassignment_request(client, epoch, epoch_version).await?;
-    let snapshot = snapshot::load(client).await.map_err(|e| Error::Zk { path: e.path, source: e.source })?;
-    let mut actions = plan::plan(&snapshot, epoch, unclean);
+    preferred_election_request(client, view, epoch, epoch_version).await?;
+    unclean_election_request(client, view, epoch, epoch_version).await?;
+    reassignment_request(client, view, epoch, epoch_version).await?;
+    let snapshot = view.current(client).await?;
+    let mut actions = plan::plan(snapshot, epoch, unclean);
     if actions.is_empty() {
-        actions = plan::reassignment_progress(&snapshot, epoch);
+        actions = plan::reassignment_progress(snapshot, epoch);
     }
     apply_all(client, epoch_version, actions).await
 }
 
 /// Kafka's periodic automatic leader rebalance.
-async fn rebalance_leaders(client: &Client, epoch: i32, epoch_version: i32, percentage: u32) -> Result<(), Error> {
-    let snapshot = snapshot::load(client).await.map_err(|e| Error::Zk { path: e.path, source: e.source })?;
-    let actions = plan::auto_rebalance(&snapshot, epoch, percentage);
+async fn rebalance_leaders(
+    client: &Client,
+    view: &mut View,
+    epoch: i32,
+    epoch_version: i32,
+    percentage: u32,
+) -> Result<(), Error> {
+    let actions = plan::auto_rebalance(view.current(client).await?, epoch, percentage);
     if !actions.is_empty() {
         tracing::info!(partitions = actions.len(), "leader imbalance above leader.imbalance.per.broker.percentage; moving leadership back to preferred replicas");
     }
@@ -459,6 +515,43 @@ type Watches = (
     zookeeper_client::PersistentWatcher,
     zookeeper_client::PersistentWatcher,
 );
+
+/// What the active controller knows of the cluster: the snapshot, kept current from the
+/// events of its metadata watches (brokers and topics, deletion marks, topic configs).
+struct View {
+    tracker: Tracker,
+    watches: Watches,
+}
+
+impl View {
+    /// The snapshot with every change reported so far read in: the events waiting on the
+    /// metadata watches (including those of this controller's own writes, which ZooKeeper
+    /// reports before answering the write) are noted first.
+    async fn current(&mut self, client: &Client) -> Result<&ClusterSnapshot, Error> {
+        loop {
+            let (brokers, deletions, configs, ..) = &mut self.watches;
+            let event = tokio::select! {
+                biased;
+                e = brokers.changed() => e,
+                e = deletions.changed() => e,
+                e = configs.changed() => e,
+                _ = std::future::ready(()) => break,
+            };
+            self.note(&event)?;
+        }
+        self.tracker.current(client).await.map_err(|e| Error::Zk { path: e.path, source: e.source })
+    }
+
+    /// Notes one event of a metadata watch; `Err` when it reports the session's end
+    /// (after which its watcher must not be polled again).
+    fn note(&mut self, event: &zookeeper_client::WatchedEvent) -> Result<(), Error> {
+        if event.event_type == EventType::Session {
+            return if event.session_state.is_terminated() { Err(Error::SessionLost) } else { Ok(()) };
+        }
+        self.tracker.note(&event.path);
+        Ok(())
+    }
+}
 
 /// The active controller's watches: brokers and topics (recursively), deletion marks,
 /// topic configs, `/controller` itself, ISR notifications and election requests.
@@ -482,8 +575,8 @@ async fn active(
     epoch_version: i32,
     shutdown: &CancellationToken,
 ) -> Resign {
-    let mut watches = match controller_watches(client).await {
-        Ok(w) => w,
+    let mut view = match controller_watches(client).await {
+        Ok(watches) => View { tracker: Tracker::default(), watches },
         Err(e) => {
             tracing::warn!(error = %e, "could not set watches as controller; resigning");
             return Resign::SessionLost;
@@ -498,38 +591,37 @@ async fn active(
         cfg.leader_imbalance_check_interval,
     );
     loop {
-        match reconcile(client, epoch, epoch_version, cfg.unclean_leader_election).await {
+        // A pass over many partitions can take a while; a shutdown does not wait for it (the
+        // next active controller plans from ZooKeeper what is left, as after a crash).
+        let pass = tokio::select! {
+            r = reconcile(client, &mut view, epoch, epoch_version, cfg.unclean_leader_election) => r,
+            _ = shutdown.cancelled() => return Resign::Shutdown,
+        };
+        match pass {
             Err(Error::Fenced { .. }) => return Resign::Fenced,
+            Err(Error::SessionLost) => return Resign::SessionLost,
             Err(e) => {
                 tracing::warn!(error = %e, "reconcile pass failed; retrying on the next change")
             }
             Ok(()) => {}
         }
         let (brokers, deletions, configs, controller, isr_changes, elections, unclean_elections, reassignments) =
-            &mut watches;
+            &mut view.watches;
         let event = tokio::select! {
-            e = brokers.changed() => Some(e),
-            e = deletions.changed() => Some(e),
-            e = configs.changed() => Some(e),
-            e = isr_changes.changed() => Some(e),
-            e = elections.changed() => Some(e),
-            e = unclean_elections.changed() => Some(e),
-            e = reassignments.changed() => Some(e),
-            _ = imbalance.tick(), if cfg.auto_leader_rebalance => {
-                let percentage = cfg.leader_imbalance_per_broker_percentage;
-                match rebalance_leaders(client, epoch, epoch_version, percentage).await {
-                    Err(Error::Fenced { .. }) => return Resign::Fenced,
-                    Err(e) => tracing::warn!(error = %e, "leader rebalance check failed; retrying next interval"),
-                    Ok(()) => {}
-                }
-                None
-            },
+            e = brokers.changed() => Event::Metadata(e),
+            e = deletions.changed() => Event::Metadata(e),
+            e = configs.changed() => Event::Metadata(e),
+            e = isr_changes.changed() => Event::Other(e),
+            e = elections.changed() => Event::Other(e),
+            e = unclean_elections.changed() => Event::Other(e),
+            e = reassignments.changed() => Event::Other(e),
+            _ = imbalance.tick(), if cfg.auto_leader_rebalance => Event::Rebalance,
             e = controller.changed() => {
                 if e.event_type == EventType::NodeDeleted || e.event_type == EventType::NodeDataChanged {
                     tracing::warn!("/controller was removed or replaced; resigning");
                     return Resign::Fenced;
                 }
-                Some(e)
+                Event::Other(e)
             },
             s = state.changed() => {
                 if s.is_terminated() {
@@ -539,33 +631,69 @@ async fn active(
                     disconnected = true;
                 } else if s == SessionState::SyncConnected && disconnected {
                     // Persistent watches may not survive a move to another ensemble member
-                    // (ZOOKEEPER-4698): set them again; the pass below re-reads everything.
+                    // (ZOOKEEPER-4698): set them again and read the cluster whole.
                     disconnected = false;
                     match controller_watches(client).await {
-                        Ok(w) => watches = w,
+                        Ok(w) => {
+                            view.watches = w;
+                            view.tracker.reset();
+                        }
                         Err(e) => {
                             tracing::warn!(error = %e, "could not set watches again after reconnecting; resigning");
                             return Resign::SessionLost;
                         }
                     }
                 }
-                None
+                Event::Tick
             },
-            _ = periodic.tick() => None,
+            _ = periodic.tick() => Event::Tick,
             _ = purge.tick() => {
                 purge_config_changes(client, tributary_common::time::now_ms()).await;
                 continue;
             },
             _ = shutdown.cancelled() => return Resign::Shutdown,
         };
-        if let Some(e) = event {
-            if e.event_type == EventType::Session && e.session_state.is_terminated() {
-                return Resign::SessionLost;
+        match event {
+            Event::Metadata(e) => {
+                if view.note(&e).is_err() {
+                    return Resign::SessionLost;
+                }
             }
+            Event::Other(e) => {
+                if e.event_type == EventType::Session && e.session_state.is_terminated() {
+                    return Resign::SessionLost;
+                }
+            }
+            Event::Rebalance => {
+                let percentage = cfg.leader_imbalance_per_broker_percentage;
+                let pass = tokio::select! {
+                    r = rebalance_leaders(client, &mut view, epoch, epoch_version, percentage) => r,
+                    _ = shutdown.cancelled() => return Resign::Shutdown,
+                };
+                match pass {
+                    Err(Error::Fenced { .. }) => return Resign::Fenced,
+                    Err(Error::SessionLost) => return Resign::SessionLost,
+                    Err(e) => tracing::warn!(error = %e, "leader rebalance check failed; retrying next interval"),
+                    Ok(()) => {}
+                }
+            }
+            Event::Tick => {}
         }
         // Coalesce the burst that a topic creation or broker failure produces.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// What woke the active controller.
+enum Event {
+    /// A change under `/brokers`, `/admin/delete_topics` or `/config/topics`.
+    Metadata(zookeeper_client::WatchedEvent),
+    /// A request or notification znode, or `/controller`.
+    Other(zookeeper_client::WatchedEvent),
+    /// Time for the automatic leader rebalance check.
+    Rebalance,
+    /// The periodic pass, or a reconnect.
+    Tick,
 }
 
 /// How long a `/config/changes` notification is kept: Kafka's brokers purge them after
@@ -738,19 +866,52 @@ mod tests {
     }
 
     #[test]
-    fn new_partitions_of_one_topic_are_created_together() {
+    fn new_partitions_of_one_topic_and_updates_of_distinct_partitions_go_together() {
         let create = |topic: &str, partition| Action::CreateState {
             topic: topic.into(),
             partition,
             state: PartitionState::new(1, 0, 1, vec![1]),
         };
+        let update = |topic: &str, partition| Action::UpdateState {
+            topic: topic.into(),
+            partition,
+            state: PartitionState::new(2, 1, 1, vec![2]),
+            expected_version: 0,
+        };
         let delete = Action::DeleteTopic { topic: "a".into() };
-        let actions =
-            vec![create("a", 0), create("a", 1), create("a", 2), create("b", 0), delete, create("b", 1), create("c", 0)];
-        // (from) -> how many creations of that topic follow, from there on
-        let cases = [(0, 3), (1, 2), (3, 1), (4, 0), (5, 1), (6, 1), (7, 0)];
+        let actions = vec![
+            create("a", 0),  // 0
+            create("a", 1),  // 1
+            create("a", 2),  // 2
+            create("b", 0),  // 3
+            delete.clone(),  // 4
+            create("b", 1),  // 5
+            create("c", 0),  // 6
+            update("a", 0),  // 7
+            update("a", 1),  // 8
+            update("b", 0),  // 9
+            update("a", 0),  // 10: a second update of a-0
+            update("c", 0),  // 11
+            delete,          // 12
+            update("c", 1),  // 13
+        ];
+        // (from) -> what is written together from there on
+        let cases = [
+            (0, Some((Run::Creations, 3))),
+            (1, Some((Run::Creations, 2))),
+            (3, Some((Run::Creations, 1))),
+            (4, None),
+            (5, Some((Run::Creations, 1))),
+            (6, Some((Run::Creations, 1))),
+            (7, Some((Run::Updates, 3))),
+            (8, Some((Run::Updates, 4))),
+            (10, Some((Run::Updates, 2))),
+            (12, None),
+            (13, Some((Run::Updates, 1))),
+            (14, None),
+        ];
         for (from, run) in cases {
-            assert_eq!(creation_run(&actions, from), run, "from {from}");
+            assert_eq!(state_run(&actions, from), run, "from {from}");
         }
     }
 }

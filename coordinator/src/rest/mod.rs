@@ -40,9 +40,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
-use tributary_common::snapshot::{self, ClusterSnapshot};
+use tributary_common::snapshot::ClusterSnapshot;
 
-use crate::controller::ZkSlot;
 
 /// The REST Proxy's media type for answers without embedded data.
 pub(crate) const V2_JSON: &str = "application/vnd.kafka.v2+json";
@@ -129,7 +128,7 @@ pub struct RestState {
 }
 
 struct Rest {
-    zk: ZkSlot,
+    view: Arc<crate::view::ClusterView>,
     config: RestConfig,
     producer: tokio::sync::Mutex<Option<kafka::Producer>>,
     instances: Mutex<HashMap<(String, String), Arc<consumers::Instance>>>,
@@ -137,11 +136,15 @@ struct Rest {
 
 impl RestState {
     /// State for `router`, reading the cluster from the ZooKeeper session in `zk`. Idle
-    /// consumer instances are closed until `shutdown`.
-    pub fn new(zk: ZkSlot, config: RestConfig, shutdown: CancellationToken) -> RestState {
+    /// State for `router`, reading the cluster through `view`. Idle
+    pub fn new(
+        view: Arc<crate::view::ClusterView>,
+        config: RestConfig,
+        shutdown: CancellationToken,
+    ) -> RestState {
         let state = RestState {
             inner: Arc::new(Rest {
-                zk,
+                view,
                 config,
                 producer: tokio::sync::Mutex::new(None),
                 instances: Mutex::new(HashMap::new()),
@@ -156,17 +159,11 @@ impl RestState {
     }
 
     /// The cluster as ZooKeeper holds it now.
-    pub(crate) async fn snapshot(&self) -> Result<ClusterSnapshot, RestError> {
-        let client = self.inner.zk.read().expect("zk slot lock").clone().ok_or_else(|| {
-            RestError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                50001,
-                "Zookeeper error: the coordinator has no ZooKeeper session; check that ZooKeeper is running",
-            )
-        })?;
-        snapshot::load(&client)
-            .await
-            .map_err(|e| RestError::new(StatusCode::INTERNAL_SERVER_ERROR, 50001, format!("Zookeeper error: {e}")))
+    pub(crate) async fn snapshot(&self) -> Result<Arc<ClusterSnapshot>, RestError> {
+        match self.inner.view.snapshot().await {
+            Ok((_, s)) => Ok(s),
+            Err(e) => Err(RestError::new(StatusCode::INTERNAL_SERVER_ERROR, 50001, format!("Zookeeper error: {e}"))),
+        }
     }
 
     /// The shared producer, created on first use from the brokers registered now.
