@@ -228,7 +228,7 @@ def main():
     ap.add_argument("--steps", default="100,1000,10000")
     ap.add_argument("--records", type=int, default=1_000_000)
     ap.add_argument("--skip-load", action="store_true", help="leave out the load phase")
-    ap.add_argument("--phases", default="load,idle", help="any of load,idle,connections,group,big")
+    ap.add_argument("--phases", default="load,idle", help="any of load,idle,connections,group,big; or cluster alone")
     ap.add_argument("--connections", type=int, default=500)
     ap.add_argument("--group-members", type=int, default=10)
     ap.add_argument("--group-partitions", type=int, default=10_000)
@@ -236,6 +236,9 @@ def main():
     ap.add_argument("--cluster-steps", default="10000,30000,100000")
     args = ap.parse_args()
     phases = set(args.phases.split(",")) - ({"load"} if args.skip_load else set())
+    if "cluster" in phases and len(phases) > 1:
+        ap.error("run --phases cluster alone: it leaves three brokers and its topics behind, "
+                 "which the single-broker phases would then count")
     steps = [int(s) for s in args.steps.split(",")]
     work = Path(tempfile.mkdtemp(prefix="tributary-scale-bench-"))
     zk = ZooKeeper(work / "logs").start()
@@ -280,12 +283,7 @@ def idle(cluster, steps, report):
     report["base_rss_mib"] = round(base_rss, 1)
     have = 0
     for n in steps:
-        names = [f"idle-{i:05d}" for i in range(have // 10, n // 10)]
-        for i in range(0, len(names), 100):
-            futures = admin.create_topics([NewTopic(t, num_partitions=10, replication_factor=1)
-                                           for t in names[i:i + 100]], operation_timeout=120)
-            for f in futures.values():
-                f.result(300)
+        create_idle_topics(admin, have, n, timeout=300)
         have = n
         hosted = n
         wait_until(lambda: cluster.brokers[1].log().count(OPENED) >= hosted, timeout=900,
@@ -298,6 +296,17 @@ def idle(cluster, steps, report):
         step["restart"] = restart(cluster, hosted)
         report["idle"].append(step)
         print(json.dumps(step), flush=True)
+
+
+def create_idle_topics(admin, have, want, timeout):
+    """Topics `idle-NNNNN` of 10 single-replica partitions, from `have` partitions up to
+    `want`, 100 topics per CreateTopics request."""
+    names = [f"idle-{i:05d}" for i in range(have // 10, want // 10)]
+    for i in range(0, len(names), 100):
+        futures = admin.create_topics([NewTopic(t, num_partitions=10, replication_factor=1)
+                                       for t in names[i:i + 100]], operation_timeout=timeout / 2)
+        for f in futures.values():
+            f.result(timeout)
 
 
 class LogCounter:
@@ -359,12 +368,7 @@ def three_brokers(cluster, zk, steps):
     have = 0
     for n in steps:
         started = time.perf_counter()
-        names = [f"idle-{i:05d}" for i in range(have // 10, n // 10)]
-        for i in range(0, len(names), 100):
-            futures = admin.create_topics([NewTopic(t, num_partitions=10, replication_factor=1)
-                                           for t in names[i:i + 100]], operation_timeout=300)
-            for f in futures.values():
-                f.result(600)
+        create_idle_topics(admin, have, n, timeout=600)
         created = time.perf_counter() - started
         have = n
         wait_until(lambda: sum(c() for c in counters.values()) >= n, timeout=1800, interval=0.5,
