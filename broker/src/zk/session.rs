@@ -3,7 +3,7 @@
 //! recursive watches, and re-register with a fresh session after expiry.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -230,8 +230,11 @@ async fn watch_metadata(
     let mut disconnected = false;
     let mut view = View { tracker: Tracker::default(), acls: None };
     reload(client, cluster_id, &mut view, true, metadata).await;
-    // Several znodes change per topic creation; coalesce bursts into one reload.
-    let debounce = Duration::from_millis(15);
+    // Several znodes change per topic creation; coalesce bursts into one reload. A reload
+    // costs in proportion to the cluster (the metadata is rebuilt and compared whole, and
+    // the replica manager walks every partition), so the wait grows with the last one's
+    // cost: while changes pour in, at most about half the time goes to reloading.
+    let mut debounce = MIN_DEBOUNCE;
     loop {
         let event = tokio::select! {
             e = brokers.changed() => Changed::Metadata(e),
@@ -279,9 +282,21 @@ async fn watch_metadata(
             }
         }
         if noted || acls_changed {
+            let started = Instant::now();
             reload(client, cluster_id, &mut view, acls_changed, metadata).await;
+            debounce = next_debounce(started.elapsed());
         }
     }
+}
+
+/// The shortest wait for more changes before a reload.
+const MIN_DEBOUNCE: Duration = Duration::from_millis(15);
+/// The longest: a change is never kept from the brokers' view for longer.
+const MAX_DEBOUNCE: Duration = Duration::from_millis(500);
+
+/// The wait before the next reload, after one that took `last`.
+fn next_debounce(last: Duration) -> Duration {
+    last.clamp(MIN_DEBOUNCE, MAX_DEBOUNCE)
 }
 
 /// One event from the watches.
@@ -310,3 +325,18 @@ impl Changed {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wait_before_a_reload_follows_the_last_reloads_cost_within_bounds() {
+        let ms = Duration::from_millis;
+        // (last reload took) -> wait before the next
+        let cases = [(ms(0), ms(15)), (ms(3), ms(15)), (ms(15), ms(15)), (ms(120), ms(120)), (ms(500), ms(500)), (ms(4_000), ms(500))];
+        for (last, wait) in cases {
+            assert_eq!(next_debounce(last), wait, "after {last:?}");
+        }
+    }
+}
