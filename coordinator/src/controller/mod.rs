@@ -270,40 +270,27 @@ async fn consume_isr_notifications(client: &Client, epoch_version: i32) -> Resul
 /// ZooKeeper's 1 MB request limit.
 const STATE_BATCH: usize = 500;
 
-/// How [`state_run`] found consecutive actions to write together.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Run {
-    /// The new partitions of one topic.
-    Creations,
-    /// Leader or ISR updates, each of a different partition.
-    Updates,
-}
-
-/// The actions from `from` on that can go in one multi with `actions[from]`: the creations
-/// of the same topic, or updates of partitions not updated before in the run (a second
-/// update of one partition would expect a zkVersion the first one moves). `None` for an
+/// How many actions from `from` on can go in one multi with `actions[from]`: the
+/// creations of the same topic, or updates of partitions not updated before in the run (a
+/// second update of one partition would expect a zkVersion the first one moves). 0 for an
 /// action written alone.
-fn state_run(actions: &[Action], from: usize) -> Option<(Run, usize)> {
-    match actions.get(from)? {
-        Action::CreateState { topic, .. } => {
-            let n = actions[from..]
-                .iter()
-                .take_while(|a| matches!(a, Action::CreateState { topic: t, .. } if t == topic))
-                .count();
-            Some((Run::Creations, n))
-        }
-        Action::UpdateState { .. } => {
+fn state_run(actions: &[Action], from: usize) -> usize {
+    match actions.get(from) {
+        Some(Action::CreateState { topic, .. }) => actions[from..]
+            .iter()
+            .take_while(|a| matches!(a, Action::CreateState { topic: t, .. } if t == topic))
+            .count(),
+        Some(Action::UpdateState { .. }) => {
             let mut seen = std::collections::HashSet::new();
-            let n = actions[from..]
+            actions[from..]
                 .iter()
                 .take_while(|a| match a {
                     Action::UpdateState { topic, partition, .. } => seen.insert((topic.as_str(), *partition)),
                     _ => false,
                 })
-                .count();
-            Some((Run::Updates, n))
+                .count()
         }
-        _ => None,
+        _ => 0,
     }
 }
 
@@ -365,14 +352,12 @@ async fn apply_logged(client: &Client, epoch_version: i32, action: &Action) -> R
 async fn apply_all(client: &Client, epoch_version: i32, actions: Vec<Action>) -> Result<(), Error> {
     let mut next = 0;
     while next < actions.len() {
-        let run = match state_run(&actions, next) {
-            Some((_, n)) if n >= 2 => n,
-            _ => {
-                apply_logged(client, epoch_version, &actions[next]).await?;
-                next += 1;
-                continue;
-            }
-        };
+        let run = state_run(&actions, next);
+        if run < 2 {
+            apply_logged(client, epoch_version, &actions[next]).await?;
+            next += 1;
+            continue;
+        }
         for chunk in actions[next..next + run].chunks(STATE_BATCH) {
             match write_states(client, epoch_version, chunk).await {
                 Ok(()) => chunk.iter().for_each(log_action),
@@ -895,21 +880,8 @@ mod tests {
             delete,          // 12
             update("c", 1),  // 13
         ];
-        // (from) -> what is written together from there on
-        let cases = [
-            (0, Some((Run::Creations, 3))),
-            (1, Some((Run::Creations, 2))),
-            (3, Some((Run::Creations, 1))),
-            (4, None),
-            (5, Some((Run::Creations, 1))),
-            (6, Some((Run::Creations, 1))),
-            (7, Some((Run::Updates, 3))),
-            (8, Some((Run::Updates, 4))),
-            (10, Some((Run::Updates, 2))),
-            (12, None),
-            (13, Some((Run::Updates, 1))),
-            (14, None),
-        ];
+        // (from) -> how many are written together from there on
+        let cases = [(0, 3), (1, 2), (3, 1), (4, 0), (5, 1), (6, 1), (7, 3), (8, 4), (10, 2), (12, 0), (13, 1), (14, 0)];
         for (from, run) in cases {
             assert_eq!(state_run(&actions, from), run, "from {from}");
         }

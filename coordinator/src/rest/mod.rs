@@ -42,7 +42,6 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 use tributary_common::snapshot::ClusterSnapshot;
 
-
 /// The REST Proxy's media type for answers without embedded data.
 pub(crate) const V2_JSON: &str = "application/vnd.kafka.v2+json";
 
@@ -135,8 +134,8 @@ struct Rest {
 }
 
 impl RestState {
-    /// State for `router`, reading the cluster from the ZooKeeper session in `zk`. Idle
-    /// State for `router`, reading the cluster through `view`. Idle
+    /// State for `router`, reading the cluster through `view`. Idle consumer instances are
+    /// closed until `shutdown`.
     pub fn new(
         view: Arc<crate::view::ClusterView>,
         config: RestConfig,
