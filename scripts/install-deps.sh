@@ -19,6 +19,8 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 command -v cc >/dev/null || need_apt+=(build-essential)
 command -v curl >/dev/null || need_apt+=(curl ca-certificates)
 command -v openssl >/dev/null || need_apt+=(openssl)
+# Headers for the shared benchmark harness's kbench (../shared/bench/build.sh, scripts/kbench.sh).
+[ -f /usr/include/librdkafka/rdkafka.h ] || need_apt+=(librdkafka-dev)
 # The console's browser test: Debian's headless Chromium and its WebDriver.
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)

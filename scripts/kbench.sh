@@ -7,6 +7,10 @@
 #   scripts/kbench.sh run [bench.py options]         Tributary alone
 #   scripts/kbench.sh compare [bench.py options]     side by side with Tansu in memory
 #                                                    (../shared/bench/peers.sh tansu-mem)
+#   scripts/kbench.sh exec COMMAND [ARGS...]         runs COMMAND against Tributary alone,
+#                                                    with BROKER (host:port), METRICS (the
+#                                                    broker's /metrics URL), KBENCH (the
+#                                                    kbench binary) and BROKER_PID set
 #
 # HARNESS=/path/to/shared/bench overrides where the harness is; results go to
 # $OUT (default ./kbench-<mode>-<date>.json). Run nothing else meanwhile.
@@ -65,6 +69,11 @@ case "$MODE" in
     PEER=$("$HARNESS/peers.sh" tansu-mem | grep '^tansu-mem=')
     python3 "$HARNESS/bench.py" compare --broker "$OURS" --broker "$PEER" --out "$OUT" "$@"
     ;;
-  *) echo "usage: scripts/kbench.sh run|compare [bench.py options]" >&2; exit 2 ;;
+  exec)
+    BROKER=127.0.0.1:$PORT METRICS=http://127.0.0.1:$((PORT + 400))/metrics BROKER_PID=$broker \
+      KBENCH=${KBENCH_BUILD:-$HOME/.cache/kbench}/kbench "$@"
+    exit
+    ;;
+  *) echo "usage: scripts/kbench.sh run|compare [bench.py options] | exec COMMAND [ARGS...]" >&2; exit 2 ;;
 esac
 echo "results: $OUT (broker log: kept only while running, in $DIR)"

@@ -210,6 +210,9 @@ pub(super) async fn handle(ctx: &BrokerContext, _version: i16, request: ProduceR
         response.responses.push(out);
     }
     if acks == Some(Acks::None) {
+        // Nobody waits for an answer, but the connection reads no further request until
+        // the store's write backlog is within its bound.
+        ctx.replicas.pace().await;
         return None;
     }
     let pending: Vec<_> = written.iter().map(|(_, _, p)| p.clone()).collect();

@@ -266,9 +266,16 @@ impl LogStore {
         self.flusher.set_policy(policy);
     }
 
-    /// Counts appended records for `log.flush.interval.messages`.
-    pub(crate) fn note_appended(&self, records: u64) {
-        self.flusher.note_appended(records);
+    /// Counts appended records and bytes, for `log.flush.interval.messages` and the write
+    /// backlog (see [`flush`]).
+    pub(crate) fn note_appended(&self, records: u64, bytes: u64) {
+        self.flusher.note_appended(records, bytes);
+    }
+
+    /// Waits for a flush while more than [`flush::MAX_BACKLOG_BYTES`] are appended and not
+    /// yet on disk, so writers run at most that far ahead of it.
+    pub(crate) async fn pace(&self) {
+        self.flusher.pace().await;
     }
 
     /// Flushes everything and stops the flush task (shutdown). sled's files are released

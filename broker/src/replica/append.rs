@@ -188,12 +188,21 @@ impl ReplicaManager {
     }
 
     fn note_appended(&self, batches: &[(BatchHeader, Bytes)]) {
-        self.store.note_appended(batches.iter().map(|(h, _)| h.record_count as u64).sum());
+        let records = batches.iter().map(|(h, _)| h.record_count as u64).sum();
+        self.store.note_appended(records, batches.iter().map(|(_, b)| b.len() as u64).sum());
+    }
+
+    /// Holds a writer while the log store's write backlog is over its bound (see
+    /// `log::flush`): acks=0 produce and the replica fetcher call it, [`Self::complete`]
+    /// does for everything else.
+    pub(crate) async fn pace(&self) {
+        self.store.pace().await;
     }
 
     /// Waits until each write is complete under the durability rule, or `timeout`; one
     /// result per write, in order. Writes needing a flush share one flush, run alongside
-    /// the replication waits.
+    /// the replication waits; the others wait for one only while the store's write backlog
+    /// is over its bound.
     ///
     /// # Cancel safety
     /// Cancel-safe: the records stay written; only the confirmation is lost.
@@ -204,6 +213,7 @@ impl ReplicaManager {
             if flush_first {
                 self.store.flush().await
             } else {
+                self.store.pace().await;
                 Ok(())
             }
         };

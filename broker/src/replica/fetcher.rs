@@ -527,6 +527,8 @@ impl Fetcher {
                 }
             }
         }
+        // The next fetch waits while this store's write backlog is over its bound.
+        self.replicas.pace().await;
         Ok(())
     }
 }
