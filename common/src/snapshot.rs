@@ -287,6 +287,31 @@ pub enum Stale {
     Deletions,
 }
 
+/// What a session state reported by a `StateWatcher` means for watches set earlier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rewatch {
+    /// Nothing: the watches still stand (a disconnection: wait for the reconnect).
+    Keep,
+    /// Connected again: set the watches again and re-read everything.
+    Again,
+    /// The session ended.
+    Ended,
+}
+
+/// The rule. Persistent watches can lose events across a reconnect (ZOOKEEPER-4698) or be
+/// gone after moving to another server, so every report of a connected state after the
+/// watches were set calls for setting them again: the watcher reports only the latest
+/// state, so a disconnection while its owner was busy (a pass blocked on the lost server)
+/// shows up as nothing but `SyncConnected`.
+pub fn rewatch(state: zookeeper_client::SessionState) -> Rewatch {
+    use zookeeper_client::SessionState as S;
+    match state {
+        S::SyncConnected | S::ConnectedReadOnly => Rewatch::Again,
+        s if s.is_terminated() => Rewatch::Ended,
+        _ => Rewatch::Keep,
+    }
+}
+
 /// What a change to `path` (as a persistent recursive watch on `/brokers`, `/config` or
 /// `/admin/delete_topics` reports it) makes stale; `None` for znodes the snapshot does not
 /// hold (a partition's parent node, config change notifications, `/brokers/seqid`). Kafka's
@@ -431,6 +456,22 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_connected_report_sets_the_watches_again() {
+        use zookeeper_client::SessionState as S;
+        let cases = [
+            (S::SyncConnected, Rewatch::Again),
+            (S::ConnectedReadOnly, Rewatch::Again),
+            (S::Disconnected, Rewatch::Keep),
+            (S::Expired, Rewatch::Ended),
+            (S::Closed, Rewatch::Ended),
+            (S::AuthFailed, Rewatch::Ended),
+        ];
+        for (state, want) in cases {
+            assert_eq!(rewatch(state), want, "{state:?}");
+        }
+    }
 
     #[test]
     fn a_change_makes_stale_only_what_its_znode_holds() {

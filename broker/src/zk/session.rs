@@ -11,8 +11,8 @@ use tributary_common::ids::BrokerId;
 use tributary_common::zk::{connect, ensure_persistent_paths};
 use tributary_common::znode::{self, BrokerRegistration, Endpoint};
 use tributary_common::acl::AclMap;
-use tributary_common::snapshot::{self, Tracker};
-use zookeeper_client::{AddWatchMode, Client, EventType, SessionState, WatchedEvent};
+use tributary_common::snapshot::{self, Rewatch, Tracker};
+use zookeeper_client::{AddWatchMode, Client, EventType, WatchedEvent};
 
 use super::{get_or_create_cluster_id, register_broker, Error, ZkHandle};
 use crate::metadata::ClusterMetadata;
@@ -227,7 +227,8 @@ async fn watch_metadata(
         }
     };
     let mut state = client.state_watcher();
-    let mut disconnected = false;
+    // The state the watches were set in is seen; what follows is a change.
+    state.state();
     let mut view = View { tracker: Tracker::default(), acls: None };
     reload(client, cluster_id, &mut view, true, metadata).await;
     // Several znodes change per topic creation; coalesce bursts into one reload. A reload
@@ -242,21 +243,11 @@ async fn watch_metadata(
             e = deletions.changed() => Changed::Metadata(e),
             e = acls.changed() => Changed::Acls(e),
             e = extended_acls.changed() => Changed::Acls(e),
-            s = state.changed() => {
-                match s {
-                    SessionState::SyncConnected | SessionState::ConnectedReadOnly if disconnected => {
-                        // Persistent watches may lose events across a reconnect
-                        // (ZOOKEEPER-4698), or be gone after moving to another server:
-                        // set them again and re-read everything.
-                        return Outcome::Reconnected;
-                    },
-                    SessionState::SyncConnected | SessionState::ConnectedReadOnly => continue,
-                    s if s.is_terminated() => return Outcome::Expired,
-                    _ => {
-                        disconnected = true;
-                        continue
-                    },
-                }
+            s = state.changed() => match snapshot::rewatch(s) {
+                // Set the watches again and re-read everything (see the rule).
+                Rewatch::Again => return Outcome::Reconnected,
+                Rewatch::Ended => return Outcome::Expired,
+                Rewatch::Keep => continue,
             },
             _ = shutdown.cancelled() => return Outcome::Shutdown,
         };

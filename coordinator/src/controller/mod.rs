@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tributary_common::snapshot::{ClusterSnapshot, Tracker};
+use tributary_common::snapshot::{self, ClusterSnapshot, Rewatch, Tracker};
 use tributary_common::telemetry;
 use tributary_common::zk::{connect, ensure_persistent_paths, ephemeral, persistent};
 use tributary_common::znode::{self, ControllerZNode};
@@ -568,7 +568,8 @@ async fn active(
         }
     };
     let mut state = client.state_watcher();
-    let mut disconnected = false;
+    // The state the watches were set in is seen; what follows is a change.
+    state.state();
     let mut periodic = tokio::time::interval(Duration::from_secs(10));
     let mut purge = tokio::time::interval(Duration::from_secs(60));
     let mut imbalance = tokio::time::interval_at(
@@ -609,15 +610,13 @@ async fn active(
                 Event::Other(e)
             },
             s = state.changed() => {
-                if s.is_terminated() {
-                    return Resign::SessionLost;
-                }
-                if s == SessionState::Disconnected {
-                    disconnected = true;
-                } else if s == SessionState::SyncConnected && disconnected {
-                    // Persistent watches may not survive a move to another ensemble member
-                    // (ZOOKEEPER-4698): set them again and read the cluster whole.
-                    disconnected = false;
+                let again = match snapshot::rewatch(s) {
+                    Rewatch::Ended => return Resign::SessionLost,
+                    Rewatch::Again => true,
+                    Rewatch::Keep => false,
+                };
+                if again {
+                    // Set the watches again and read the cluster whole (see the rule).
                     match controller_watches(client).await {
                         Ok(w) => {
                             view.watches = w;
