@@ -12,7 +12,9 @@
 #                                                    broker's /metrics URL), KBENCH (the
 #                                                    kbench binary) and BROKER_PID set
 #
-# HARNESS=/path/to/shared/bench overrides where the harness is; results go to
+# TRIBUTARY_BIN=/dir/with/broker+coordinator runs those binaries instead of building
+# (an A/B comparison with an older build). HARNESS=/path/to/shared/bench overrides where
+# the harness is; results go to
 # $OUT (default ./kbench-<mode>-<date>.json). Run nothing else meanwhile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +28,8 @@ if [ ! -f "$HARNESS/bench.py" ]; then
 fi
 scripts/install-deps.sh
 export PATH="$HOME/.cargo/bin:$PATH"
-cargo build --release --bins
+BIN=${TRIBUTARY_BIN:-$ROOT/target/release}
+[ -n "${TRIBUTARY_BIN:-}" ] || cargo build --release --bins
 # shellcheck source=scripts/zookeeper.sh
 . scripts/zookeeper.sh
 [ -x "${KBENCH_BUILD:-$HOME/.cache/kbench}/kbench" ] || "$HARNESS/build.sh"
@@ -48,13 +51,13 @@ zk=$ZOOKEEPER_PID
 pids+=("$zk")
 export TRIBUTARY_ZOOKEEPER_CONNECT=127.0.0.1:$ZK_PORT
 TRIBUTARY_HTTP_LISTEN=127.0.0.1:$((PORT + 200)) TRIBUTARY_REST_LISTEN=127.0.0.1:$((PORT + 300)) \
-  target/release/coordinator >"$DIR/coordinator.log" 2>&1 &
+  "$BIN/coordinator" >"$DIR/coordinator.log" 2>&1 &
 coordinator=$!
 pids+=("$coordinator")
 TRIBUTARY_BROKER_ID=1 TRIBUTARY_LISTENERS=PLAINTEXT://127.0.0.1:$PORT TRIBUTARY_ADVERTISED_LISTENERS=PLAINTEXT://127.0.0.1:$PORT \
 TRIBUTARY_DATA_DIR="$DIR/broker-1" TRIBUTARY_OFFSETS_TOPIC_REPLICATION_FACTOR=1 \
 TRIBUTARY_TRANSACTION_STATE_LOG_REPLICATION_FACTOR=1 TRIBUTARY_METRICS_LISTEN=127.0.0.1:$((PORT + 400)) \
-  target/release/broker >"$DIR/broker.log" 2>&1 &
+  "$BIN/broker" >"$DIR/broker.log" 2>&1 &
 broker=$!
 pids+=("$broker")
 for _ in $(seq 1 60); do

@@ -184,27 +184,50 @@ pub(crate) struct Caller {
 #[error("request type {0:?} is advertised but not handled")]
 pub(crate) struct Unhandled(pub Option<ApiKey>);
 
-/// Handles one request; `Ok(None)` means no response is sent (Produce with acks=0).
+/// Said by a handler once its request's effects are in place and only the answer is
+/// awaited (a produce whose records are appended, waiting for the flush or the ISR): the
+/// connection may then read and run the next request. Dropped unsaid, nothing happens.
+pub(crate) struct Release(std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>);
+
+impl Release {
+    /// A release and what the connection waits on.
+    pub(crate) fn new() -> (Release, tokio::sync::oneshot::Receiver<()>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (Release(std::sync::Mutex::new(Some(tx))), rx)
+    }
+
+    /// The request's effects are in place.
+    pub(crate) fn release(&self) {
+        if let Some(tx) = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Handles one request; `Ok(None)` means no response is sent (Produce with acks=0). The
+/// handler says `release` once the request's effects are in place and only its answer is
+/// awaited (see `net::connection`).
 ///
 /// # Errors
 /// [`Unhandled`] for a request type the dispatcher has no arm for.
-pub(crate) async fn handle(
+pub(crate) async fn handle_releasing(
     ctx: &BrokerContext,
     caller: &Caller,
     header: &RequestHeader,
     request: RequestKind,
+    release: &Release,
 ) -> Result<Option<ResponseKind>, Unhandled> {
     if ctx.authorizer.is_none() {
-        return dispatch(ctx, caller, header, request).await;
+        return dispatch(ctx, caller, header, request, release).await;
     }
     let api = ApiKey::try_from(header.request_api_key).map_or_else(|()| header.request_api_key.to_string(), |k| format!("{k:?}"));
     let Some(check) = authz::Check::new(ctx, caller, api) else {
-        return dispatch(ctx, caller, header, request).await;
+        return dispatch(ctx, caller, header, request, release).await;
     };
     match authz::before(ctx, &check, header.request_api_version, request) {
         authz::Gate::Answer(response) => Ok(Some(response)),
         authz::Gate::Pass(request, merge) => {
-            let mut response = dispatch(ctx, caller, header, request).await?;
+            let mut response = dispatch(ctx, caller, header, request, release).await?;
             if let Some(r) = &mut response {
                 authz::after(&check, header.request_api_version, merge, r);
             }
@@ -213,18 +236,30 @@ pub(crate) async fn handle(
     }
 }
 
+/// [`handle_releasing`] with nobody listening for the release (tests).
+#[cfg(test)]
+pub(crate) async fn handle(
+    ctx: &BrokerContext,
+    caller: &Caller,
+    header: &RequestHeader,
+    request: RequestKind,
+) -> Result<Option<ResponseKind>, Unhandled> {
+    handle_releasing(ctx, caller, header, request, &Release::new().0).await
+}
+
 /// Runs the handler of a request that passed authorization.
 async fn dispatch(
     ctx: &BrokerContext,
     caller: &Caller,
     header: &RequestHeader,
     request: RequestKind,
+    release: &Release,
 ) -> Result<Option<ResponseKind>, Unhandled> {
     let v = header.request_api_version;
     Ok(Some(match request {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(v, r)),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, &caller.listener, v, r).await),
-        RequestKind::Produce(r) => return Ok(produce::handle(ctx, v, r).await.map(ResponseKind::Produce)),
+        RequestKind::Produce(r) => return Ok(produce::handle(ctx, v, r, release).await.map(ResponseKind::Produce)),
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(ctx, v, r).await),
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(ctx, v, r)),
         RequestKind::OffsetForLeaderEpoch(r) => {

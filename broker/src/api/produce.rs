@@ -115,7 +115,12 @@ async fn verify_transaction(
     }
 }
 
-pub(super) async fn handle(ctx: &BrokerContext, _version: i16, request: ProduceRequest) -> Option<ProduceResponse> {
+pub(super) async fn handle(
+    ctx: &BrokerContext,
+    _version: i16,
+    request: ProduceRequest,
+    release: &super::Release,
+) -> Option<ProduceResponse> {
     let acks = Acks::from_wire(request.acks);
     let cluster = ctx.cluster();
     let mut response = ProduceResponse::default();
@@ -217,6 +222,12 @@ pub(super) async fn handle(ctx: &BrokerContext, _version: i16, request: ProduceR
     }
     let pending: Vec<_> = written.iter().map(|(_, _, p)| p.clone()).collect();
     let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
+    if pending.iter().any(crate::replica::Pending::waits) {
+        // The backlog's pacing holds the connection; the flush or the ISR does not: the
+        // producer's next request may append meanwhile and share this one's flush.
+        ctx.replicas.pace().await;
+        release.release();
+    }
     let results = ctx.replicas.complete(&pending, timeout).await;
     for ((t, i, _), result) in written.iter().zip(results) {
         if let Err(e) = result {

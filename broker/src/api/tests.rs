@@ -39,6 +39,15 @@ async fn fixture(name: &str) -> Fixture {
 
 /// A fixture whose broker has an authorizer with these ACLs (`None`: no authorizer).
 async fn fixture_with_acls(name: &str, acls: Option<tributary_common::acl::AclMap>) -> Fixture {
+    fixture_with(name, acls, |_| {}).await
+}
+
+/// A fixture whose metadata `edit` changes first.
+async fn fixture_with(
+    name: &str,
+    acls: Option<tributary_common::acl::AclMap>,
+    edit: impl FnOnce(&mut ClusterMetadata),
+) -> Fixture {
     let dir = std::env::temp_dir().join(format!("tributary-api-test-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let store = LogStore::open(&dir, FlushPolicy { interval_ms: Some(1000), interval_messages: u64::MAX }).unwrap();
@@ -81,6 +90,7 @@ async fn fixture_with_acls(name: &str, acls: Option<tributary_common::acl::AclMa
     );
     meta.topics.insert(tributary_common::topic::CONSUMER_OFFSETS.into(), offsets);
     meta.topic_names.insert(offsets_id, tributary_common::topic::CONSUMER_OFFSETS.into());
+    edit(&mut meta);
     let mut config = BrokerConfig { broker_id: 1, ..BrokerConfig::default() };
     if let Some(acls) = acls {
         config.authorizer_class_name = Some("kafka.security.authorizer.AclAuthorizer".into());
@@ -1020,4 +1030,96 @@ async fn a_fetch_session_answers_only_what_changed_and_refuses_replays() {
         assert_eq!((closed.error_code, closed.session_id), (0, 0), "v{version}");
         assert_eq!(run(fetch(id, 4, false, 0)).await.error_code, ResponseError::FetchSessionIdNotFound.code());
     }
+}
+
+/// A request frame as a client sends it: size, header, body.
+fn request_frame(key: ApiKey, version: i16, correlation_id: i32, body: &impl kafka_protocol::protocol::Encodable) -> Vec<u8> {
+    let mut h = header(key, version);
+    h.correlation_id = correlation_id;
+    let mut buf = bytes::BytesMut::new();
+    kafka_protocol::protocol::encode_request_header_into_buffer(&mut buf, &h).unwrap();
+    body.encode(&mut buf, version).unwrap();
+    let mut out = (buf.len() as i32).to_be_bytes().to_vec();
+    out.extend_from_slice(&buf);
+    out
+}
+
+/// One response frame: its correlation id and the Produce v7 body.
+async fn read_produce_response<R: tokio::io::AsyncRead + Unpin>(r: &mut R) -> (i32, ProduceResponse) {
+    use kafka_protocol::protocol::Decodable;
+    use tokio::io::AsyncReadExt;
+    let size = r.read_i32().await.unwrap();
+    let mut buf = vec![0u8; size as usize];
+    r.read_exact(&mut buf).await.unwrap();
+    let mut b = Bytes::from(buf);
+    let correlation_id = bytes::Buf::get_i32(&mut b);
+    (correlation_id, ProduceResponse::decode(&mut b, 7).unwrap())
+}
+
+/// A produce waiting for its ISR releases the connection: the producer's next request is
+/// read and appended meanwhile, and the answers still go out in the order the requests came.
+#[tokio::test]
+async fn a_produce_waiting_for_its_isr_lets_the_next_one_append_and_answers_keep_their_order() {
+    use tokio::io::AsyncWriteExt;
+    let f = fixture_with("pipelined", None, |meta| {
+        // Broker 2 follows "slow" but never fetches: acks=all there waits for its timeout.
+        let id = TopicId::random();
+        let mut topic = TopicMetadata { id: Some(id), ..Default::default() };
+        topic.partitions.insert(
+            0,
+            PartitionMetadata {
+                replicas: vec![1, 2],
+                leader: 1,
+                leader_epoch: 0,
+                isr: vec![1, 2],
+                state_version: 0,
+                controller_epoch: 1,
+            },
+        );
+        meta.topics.insert("slow".into(), topic);
+        meta.topic_names.insert(id, "slow".into());
+    })
+    .await;
+    let Fixture { ctx, _dir, .. } = f;
+    let ctx = Arc::new(ctx);
+    let (client, server) = tokio::io::duplex(1 << 20);
+    let (sr, sw) = tokio::io::split(server);
+    let drain = tokio_util::sync::CancellationToken::new();
+    let abort = tokio_util::sync::CancellationToken::new();
+    let security = ctx.security.listener("PLAINTEXT");
+    tokio::spawn(crate::net::connection::serve_in_span(sr, sw, peer(), security, ctx.clone(), drain, abort));
+    let (mut cr, mut cw) = tokio::io::split(client);
+
+    let RequestKind::Produce(mut slow) = produce(batch::build(0, 1, &[(None, Some(b"slow"))]), -1) else { panic!() };
+    slow.topic_data[0].name = name("slow");
+    slow.timeout_ms = 2_000;
+    let RequestKind::Produce(quick) = produce(batch::build(0, 1, &[(None, Some(b"quick"))]), 1) else { panic!() };
+    let mut frames = request_frame(ApiKey::Produce, 7, 1, &slow);
+    frames.extend(request_frame(ApiKey::Produce, 7, 2, &quick));
+    cw.write_all(&frames).await.unwrap();
+
+    let t0 = tributary_common::ids::TopicPartition::new("t", 0);
+    let appended = async {
+        while ctx.replicas.get(&t0).unwrap().log().offsets().log_end_offset < 1 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(1), appended)
+        .await
+        .expect("the second produce was appended while the first waited for its ISR");
+    let mut nothing = [0u8; 1];
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(50), tokio::io::AsyncReadExt::read(&mut cr, &mut nothing))
+            .await
+            .is_err(),
+        "no answer before the first request's"
+    );
+
+    let (first, r1) = tokio::time::timeout(std::time::Duration::from_secs(10), read_produce_response(&mut cr)).await.unwrap();
+    assert_eq!(first, 1);
+    assert_eq!(r1.responses[0].partition_responses[0].error_code, ResponseError::RequestTimedOut.code(), "{r1:?}");
+    let (second, r2) = tokio::time::timeout(std::time::Duration::from_secs(10), read_produce_response(&mut cr)).await.unwrap();
+    assert_eq!(second, 2);
+    assert_eq!(r2.responses[0].partition_responses[0].error_code, 0, "{r2:?}");
+    assert_eq!(r2.responses[0].partition_responses[0].base_offset, 0);
 }

@@ -1,10 +1,17 @@
 //! Framing and the per-connection loop. Requests on one connection are handled strictly in
-//! order, one at a time, as Kafka's SocketServer does (clients rely on it).
+//! order and answered in that order, as Kafka's SocketServer does (clients rely on it).
+//! One departure: a produce whose records are appended and which only waits for its answer
+//! (the flush or the ISR) [releases](api::Release) the connection, which reads and runs the next
+//! request meanwhile, so that a producer's pipelined requests share one group commit
+//! instead of each waiting for a flush of its own behind the one before.
 
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -163,8 +170,9 @@ fn scram_credential(
     }
 }
 
+/// The request loop over an established (and, for TLS, decrypted) stream.
 #[allow(clippy::too_many_arguments)]
-async fn serve_in_span<R, W>(
+pub(crate) async fn serve_in_span<R, W>(
     reader: R,
     writer: W,
     mut caller: Caller,
@@ -183,7 +191,36 @@ async fn serve_in_span<R, W>(
     let mut authenticator = security.sasl.clone().map(Authenticator::new);
     // A SASL connection has this long to authenticate, and its frames are small until it has.
     let deadline = tokio::time::Instant::now() + AUTHENTICATION_DEADLINE;
-    loop {
+    // Requests whose effects are in place and whose answers are still awaited (produce
+    // waiting for the flush or the ISR), oldest first; answers go out in this order.
+    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+    'serve: loop {
+        // Answer what completes while the client says nothing more; read on as soon as it
+        // sends (fill_buf consumes nothing, so stopping it loses no bytes).
+        while let Some(mut front) = in_flight.pop_front() {
+            let full = in_flight.len() + 1 >= MAX_IN_FLIGHT;
+            tokio::select! {
+                biased;
+                outcome = &mut front.task => {
+                    if !answer(&mut writer, joined(outcome, &front.span), &drain).await {
+                        break 'serve;
+                    }
+                }
+                more = reader.fill_buf(), if !full => {
+                    in_flight.push_front(front);
+                    match more {
+                        Ok(b) if !b.is_empty() => break,
+                        // The client closed or the socket failed: nobody reads the answers.
+                        _ => break 'serve,
+                    }
+                }
+                _ = abort.cancelled() => {
+                    in_flight.push_front(front);
+                    tracing::info!(requests = in_flight.len(), "shutting down: abandoned requests still waiting for their answers after the grace period; the client will retry");
+                    break 'serve;
+                }
+            }
+        }
         let authenticating = authenticator.as_ref().is_some_and(|a| a.principal().is_none());
         let frame = if authenticating {
             let limit = max.min(ctx.security.sasl_max_receive_size);
@@ -219,9 +256,6 @@ async fn serve_in_span<R, W>(
             }
         };
         let frame_len = frame.len();
-        let mut throttle_ms = 0;
-        // (api key, from a follower, version, when read): timed until the response is written.
-        let mut timed = None;
         let reply = match codec::decode(frame) {
             Decoded::Request(header, request) => {
                 if let Some(id) = &header.client_id {
@@ -262,6 +296,10 @@ async fn serve_in_span<R, W>(
                                     tracing::Span::current().record("principal", tracing::field::display(p));
                                     tracing::debug!("authenticated");
                                 }
+                                // Answers go out in order: first those still awaited.
+                                if !finish_all(&mut in_flight, &mut writer, &drain, &abort).await {
+                                    break;
+                                }
                                 match codec::encode_response(&header, &mut response) {
                                     Ok(bytes) => {
                                         if writer.write_all(&bytes).await.is_err() || writer.flush().await.is_err() {
@@ -281,6 +319,9 @@ async fn serve_in_span<R, W>(
                                 } else {
                                     AuthOutcome::FailedReauthentication
                                 };
+                                if !finish_all(&mut in_flight, &mut writer, &drain, &abort).await {
+                                    break;
+                                }
                                 METRICS.authentication(&caller.listener, outcome);
                                 tracing::warn!(reason = why, "failed authentication: answering after connection.failed.authentication.delay.ms and closing the connection");
                                 tokio::select! {
@@ -294,6 +335,9 @@ async fn serve_in_span<R, W>(
                                 break;
                             }
                             Step::Close(why) => {
+                                if !finish_all(&mut in_flight, &mut writer, &drain, &abort).await {
+                                    break;
+                                }
                                 tracing::warn!(reason = why, "closing the connection");
                                 break;
                             }
@@ -303,58 +347,46 @@ async fn serve_in_span<R, W>(
                 let span = tracing::info_span!("request", api = %api_name(header.request_api_key), v = header.request_api_version, correlation_id = header.correlation_id);
                 // Followers replicate outside client quotas (Kafka has replication quotas for them).
                 let from_follower = matches!(&request, RequestKind::Fetch(f) if f.replica_id.0 >= 0 || f.replica_state.replica_id.0 >= 0);
-                let started = std::time::Instant::now();
-                timed = Some((header.request_api_key, from_follower, header.request_api_version, started));
-                let response = tokio::select! {
-                    r = api::handle(&ctx, &caller, &header, request).instrument(span.clone()) => r,
-                    _ = abort.cancelled() => {
-                        let _in_request = span.enter();
-                        tracing::info!("shutting down: abandoned a request still in progress after the grace period; the client will retry");
-                        break;
+                let (release, mut released) = api::Release::new();
+                let mut task: Handling = Box::pin(
+                    handle(ctx.clone(), caller.clone(), client_id.clone(), header, request, frame_len, from_follower, release)
+                        .instrument(span.clone()),
+                );
+                let mut unreleased = false;
+                let outcome = loop {
+                    tokio::select! {
+                        biased;
+                        outcome = &mut task => break outcome,
+                        r = &mut released, if !unreleased => match r {
+                            Ok(()) => {
+                                // Appended: only the answer is awaited now. The next request
+                                // may run meanwhile (its writes join the same group commit).
+                                in_flight.push_back(InFlight { task: tokio::spawn(task), span });
+                                continue 'serve;
+                            }
+                            Err(_) => unreleased = true,
+                        },
+                        // Earlier requests' answers go out as they come, not behind this one.
+                        r = async { (&mut in_flight.front_mut().expect("checked").task).await }, if !in_flight.is_empty() => {
+                            let front = in_flight.pop_front().expect("checked");
+                            if !answer(&mut writer, joined(r, &front.span), &drain).await {
+                                break 'serve;
+                            }
+                        }
+                        _ = abort.cancelled() => {
+                            let _in_request = span.enter();
+                            tracing::info!("shutting down: abandoned a request still in progress after the grace period; the client will retry");
+                            break 'serve;
+                        }
                     }
                 };
-                let mut response = response;
-                if !from_follower && ctx.quotas.any() {
-                    let produced = (header.request_api_key == ApiKey::Produce as i16).then_some(frame_len);
-                    throttle_ms = charge(&ctx, &caller.principal.name, &client_id, produced, &response, started.elapsed());
-                    if throttle_ms > 0 {
-                        let _in_request = span.enter();
-                        tracing::debug!(
-                            throttle_ms,
-                            "client over its quota: answered with throttle_time_ms and muted for as long"
-                        );
-                        if let Ok(Some(r)) = &mut response {
-                            api::set_throttle(r, throttle_ms);
-                        }
-                    }
+                if !finish_all(&mut in_flight, &mut writer, &drain, &abort).await {
+                    break;
                 }
-                match response {
-                    Ok(None) => {
-                        METRICS.request(
-                            header.request_api_key,
-                            from_follower,
-                            header.request_api_version,
-                            started.elapsed(),
-                        );
-                        if throttle_ms > 0 && !mute(throttle_ms, &drain).await {
-                            break;
-                        }
-                        continue;
-                    }
-                    Ok(Some(mut r)) => match codec::encode_response(&header, &mut r) {
-                        Ok(bytes) => bytes,
-                        Err(e) => {
-                            let _in_request = span.enter();
-                            tracing::error!(error = %e, "could not encode a response; closing the connection");
-                            break;
-                        }
-                    },
-                    Err(e) => {
-                        let _in_request = span.enter();
-                        tracing::error!(error = %e, "closing the connection");
-                        break;
-                    }
+                if !answer(&mut writer, outcome, &drain).await {
+                    break;
                 }
+                continue;
             }
             Decoded::ApiVersionsTooNew { correlation_id, version } => {
                 tracing::debug!(
@@ -368,17 +400,144 @@ async fn serve_in_span<R, W>(
                 break;
             }
         };
+        if !finish_all(&mut in_flight, &mut writer, &drain, &abort).await {
+            break;
+        }
         if writer.write_all(&reply).await.is_err() || writer.flush().await.is_err() {
             break;
         }
-        if let Some((key, from_follower, version, started)) = timed {
-            METRICS.request(key, from_follower, version, started.elapsed());
-        }
-        // KIP-219: the response goes out at once; the channel is muted for the throttle time.
-        if throttle_ms > 0 && !mute(throttle_ms, &drain).await {
-            break;
+    }
+    // Draining: the requests in progress finish and are answered first.
+    if drain.is_cancelled() && !abort.is_cancelled() {
+        let _ = finish_all(&mut in_flight, &mut writer, &drain, &abort).await;
+    }
+    // Leaving with answers still awaited (the client closed, or the broker stops): the
+    // requests' writes stay, as after a connection lost mid-request.
+    for f in in_flight {
+        f.task.abort();
+    }
+}
+
+/// Most requests of one connection awaiting their answers at once; past it the connection
+/// reads nothing more until the oldest is answered.
+const MAX_IN_FLIGHT: usize = 16;
+
+/// A request being handled, boxed so that it can move to a task of its own mid-way.
+type Handling = Pin<Box<dyn Future<Output = Outcome> + Send>>;
+
+/// A request whose effects are in place and whose answer is awaited in a task of its own.
+struct InFlight {
+    task: tokio::task::JoinHandle<Outcome>,
+    span: tracing::Span,
+}
+
+/// How a handled request ends.
+enum Outcome {
+    /// Write these bytes (a response), then mute the connection for the throttle (KIP-219:
+    /// the response goes out at once, the channel is muted for the throttle time).
+    Answer { bytes: bytes::Bytes, throttle_ms: i32, timed: Timed },
+    /// No response (acks=0), but the throttle holds.
+    Silent { throttle_ms: i32 },
+    /// Close the connection (already logged).
+    Close,
+}
+
+/// (api key, from a follower, version, when read): timed until the response is written.
+type Timed = (i16, bool, i16, std::time::Instant);
+
+/// Handles one request: the handler, the client's quotas, and the encoded response.
+#[allow(clippy::too_many_arguments)]
+async fn handle(
+    ctx: Arc<BrokerContext>,
+    caller: Caller,
+    client_id: String,
+    header: kafka_protocol::messages::RequestHeader,
+    request: RequestKind,
+    frame_len: usize,
+    from_follower: bool,
+    release: api::Release,
+) -> Outcome {
+    let started = std::time::Instant::now();
+    let timed = (header.request_api_key, from_follower, header.request_api_version, started);
+    let mut response = api::handle_releasing(&ctx, &caller, &header, request, &release).await;
+    let mut throttle_ms = 0;
+    if !from_follower && ctx.quotas.any() {
+        let produced = (header.request_api_key == ApiKey::Produce as i16).then_some(frame_len);
+        throttle_ms = charge(&ctx, &caller.principal.name, &client_id, produced, &response, started.elapsed());
+        if throttle_ms > 0 {
+            tracing::debug!(throttle_ms, "client over its quota: answered with throttle_time_ms and muted for as long");
+            if let Ok(Some(r)) = &mut response {
+                api::set_throttle(r, throttle_ms);
+            }
         }
     }
+    match response {
+        Ok(None) => {
+            METRICS.request(header.request_api_key, from_follower, header.request_api_version, started.elapsed());
+            Outcome::Silent { throttle_ms }
+        }
+        Ok(Some(mut r)) => match codec::encode_response(&header, &mut r) {
+            Ok(bytes) => Outcome::Answer { bytes, throttle_ms, timed },
+            Err(e) => {
+                tracing::error!(error = %e, "could not encode a response; closing the connection");
+                Outcome::Close
+            }
+        },
+        Err(e) => {
+            tracing::error!(error = %e, "closing the connection");
+            Outcome::Close
+        }
+    }
+}
+
+/// The outcome of a request that finished in a task of its own.
+fn joined(result: Result<Outcome, tokio::task::JoinError>, span: &tracing::Span) -> Outcome {
+    result.unwrap_or_else(|e| {
+        let _in_request = span.enter();
+        tracing::error!(error = %e, "a request's handling failed; closing the connection (the client retries)");
+        Outcome::Close
+    })
+}
+
+/// Writes an outcome; false when the connection ends here.
+async fn answer<W: AsyncWrite + Unpin>(writer: &mut W, outcome: Outcome, drain: &CancellationToken) -> bool {
+    let throttle_ms = match outcome {
+        Outcome::Close => return false,
+        Outcome::Silent { throttle_ms } => throttle_ms,
+        Outcome::Answer { bytes, throttle_ms, timed } => {
+            if writer.write_all(&bytes).await.is_err() || writer.flush().await.is_err() {
+                return false;
+            }
+            let (key, from_follower, version, started) = timed;
+            METRICS.request(key, from_follower, version, started.elapsed());
+            throttle_ms
+        }
+    };
+    throttle_ms <= 0 || mute(throttle_ms, drain).await
+}
+
+/// Waits for every request in flight, oldest first, and writes their answers; false when
+/// the connection ends meanwhile.
+async fn finish_all<W: AsyncWrite + Unpin>(
+    in_flight: &mut VecDeque<InFlight>,
+    writer: &mut W,
+    drain: &CancellationToken,
+    abort: &CancellationToken,
+) -> bool {
+    while let Some(mut front) = in_flight.pop_front() {
+        let outcome = tokio::select! {
+            r = &mut front.task => joined(r, &front.span),
+            _ = abort.cancelled() => {
+                tracing::info!(requests = in_flight.len() + 1, "shutting down: abandoned requests still waiting for their answers after the grace period; the client will retry");
+                front.task.abort();
+                return false;
+            }
+        };
+        if !answer(writer, outcome, drain).await {
+            return false;
+        }
+    }
+    true
 }
 
 /// Charges one request to its client's quotas: produce bytes, fetch response bytes, and

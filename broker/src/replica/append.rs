@@ -44,6 +44,13 @@ pub(crate) struct Pending {
     required: Required,
 }
 
+impl Pending {
+    /// Whether completing it waits for anything (the ISR or the flush).
+    pub(crate) fn waits(&self) -> bool {
+        self.required.replication || self.required.flush
+    }
+}
+
 /// What [`ReplicaManager::append_to_leader`] wrote.
 #[derive(Clone)]
 pub(crate) struct Written {
