@@ -12,7 +12,8 @@
 #                                                    broker's /metrics URL), KBENCH (the
 #                                                    kbench binary) and BROKER_PID set
 #
-# TRIBUTARY_BIN=/dir/with/broker+coordinator runs those binaries instead of building
+# BROKERS=3 starts three brokers instead of one (PORT, PORT+1, PORT+2; the first is the
+# bootstrap). TRIBUTARY_BIN=/dir/with/broker+coordinator runs those binaries instead of building
 # (an A/B comparison with an older build). HARNESS=/path/to/shared/bench overrides where
 # the harness is; results go to
 # $OUT (default ./kbench-<mode>-<date>.json). Run nothing else meanwhile.
@@ -54,17 +55,29 @@ TRIBUTARY_HTTP_LISTEN=127.0.0.1:$((PORT + 200)) TRIBUTARY_REST_LISTEN=127.0.0.1:
   "$BIN/coordinator" >"$DIR/coordinator.log" 2>&1 &
 coordinator=$!
 pids+=("$coordinator")
-TRIBUTARY_BROKER_ID=1 TRIBUTARY_LISTENERS=PLAINTEXT://127.0.0.1:$PORT TRIBUTARY_ADVERTISED_LISTENERS=PLAINTEXT://127.0.0.1:$PORT \
-TRIBUTARY_DATA_DIR="$DIR/broker-1" TRIBUTARY_OFFSETS_TOPIC_REPLICATION_FACTOR=1 \
-TRIBUTARY_TRANSACTION_STATE_LOG_REPLICATION_FACTOR=1 TRIBUTARY_METRICS_LISTEN=127.0.0.1:$((PORT + 400)) \
-  "$BIN/broker" >"$DIR/broker.log" 2>&1 &
-broker=$!
-pids+=("$broker")
-for _ in $(seq 1 60); do
-  if (exec 3<>/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null; then break; fi
-  sleep 0.5
+# BROKERS=n starts n brokers on PORT, PORT+1, ... (internal topics replicated to up to three).
+BROKERS=${BROKERS:-1}
+INTERNAL_RF=$((BROKERS < 3 ? BROKERS : 3))
+broker_pids=()
+for i in $(seq 1 "$BROKERS"); do
+  port=$((PORT + i - 1))
+  log="$DIR/broker.log"
+  [ "$BROKERS" = 1 ] || log="$DIR/broker-$i.log"
+  TRIBUTARY_BROKER_ID=$i TRIBUTARY_LISTENERS=PLAINTEXT://127.0.0.1:$port TRIBUTARY_ADVERTISED_LISTENERS=PLAINTEXT://127.0.0.1:$port \
+  TRIBUTARY_DATA_DIR="$DIR/broker-$i" TRIBUTARY_OFFSETS_TOPIC_REPLICATION_FACTOR=$INTERNAL_RF \
+  TRIBUTARY_TRANSACTION_STATE_LOG_REPLICATION_FACTOR=$INTERNAL_RF TRIBUTARY_METRICS_LISTEN=127.0.0.1:$((PORT + 400 + i - 1)) \
+    "$BIN/broker" >"$log" 2>&1 &
+  broker_pids+=("$!")
+  pids+=("$!")
 done
-OURS="tributary=127.0.0.1:$PORT@$broker,$coordinator,$zk"
+broker=${broker_pids[0]}
+for i in $(seq 1 "$BROKERS"); do
+  for _ in $(seq 1 60); do
+    if (exec 3<>/dev/tcp/127.0.0.1/"$((PORT + i - 1))") 2>/dev/null; then break; fi
+    sleep 0.5
+  done
+done
+OURS="tributary=127.0.0.1:$PORT@$(IFS=,; echo "${broker_pids[*]}"),$coordinator,$zk"
 OUT=${OUT:-$ROOT/kbench-$MODE-$(date +%Y%m%d-%H%M).json}
 case "$MODE" in
   run) python3 "$HARNESS/bench.py" run --broker "$OURS" --out "$OUT" "$@" ;;
@@ -73,7 +86,7 @@ case "$MODE" in
     python3 "$HARNESS/bench.py" compare --broker "$OURS" --broker "$PEER" --out "$OUT" "$@"
     ;;
   exec)
-    BROKER=127.0.0.1:$PORT METRICS=http://127.0.0.1:$((PORT + 400))/metrics BROKER_PID=$broker \
+    BROKER=127.0.0.1:$PORT METRICS=http://127.0.0.1:$((PORT + 400))/metrics BROKER_PID=$broker BROKER_PIDS="${broker_pids[*]}" \
       KBENCH=${KBENCH_BUILD:-$HOME/.cache/kbench}/kbench "$@"
     exit
     ;;

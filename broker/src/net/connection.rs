@@ -3,7 +3,8 @@
 //! One departure: a produce whose records are appended and which only waits for its answer
 //! (the flush or the ISR) [releases](api::Release) the connection, which reads and runs the next
 //! request meanwhile, so that a producer's pipelined requests share one group commit
-//! instead of each waiting for a flush of its own behind the one before.
+//! instead of each waiting for a flush of its own behind the one before. Not while client
+//! quotas are configured: a throttle then mutes the connection before its next request.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -352,7 +353,9 @@ pub(crate) async fn serve_in_span<R, W>(
                     handle(ctx.clone(), caller.clone(), client_id.clone(), header, request, frame_len, from_follower, release)
                         .instrument(span.clone()),
                 );
-                let mut unreleased = false;
+                // With client quotas configured, a throttled answer must mute the connection
+                // before the next request is read (KIP-219), as Kafka's does: no pipelining.
+                let mut unreleased = ctx.quotas.any();
                 let outcome = loop {
                     tokio::select! {
                         biased;
