@@ -188,7 +188,8 @@ pub(crate) async fn serve_in_span<R, W>(
     let mut reader = BufReader::with_capacity(64 * 1024, reader);
     let mut writer = BufWriter::with_capacity(64 * 1024, writer);
     let max = ctx.config.socket_request_max_bytes as usize;
-    let mut client_id = String::new();
+    // Shared with each request's handling: a clone per request is a reference count.
+    let mut client_id: Arc<str> = Arc::from("");
     let mut authenticator = security.sasl.clone().map(Authenticator::new);
     // A SASL connection has this long to authenticate, and its frames are small until it has.
     let deadline = tokio::time::Instant::now() + AUTHENTICATION_DEADLINE;
@@ -260,9 +261,9 @@ pub(crate) async fn serve_in_span<R, W>(
         let reply = match codec::decode(frame) {
             Decoded::Request(header, request) => {
                 if let Some(id) = &header.client_id {
-                    if client_id != id.as_str() {
-                        client_id = id.as_str().to_string();
-                        tracing::Span::current().record("client_id", client_id.as_str());
+                    if *client_id != *id.as_str() {
+                        client_id = Arc::from(id.as_str());
+                        tracing::Span::current().record("client_id", &*client_id);
                     }
                 }
                 let request = match &mut authenticator {
@@ -453,7 +454,7 @@ type Timed = (i16, bool, i16, std::time::Instant);
 async fn handle(
     ctx: Arc<BrokerContext>,
     caller: Caller,
-    client_id: String,
+    client_id: Arc<str>,
     header: kafka_protocol::messages::RequestHeader,
     request: RequestKind,
     frame_len: usize,

@@ -200,8 +200,9 @@ impl ReplicaManager {
     }
 
     /// Holds a writer while the log store's write backlog is over its bound (see
-    /// `log::flush`): acks=0 produce and the replica fetcher call it, [`Self::complete`]
-    /// does for everything else.
+    /// `log::flush`): produce calls it before releasing its connection (and for acks=0),
+    /// the replica fetcher after each fetch, and [`Self::complete`] for every write that
+    /// does not wait for a flush.
     pub(crate) async fn pace(&self) {
         self.store.pace().await;
     }
