@@ -158,7 +158,7 @@ impl LogStore {
             // producer batch over 128 KiB (librdkafka's default batch.size is 1 MB). 8 MiB
             // segments keep batches up to 2 MiB (above message.max.bytes) in the log.
             .segment_size(SEGMENT_SIZE)
-            .flush_every_ms(policy.interval_ms)
+            .flush_every_ms(flush::sled_flush_period(policy.interval_ms))
             .cache_capacity(256 * 1024 * 1024)
             .open()
             .map_err(storage(format!("opening {}", dir.display())))?;
