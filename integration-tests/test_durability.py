@@ -97,6 +97,10 @@ def test_a_clean_restart_takes_closed_chunks_and_producer_state_from_what_the_sh
     wait_until(lambda: opened.search(broker.log()[log_before:]), timeout=30, what="the partition to open")
     summarized, read = map(int, opened.search(broker.log()[log_before:]).groups())
     assert (summarized, read) == (19, 1), "only the open chunk is read back"
+    # The restarted broker opens the partition while the controller still has it leaderless
+    # (its only replica was gone); wait for the leadership it then gets, not the view's old one.
+    wait_until(lambda: "became leader tp=snapshotted-0" in broker.log()[log_before:], timeout=30,
+               what="the restarted broker to lead snapshotted-0")
     assert producer_state() == before, "the producer's state comes back from the snapshot"
     # The same producer goes on where it was; every record reads back in order.
     producer.produce(topic, value=b"v20", partition=0)
