@@ -69,9 +69,7 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
     if size as usize > max {
         return Err(FrameError::TooLarge { size: i64::from(size), max });
     }
-    let mut frame = BytesMut::zeroed(size as usize);
-    reader.read_exact(&mut frame).await?;
-    Ok(Some(frame))
+    Ok(Some(tributary_common::kafka_client::read_body(reader, size as usize).await?))
 }
 
 /// Serves one client connection until it closes or misbehaves, or `drain` fires (then the
