@@ -21,20 +21,12 @@ AFTER_SMALL=${3:-}
 SIZE=1024
 COUNT=1000000
 
-# bench.py's record file (record_file in integration-tests/bench.py): `size` bytes per line.
-records() {
-  local size=$1 count=$2 path="${TMPDIR:-/tmp}/tributary-bench-${1}x${2}.txt"
-  if [ "$(stat -c %s "$path" 2>/dev/null || echo 0)" != $((size * count)) ]; then
-    python3 -c "
-import os, sys
-size, count = int(sys.argv[1]), int(sys.argv[2])
-line = (os.urandom(size).hex()[: size - 1] + '\n').encode()
-with open(sys.argv[3], 'wb') as f:
-    for _ in range(count // 10000):
-        f.write(line * 10000)
-    f.write(line * (count % 10000))" "$size" "$count" "$path"
-  fi
-  echo "$path"
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# bench.py's own record file (record_file in integration-tests/bench.py), so both runs read
+# the very file bench.py reads.
+records() { # size count
+  (cd "$ROOT/integration-tests" && "$ROOT/.venv/bin/python" -c \
+    'import sys; from bench import record_file; print(record_file(int(sys.argv[1]), int(sys.argv[2])))' "$1" "$2")
 }
 
 new_topic() {
