@@ -38,6 +38,9 @@ fi
 start=$(date +%s.%N)
 env -i "${envs[@]}" "$exe" "${args[@]:1}" >"$log" 2>&1 &
 pid=$!
+# Whatever ends the script from here, the restarted broker (not one of scripts/kbench.sh's
+# processes, so not in its teardown) goes with it, before that teardown removes its data.
+trap 'kill -TERM "$pid" 2>/dev/null || true' EXIT
 until grep -q "accepting Kafka clients" "$log"; do
   kill -0 "$pid" 2>/dev/null || { echo "the restarted broker exited; its log: $log" >&2; exit 1; }
   sleep 0.05
@@ -50,4 +53,5 @@ echo "malloc_conf=${_RJEM_MALLOC_CONF:-built-in} GiB=$GIB produce ${mib_s} MiB/s
   "faults $faults, CPU $((ticks * 10)) ms, RSS $(rss_mib "$pid") MiB"
 kill -TERM "$pid"
 wait "$pid" || true
+trap - EXIT
 rm -f "$log"
