@@ -9,6 +9,10 @@
 # Each round: a fresh topic of six partitions (replication factor 3 with three brokers,
 # else 1), then 1,000,000 records of 1 KiB from kbench; CPU and faults from
 # /proc/<pid>/stat of every broker, idle from /proc/stat, around the produce.
+# WARM_GIB=n writes and deletes an n GiB file before each round (outside what is measured),
+# so that the round starts with that much freed memory the host still backs (README, "The
+# machine's memory, measured"; with the page reporting settings WARM_MEMORY_GIB in
+# scripts/kbench.sh sets).
 set -euo pipefail
 : "${KBENCH:?run this under scripts/kbench.sh exec}" "${BROKER:?}" "${BROKER_PID:?}"
 ROUNDS=${1:-3}
@@ -29,6 +33,11 @@ for _ in $(seq "$ROUNDS"); do
   topic=cpu-$RANDOM
   "$KBENCH" create -b "$BROKER" -t "$topic" -p 6 -r "$rf" >/dev/null
   sleep 2
+  if [ -n "${WARM_GIB:-}" ]; then
+    warm=$(mktemp "${TMPDIR:-/tmp}/warm.XXXXXX")
+    dd if=/dev/zero of="$warm" bs=1M count=$((WARM_GIB * 1024)) status=none
+    rm -f "$warm"
+  fi
   sync
   read -r f0 t0 < <(brokers)
   read -r all0 idle0 < <(machine)

@@ -17,6 +17,16 @@
 # (an A/B comparison with an older build). HARNESS=/path/to/shared/bench overrides where
 # the harness is; results go to
 # $OUT (default ./kbench-<mode>-<date>.json). Run nothing else meanwhile.
+#
+# WARM_MEMORY_GIB=n (a measurement of the machine, not of the broker; needs root): this VM
+# hands free memory back to its host (virtio-balloon free page reporting), and writing into
+# such memory again costs a host fault per page, for the page cache and for every process
+# alike (README, "Fresh memory on this machine"). With n set, the run first asks the
+# kernel to keep freed pages for five minutes before reporting them, and up to 32 GiB of
+# them (min_free_ms and max_waiting_mib in /sys/module/page_reporting/parameters/,
+# parameters of this machine's kernel), then writes and deletes an n GiB file, so that
+# what the run writes lands in memory the host still backs. The old settings are put back
+# on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -43,9 +53,27 @@ stop() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   if [ "$MODE" = compare ]; then "$HARNESS/peers.sh" stop >/dev/null 2>&1 || true; fi
+  if [ -n "${REPORTING_WAS:-}" ]; then
+    echo "${REPORTING_WAS% *}" >"$REPORTING/min_free_ms" || true
+    echo "${REPORTING_WAS#* }" >"$REPORTING/max_waiting_mib" || true
+  fi
   rm -rf "$DIR"
 }
 trap stop EXIT INT TERM
+
+if [ -n "${WARM_MEMORY_GIB:-}" ]; then
+  REPORTING=/sys/module/page_reporting/parameters
+  if [ ! -w "$REPORTING/min_free_ms" ] || [ ! -w "$REPORTING/max_waiting_mib" ]; then
+    echo "WARM_MEMORY_GIB: this kernel has no $REPORTING/min_free_ms and max_waiting_mib (or this is not root); nothing changed" >&2
+    exit 1
+  fi
+  REPORTING_WAS="$(cat "$REPORTING/min_free_ms") $(cat "$REPORTING/max_waiting_mib")"
+  echo 300000 >"$REPORTING/min_free_ms"
+  echo 32768 >"$REPORTING/max_waiting_mib"
+  dd if=/dev/zero of="$DIR/warm" bs=1M count=$((WARM_MEMORY_GIB * 1024)) status=none
+  rm -f "$DIR/warm"
+  echo "free page reporting held back (min_free_ms 300000, max_waiting_mib 32768; were $REPORTING_WAS) after ${WARM_MEMORY_GIB} GiB written and deleted; put back on exit" >&2
+fi
 
 start_zookeeper "$DIR" "$ZK_PORT" || { kill "$ZOOKEEPER_PID" 2>/dev/null; exit 1; }
 zk=$ZOOKEEPER_PID
@@ -79,6 +107,11 @@ for i in $(seq 1 "$BROKERS"); do
 done
 OURS="tributary=127.0.0.1:$PORT@$(IFS=,; echo "${broker_pids[*]}"),$coordinator,$zk"
 OUT=${OUT:-$ROOT/kbench-$MODE-$(date +%Y%m%d-%H%M).json}
+prev=
+for a in "$@"; do # an --out given to bench.py wins over $OUT: name that file at the end
+  [ "$prev" != --out ] || OUT=$a
+  prev=$a
+done
 case "$MODE" in
   run) python3 "$HARNESS/bench.py" run --broker "$OURS" --out "$OUT" "$@" ;;
   compare)
