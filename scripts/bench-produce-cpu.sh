@@ -35,7 +35,7 @@ for _ in $(seq "$ROUNDS"); do
   sleep 2
   if [ -n "${WARM_GIB:-}" ]; then
     warm=$(mktemp "${TMPDIR:-/tmp}/warm.XXXXXX")
-    dd if=/dev/zero of="$warm" bs=1M count=$((WARM_GIB * 1024)) status=none
+    dd if=/dev/zero of="$warm" bs=1M count=$((WARM_GIB * 1024)) status=none || { rm -f "$warm"; exit 1; }
     rm -f "$warm"
   fi
   sync
